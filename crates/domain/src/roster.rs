@@ -1,0 +1,652 @@
+//! The roster in the 一标三实 model: the community with its grids and compounds, standard
+//! addresses (标准地址), households (户), people (实有人口) and organisations (实有单位).
+
+use std::fmt;
+
+use autosurgeon::{Hydrate, Reconcile};
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{IdSex, check_credit_code, check_phone, parse_id_number};
+use crate::value::{Area, Day, Timestamp};
+use crate::{Collection, Scope, ValidationErrors, record_impl, str_enum};
+
+str_enum! {
+    /// 性别 gender
+    pub enum Gender {
+        /// 男
+        Male = ("male", "男", "male"),
+        /// 女
+        Female = ("female", "女", "female"),
+    }
+}
+
+str_enum! {
+    /// 房屋状态 how a dwelling is used by its owner
+    pub enum Tenure {
+        /// 自住
+        OwnerOccupied = ("owner_occupied", "自住", "owner-occupied"),
+        /// 出租
+        Rented = ("rented", "出租", "rented"),
+        /// 空置
+        Empty = ("empty", "空置", "empty"),
+    }
+}
+
+str_enum! {
+    /// 房屋用途 what a dwelling is for
+    pub enum DwellingUse {
+        /// 住宅
+        Residential = ("residential", "住宅", "residential"),
+        /// 商铺
+        Shop = ("shop", "商铺", "shop"),
+        /// 车位 (counts in ballots where local rules say so)
+        Parking = ("parking", "车位", "parking space"),
+    }
+}
+
+str_enum! {
+    /// 与户主关系 relation to the head of household
+    pub enum Relation {
+        /// 户主
+        Head = ("head", "户主", "head"),
+        /// 配偶
+        Spouse = ("spouse", "配偶", "spouse"),
+        /// 子女
+        Child = ("child", "子女", "child"),
+        /// 父母
+        Parent = ("parent", "父母", "parent"),
+        /// 孙子女
+        Grandchild = ("grandchild", "孙子女", "grandchild"),
+        /// 其他
+        Other = ("other", "其他", "other"),
+        /// 租户
+        Tenant = ("tenant", "租户", "tenant"),
+    }
+}
+
+str_enum! {
+    /// 人口类型 residence type
+    pub enum Residence {
+        /// 户籍 registered here
+        Registered = ("registered", "户籍", "registered"),
+        /// 流动 floating population
+        Floating = ("floating", "流动", "floating"),
+        /// 寄住 staying with relatives
+        Staying = ("staying", "寄住", "staying"),
+    }
+}
+
+str_enum! {
+    /// 证件类型 identity document type
+    pub enum IdType {
+        /// 居民身份证 (18 digits, GB 11643)
+        ResidentId = ("resident_id", "居民身份证", "resident ID card"),
+        /// 护照
+        Passport = ("passport", "护照", "passport"),
+        /// 港澳台居民居住证
+        HkMacaoTaiwan = ("hmt_permit", "港澳台居民居住证", "HK/Macao/Taiwan residence permit"),
+        /// 外国人永久居留身份证
+        ForeignPermanent = ("foreign_permanent", "外国人永久居留身份证", "foreigner's permanent residence ID"),
+        /// 其他证件
+        Other = ("other", "其他证件", "other"),
+    }
+}
+
+str_enum! {
+    /// 小区类型 how a compound is enclosed
+    pub enum CompoundKind {
+        /// 封闭式
+        Gated = ("gated", "封闭式", "gated"),
+        /// 半封闭式
+        HalfOpen = ("half_open", "半封闭式", "half-open"),
+        /// 开放式
+        Open = ("open", "开放式", "open"),
+    }
+}
+
+str_enum! {
+    /// 单位类型 organisation type
+    pub enum OrgKind {
+        /// 商铺
+        Shop = ("shop", "商铺", "shop"),
+        /// 企业
+        Company = ("company", "企业", "company"),
+        /// 学校
+        School = ("school", "学校", "school"),
+        /// 医疗机构
+        Clinic = ("clinic", "医疗机构", "clinic"),
+        /// 机关事业单位
+        Public = ("public", "机关事业单位", "public body"),
+        /// 社会组织
+        Association = ("association", "社会组织", "association"),
+        /// 其他
+        Other = ("other", "其他", "other"),
+    }
+}
+
+/// 网格 a grid worker's area.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct Grid {
+    /// Grid id, e.g. `G01`.
+    #[key]
+    pub id: String,
+    /// Display name, e.g. `第一网格`.
+    pub name: String,
+    /// The grid worker in charge (网格员).
+    pub worker: String,
+}
+
+/// 小区 a residential compound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct Compound {
+    /// Name, unique in the community, e.g. `幸福里小区`.
+    #[key]
+    pub name: String,
+    /// Gated, half-open or open.
+    pub kind: CompoundKind,
+}
+
+/// A category of service requests with its deadline (处置时限).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct RequestCategory {
+    /// Code, e.g. `utilities`.
+    #[key]
+    pub code: String,
+    /// Display name, e.g. `水电气暖`.
+    pub name: String,
+    /// Hours from report to the deadline.
+    pub deadline_hours: u32,
+}
+
+/// 社区 the community: one document with its grids, compounds and settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct Community {
+    /// Community id (also every record's `scope.community`).
+    pub id: String,
+    /// Always [`Collection::Community`].
+    pub collection: Collection,
+    /// Community-wide scope.
+    pub scope: Scope,
+    /// 社区名称, e.g. `幸福社区`.
+    pub name: String,
+    /// 街道 the street office's area.
+    pub street: String,
+    /// 网格
+    pub grids: Vec<Grid>,
+    /// 小区
+    pub compounds: Vec<Compound>,
+    /// 诉求类别 with deadlines.
+    pub request_categories: Vec<RequestCategory>,
+    /// When the community was created.
+    pub created: Timestamp,
+}
+
+impl Community {
+    /// A new community with the default request categories (deadlines seen in practice).
+    pub fn new(id: &str, name: &str, created: Timestamp) -> Community {
+        Community {
+            id: id.to_string(),
+            collection: Collection::Community,
+            scope: Scope::community(id),
+            name: name.to_string(),
+            street: String::new(),
+            grids: Vec::new(),
+            compounds: Vec::new(),
+            request_categories: crate::request::default_categories(),
+            created,
+        }
+    }
+}
+
+record_impl!(
+    Community,
+    Collection::Community,
+    |s| s.name.clone(),
+    |v, _today| {
+        v.require("name", &s.name);
+        for (i, g) in s.grids.iter().enumerate() {
+            v.nested(&format!("grids[{i}]"), |v| v.require("id", &g.id));
+        }
+        for (i, c) in s.request_categories.iter().enumerate() {
+            if c.deadline_hours == 0 {
+                v.error(
+                    &format!("request_categories[{i}].deadline_hours"),
+                    "must be at least 1 hour",
+                );
+            }
+        }
+    }
+);
+
+/// 标准地址 a standard address: compound + building + unit + room.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Hydrate, Reconcile,
+)]
+pub struct Address {
+    /// 小区
+    pub compound: String,
+    /// 楼栋, e.g. `3`
+    pub building: String,
+    /// 单元, e.g. `2`
+    pub unit: String,
+    /// 房屋 (room number, floor first), e.g. `501`
+    pub room: String,
+}
+
+impl Address {
+    fn validate(&self, v: &mut crate::validate::Validator) {
+        v.require("compound", &self.compound);
+        v.require("building", &self.building);
+        v.require("unit", &self.unit);
+        v.require("room", &self.room);
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}栋{}单元{}室",
+            self.compound, self.building, self.unit, self.room
+        )
+    }
+}
+
+/// An owner of a dwelling (业主), for owners' ballots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct Owner {
+    /// Stable key of the owner across dwellings (a buyer of several parts counts once in a
+    /// ballot's headcount): a person id, or `developer` for unsold parts.
+    #[key]
+    pub key: String,
+    /// Name as registered.
+    pub name: String,
+}
+
+/// 户 a household and the dwelling it lives in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct Household {
+    /// Household id, e.g. `hh-000123`.
+    pub id: String,
+    /// Always [`Collection::Household`].
+    pub collection: Collection,
+    /// Community and grid.
+    pub scope: Scope,
+    /// 标准地址
+    pub address: Address,
+    /// 专有部分面积 registered exclusive floor area.
+    pub area: Area,
+    /// 用途
+    pub usage: DwellingUse,
+    /// 自住 / 出租 / 空置
+    pub tenure: Tenure,
+    /// 业主 owners of the dwelling.
+    pub owners: Vec<Owner>,
+    /// 户主 the head's person id.
+    pub head: Option<String>,
+    /// Members' person ids (each a [`Person`] document).
+    pub members: Vec<String>,
+    /// Household tags (free-form).
+    pub tags: Vec<String>,
+    /// 备注
+    pub notes: String,
+    /// 最近走访 the day of the last visit.
+    pub last_visit: Option<Day>,
+}
+
+record_impl!(
+    Household,
+    Collection::Household,
+    |s| s.address.to_string(),
+    |v, _today| {
+        v.nested("address", |v| s.address.validate(v));
+        if s.scope.grid.as_deref().unwrap_or("").is_empty() {
+            v.error("scope.grid", "a household belongs to a grid");
+        }
+        if let Some(head) = &s.head {
+            if !s.members.contains(head) {
+                v.error("head", "the head must be one of the members");
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, m) in s.members.iter().enumerate() {
+            if !seen.insert(m) {
+                v.error(&format!("members[{i}]"), "is listed twice");
+            }
+        }
+    }
+);
+
+/// 实有人口 a person: everything but the sensitive fields (those are in [`Sensitive`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct Person {
+    /// Person id, e.g. `p-0000123`.
+    pub id: String,
+    /// Always [`Collection::Person`].
+    pub collection: Collection,
+    /// Community and grid (the household's).
+    pub scope: Scope,
+    /// The household id.
+    pub household: String,
+    /// 姓名
+    pub name: String,
+    /// 性别
+    pub gender: Gender,
+    /// 出生日期
+    pub birth: Day,
+    /// 与户主关系
+    pub relation: Relation,
+    /// 户籍 / 流动 / 寄住
+    pub residence: Residence,
+    /// 民族
+    pub ethnicity: String,
+    /// 迁入日期
+    pub moved_in: Option<Day>,
+    /// 迁出日期 (moved out: kept on the roster as history)
+    pub moved_out: Option<Day>,
+    /// 死亡日期
+    pub deceased: Option<Day>,
+    /// 工作单位
+    pub workplace: String,
+    /// 备注 (visit notes)
+    pub notes: String,
+}
+
+/// The sensitive fields of a person (个人敏感信息).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct SensitiveFields {
+    /// 证件类型
+    pub id_type: IdType,
+    /// 证件号码
+    pub id_number: String,
+    /// 联系电话
+    pub phone: String,
+    /// 重点人群 attention tags
+    pub tags: Vec<String>,
+    /// 健康状况
+    pub health: String,
+}
+
+/// A person's sensitive part, one small document of its own (id `<person id>.pii`), so that
+/// it can be encrypted under its own key and erased whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct Sensitive {
+    /// Document id: `<person id>.pii`.
+    pub id: String,
+    /// Always [`Collection::Sensitive`].
+    pub collection: Collection,
+    /// Same scope as the person.
+    pub scope: Scope,
+    /// The person id.
+    pub person: String,
+    /// The fields.
+    pub fields: SensitiveFields,
+}
+
+impl Sensitive {
+    /// The document id of a person's sensitive part.
+    pub fn doc_id(person: &str) -> String {
+        format!("{person}.pii")
+    }
+}
+
+record_impl!(
+    Sensitive,
+    Collection::Sensitive,
+    |s| s.person.clone(),
+    |v, _today| {
+        if s.id != Sensitive::doc_id(&s.person) {
+            v.error("id", "must be the person id followed by .pii");
+        }
+    }
+);
+
+/// A whole person as screens, imports and edits see it: [`Person`] and [`SensitiveFields`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonRecord {
+    /// The non-sensitive part.
+    #[serde(flatten)]
+    pub person: Person,
+    /// The sensitive part.
+    #[serde(flatten)]
+    pub sensitive: SensitiveFields,
+}
+
+impl PersonRecord {
+    /// The two documents this person is stored as.
+    pub fn split(&self) -> (Person, Sensitive) {
+        let s = Sensitive {
+            id: Sensitive::doc_id(&self.person.id),
+            collection: Collection::Sensitive,
+            scope: self.person.scope.clone(),
+            person: self.person.id.clone(),
+            fields: self.sensitive.clone(),
+        };
+        (self.person.clone(), s)
+    }
+
+    /// Validates both parts and their consistency: an 18-digit ID number must carry the
+    /// person's birth date and a sequence digit of the person's sex.
+    pub fn validate(&self, today: Day) -> Result<(), ValidationErrors> {
+        let p = &self.person;
+        let s = &self.sensitive;
+        let mut v = crate::validate::Validator::new();
+        v.require("id", &p.id);
+        v.require("scope.community", &p.scope.community);
+        v.require("household", &p.household);
+        v.require("name", &p.name);
+        if p.name.chars().count() > 40 {
+            v.error("name", "is longer than 40 characters");
+        }
+        if p.birth > today {
+            v.error("birth", format!("{} is in the future", p.birth));
+        }
+        for (field, day) in [
+            ("moved_in", p.moved_in),
+            ("moved_out", p.moved_out),
+            ("deceased", p.deceased),
+        ] {
+            if let Some(day) = day {
+                if day < p.birth {
+                    v.error(field, format!("{day} is before the birth date {}", p.birth));
+                }
+                if day > today {
+                    v.error(field, format!("{day} is in the future"));
+                }
+            }
+        }
+        if let (Some(i), Some(o)) = (p.moved_in, p.moved_out) {
+            if o < i {
+                v.error("moved_out", "is before moved_in");
+            }
+        }
+        match s.id_type {
+            IdType::ResidentId => match parse_id_number(&s.id_number, today) {
+                Err(e) => v.error("id_number", e),
+                Ok(info) => {
+                    if info.birth != p.birth {
+                        v.error(
+                            "id_number",
+                            format!(
+                                "its birth date {} differs from the birth date {}",
+                                info.birth, p.birth
+                            ),
+                        );
+                    }
+                    let sex = match p.gender {
+                        Gender::Male => IdSex::Male,
+                        Gender::Female => IdSex::Female,
+                    };
+                    if info.sex != sex {
+                        v.error(
+                            "id_number",
+                            format!(
+                                "its sequence digit says {}, the person is {}",
+                                if info.sex == IdSex::Male {
+                                    "male"
+                                } else {
+                                    "female"
+                                },
+                                p.gender.en()
+                            ),
+                        );
+                    }
+                }
+            },
+            _ => {
+                let n = s.id_number.trim();
+                if n.len() < 5 || n.len() > 30 {
+                    v.error("id_number", "must have 5 to 30 characters");
+                }
+            }
+        }
+        if !s.phone.trim().is_empty() {
+            v.check("phone", check_phone(&s.phone));
+        }
+        for (i, t) in s.tags.iter().enumerate() {
+            if t.trim().is_empty() {
+                v.error(&format!("tags[{i}]"), "is empty");
+            }
+        }
+        v.finish()
+    }
+}
+
+/// 实有单位 an organisation at an address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct Organisation {
+    /// Organisation id, e.g. `org-0012`.
+    pub id: String,
+    /// Always [`Collection::Organisation`].
+    pub collection: Collection,
+    /// Community and grid.
+    pub scope: Scope,
+    /// 单位名称
+    pub name: String,
+    /// 统一社会信用代码 (GB 32100), empty when the organisation has none (e.g. a stall).
+    pub credit_code: String,
+    /// 单位类型
+    pub kind: OrgKind,
+    /// 地址
+    pub address: Address,
+    /// 联系人
+    pub contact_name: String,
+    /// 联系电话 (sensitive: masked on screen)
+    pub contact_phone: String,
+    /// 备注
+    pub notes: String,
+}
+
+record_impl!(
+    Organisation,
+    Collection::Organisation,
+    |s| s.name.clone(),
+    |v, _today| {
+        v.require("name", &s.name);
+        if !s.credit_code.trim().is_empty() {
+            v.check("credit_code", check_credit_code(&s.credit_code));
+        }
+        v.nested("address", |v| s.address.validate(v));
+        if !s.contact_phone.trim().is_empty() {
+            v.check("contact_phone", check_phone(&s.contact_phone));
+        }
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> Day {
+        Day::ymd(2026, 11, 24).unwrap()
+    }
+
+    fn person(id_number: &str, gender: Gender, birth: Day) -> PersonRecord {
+        PersonRecord {
+            person: Person {
+                id: "p-1".into(),
+                collection: Collection::Person,
+                scope: Scope::grid("c1", "G01"),
+                household: "hh-1".into(),
+                name: "张伟".into(),
+                gender,
+                birth,
+                relation: Relation::Head,
+                residence: Residence::Registered,
+                ethnicity: "汉族".into(),
+                moved_in: None,
+                moved_out: None,
+                deceased: None,
+                workplace: String::new(),
+                notes: String::new(),
+            },
+            sensitive: SensitiveFields {
+                id_type: IdType::ResidentId,
+                id_number: id_number.into(),
+                phone: "13812345678".into(),
+                tags: vec![],
+                health: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn id_number_must_match_birth_and_sex() {
+        let birth = Day::ymd(1949, 12, 31).unwrap();
+        assert!(
+            person("11010519491231002X", Gender::Female, birth)
+                .validate(today())
+                .is_ok()
+        );
+        let e = person("11010519491231002X", Gender::Male, birth)
+            .validate(today())
+            .unwrap_err();
+        assert!(
+            e.has("id_number") && e.to_string().contains("sequence digit"),
+            "{e}"
+        );
+        let e = person(
+            "11010519491231002X",
+            Gender::Female,
+            Day::ymd(1950, 1, 1).unwrap(),
+        )
+        .validate(today())
+        .unwrap_err();
+        assert!(e.to_string().contains("differs from the birth date"), "{e}");
+        let e = person("110105194912310021", Gender::Female, birth)
+            .validate(today())
+            .unwrap_err();
+        assert_eq!(e.first_field(), "id_number");
+    }
+
+    #[test]
+    fn required_fields_and_phone_are_named() {
+        let mut p = person(
+            "11010519491231002X",
+            Gender::Female,
+            Day::ymd(1949, 12, 31).unwrap(),
+        );
+        p.person.name = " ".into();
+        p.sensitive.phone = "123".into();
+        let e = p.validate(today()).unwrap_err();
+        assert!(e.has("name") && e.has("phone"), "{e}");
+    }
+
+    #[test]
+    fn person_record_json_is_flat_and_round_trips() {
+        let p = person(
+            "11010519491231002X",
+            Gender::Female,
+            Day::ymd(1949, 12, 31).unwrap(),
+        );
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["name"], "张伟");
+        assert_eq!(v["id_number"], "11010519491231002X");
+        assert_eq!(v["gender"], "female");
+        let back: PersonRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, p);
+        let (person, sensitive) = p.split();
+        assert_eq!(sensitive.id, "p-1.pii");
+        assert_eq!(person.id, "p-1");
+    }
+}
