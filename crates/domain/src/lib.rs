@@ -6,12 +6,14 @@
 //! [`Reconcile`] (the document mapping) and serde (JSON for import, export and scripts); list
 //! items carry `#[key]` so that concurrent edits merge per item. The main trait is [`Record`].
 //!
-//! A person is two documents: [`Person`] (name, household, relation, …) and [`Sensitive`] (ID
-//! number, phone, attention tags, health), so that sensitive data can be encrypted and erased
-//! on its own (see `ARCHITECTURE.md`). [`PersonRecord`] joins them for screens and edits.
+//! A household is two documents: the [`Household`] with its members ([`Person`]: name, birth,
+//! relation, …) and its [`Sensitive`] document (each member's ID number, phone, attention
+//! tags, health), so that sensitive data can be withheld, encrypted and erased on its own (see
+//! `ARCHITECTURE.md`). [`PersonRecord`] joins a member and their sensitive fields.
 
 pub mod ballot;
 pub mod board;
+pub mod interchange;
 pub mod mask;
 pub mod request;
 pub mod roster;
@@ -42,9 +44,9 @@ str_enum! {
         Community = ("community", "社区", "community"),
         /// 户 households
         Household = ("households", "户", "households"),
-        /// 实有人口 people (their non-sensitive part)
+        /// 实有人口 people: members of households, listed from the household documents
         Person = ("people", "实有人口", "people"),
-        /// a person's sensitive part: ID number, phone, attention tags, health
+        /// a household's sensitive document: its members' ID numbers, phones, tags, health
         Sensitive = ("sensitive", "敏感信息", "sensitive data"),
         /// 实有单位 organisations
         Organisation = ("organisations", "实有单位", "organisations"),
@@ -150,3 +152,83 @@ pub const STANDARD_TAGS: &[(&str, &str)] = &[
     ("流动人口", "floating population"),
     ("重点关注", "under attention"),
 ];
+
+/// Declares [`AnyRecord`] over every document type.
+macro_rules! any_record {
+    ($($variant:ident($ty:ty)),+ $(,)?) => {
+        /// Any record, as stored: one variant per document type.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(untagged)]
+        pub enum AnyRecord {
+            $(
+                #[doc = concat!("A [`", stringify!($ty), "`].")]
+                $variant($ty),
+            )+
+        }
+
+        impl AnyRecord {
+            /// The document id.
+            pub fn id(&self) -> &str {
+                match self { $(AnyRecord::$variant(r) => r.id()),+ }
+            }
+            /// The collection.
+            pub fn collection(&self) -> Collection {
+                match self { $(AnyRecord::$variant(_) => <$ty as Record>::COLLECTION),+ }
+            }
+            /// The replication scope.
+            pub fn scope(&self) -> &Scope {
+                match self { $(AnyRecord::$variant(r) => r.scope()),+ }
+            }
+            /// A one-line summary.
+            pub fn title(&self) -> String {
+                match self { $(AnyRecord::$variant(r) => r.title()),+ }
+            }
+            /// Validates the record on its own.
+            pub fn validate(&self, today: Day) -> Result<(), ValidationErrors> {
+                match self { $(AnyRecord::$variant(r) => r.validate(today)),+ }
+            }
+            /// Moves the record to another community (import into a store).
+            pub fn set_community(&mut self, community: &str) {
+                match self { $(AnyRecord::$variant(r) => r.scope.community = community.to_string()),+ }
+            }
+            /// Writes the record into an Automerge document (a minimal diff when the document
+            /// already holds an earlier version).
+            pub fn reconcile_into(&self, doc: &mut automerge::AutoCommit) -> Result<(), autosurgeon::ReconcileError> {
+                match self { $(AnyRecord::$variant(r) => autosurgeon::reconcile(doc, r)),+ }
+            }
+            /// Reads a record of `collection` from an Automerge document.
+            pub fn hydrate_from(collection: Collection, doc: &automerge::AutoCommit) -> Result<AnyRecord, autosurgeon::HydrateError> {
+                Ok(match collection {
+                    $(c if c == <$ty as Record>::COLLECTION => AnyRecord::$variant(autosurgeon::hydrate(doc)?),)+
+                    other => return Err(autosurgeon::HydrateError::unexpected(
+                        "a stored collection", other.code().to_string())),
+                })
+            }
+            /// Parses the JSON of a record of `collection`.
+            pub fn from_json(collection: Collection, value: serde_json::Value) -> Result<AnyRecord, serde_json::Error> {
+                Ok(match collection {
+                    $(c if c == <$ty as Record>::COLLECTION => AnyRecord::$variant(serde_json::from_value(value)?),)+
+                    other => return Err(serde::de::Error::custom(format!("{} is not a document collection", other.code()))),
+                })
+            }
+        }
+    };
+}
+
+any_record! {
+    Community(Community),
+    Household(Household),
+    Sensitive(Sensitive),
+    Organisation(Organisation),
+    Visit(Visit),
+    Task(Task),
+    Request(ServiceRequest),
+    Post(HelpPost),
+    Notice(Notice),
+    Ballot(Ballot),
+}
+
+/// Today's date in China Standard Time.
+pub fn today() -> Day {
+    Timestamp::now().day()
+}

@@ -1,6 +1,7 @@
 //! The roster in the 一标三实 model: the community with its grids and compounds, standard
 //! addresses (标准地址), households (户), people (实有人口) and organisations (实有单位).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use autosurgeon::{Hydrate, Reconcile};
@@ -284,8 +285,8 @@ pub struct Household {
     pub owners: Vec<Owner>,
     /// 户主 the head's person id.
     pub head: Option<String>,
-    /// Members' person ids (each a [`Person`] document).
-    pub members: Vec<String>,
+    /// 成员 the people of the household (their sensitive fields are in [`Sensitive`]).
+    pub members: Vec<Person>,
     /// Household tags (free-form).
     pub tags: Vec<String>,
     /// 备注
@@ -294,40 +295,50 @@ pub struct Household {
     pub last_visit: Option<Day>,
 }
 
+impl Household {
+    /// The member with this person id.
+    pub fn member(&self, person: &str) -> Option<&Person> {
+        self.members.iter().find(|m| m.id == person)
+    }
+    /// The head of household, if set and a member.
+    pub fn head_person(&self) -> Option<&Person> {
+        self.head.as_deref().and_then(|h| self.member(h))
+    }
+}
+
 record_impl!(
     Household,
     Collection::Household,
     |s| s.address.to_string(),
-    |v, _today| {
+    |v, today| {
         v.nested("address", |v| s.address.validate(v));
         if s.scope.grid.as_deref().unwrap_or("").is_empty() {
             v.error("scope.grid", "a household belongs to a grid");
         }
         if let Some(head) = &s.head {
-            if !s.members.contains(head) {
+            if s.member(head).is_none() {
                 v.error("head", "the head must be one of the members");
             }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, m) in s.members.iter().enumerate() {
-            if !seen.insert(m) {
-                v.error(&format!("members[{i}]"), "is listed twice");
+            v.nested(&format!("members[{i}]"), |v| m.validate_into(v, today));
+            if !seen.insert(m.id.as_str()) {
+                v.error(&format!("members[{i}].id"), "is listed twice");
             }
         }
     }
 );
 
-/// 实有人口 a person: everything but the sensitive fields (those are in [`Sensitive`]).
+/// 实有人口 a person, as a member of a household document. The sensitive fields (ID number,
+/// phone, attention tags, health) are not here: they live in the household's [`Sensitive`]
+/// document, so that they can be withheld from roles that may not see them, encrypted and
+/// erased on their own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
 pub struct Person {
-    /// Person id, e.g. `p-0000123`.
+    /// Person id, e.g. `p-0000123`: stable for life, even when the person moves household.
+    #[key]
     pub id: String,
-    /// Always [`Collection::Person`].
-    pub collection: Collection,
-    /// Community and grid (the household's).
-    pub scope: Scope,
-    /// The household id.
-    pub household: String,
     /// 姓名
     pub name: String,
     /// 性别
@@ -352,6 +363,46 @@ pub struct Person {
     pub notes: String,
 }
 
+impl Person {
+    /// Whether the person still lives here (not moved out, not deceased).
+    pub fn is_present(&self) -> bool {
+        self.moved_out.is_none() && self.deceased.is_none()
+    }
+
+    fn validate_into(&self, v: &mut crate::validate::Validator, today: Day) {
+        v.require("id", &self.id);
+        v.require("name", &self.name);
+        if self.name.chars().count() > 40 {
+            v.error("name", "is longer than 40 characters");
+        }
+        if self.birth > today {
+            v.error("birth", format!("{} is in the future", self.birth));
+        }
+        for (field, day) in [
+            ("moved_in", self.moved_in),
+            ("moved_out", self.moved_out),
+            ("deceased", self.deceased),
+        ] {
+            if let Some(day) = day {
+                if day < self.birth {
+                    v.error(
+                        field,
+                        format!("{day} is before the birth date {}", self.birth),
+                    );
+                }
+                if day > today {
+                    v.error(field, format!("{day} is in the future"));
+                }
+            }
+        }
+        if let (Some(i), Some(o)) = (self.moved_in, self.moved_out) {
+            if o < i {
+                v.error("moved_out", "is before moved_in");
+            }
+        }
+    }
+}
+
 /// The sensitive fields of a person (个人敏感信息).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
 pub struct SensitiveFields {
@@ -367,113 +418,22 @@ pub struct SensitiveFields {
     pub health: String,
 }
 
-/// A person's sensitive part, one small document of its own (id `<person id>.pii`), so that
-/// it can be encrypted under its own key and erased whole.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
-pub struct Sensitive {
-    /// Document id: `<person id>.pii`.
-    pub id: String,
-    /// Always [`Collection::Sensitive`].
-    pub collection: Collection,
-    /// Same scope as the person.
-    pub scope: Scope,
-    /// The person id.
-    pub person: String,
-    /// The fields.
-    pub fields: SensitiveFields,
-}
-
-impl Sensitive {
-    /// The document id of a person's sensitive part.
-    pub fn doc_id(person: &str) -> String {
-        format!("{person}.pii")
-    }
-}
-
-record_impl!(
-    Sensitive,
-    Collection::Sensitive,
-    |s| s.person.clone(),
-    |v, _today| {
-        if s.id != Sensitive::doc_id(&s.person) {
-            v.error("id", "must be the person id followed by .pii");
-        }
-    }
-);
-
-/// A whole person as screens, imports and edits see it: [`Person`] and [`SensitiveFields`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PersonRecord {
-    /// The non-sensitive part.
-    #[serde(flatten)]
-    pub person: Person,
-    /// The sensitive part.
-    #[serde(flatten)]
-    pub sensitive: SensitiveFields,
-}
-
-impl PersonRecord {
-    /// The two documents this person is stored as.
-    pub fn split(&self) -> (Person, Sensitive) {
-        let s = Sensitive {
-            id: Sensitive::doc_id(&self.person.id),
-            collection: Collection::Sensitive,
-            scope: self.person.scope.clone(),
-            person: self.person.id.clone(),
-            fields: self.sensitive.clone(),
-        };
-        (self.person.clone(), s)
-    }
-
-    /// Validates both parts and their consistency: an 18-digit ID number must carry the
-    /// person's birth date and a sequence digit of the person's sex.
-    pub fn validate(&self, today: Day) -> Result<(), ValidationErrors> {
-        let p = &self.person;
-        let s = &self.sensitive;
-        let mut v = crate::validate::Validator::new();
-        v.require("id", &p.id);
-        v.require("scope.community", &p.scope.community);
-        v.require("household", &p.household);
-        v.require("name", &p.name);
-        if p.name.chars().count() > 40 {
-            v.error("name", "is longer than 40 characters");
-        }
-        if p.birth > today {
-            v.error("birth", format!("{} is in the future", p.birth));
-        }
-        for (field, day) in [
-            ("moved_in", p.moved_in),
-            ("moved_out", p.moved_out),
-            ("deceased", p.deceased),
-        ] {
-            if let Some(day) = day {
-                if day < p.birth {
-                    v.error(field, format!("{day} is before the birth date {}", p.birth));
-                }
-                if day > today {
-                    v.error(field, format!("{day} is in the future"));
-                }
-            }
-        }
-        if let (Some(i), Some(o)) = (p.moved_in, p.moved_out) {
-            if o < i {
-                v.error("moved_out", "is before moved_in");
-            }
-        }
-        match s.id_type {
-            IdType::ResidentId => match parse_id_number(&s.id_number, today) {
+impl SensitiveFields {
+    fn validate_into(&self, v: &mut crate::validate::Validator, person: &Person, today: Day) {
+        match self.id_type {
+            IdType::ResidentId => match parse_id_number(&self.id_number, today) {
                 Err(e) => v.error("id_number", e),
                 Ok(info) => {
-                    if info.birth != p.birth {
+                    if info.birth != person.birth {
                         v.error(
                             "id_number",
                             format!(
                                 "its birth date {} differs from the birth date {}",
-                                info.birth, p.birth
+                                info.birth, person.birth
                             ),
                         );
                     }
-                    let sex = match p.gender {
+                    let sex = match person.gender {
                         Gender::Male => IdSex::Male,
                         Gender::Female => IdSex::Female,
                     };
@@ -487,29 +447,137 @@ impl PersonRecord {
                                 } else {
                                     "female"
                                 },
-                                p.gender.en()
+                                person.gender.en()
                             ),
                         );
                     }
                 }
             },
             _ => {
-                let n = s.id_number.trim();
+                let n = self.id_number.trim();
                 if n.len() < 5 || n.len() > 30 {
                     v.error("id_number", "must have 5 to 30 characters");
                 }
             }
         }
-        if !s.phone.trim().is_empty() {
-            v.check("phone", check_phone(&s.phone));
+        if !self.phone.trim().is_empty() {
+            v.check("phone", check_phone(&self.phone));
         }
-        for (i, t) in s.tags.iter().enumerate() {
+        for (i, t) in self.tags.iter().enumerate() {
             if t.trim().is_empty() {
                 v.error(&format!("tags[{i}]"), "is empty");
             }
         }
+    }
+}
+
+/// A household's sensitive document (id `<household id>.pii`): each member's
+/// [`SensitiveFields`] by person id. A map, so that concurrent edits of different people (and
+/// of different fields of one person) merge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct Sensitive {
+    /// Document id: `<household id>.pii`.
+    pub id: String,
+    /// Always [`Collection::Sensitive`].
+    pub collection: Collection,
+    /// Same scope as the household.
+    pub scope: Scope,
+    /// The household id.
+    pub household: String,
+    /// Person id → sensitive fields.
+    pub people: BTreeMap<String, SensitiveFields>,
+}
+
+impl Sensitive {
+    /// The document id of a household's sensitive part.
+    pub fn doc_id(household: &str) -> String {
+        format!("{household}.pii")
+    }
+    /// An empty sensitive document for a household.
+    pub fn for_household(h: &Household) -> Sensitive {
+        Sensitive {
+            id: Sensitive::doc_id(&h.id),
+            collection: Collection::Sensitive,
+            scope: h.scope.clone(),
+            household: h.id.clone(),
+            people: BTreeMap::new(),
+        }
+    }
+}
+
+record_impl!(
+    Sensitive,
+    Collection::Sensitive,
+    |s| s.household.clone(),
+    |v, _today| {
+        if s.id != Sensitive::doc_id(&s.household) {
+            v.error("id", "must be the household id followed by .pii");
+        }
+    }
+);
+
+/// A whole person as screens, imports and edits see it: the household it belongs to, the
+/// [`Person`] and the [`SensitiveFields`], flattened into one JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonRecord {
+    /// The household id.
+    pub household: String,
+    /// The household's scope.
+    pub scope: Scope,
+    /// The non-sensitive part.
+    #[serde(flatten)]
+    pub person: Person,
+    /// The sensitive part.
+    #[serde(flatten)]
+    pub sensitive: SensitiveFields,
+}
+
+impl PersonRecord {
+    /// Validates both parts and their consistency: an 18-digit ID number must carry the
+    /// person's birth date and a sequence digit of the person's sex.
+    pub fn validate(&self, today: Day) -> Result<(), ValidationErrors> {
+        let mut v = crate::validate::Validator::new();
+        v.require("household", &self.household);
+        self.person.validate_into(&mut v, today);
+        self.sensitive.validate_into(&mut v, &self.person, today);
         v.finish()
     }
+}
+
+/// Validates a household with its sensitive document: every member, their sensitive fields
+/// (named `members[i].id_number` …), and that the two documents describe the same people.
+pub fn validate_household(
+    h: &Household,
+    s: &Sensitive,
+    today: Day,
+) -> Result<(), ValidationErrors> {
+    let mut v = crate::validate::Validator::new();
+    if let Err(e) = crate::Record::validate(h, today) {
+        for fe in e.0 {
+            v.error(&fe.field, fe.message);
+        }
+    }
+    if s.household != h.id || s.id != Sensitive::doc_id(&h.id) {
+        v.error("id", "the sensitive document belongs to another household");
+    }
+    for (i, m) in h.members.iter().enumerate() {
+        match s.people.get(&m.id) {
+            Some(f) => v.nested(&format!("members[{i}]"), |v| f.validate_into(v, m, today)),
+            None => v.error(
+                &format!("members[{i}]"),
+                "has no sensitive fields (ID type and number)",
+            ),
+        }
+    }
+    for id in s.people.keys() {
+        if !h.members.iter().any(|m| &m.id == id) {
+            v.error(
+                "members",
+                format!("sensitive fields for {id}, who is not a member"),
+            );
+        }
+    }
+    v.finish()
 }
 
 /// 实有单位 an organisation at an address.
@@ -563,11 +631,10 @@ mod tests {
 
     fn person(id_number: &str, gender: Gender, birth: Day) -> PersonRecord {
         PersonRecord {
+            household: "hh-1".into(),
+            scope: Scope::grid("c1", "G01"),
             person: Person {
                 id: "p-1".into(),
-                collection: Collection::Person,
-                scope: Scope::grid("c1", "G01"),
-                household: "hh-1".into(),
                 name: "张伟".into(),
                 gender,
                 birth,
@@ -645,8 +712,47 @@ mod tests {
         assert_eq!(v["gender"], "female");
         let back: PersonRecord = serde_json::from_value(v).unwrap();
         assert_eq!(back, p);
-        let (person, sensitive) = p.split();
-        assert_eq!(sensitive.id, "p-1.pii");
-        assert_eq!(person.id, "p-1");
+    }
+
+    #[test]
+    fn household_validation_names_the_member_field() {
+        let p = person(
+            "11010519491231002X",
+            Gender::Female,
+            Day::ymd(1949, 12, 31).unwrap(),
+        );
+        let h = Household {
+            id: "hh-1".into(),
+            collection: Collection::Household,
+            scope: Scope::grid("c1", "G01"),
+            address: Address {
+                compound: "幸福里".into(),
+                building: "1".into(),
+                unit: "1".into(),
+                room: "101".into(),
+            },
+            area: Area(8000),
+            usage: DwellingUse::Residential,
+            tenure: Tenure::OwnerOccupied,
+            owners: vec![],
+            head: Some("p-1".into()),
+            members: vec![p.person.clone()],
+            tags: vec![],
+            notes: String::new(),
+            last_visit: None,
+        };
+        let mut s = Sensitive::for_household(&h);
+        s.people.insert("p-1".into(), p.sensitive.clone());
+        assert!(validate_household(&h, &s, today()).is_ok());
+        s.people.get_mut("p-1").unwrap().id_number = "110105194912310021".into();
+        let e = validate_household(&h, &s, today()).unwrap_err();
+        assert_eq!(e.first_field(), "members[0].id_number", "{e}");
+        s.people.clear();
+        assert_eq!(
+            validate_household(&h, &s, today())
+                .unwrap_err()
+                .first_field(),
+            "members[0]"
+        );
     }
 }

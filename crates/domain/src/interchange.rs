@@ -1,0 +1,357 @@
+//! The JSON Lines interchange format: one record per line.
+//!
+//! Two shapes are accepted:
+//! - the roster format of the benchmark generator (`gen_community.py`): `{"kind":"household",
+//!   …, "members":[…]}` and `{"kind":"task", …}`, in which a household carries its members
+//!   with their ID numbers and phones;
+//! - any record as Linli prints it with `--json` (it has a `collection` field), e.g. a notice
+//!   or a service request.
+//!
+//! [`parse_line`] turns a line into the documents it is stored as and validates them; its
+//! errors name the field (`members[2].id_number`) so that the caller can add the line number.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::roster::{DwellingUse, Owner, validate_household};
+use crate::validate::{FieldError, ValidationErrors};
+use crate::value::{Area, Day};
+use crate::work::{ChecklistItem, TaskStatus};
+use crate::{
+    AnyRecord, Collection, Gender, Household, IdType, Person, Record, Relation, Residence, Scope,
+    Sensitive, SensitiveFields, Task, Tenure,
+};
+
+/// A line that could not be turned into records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// Not JSON at all.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// JSON, but a field has the wrong type or value.
+    #[error("field `{field}`: {message}")]
+    Field {
+        /// Path of the field, e.g. `members[2].birth`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Well-formed, but breaks a rule.
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+}
+
+impl LineError {
+    /// The field the error is about, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            LineError::Json(_) => None,
+            LineError::Field { field, .. } => Some(field),
+            LineError::Invalid(e) => e.0.first().map(|f| f.field.as_str()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenPerson {
+    id: String,
+    name: String,
+    gender: Gender,
+    birth: Day,
+    id_number: String,
+    phone: String,
+    relation: Relation,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    notes: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenHousehold {
+    #[allow(dead_code)]
+    kind: String,
+    id: String,
+    grid: String,
+    compound: String,
+    building: String,
+    unit: String,
+    room: String,
+    area_m2: Area,
+    tenure: Tenure,
+    members: Vec<GenPerson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenCheck {
+    item: String,
+    ok: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenTask {
+    #[allow(dead_code)]
+    kind: String,
+    id: String,
+    grid: String,
+    title: String,
+    building: String,
+    due: Option<Day>,
+    status: TaskStatus,
+    checklist: Vec<GenCheck>,
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, LineError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        let message = e.inner().to_string();
+        // serde_json appends " at line 1 column N" to some messages; drop it, the caller
+        // reports the line.
+        let message = match message.find(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        LineError::Field { field, message }
+    })
+}
+
+/// Turns one line into the records it is stored as, validated. `community` becomes every
+/// record's `scope.community`.
+pub fn parse_line(line: &str, community: &str, today: Day) -> Result<Vec<AnyRecord>, LineError> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| LineError::Json(e.to_string()))?;
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .map(str::to_owned);
+    match kind.as_deref() {
+        Some("household") => {
+            let (h, s) = household(typed(value)?, community);
+            validate_household(&h, &s, today).map_err(LineError::Invalid)?;
+            Ok(vec![AnyRecord::Household(h), AnyRecord::Sensitive(s)])
+        }
+        Some("task") => {
+            let t = task(typed(value)?, community);
+            t.validate(today).map_err(LineError::Invalid)?;
+            Ok(vec![AnyRecord::Task(t)])
+        }
+        Some(other) => Err(LineError::Field {
+            field: "kind".into(),
+            message: format!("unknown kind `{other}`, expected household or task"),
+        }),
+        None => {
+            let collection = value
+                .get("collection")
+                .and_then(|c| c.as_str())
+                .ok_or_else(|| LineError::Field {
+                    field: "kind".into(),
+                    message: "a line needs `kind` (household, task) or `collection`".into(),
+                })?;
+            let collection = Collection::parse(collection).ok_or_else(|| LineError::Field {
+                field: "collection".into(),
+                message: format!(
+                    "unknown collection `{collection}`, expected one of: {}",
+                    Collection::expected()
+                ),
+            })?;
+            let mut record = match collection {
+                Collection::Household | Collection::Sensitive | Collection::Person => {
+                    return Err(LineError::Field {
+                        field: "collection".into(),
+                        message: "households are imported in the roster format (`kind: household` with members)".into(),
+                    });
+                }
+                Collection::Community => AnyRecord::Community(typed(value)?),
+                Collection::Organisation => AnyRecord::Organisation(typed(value)?),
+                Collection::Visit => AnyRecord::Visit(typed(value)?),
+                Collection::Task => AnyRecord::Task(typed(value)?),
+                Collection::Request => AnyRecord::Request(typed(value)?),
+                Collection::Post => AnyRecord::Post(typed(value)?),
+                Collection::Notice => AnyRecord::Notice(typed(value)?),
+                Collection::Ballot => AnyRecord::Ballot(typed(value)?),
+            };
+            if record.scope().community != community {
+                if record.collection() == Collection::Community {
+                    return Err(LineError::Field {
+                        field: "id".into(),
+                        message: format!("this store's community is {community}"),
+                    });
+                }
+                record.set_community(community);
+            }
+            record.validate(today).map_err(LineError::Invalid)?;
+            Ok(vec![record])
+        }
+    }
+}
+
+fn household(g: GenHousehold, community: &str) -> (Household, Sensitive) {
+    let scope = Scope::grid(community, g.grid);
+    let head = g
+        .members
+        .iter()
+        .find(|m| m.relation == Relation::Head)
+        .or(g.members.first())
+        .map(|m| m.id.clone());
+    let mut people = BTreeMap::new();
+    let members: Vec<Person> = g
+        .members
+        .into_iter()
+        .map(|m| {
+            let residence = if m.tags.iter().any(|t| t == "流动人口") {
+                Residence::Floating
+            } else {
+                Residence::Registered
+            };
+            people.insert(
+                m.id.clone(),
+                SensitiveFields {
+                    id_type: IdType::ResidentId,
+                    id_number: m.id_number,
+                    phone: m.phone,
+                    tags: m.tags,
+                    health: String::new(),
+                },
+            );
+            Person {
+                id: m.id,
+                name: m.name,
+                gender: m.gender,
+                birth: m.birth,
+                relation: m.relation,
+                residence,
+                ethnicity: String::new(),
+                moved_in: None,
+                moved_out: None,
+                deceased: None,
+                workplace: String::new(),
+                notes: m.notes,
+            }
+        })
+        .collect();
+    let owners = match (
+        g.tenure,
+        members.iter().find(|m| Some(&m.id) == head.as_ref()),
+    ) {
+        (Tenure::OwnerOccupied, Some(h)) => vec![Owner {
+            key: h.id.clone(),
+            name: h.name.clone(),
+        }],
+        _ => vec![],
+    };
+    let h = Household {
+        id: g.id,
+        collection: Collection::Household,
+        scope,
+        address: crate::Address {
+            compound: g.compound,
+            building: g.building,
+            unit: g.unit,
+            room: g.room,
+        },
+        area: g.area_m2,
+        usage: DwellingUse::Residential,
+        tenure: g.tenure,
+        owners,
+        head,
+        members,
+        tags: vec![],
+        notes: String::new(),
+        last_visit: None,
+    };
+    let mut s = Sensitive::for_household(&h);
+    s.people = people;
+    (h, s)
+}
+
+fn task(g: GenTask, community: &str) -> Task {
+    // Titles read `<template> <compound><building>栋`.
+    let (kind, place) = g.title.split_once(' ').unwrap_or((g.title.as_str(), ""));
+    let suffix = format!("{}栋", g.building);
+    let compound = place.strip_suffix(&suffix).unwrap_or("").to_string();
+    Task {
+        id: g.id,
+        collection: Collection::Task,
+        scope: Scope::grid(community, g.grid),
+        kind: kind.to_string(),
+        compound,
+        building: g.building,
+        due: g.due,
+        status: g.status,
+        assignee: String::new(),
+        checklist: g
+            .checklist
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| ChecklistItem {
+                id: format!("c{}", i + 1),
+                item: c.item,
+                ok: c.ok,
+                note: String::new(),
+                photos: vec![],
+                request: None,
+            })
+            .collect(),
+        notes: String::new(),
+        title: g.title,
+    }
+}
+
+impl From<FieldError> for LineError {
+    fn from(e: FieldError) -> Self {
+        LineError::Invalid(ValidationErrors(vec![e]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"{"kind":"household","id":"hh-000001","grid":"G01","compound":"幸福里小区","building":"1","unit":"1","room":"101","area_m2":87.35,"tenure":"自住","members":[{"id":"p-0000001","name":"张伟","gender":"男","birth":"1980-01-01","id_number":"320106198001010011","phone":"13812345678","relation":"户主","tags":[],"notes":""}]}"#;
+
+    fn today() -> Day {
+        Day::ymd(2026, 11, 24).unwrap()
+    }
+
+    #[test]
+    fn a_generator_household_becomes_two_documents() {
+        let recs = parse_line(LINE, "c-1", today()).unwrap();
+        let [AnyRecord::Household(h), AnyRecord::Sensitive(s)] = recs.as_slice() else {
+            panic!()
+        };
+        assert_eq!(h.area, Area(8735));
+        assert_eq!(h.head.as_deref(), Some("p-0000001"));
+        assert_eq!(h.scope, Scope::grid("c-1", "G01"));
+        assert_eq!(s.people["p-0000001"].phone, "13812345678");
+        assert_eq!(h.owners.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = LINE.replace("\"birth\":\"1980-01-01\"", "\"birth\":\"1980-13-01\"");
+        let e = parse_line(&bad, "c", today()).unwrap_err();
+        assert_eq!(e.field(), Some("members[0].birth"), "{e}");
+        let bad = LINE.replace("320106198001010011", "320106198001010012");
+        let e = parse_line(&bad, "c", today()).unwrap_err();
+        assert_eq!(e.field(), Some("members[0].id_number"), "{e}");
+        assert!(e.to_string().contains("check digit"), "{e}");
+        assert!(
+            !e.to_string().contains("320106198001010012"),
+            "errors never echo an ID number"
+        );
+        let bad = LINE.replace("\"tenure\":\"自住\"", "\"tenure\":\"借住\"");
+        assert_eq!(
+            parse_line(&bad, "c", today()).unwrap_err().field(),
+            Some("tenure")
+        );
+        assert!(matches!(
+            parse_line("{oops", "c", today()),
+            Err(LineError::Json(_))
+        ));
+    }
+}
