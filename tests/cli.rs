@@ -1,1 +1,420 @@
+//! Acceptance tests of the `linli` command line: each runs the real binary on a real SQLite
+//! store in a temporary directory.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/community-60.jsonl")
+}
+
+fn linli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_linli"))
+        .arg("--data")
+        .arg(dir)
+        .args(args)
+        .env_remove("LINLI_DATA")
+        .env_remove("LINLI_USER")
+        .output()
+        .expect("run linli")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = linli(dir, args);
+    assert!(
+        out.status.success(),
+        "linli {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let text = ok(dir, &all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("linli {args:?}: not JSON ({e}): {text}"))
+}
+
+fn err(dir: &Path, args: &[&str]) -> String {
+    let out = linli(dir, args);
+    assert!(!out.status.success(), "linli {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A store with a community and the 60-household fixture imported.
+fn imported() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &["--user", "王芳", "init", "--community", "幸福社区"],
+    );
+    ok(dir.path(), &["import", fixture().to_str().unwrap()]);
+    dir
+}
+
+/// What a store holds, as its command line shows it: stats, every list, and the feed head.
+fn snapshot(dir: &Path) -> Vec<Value> {
+    let mut all = vec![json(dir, &["stats"])];
+    for c in ["households", "people", "tasks", "notices"] {
+        all.push(json(dir, &["--reveal", "list", c]));
+    }
+    all
+}
+
+#[test]
+fn init_import_list_show_search() {
+    let dir = imported();
+    let d = dir.path();
+    let stats = json(d, &["stats"]);
+    assert_eq!(stats["documents"]["households"], 60);
+    assert_eq!(stats["documents"]["sensitive"], 60);
+    assert_eq!(stats["documents"]["tasks"], 6);
+
+    let hh: Vec<Value> = serde_json::from_value(json(d, &["list", "households"])).unwrap();
+    assert_eq!(hh.len(), 60);
+    let first = &hh[0];
+    let building = format!(
+        "{}/{}",
+        first["address"]["compound"].as_str().unwrap(),
+        first["address"]["building"].as_str().unwrap()
+    );
+    let in_building = json(d, &["list", "households", "--building", &building]);
+    assert!(
+        in_building
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["address"]["building"] == first["address"]["building"])
+    );
+    let grid = first["scope"]["grid"].as_str().unwrap();
+    let in_grid = json(d, &["list", "people", "--grid", grid]);
+    assert!(!in_grid.as_array().unwrap().is_empty());
+    assert!(
+        in_grid
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["scope"]["grid"] == grid)
+    );
+
+    // A person: masked by default, in full with --reveal.
+    let person = &first["members"][0];
+    let pid = person["id"].as_str().unwrap();
+    let masked = json(d, &["show", pid]);
+    let revealed = json(d, &["--reveal", "show", pid]);
+    let full = revealed["id_number"].as_str().unwrap();
+    assert_eq!(full.len(), 18);
+    assert_eq!(
+        masked["id_number"].as_str().unwrap(),
+        format!("{}**********{}", &full[..4], &full[14..])
+    );
+    assert!(masked["phone"].as_str().unwrap().contains("****"));
+    let human = ok(d, &["show", first["id"].as_str().unwrap()]);
+    assert!(
+        !human.contains(full),
+        "human output never shows a full ID number without --reveal"
+    );
+    assert!(ok(d, &["--reveal", "show", pid]).contains(full));
+
+    // Search by name, initials, last four of phone.
+    let name = revealed["name"].as_str().unwrap();
+    let by_name: Vec<Value> = serde_json::from_value(json(d, &["search", name])).unwrap();
+    assert!(
+        by_name.iter().any(|h| h["id"] == pid),
+        "{name} not found by name"
+    );
+    let phone = revealed["phone"].as_str().unwrap();
+    let by_phone: Vec<Value> = serde_json::from_value(json(d, &["search", &phone[7..]])).unwrap();
+    assert!(
+        by_phone
+            .iter()
+            .any(|h| h["id"] == pid && h["matched"] == "phone")
+    );
+    let by_id: Vec<Value> = serde_json::from_value(json(d, &["search", &full[14..]])).unwrap();
+    assert!(by_id.iter().any(|h| h["id"] == pid));
+    let initials: String = linli_sync::index::initials(name);
+    let by_initials: Vec<Value> = serde_json::from_value(json(d, &["search", &initials])).unwrap();
+    assert!(by_initials.iter().any(|h| h["id"] == pid));
+}
+
+#[test]
+fn reimport_changes_nothing() {
+    let dir = imported();
+    let before = snapshot(dir.path());
+    let report = json(dir.path(), &["import", fixture().to_str().unwrap()]);
+    assert_eq!(report["created"], 0);
+    assert_eq!(report["changed"], 0);
+    assert_eq!(report["unchanged"], 126);
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn a_bad_line_fails_the_whole_import_and_leaves_the_store_as_it_was() {
+    let dir = imported();
+    let d = dir.path();
+    let before = snapshot(d);
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // Line 1 changes a household (would be written), line 41 carries a wrong check digit.
+    lines[0] = lines[0]
+        .replace("\"tenure\":\"自住\"", "\"tenure\":\"出租\"")
+        .replace("\"tenure\":\"空置\"", "\"tenure\":\"出租\"");
+    let idn = lines[40].split("\"id_number\":\"").nth(1).unwrap()[..18].to_string();
+    let last = idn.chars().last().unwrap();
+    let wrong = if last == '0' { '1' } else { '0' };
+    lines[40] = lines[40].replacen(&idn, &format!("{}{}", &idn[..17], wrong), 1);
+    let bad = d.join("bad.jsonl");
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let e = err(d, &["import", bad.to_str().unwrap()]);
+    assert!(e.contains("bad.jsonl:41:"), "names the line: {e}");
+    assert!(
+        e.contains("members[0].id_number") && e.contains("check digit"),
+        "names the field and reason: {e}"
+    );
+    assert!(!e.contains(&idn[..17]), "never echoes the ID number: {e}");
+    assert_eq!(snapshot(d), before, "nothing was written");
+
+    // Malformed JSON, a wrong type, a duplicate id: each named, each leaves nothing.
+    std::fs::write(&bad, format!("{}\n{{\"kind\":\"household\",", lines[0])).unwrap();
+    assert!(err(d, &["import", bad.to_str().unwrap()]).contains("bad.jsonl:2: invalid JSON"));
+    std::fs::write(
+        &bad,
+        lines[0].replace("\"area_m2\":", "\"area_m2\":\"big\",\"x\":"),
+    )
+    .unwrap();
+    assert!(err(d, &["import", bad.to_str().unwrap()]).contains("bad.jsonl:1: field `area_m2`"));
+    std::fs::write(&bad, format!("{}\n{}", lines[1], lines[1])).unwrap();
+    assert!(err(d, &["import", bad.to_str().unwrap()]).contains("already appeared on line 1"));
+    assert_eq!(snapshot(d), before);
+}
+
+#[test]
+fn edits_are_validated_and_recorded_in_history() {
+    let dir = imported();
+    let d = dir.path();
+    let hh = json(d, &["--reveal", "list", "households"]);
+    let p = &hh[0]["members"][0];
+    let pid = p["id"].as_str().unwrap();
+    let feed = json(d, &["stats"])["feed_head"].as_i64().unwrap();
+
+    let e = err(d, &["edit", pid, "phone", "12345"]);
+    assert!(e.contains("phone") && e.contains("mobile"), "{e}");
+    let e = err(d, &["edit", pid, "birth", "1990-02-30"]);
+    assert!(e.contains("birth"), "{e}");
+    let e = err(d, &["edit", pid, "nickname", "x"]);
+    assert!(e.contains("no field `nickname`"), "{e}");
+    assert_eq!(
+        json(d, &["stats"])["feed_head"].as_i64().unwrap(),
+        feed,
+        "failed edits write nothing"
+    );
+
+    ok(d, &["--user", "李娜", "edit", pid, "phone", "13900001111"]);
+    ok(d, &["--user", "李娜", "edit", pid, "tags", "独居老人,低保"]);
+    let shown = json(d, &["--reveal", "show", pid]);
+    assert_eq!(shown["phone"], "13900001111");
+    assert_eq!(shown["tags"], serde_json::json!(["独居老人", "低保"]));
+    assert!(json(d, &["stats"])["feed_head"].as_i64().unwrap() > feed);
+
+    let history = ok(d, &["history", pid]);
+    assert!(
+        history.contains("李娜") && history.contains("edit phone"),
+        "{history}"
+    );
+    assert!(
+        history.contains("139****1111") && !history.contains("13900001111"),
+        "masked: {history}"
+    );
+    assert!(ok(d, &["--reveal", "history", pid]).contains("13900001111"));
+    let entries = json(d, &["history", pid]);
+    assert!(
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["by"] == "王芳" && e["what"].as_str().unwrap().starts_with("import"))
+    );
+
+    // Task checklist item by path, and the loop rules of a task.
+    ok(d, &["edit", "task-0001", "checklist[0].ok", "true"]);
+    assert_eq!(json(d, &["show", "task-0001"])["checklist"][0]["ok"], true);
+    let e = err(d, &["edit", "task-0001", "id", "x"]);
+    assert!(e.contains("cannot be edited"), "{e}");
+}
+
+#[test]
+fn export_doc_writes_plain_automerge() {
+    let dir = imported();
+    let d = dir.path();
+    ok(d, &["edit", "hh-000001", "notes", "门口有台阶"]);
+    let file = d.join("hh.automerge");
+    ok(d, &["export-doc", "hh-000001", file.to_str().unwrap()]);
+    let bytes = std::fs::read(&file).unwrap();
+    let doc = automerge::AutoCommit::load(&bytes).expect("any Automerge implementation loads it");
+    let h: linli_domain::Household = autosurgeon::hydrate(&doc).unwrap();
+    assert_eq!(h.id, "hh-000001");
+    assert_eq!(h.notes, "门口有台阶");
+    assert!(
+        err(d, &["export-doc", "nope", file.to_str().unwrap()]).contains("no record with id nope")
+    );
+}
+
+#[test]
+fn the_query_tables_equal_a_rebuild_after_imports_and_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["demo", "--households", "80", "--seed", "3"]);
+    assert!(
+        err(d, &["demo", "--households", "80", "--seed", "3"]).contains("already has households")
+    );
+    ok(d, &["import", fixture().to_str().unwrap()]);
+    let people = json(d, &["--reveal", "list", "people"]);
+    for p in people.as_array().unwrap().iter().step_by(7).take(10) {
+        let id = p["id"].as_str().unwrap();
+        ok(d, &["edit", id, "name", "欧阳娜娜"]);
+        ok(d, &["edit", id, "tags", "重点关注"]);
+    }
+    ok(d, &["edit", "hh-000002", "tenure", "空置"]);
+    let report = json(d, &["doctor"]);
+    assert_eq!(report["integrity"], "ok");
+    assert!(report["index_rows"].as_u64().unwrap() > 500);
+    assert_eq!(report["index_matches"], true);
+    let hits: Vec<Value> = serde_json::from_value(json(d, &["search", "oynn"])).unwrap();
+    assert_eq!(hits.len(), 10, "initials of the new name are indexed");
+}
+
+#[test]
+fn demo_is_deterministic_for_a_seed() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ok(
+        a.path(),
+        &[
+            "demo",
+            "--households",
+            "120",
+            "--seed",
+            "11",
+            "--export",
+            a.path().join("x.jsonl").to_str().unwrap(),
+        ],
+    );
+    ok(
+        b.path(),
+        &[
+            "demo",
+            "--households",
+            "120",
+            "--seed",
+            "11",
+            "--export",
+            b.path().join("x.jsonl").to_str().unwrap(),
+        ],
+    );
+    let x = std::fs::read(a.path().join("x.jsonl")).unwrap();
+    assert_eq!(x, std::fs::read(b.path().join("x.jsonl")).unwrap());
+    let stats = json(a.path(), &["stats"]);
+    for c in [
+        "households",
+        "tasks",
+        "requests",
+        "visits",
+        "posts",
+        "notices",
+        "ballots",
+        "organisations",
+    ] {
+        assert!(
+            stats["documents"][c].as_i64().unwrap_or(0) > 0,
+            "demo has {c}"
+        );
+    }
+    assert_eq!(
+        json(a.path(), &["--reveal", "list", "people"]),
+        json(b.path(), &["--reveal", "list", "people"])
+    );
+}
+
+#[test]
+fn commands_on_a_missing_store_or_bad_input_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(err(d, &["stats"]).contains("no store in"));
+    ok(d, &["init", "--community", "幸福社区"]);
+    assert!(err(d, &["init", "--community", "别的社区"]).contains("already belongs to community"));
+    assert!(err(d, &["list", "cats"]).contains("unknown collection `cats`"));
+    assert!(err(d, &["show", "hh-999"]).contains("no record with id hh-999"));
+    assert!(err(d, &["import", "/nonexistent.jsonl"]).contains("cannot read /nonexistent.jsonl"));
+}
+
+/// A child process killed at random points of an import leaves a readable store holding all
+/// of the import or none of it.
+#[test]
+fn a_killed_import_leaves_a_readable_store() {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.jsonl");
+    ok(
+        src.path(),
+        &[
+            "demo",
+            "--households",
+            "3000",
+            "--seed",
+            "5",
+            "--export",
+            file.to_str().unwrap(),
+        ],
+    );
+    let mut outcomes = (0, 0);
+    for delay_ms in [5u64, 40, 80, 120, 160, 250, 400, 700] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        ok(d, &["init", "--community", "幸福社区"]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_linli"))
+            .arg("--data")
+            .arg(d)
+            .args(["import", file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(delay_ms) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = child.kill(); // SIGKILL: no chance to clean up
+        let _ = child.wait();
+        let report = json(d, &["doctor"]);
+        assert_eq!(report["integrity"], "ok");
+        assert_eq!(report["index_matches"], true);
+        let households = json(d, &["stats"])["documents"]["households"]
+            .as_i64()
+            .unwrap_or(0);
+        assert!(
+            households == 0 || households == 3000,
+            "after {delay_ms} ms: {households} households"
+        );
+        if households == 0 {
+            outcomes.0 += 1
+        } else {
+            outcomes.1 += 1
+        }
+        // The store still works: a second import completes.
+        if households == 0 && delay_ms == 5 {
+            ok(d, &["import", file.to_str().unwrap()]);
+            assert_eq!(json(d, &["stats"])["documents"]["households"], 3000);
+        }
+    }
+    assert!(
+        outcomes.0 > 0,
+        "some kill landed before the commit: {outcomes:?}"
+    );
+}

@@ -1,1 +1,492 @@
-fn main() {}
+//! `linli`: the command line over a Linli store. Output is for people by default and JSON with
+//! `--json`; ID numbers and phones are masked unless `--reveal` is given.
+
+#[macro_use]
+mod output;
+mod bench;
+mod demo;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use linli_domain::interchange::parse_line;
+use linli_domain::{AnyRecord, Collection, Community, Timestamp};
+use linli_sync::{ListFilter, Store, StoreError, WriteReport};
+use serde_json::json;
+
+use crate::output::{Out, print_history, print_record, print_rows};
+
+/// Linli 邻里: offline-first community work. 社区工作离线优先。
+#[derive(Parser, Debug)]
+#[command(name = "linli", version, about)]
+struct Cli {
+    /// Data directory holding the store (default: the platform's data directory).
+    #[arg(long, global = true, env = "LINLI_DATA")]
+    data: Option<PathBuf>,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Show ID numbers and phones in full (otherwise masked).
+    #[arg(long, global = true)]
+    reveal: bool,
+    /// The person making changes (recorded in each document's history).
+    #[arg(long, global = true, env = "LINLI_USER")]
+    user: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a store with a community. 创建社区。
+    Init {
+        /// Community name, e.g. 幸福社区.
+        #[arg(long)]
+        community: String,
+        /// Street (街道) the community belongs to.
+        #[arg(long, default_value = "")]
+        street: String,
+        /// Community id (default: derived from a random number).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Fill the store with a realistic demo community, deterministic for a seed. 生成演示数据。
+    Demo {
+        /// Households to create.
+        #[arg(long, default_value_t = 1000)]
+        households: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Inspection tasks (default: one per 20 households).
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// Also write the generated records to this JSONL file.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Import records from a JSON Lines file; all or nothing. 导入。
+    Import {
+        /// The file (the roster format of gen_community.py, or records as printed by --json).
+        file: PathBuf,
+    },
+    /// Counts of what the store holds. 统计。
+    Stats,
+    /// List a collection. 列表。
+    List {
+        /// households, people, organisations, visits, tasks, requests, posts, notices, ballots
+        collection: String,
+        /// Only this grid (网格), e.g. G01.
+        #[arg(long)]
+        grid: Option<String>,
+        /// Only this building: `3` or `幸福里小区/3`.
+        #[arg(long)]
+        building: Option<String>,
+    },
+    /// Find people by name, pinyin initials, last four digits of ID or phone, or address. 搜索。
+    Search {
+        /// What to look for, e.g. 张伟, zw, 5678, "幸福里 3-2-501".
+        text: String,
+        /// At most this many results.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one record. 查看。
+    Show {
+        /// Record id (a person id shows the person).
+        id: String,
+    },
+    /// Change one field, validated. 修改。
+    Edit {
+        /// Record id.
+        id: String,
+        /// Field path, e.g. phone, tenure, checklist[1].ok.
+        field: String,
+        /// New value (lists: comma-separated; `none` clears an optional field).
+        value: String,
+    },
+    /// Who changed what and when. 修改历史。
+    History {
+        /// Record id.
+        id: String,
+    },
+    /// Write a document's raw Automerge bytes to a file. 导出文档。
+    ExportDoc {
+        /// Document id.
+        id: String,
+        /// Output file.
+        file: PathBuf,
+    },
+    /// Recompute the derived query tables from the documents.
+    RebuildIndex,
+    /// Check the store: SQLite integrity, every document loads, the query tables equal a rebuild.
+    Doctor,
+    /// Benchmarks that print JSON. 性能测试。
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LINLI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn data_dir(cli: &Cli) -> Result<PathBuf> {
+    match &cli.data {
+        Some(d) => Ok(d.clone()),
+        None => Ok(dirs::data_dir()
+            .context("no data directory on this platform; pass --data DIR")?
+            .join("linli")),
+    }
+}
+
+fn open(cli: &Cli) -> Result<Store> {
+    let dir = data_dir(cli)?;
+    let mut store =
+        Store::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    if let Some(user) = &cli.user {
+        store.set_user(user);
+    }
+    Ok(store)
+}
+
+/// Opens an existing store for reading: a missing store is an error, not a new empty one.
+fn open_existing(cli: &Cli) -> Result<Store> {
+    let dir = data_dir(cli)?;
+    if !dir.join(linli_sync::store::DB_FILE).exists() {
+        bail!(
+            "no store in {}: run `linli init --community NAME` or `linli demo` first",
+            dir.display()
+        );
+    }
+    open(cli)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let out = Out {
+        json: cli.json,
+        reveal: cli.reveal,
+    };
+    match &cli.command {
+        Command::Init {
+            community,
+            street,
+            id,
+        } => {
+            let mut store = open(&cli)?;
+            let c = init(
+                &mut store,
+                community,
+                street,
+                id.as_deref(),
+                cli.user.as_deref(),
+            )?;
+            out.emit(
+                &json!({"community": c.id, "name": c.name, "store": store.path()}),
+                || {
+                    say!(
+                        "已创建社区 Created community {} ({}) in {}",
+                        c.name,
+                        c.id,
+                        store.path().display()
+                    );
+                },
+            );
+        }
+        Command::Demo {
+            households,
+            seed,
+            tasks,
+            export,
+        } => {
+            let mut store = open(&cli)?;
+            if store.community_id()?.is_none() {
+                init(
+                    &mut store,
+                    "幸福社区",
+                    "和平街道",
+                    Some(&format!("demo-{seed}")),
+                    cli.user.as_deref(),
+                )?;
+            }
+            let community = store.community()?;
+            if store.count("SELECT COUNT(*) FROM docs WHERE collection = 'households'")? > 0 {
+                bail!(
+                    "this store already has households; `linli demo` fills a new store (give another --data DIR)"
+                );
+            }
+            let started = std::time::Instant::now();
+            let lines = demo::generate(
+                &community,
+                *households,
+                tasks.unwrap_or(households / 20),
+                *seed,
+            );
+            if let Some(path) = export {
+                std::fs::write(path, lines.join("\n") + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            let records = parse_all(&lines, &community.id, "demo")?;
+            let mut community = community;
+            demo::add_grids_and_compounds(&mut community, &records);
+            let mut all = vec![AnyRecord::Community(community)];
+            all.extend(records);
+            let report = store.put(all, "demo")?;
+            report_write(&out, "demo", &report, started);
+        }
+        Command::Import { file } => {
+            let mut store = open_existing(&cli)?;
+            let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
+            let started = std::time::Instant::now();
+            let report = import_file(&mut store, file, &community)?;
+            report_write(&out, "import", &report, started);
+        }
+        Command::Stats => {
+            let store = open_existing(&cli)?;
+            stats(&store, &out)?;
+        }
+        Command::List {
+            collection,
+            grid,
+            building,
+        } => {
+            let store = open_existing(&cli)?;
+            let c = Collection::parse(collection)
+                .filter(|c| !matches!(c, Collection::Sensitive | Collection::Community))
+                .with_context(|| {
+                    format!("unknown collection `{collection}`; one of: households, people, organisations, visits, tasks, requests, posts, notices, ballots")
+                })?;
+            let filter = ListFilter {
+                grid: grid.clone(),
+                building: building.clone(),
+            };
+            if out.json {
+                let records = store.list_json(c, &filter, out.reveal)?;
+                say!("{}", serde_json::to_string_pretty(&records)?);
+            } else {
+                print_rows(&store.list(c, &filter)?);
+            }
+        }
+        Command::Search { text, limit } => {
+            let store = open_existing(&cli)?;
+            let hits = store.search(text, *limit)?;
+            out.emit(&hits, || output::print_hits(&hits));
+        }
+        Command::Show { id } => {
+            let store = open_existing(&cli)?;
+            let v = store.view(id, out.reveal)?;
+            out.emit(&v, || print_record(&v));
+        }
+        Command::Edit { id, field, value } => {
+            let mut store = open_existing(&cli)?;
+            let report = store.edit(id, field, value)?;
+            out.emit(
+                &json!({"id": id, "field": field, "changed": report.changed}),
+                || {
+                    if report.changed > 0 {
+                        say!("已修改 Updated {id}: {field}");
+                    } else {
+                        say!("未变化 Unchanged {id}: {field} already has that value");
+                    }
+                },
+            );
+        }
+        Command::History { id } => {
+            let store = open_existing(&cli)?;
+            let entries = store.history(id, out.reveal)?;
+            out.emit(&entries, || print_history(&entries));
+        }
+        Command::ExportDoc { id, file } => {
+            let store = open_existing(&cli)?;
+            let bytes = store.export_doc(id)?;
+            write_atomic(file, &bytes)?;
+            out.emit(
+                &json!({"id": id, "file": file, "bytes": bytes.len()}),
+                || {
+                    say!(
+                        "已导出 Wrote {} ({} bytes of Automerge) to {}",
+                        id,
+                        bytes.len(),
+                        file.display()
+                    );
+                },
+            );
+        }
+        Command::RebuildIndex => {
+            let mut store = open_existing(&cli)?;
+            let n = store.rebuild_index()?;
+            out.emit(&json!({"documents": n}), || {
+                say!("已重建索引 Rebuilt the query tables from {n} documents")
+            });
+        }
+        Command::Doctor => {
+            let mut store = open_existing(&cli)?;
+            let integrity = store.integrity_check()?;
+            let before = store.dump_index()?;
+            let docs = store.rebuild_index()?;
+            let after = store.dump_index()?;
+            let matches = before == after;
+            let v = json!({"integrity": integrity, "documents": docs, "index_rows": after.len(), "index_matches": matches});
+            out.emit(&v, || {
+                say!(
+                    "SQLite: {integrity} · {docs} documents load · {} index rows",
+                    after.len()
+                );
+                if matches {
+                    say!("索引一致 The query tables equal a rebuild from the documents");
+                } else {
+                    say!(
+                        "索引已修复 The query tables differed from the documents and were rebuilt"
+                    );
+                }
+            });
+            if integrity != "ok" || !matches {
+                bail!("the store needed repair (see above)");
+            }
+        }
+        Command::Bench { which } => bench::run(which, &data_dir(&cli).ok())?,
+    }
+    Ok(())
+}
+
+fn init(
+    store: &mut Store,
+    name: &str,
+    street: &str,
+    id: Option<&str>,
+    user: Option<&str>,
+) -> Result<Community> {
+    let id = match id {
+        Some(id) => id.to_string(),
+        None => format!("c-{}", &store.author().actor.to_hex_string()[..12]),
+    };
+    let mut c = Community::new(&id, name.trim(), Timestamp::now());
+    c.street = street.to_string();
+    if let Err(errors) = linli_domain::Record::validate(&c, linli_domain::today()) {
+        bail!("{errors}");
+    }
+    if let Some(user) = user {
+        store.set_identity(user, None)?;
+    }
+    store.init_community(c.clone())?;
+    Ok(c)
+}
+
+/// Parses every line (1-based numbers in errors) and checks that no id repeats.
+fn parse_all(lines: &[String], community: &str, file: &str) -> Result<Vec<AnyRecord>, StoreError> {
+    let today = linli_domain::today();
+    let mut seen = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(lines.len() * 2);
+    for (i, line) in lines.iter().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let records = parse_line(line, community, today).map_err(|error| StoreError::Import {
+            file: file.to_string(),
+            line: n,
+            error,
+        })?;
+        for r in records {
+            if let Some(first) = seen.insert(r.id().to_string(), n) {
+                return Err(StoreError::Duplicate {
+                    file: file.to_string(),
+                    line: n,
+                    id: r.id().to_string(),
+                    first,
+                });
+            }
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Imports a JSONL file in one transaction.
+pub(crate) fn import_file(store: &mut Store, file: &Path, community: &str) -> Result<WriteReport> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let records = parse_all(&lines, community, &file.display().to_string())?;
+    Ok(store.put(
+        records,
+        &format!(
+            "import {}",
+            file.file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        ),
+    )?)
+}
+
+fn report_write(out: &Out, what: &str, r: &WriteReport, started: std::time::Instant) {
+    let ms = started.elapsed().as_millis();
+    out.emit(&json!({"created": r.created, "changed": r.changed, "unchanged": r.unchanged, "ms": ms}), || {
+        say!(
+            "{what}: 新建 created {} · 更新 changed {} · 未变 unchanged {} documents in {ms} ms",
+            r.created, r.changed, r.unchanged
+        );
+    });
+}
+
+fn stats(store: &Store, out: &Out) -> Result<()> {
+    let community = store.community().ok();
+    let counts = store.counts()?;
+    let people = store.count("SELECT COUNT(*) FROM q_people WHERE present = 1")?;
+    let tagged = store.count("SELECT COUNT(DISTINCT person) FROM q_tags")?;
+    let size = ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", store.path().display())).ok())
+        .map(|m| m.len())
+        .sum::<u64>();
+    let v = json!({
+        "community": community.as_ref().map(|c| &c.name),
+        "community_id": community.as_ref().map(|c| &c.id),
+        "documents": counts.iter().map(|(c, n)| (c.code().to_string(), json!(*n))).collect::<serde_json::Map<_, _>>(),
+        "people": people,
+        "people_with_attention_tags": tagged,
+        "feed_head": store.feed_head()?,
+        "store_bytes": size,
+    });
+    out.emit(&v, || {
+        if let Some(c) = &community {
+            say!("社区 Community: {} ({})", c.name, c.id);
+        }
+        for (c, n) in &counts {
+            say!("  {:<16} {:>8}  {}", c.code(), n, c.zh());
+        }
+        say!("  {:<16} {:>8}  实有人口(在住)", "people", people);
+        say!("  {:<16} {:>8}  重点人群", "attention tags", tagged);
+        say!(
+            "变更序号 Change feed at {} · 存储 Store {:.1} MB",
+            v["feed_head"],
+            size as f64 / 1e6
+        );
+    });
+    Ok(())
+}
+
+/// Writes a file via a temporary file and a rename, so a crash never leaves half a file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

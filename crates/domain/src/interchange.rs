@@ -125,10 +125,14 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
 pub fn parse_line(line: &str, community: &str, today: Day) -> Result<Vec<AnyRecord>, LineError> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| LineError::Json(e.to_string()))?;
-    let kind = value
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .map(str::to_owned);
+    // Linli's own records carry `collection`; the roster format carries `kind` instead.
+    let kind = match value.get("collection") {
+        Some(_) => None,
+        None => value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .map(str::to_owned),
+    };
     match kind.as_deref() {
         Some("household") => {
             let (h, s) = household(typed(value)?, community);

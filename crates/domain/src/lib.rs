@@ -31,7 +31,7 @@ pub use board::{HelpPost, Notice, PostKind, PostStatus, Reply};
 pub use request::{LoopStatus, RequestState, ServiceRequest, Step};
 pub use roster::{
     Address, Community, Gender, Household, IdType, Organisation, Person, PersonRecord, Relation,
-    Residence, Sensitive, SensitiveFields, Tenure,
+    Residence, Sensitive, SensitiveFields, Tenure, validate_household,
 };
 pub use validate::{FieldError, ValidationErrors};
 pub use value::{Area, Day, Timestamp};

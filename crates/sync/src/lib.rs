@@ -1,1 +1,17 @@
-//! sync
+//! Linli's local store and (from the sync issue on) its sync protocol and transports.
+//!
+//! The main type is [`Store`]: every record as an Automerge document in one SQLite file, saved
+//! incrementally and compacted, with a local change feed and derived query tables. See
+//! `ARCHITECTURE.md` for how it fits with the rest.
+
+mod edit;
+mod error;
+mod history;
+pub mod index;
+pub mod query;
+pub mod store;
+
+pub use error::StoreError;
+pub use history::HistoryEntry;
+pub use query::{Hit, ListFilter, Row};
+pub use store::{Author, FeedEntry, Store, WriteReport};

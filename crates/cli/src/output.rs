@@ -1,0 +1,162 @@
+//! Text for people and JSON for scripts.
+
+use linli_sync::{HistoryEntry, Hit, Row};
+use serde::Serialize;
+use serde_json::Value;
+
+/// `println!` that ends the process quietly when the reader has gone (`linli list | head`).
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+/// Output settings.
+pub struct Out {
+    /// Print JSON.
+    pub json: bool,
+    /// Show sensitive values in full.
+    pub reveal: bool,
+}
+
+impl Out {
+    /// Prints `value` as JSON, or runs `human`.
+    pub fn emit<T: Serialize + ?Sized>(&self, value: &T, human: impl FnOnce()) {
+        if self.json {
+            match serde_json::to_string_pretty(value) {
+                Ok(s) => say!("{s}"),
+                Err(e) => eprintln!("error: cannot print JSON: {e}"),
+            }
+        } else {
+            human();
+        }
+    }
+}
+
+/// Columns on a terminal: CJK characters take two.
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+        .sum()
+}
+
+fn pad(s: &str, w: usize) -> String {
+    let n = width(s);
+    if n >= w {
+        s.to_string()
+    } else {
+        format!("{s}{}", " ".repeat(w - n))
+    }
+}
+
+/// A table of list rows.
+pub fn print_rows(rows: &[Row]) {
+    let w_id = rows.iter().map(|r| width(&r.id)).max().unwrap_or(2).max(2);
+    let w_title = rows
+        .iter()
+        .map(|r| width(&r.title))
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 48);
+    for r in rows {
+        say!(
+            "{}  {}  {}  {}",
+            pad(&r.id, w_id),
+            pad(r.grid.as_deref().unwrap_or("-"), 4),
+            pad(&r.title, w_title),
+            r.detail
+        );
+    }
+    say!("共 {} 条 · {} rows", rows.len(), rows.len());
+}
+
+/// Search results.
+pub fn print_hits(hits: &[Hit]) {
+    if hits.is_empty() {
+        say!("未找到 No match");
+        return;
+    }
+    let w_name = hits
+        .iter()
+        .map(|h| width(&h.name))
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    for h in hits {
+        say!(
+            "{}  {}  {}  {}  {}  ({})",
+            pad(&h.id, 10),
+            pad(&h.name, w_name),
+            pad(h.grid.as_deref().unwrap_or("-"), 4),
+            h.address,
+            linli_domain::Relation::parse(&h.relation)
+                .map(|r| r.zh())
+                .unwrap_or(&h.relation),
+            h.matched
+        );
+    }
+}
+
+fn print_value(key: &str, v: &Value, indent: usize) {
+    let pad = "  ".repeat(indent);
+    match v {
+        Value::Object(map) => {
+            if !key.is_empty() {
+                say!("{pad}{key}:");
+            }
+            let inner = if key.is_empty() { indent } else { indent + 1 };
+            for (k, v) in map {
+                print_value(k, v, inner);
+            }
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+            say!("{pad}{key}: ({})", items.len());
+            for (i, item) in items.iter().enumerate() {
+                print_value(&format!("[{i}]"), item, indent + 1);
+            }
+        }
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(scalar).collect();
+            say!("{pad}{key}: [{}]", parts.join(", "));
+        }
+        other => say!("{pad}{key}: {}", scalar(other)),
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A record as indented `key: value` lines.
+pub fn print_record(v: &Value) {
+    print_value("", v, 0);
+}
+
+/// A history, oldest first.
+pub fn print_history(entries: &[HistoryEntry]) {
+    for e in entries {
+        say!(
+            "{}  {} @ {}  {}  [{}]",
+            e.time,
+            if e.by.is_empty() { "?" } else { &e.by },
+            e.device,
+            e.what,
+            e.doc
+        );
+        for c in e.changes.iter().take(20) {
+            say!("    {c}");
+        }
+        if e.changes.len() > 20 {
+            say!("    … {} more", e.changes.len() - 20);
+        }
+    }
+    say!("共 {} 次修改 · {} changes", entries.len(), entries.len());
+}

@@ -1,0 +1,109 @@
+//! The store's error type.
+
+use std::path::PathBuf;
+
+use linli_domain::ValidationErrors;
+use linli_domain::interchange::LineError;
+
+/// What can go wrong in the store. Messages name the record, field or line concerned and never
+/// contain an ID number or phone number.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file or directory could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A stored document could not be loaded.
+    #[error("document {id} is damaged: {source}")]
+    Automerge {
+        /// Document id.
+        id: String,
+        /// The cause.
+        source: automerge::AutomergeError,
+    },
+    /// A stored document does not have the shape of its collection.
+    #[error("document {id} cannot be read as {collection}: {source}")]
+    Hydrate {
+        /// Document id.
+        id: String,
+        /// Its collection.
+        collection: String,
+        /// The cause.
+        source: autosurgeon::HydrateError,
+    },
+    /// A record could not be written into its document.
+    #[error("cannot write document {id}: {source}")]
+    Reconcile {
+        /// Document id.
+        id: String,
+        /// The cause.
+        source: autosurgeon::ReconcileError,
+    },
+    /// No record has this id.
+    #[error("no record with id {0}")]
+    NotFound(String),
+    /// The record breaks a rule.
+    #[error("{id}: {errors}")]
+    Invalid {
+        /// Record id.
+        id: String,
+        /// The problems, by field.
+        errors: ValidationErrors,
+    },
+    /// A field given to `edit` is unknown, read-only, or its value does not fit.
+    #[error("{id}: field `{field}`: {message}")]
+    Field {
+        /// Record id.
+        id: String,
+        /// The field path.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A line of an import file is wrong; nothing was imported.
+    #[error("{file}:{line}: {error}")]
+    Import {
+        /// The file (as given).
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        error: LineError,
+    },
+    /// The same record id appears twice in one import.
+    #[error("{file}:{line}: record {id} already appeared on line {first}")]
+    Duplicate {
+        /// The file.
+        file: String,
+        /// The line of the repeat.
+        line: usize,
+        /// The record id.
+        id: String,
+        /// The line where it first appeared.
+        first: usize,
+    },
+    /// The store has no community yet.
+    #[error("this store has no community yet: run `linli init --community NAME` first")]
+    NoCommunity,
+    /// The store already has a community.
+    #[error("this store already belongs to community {0}")]
+    HasCommunity(String),
+    /// The store was written by a newer Linli.
+    #[error(
+        "the store's schema version {found} is newer than this program ({supported}); update Linli"
+    )]
+    TooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this program knows.
+        supported: i64,
+    },
+}

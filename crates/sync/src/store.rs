@@ -1,0 +1,707 @@
+//! [`Store`]: every record as an Automerge document in one SQLite file.
+//!
+//! - `docs`: one row per document: collection, scope, its compacted snapshot (`save()`), its
+//!   current heads, and `seq`, its position in the local change feed.
+//! - `chunks`: incremental saves (`save_after(heads)`) appended after the snapshot; when a
+//!   document has [`COMPACT_AFTER`] of them they are folded into a new snapshot.
+//! - the change feed: a counter (`meta.seq`) bumped by every write; each written document gets
+//!   the new value, so `changes_since(n)` lists every document changed after point `n`.
+//! - `q_*`: derived query tables (see [`crate::index`]).
+//!
+//! Architecture invariant: every write is one `BEGIN IMMEDIATE` transaction that loads the
+//! documents it changes, writes their changes, bumps the feed and updates the derived rows.
+//! A process killed at any point leaves each record before or after the write.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use automerge::transaction::CommitOptions;
+use automerge::{ActorId, AutoCommit, ChangeHash};
+use linli_domain::{AnyRecord, Collection, Community, Household, Scope, Sensitive, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::{StoreError, index};
+
+/// The file name of the database inside the data directory.
+pub const DB_FILE: &str = "linli.sqlite";
+/// Incremental chunks a document may accumulate before it is compacted into a snapshot.
+pub const COMPACT_AFTER: i64 = 16;
+
+/// Schema migrations; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: documents, change chunks, metadata, derived query tables.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+     CREATE TABLE actors (actor TEXT PRIMARY KEY, device TEXT NOT NULL) WITHOUT ROWID;
+     CREATE TABLE docs (
+        id TEXT PRIMARY KEY,
+        collection TEXT NOT NULL,
+        community TEXT NOT NULL,
+        grid TEXT,
+        seq INTEGER NOT NULL,
+        heads BLOB NOT NULL,
+        snapshot BLOB NOT NULL,
+        chunks INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE UNIQUE INDEX docs_seq ON docs (seq);
+     CREATE TABLE chunks (
+        doc TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (doc, n)
+     ) WITHOUT ROWID;
+     CREATE TABLE q_households (
+        id TEXT PRIMARY KEY, grid TEXT, compound TEXT NOT NULL, building TEXT NOT NULL,
+        unit TEXT NOT NULL, room TEXT NOT NULL, tenure TEXT NOT NULL, members INTEGER NOT NULL,
+        head TEXT, sort TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX q_households_sort ON q_households (sort);
+     CREATE INDEX q_households_building ON q_households (building, compound);
+     CREATE TABLE q_people (
+        id TEXT NOT NULL, household TEXT NOT NULL, grid TEXT, name TEXT NOT NULL,
+        initials TEXT NOT NULL, relation TEXT NOT NULL, present INTEGER NOT NULL, ord INTEGER NOT NULL,
+        PRIMARY KEY (id, household)
+     ) WITHOUT ROWID;
+     CREATE INDEX q_people_household ON q_people (household);
+     CREATE INDEX q_people_name ON q_people (name);
+     CREATE INDEX q_people_initials ON q_people (initials);
+     CREATE TABLE q_pii (
+        person TEXT NOT NULL, doc TEXT NOT NULL, id4 TEXT NOT NULL, phone4 TEXT,
+        PRIMARY KEY (person, doc)
+     ) WITHOUT ROWID;
+     CREATE INDEX q_pii_doc ON q_pii (doc);
+     CREATE INDEX q_pii_id4 ON q_pii (id4);
+     CREATE INDEX q_pii_phone4 ON q_pii (phone4);
+     CREATE TABLE q_tags (
+        tag TEXT NOT NULL, person TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (tag, person, doc)
+     ) WITHOUT ROWID;
+     CREATE INDEX q_tags_doc ON q_tags (doc);
+     CREATE TABLE q_records (
+        id TEXT PRIMARY KEY, collection TEXT NOT NULL, grid TEXT, compound TEXT NOT NULL,
+        building TEXT NOT NULL, title TEXT NOT NULL, status TEXT NOT NULL, sort TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX q_records_collection ON q_records (collection, sort);",
+];
+
+/// Who writes: the device's Automerge actor and the person using it.
+#[derive(Debug, Clone)]
+pub struct Author {
+    /// The device's actor id (one per store).
+    pub actor: ActorId,
+    /// The device's name.
+    pub device: String,
+    /// The person at the device (recorded in each change's message).
+    pub user: String,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// Documents created.
+    pub created: usize,
+    /// Documents that received a change.
+    pub changed: usize,
+    /// Documents already equal to what was written.
+    pub unchanged: usize,
+}
+
+/// One entry of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// Feed position.
+    pub seq: i64,
+    /// Document id.
+    pub id: String,
+    /// Collection.
+    pub collection: Collection,
+    /// Scope.
+    pub scope: Scope,
+}
+
+/// The local store: one SQLite file of Automerge documents.
+pub struct Store {
+    conn: Connection,
+    author: Author,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in directory `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&mut conn)?;
+        let actor = match get_meta(&conn, "actor")? {
+            Some(hex) => hex_to_actor(&hex).ok_or_else(|| StoreError::Field {
+                id: "meta".into(),
+                field: "actor".into(),
+                message: "is not hex".into(),
+            })?,
+            None => {
+                let actor = ActorId::random();
+                set_meta(&conn, "actor", &actor.to_hex_string())?;
+                actor
+            }
+        };
+        let device = match get_meta(&conn, "device")? {
+            Some(d) => d,
+            None => {
+                let d = format!("device-{}", &actor.to_hex_string()[..8]);
+                set_meta(&conn, "device", &d)?;
+                d
+            }
+        };
+        conn.execute(
+            "INSERT OR IGNORE INTO actors (actor, device) VALUES (?1, ?2)",
+            params![actor.to_hex_string(), device],
+        )?;
+        let user = get_meta(&conn, "user")?.unwrap_or_else(|| device.clone());
+        Ok(Store {
+            conn,
+            author: Author {
+                actor,
+                device,
+                user,
+            },
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Who writes.
+    pub fn author(&self) -> &Author {
+        &self.author
+    }
+
+    /// Sets the person recorded in this process's changes (not saved).
+    pub fn set_user(&mut self, user: &str) {
+        self.author.user = user.to_string();
+    }
+
+    /// Saves the default user and device name of this store.
+    pub fn set_identity(&mut self, user: &str, device: Option<&str>) -> Result<(), StoreError> {
+        set_meta(&self.conn, "user", user)?;
+        self.author.user = user.to_string();
+        if let Some(device) = device {
+            set_meta(&self.conn, "device", device)?;
+            self.conn.execute(
+                "INSERT OR REPLACE INTO actors (actor, device) VALUES (?1, ?2)",
+                params![self.author.actor.to_hex_string(), device],
+            )?;
+            self.author.device = device.to_string();
+        }
+        Ok(())
+    }
+
+    /// The raw connection, for read-only queries elsewhere in this crate.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The community id of this store, if it has one.
+    pub fn community_id(&self) -> Result<Option<String>, StoreError> {
+        get_meta(&self.conn, "community")
+    }
+
+    /// The community record.
+    pub fn community(&self) -> Result<Community, StoreError> {
+        let id = self.community_id()?.ok_or(StoreError::NoCommunity)?;
+        match self.get(&id)? {
+            Some(AnyRecord::Community(c)) => Ok(c),
+            _ => Err(StoreError::NotFound(id)),
+        }
+    }
+
+    /// Creates the store's community. Fails if it already has one.
+    pub fn init_community(&mut self, community: Community) -> Result<(), StoreError> {
+        if let Some(existing) = self.community_id()? {
+            return Err(StoreError::HasCommunity(existing));
+        }
+        let id = community.id.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        set_meta(&tx, "community", &id)?;
+        write_in(
+            &tx,
+            &self.author,
+            vec![AnyRecord::Community(community)],
+            "create community",
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes records in one transaction: new ids become new documents; existing documents
+    /// get a change holding only the difference; equal ones are left alone.
+    pub fn put(
+        &mut self,
+        records: Vec<AnyRecord>,
+        message: &str,
+    ) -> Result<WriteReport, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let report = write_in(&tx, &self.author, records, message)?;
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Loads a document with all its changes.
+    pub fn load_doc(&self, id: &str) -> Result<Option<(Collection, AutoCommit)>, StoreError> {
+        load_doc(&self.conn, id)
+    }
+
+    /// Reads a record.
+    pub fn get(&self, id: &str) -> Result<Option<AnyRecord>, StoreError> {
+        match self.load_doc(id)? {
+            None => Ok(None),
+            Some((collection, doc)) => hydrate(id, collection, &doc).map(Some),
+        }
+    }
+
+    /// A household and its sensitive document.
+    pub fn household(&self, id: &str) -> Result<Option<(Household, Sensitive)>, StoreError> {
+        let Some(AnyRecord::Household(h)) = self.get(id)? else {
+            return Ok(None);
+        };
+        let s = match self.get(&Sensitive::doc_id(id))? {
+            Some(AnyRecord::Sensitive(s)) => s,
+            _ => Sensitive::for_household(&h),
+        };
+        Ok(Some((h, s)))
+    }
+
+    /// The household a person belongs to.
+    pub fn household_of(&self, person: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT household FROM q_people WHERE id = ?1 ORDER BY present DESC, household LIMIT 1", [person], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The collection of a document, if it exists.
+    pub fn collection_of(&self, id: &str) -> Result<Option<Collection>, StoreError> {
+        let c: Option<String> = self
+            .conn
+            .query_row("SELECT collection FROM docs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(c.and_then(|c| Collection::parse(&c)))
+    }
+
+    /// The compacted Automerge bytes of a document (what `export-doc` writes).
+    pub fn export_doc(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        let (_, mut doc) = self
+            .load_doc(id)?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        Ok(doc.save())
+    }
+
+    /// The change feed: documents changed after position `since`, oldest first.
+    pub fn changes_since(&self, since: i64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, id, collection, community, grid FROM docs WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![since, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, id, collection, community, grid) = row?;
+            let Some(collection) = Collection::parse(&collection) else {
+                continue;
+            };
+            out.push(FeedEntry {
+                seq,
+                id,
+                collection,
+                scope: Scope { community, grid },
+            });
+        }
+        Ok(out)
+    }
+
+    /// The latest position of the change feed.
+    pub fn feed_head(&self) -> Result<i64, StoreError> {
+        Ok(get_meta(&self.conn, "seq")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Drops and recomputes every derived query table from the documents.
+    pub fn rebuild_index(&mut self) -> Result<usize, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for t in index::TABLES {
+            tx.execute(&format!("DELETE FROM {t}"), [])?;
+        }
+        let ids: Vec<(String, String)> = {
+            let mut stmt = tx.prepare("SELECT id, collection FROM docs ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (id, _) in &ids {
+            if let Some((collection, doc)) = load_doc(&tx, id)? {
+                index::index(&tx, &hydrate(id, collection, &doc)?)?;
+            }
+        }
+        tx.commit()?;
+        Ok(ids.len())
+    }
+
+    /// Every row of the derived tables, as text, in a stable order (for checking that the
+    /// incrementally maintained index equals a rebuilt one).
+    pub fn dump_index(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for t in index::TABLES {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))?;
+            let n = stmt.column_count();
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let mut line = format!("{t}:");
+                for i in 0..n {
+                    let v: rusqlite::types::Value = row.get(i)?;
+                    line.push_str(&format!(" {v:?}"));
+                }
+                out.push(line);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts of documents per collection.
+    pub fn counts(&self) -> Result<Vec<(Collection, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT collection, COUNT(*) FROM docs GROUP BY collection")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (c, n) = row?;
+            if let Some(c) = Collection::parse(&c) {
+                out.push((c, n));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Runs a read-only query that returns one integer.
+    pub fn count(&self, sql: &str) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    /// Writes the WAL back into the database file (e.g. before measuring its size).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// SQLite's own consistency check; `ok` when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    /// Hex ids of known actors → device names.
+    pub fn actors(&self) -> Result<HashMap<String, String>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT actor, device FROM actors")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > i as i64 {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn hex_to_actor(hex: &str) -> Option<ActorId> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    bytes.map(ActorId::from)
+}
+
+pub(crate) fn load_doc(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<(Collection, AutoCommit)>, StoreError> {
+    let row: Option<(String, Vec<u8>, i64)> = conn
+        .prepare_cached("SELECT collection, snapshot, chunks FROM docs WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((collection, snapshot, chunks)) = row else {
+        return Ok(None);
+    };
+    let damaged = |source| StoreError::Automerge {
+        id: id.to_string(),
+        source,
+    };
+    let mut doc = AutoCommit::load(&snapshot).map_err(damaged)?;
+    if chunks > 0 {
+        let mut stmt = conn.prepare_cached("SELECT data FROM chunks WHERE doc = ?1 ORDER BY n")?;
+        let mut rows = stmt.query([id])?;
+        while let Some(row) = rows.next()? {
+            let data: Vec<u8> = row.get(0)?;
+            doc.load_incremental(&data).map_err(damaged)?;
+        }
+    }
+    let collection = Collection::parse(&collection).ok_or_else(|| StoreError::Field {
+        id: id.to_string(),
+        field: "collection".into(),
+        message: format!("unknown stored collection {collection}"),
+    })?;
+    Ok(Some((collection, doc)))
+}
+
+pub(crate) fn hydrate(
+    id: &str,
+    collection: Collection,
+    doc: &AutoCommit,
+) -> Result<AnyRecord, StoreError> {
+    AnyRecord::hydrate_from(collection, doc).map_err(|source| StoreError::Hydrate {
+        id: id.to_string(),
+        collection: collection.code().to_string(),
+        source,
+    })
+}
+
+fn commit_options(author: &Author, message: &str) -> CommitOptions {
+    let msg = serde_json::json!({ "by": author.user, "what": message }).to_string();
+    CommitOptions::default()
+        .with_message(msg)
+        .with_time(Timestamp::now().0 / 1000)
+}
+
+/// A new document for a record: (snapshot, heads).
+fn new_doc(
+    author: &Author,
+    rec: &AnyRecord,
+    message: &str,
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    let mut doc = AutoCommit::new().with_actor(author.actor.clone());
+    rec.reconcile_into(&mut doc)
+        .map_err(|source| StoreError::Reconcile {
+            id: rec.id().to_string(),
+            source,
+        })?;
+    doc.commit_with(commit_options(author, message));
+    let heads = encode_heads(&doc.get_heads());
+    Ok((doc.save(), heads))
+}
+
+/// Builds new documents on every core: creating Automerge documents is the import's hot path.
+fn new_docs(
+    author: &Author,
+    recs: &[&AnyRecord],
+    message: &str,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if recs.len() < 256 || threads == 1 {
+        return recs.iter().map(|r| new_doc(author, r, message)).collect();
+    }
+    let chunk = recs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = recs
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|r| new_doc(author, r, message))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(recs.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(out)
+    })
+}
+
+fn next_seq(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+    let seq: i64 = get_meta(tx, "seq")?
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+        + 1;
+    Ok(seq)
+}
+
+/// The write path shared by every mutation; runs inside the caller's transaction.
+pub(crate) fn write_in(
+    tx: &Transaction<'_>,
+    author: &Author,
+    records: Vec<AnyRecord>,
+    message: &str,
+) -> Result<WriteReport, StoreError> {
+    let mut report = WriteReport::default();
+    let mut seq = next_seq(tx)?;
+    let mut fresh = Vec::new();
+    let mut existing = Vec::new();
+    {
+        let mut exists = tx.prepare_cached("SELECT 1 FROM docs WHERE id = ?1")?;
+        for rec in &records {
+            if exists.exists([rec.id()])? {
+                existing.push(rec);
+            } else {
+                fresh.push(rec);
+            }
+        }
+    }
+    let built = new_docs(author, &fresh, message)?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, chunks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+        )?;
+        for (rec, (snapshot, heads)) in fresh.iter().zip(built) {
+            let scope = rec.scope();
+            insert.execute(params![
+                rec.id(),
+                rec.collection().code(),
+                scope.community,
+                scope.grid,
+                seq,
+                heads,
+                snapshot
+            ])?;
+            seq += 1;
+            index::index(tx, rec)?;
+            report.created += 1;
+        }
+    }
+    for rec in existing {
+        let id = rec.id();
+        let Some((collection, mut doc)) = load_doc(tx, id)? else {
+            continue;
+        };
+        if collection != rec.collection() {
+            return Err(StoreError::Field {
+                id: id.to_string(),
+                field: "collection".into(),
+                message: format!(
+                    "the stored record is in {}, not {}",
+                    collection.code(),
+                    rec.collection().code()
+                ),
+            });
+        }
+        if hydrate(id, collection, &doc)? == *rec {
+            report.unchanged += 1;
+            continue;
+        }
+        doc.set_actor(author.actor.clone());
+        let before = doc.get_heads();
+        rec.reconcile_into(&mut doc)
+            .map_err(|source| StoreError::Reconcile {
+                id: id.to_string(),
+                source,
+            })?;
+        if doc.commit_with(commit_options(author, message)).is_none() {
+            report.unchanged += 1;
+            continue;
+        }
+        let heads = encode_heads(&doc.get_heads());
+        let chunks: i64 =
+            tx.query_row("SELECT chunks FROM docs WHERE id = ?1", [id], |r| r.get(0))?;
+        if chunks + 1 >= COMPACT_AFTER {
+            tx.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
+                .execute([id])?;
+            tx.prepare_cached(
+                "UPDATE docs SET snapshot = ?2, heads = ?3, seq = ?4, chunks = 0 WHERE id = ?1",
+            )?
+            .execute(params![id, doc.save(), heads, seq])?;
+        } else {
+            let data = doc.save_after(&before);
+            tx.prepare_cached("INSERT INTO chunks (doc, n, data) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, chunks, data])?;
+            tx.prepare_cached("UPDATE docs SET heads = ?2, seq = ?3, chunks = ?4 WHERE id = ?1")?
+                .execute(params![id, heads, seq, chunks + 1])?;
+        }
+        seq += 1;
+        index::unindex(tx, id)?;
+        index::index(tx, rec)?;
+        report.changed += 1;
+    }
+    set_meta(tx, "seq", &(seq - 1).to_string())?;
+    Ok(report)
+}
