@@ -104,7 +104,7 @@ pub fn run(which: &Which, _data: &Option<PathBuf>) -> Result<()> {
     let started = Instant::now();
     let mut store = Store::open(&dir)?;
     crate::init(&mut store, "基准社区", "", Some("bench"), None)?;
-    let report = crate::import_file(&mut store, &input, "bench")?;
+    let report = crate::import_file(&mut store, &input, "bench", "import")?;
     let import_ms = started.elapsed().as_secs_f64() * 1000.0;
     let docs = report.created;
     drop(store);

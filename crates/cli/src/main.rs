@@ -243,19 +243,28 @@ fn run(cli: Cli) -> Result<()> {
                 std::fs::write(path, lines.join("\n") + "\n")
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
-            let records = parse_all(&lines, &community.id, "demo")?;
-            let mut community = community;
-            demo::add_grids_and_compounds(&mut community, &records);
-            let mut all = vec![AnyRecord::Community(community)];
-            all.extend(records);
-            let report = store.put(all, "demo")?;
+            let tmp = data_dir(&cli)?.join("demo.jsonl.partial");
+            std::fs::write(&tmp, lines.join("\n") + "\n")
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            let result = import_file(
+                &mut store,
+                &tmp,
+                &community.id,
+                &format!("demo --seed {seed}"),
+            );
+            let _ = std::fs::remove_file(&tmp);
+            let report = result?;
             report_write(&out, "demo", &report, started);
         }
         Command::Import { file } => {
             let mut store = open_existing(&cli)?;
             let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
             let started = std::time::Instant::now();
-            let report = import_file(&mut store, file, &community)?;
+            let name = file
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let report = import_file(&mut store, file, &community, &format!("import {name}"))?;
             report_write(&out, "import", &report, started);
         }
         Command::Stats => {
@@ -420,20 +429,21 @@ fn parse_all(lines: &[String], community: &str, file: &str) -> Result<Vec<AnyRec
 }
 
 /// Imports a JSONL file in one transaction.
-pub(crate) fn import_file(store: &mut Store, file: &Path, community: &str) -> Result<WriteReport> {
+pub(crate) fn import_file(
+    store: &mut Store,
+    file: &Path,
+    community: &str,
+    message: &str,
+) -> Result<WriteReport> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let records = parse_all(&lines, community, &file.display().to_string())?;
-    Ok(store.put(
-        records,
-        &format!(
-            "import {}",
-            file.file_name()
-                .map(|f| f.to_string_lossy())
-                .unwrap_or_default()
-        ),
-    )?)
+    let mut records = parse_all(&lines, community, &file.display().to_string())?;
+    // The community document lists the grids and compounds its records use.
+    let mut c = store.community()?;
+    demo::add_grids_and_compounds(&mut c, &records);
+    records.push(AnyRecord::Community(c));
+    Ok(store.put(records, message)?)
 }
 
 fn report_write(out: &Out, what: &str, r: &WriteReport, started: std::time::Instant) {

@@ -6,7 +6,6 @@ use rusqlite::params;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::index::initials;
 use crate::{Store, StoreError};
 
 /// Filters of `list`.
@@ -200,18 +199,6 @@ impl Store {
                 "initials",
             )?;
         }
-        if let Some((compound, rest)) = address_query(text) {
-            let like = format!("%{compound}%");
-            let (b, u, r) = rest;
-            run(
-                &format!(
-                    "{SELECT} WHERE h.compound LIKE ?1 AND (?2 IS NULL OR h.building = ?2) AND (?3 IS NULL OR h.unit = ?3)
-                     AND (?4 IS NULL OR h.room = ?4) ORDER BY h.sort, p.ord LIMIT ?5"
-                ),
-                &[&like, &b, &u, &r, &lim],
-                "address",
-            )?;
-        }
         if !is_tail {
             let end = format!("{text}\u{10ffff}");
             run(
@@ -234,9 +221,20 @@ impl Store {
                     "name",
                 )?;
             }
-            // A Chinese name typed partly as initials is handled by the initials branch; a
-            // name typed in full also matches its initials.
-            let _ = initials(text);
+        }
+        if let Some((compound, rest)) =
+            address_query(text).filter(|(c, (b, _, _))| b.is_some() || self.is_compound(c))
+        {
+            let like = format!("%{compound}%");
+            let (b, u, r) = rest;
+            run(
+                &format!(
+                    "{SELECT} WHERE h.compound LIKE ?1 AND (?2 IS NULL OR h.building = ?2) AND (?3 IS NULL OR h.unit = ?3)
+                     AND (?4 IS NULL OR h.room = ?4) ORDER BY h.sort, p.ord LIMIT ?5"
+                ),
+                &[&like, &b, &u, &r, &lim],
+                "address",
+            )?;
         }
         Ok(hits)
     }
@@ -293,6 +291,14 @@ impl Store {
             mask_json(&mut v);
         }
         Ok(v)
+    }
+
+    /// Whether some compound's name contains `text` (compounds are few: read from the
+    /// community document's list, not by scanning households).
+    fn is_compound(&self, text: &str) -> bool {
+        self.community()
+            .map(|c| c.compounds.iter().any(|x| x.name.contains(text)))
+            .unwrap_or(false)
     }
 
     /// A person with their sensitive fields.
