@@ -755,4 +755,89 @@ mod tests {
             "members[0]"
         );
     }
+
+    /// Two replicas edit the same household offline; the merge keeps every edit, per member
+    /// and per field, and the sensitive document merges per person and field.
+    #[test]
+    fn concurrent_edits_merge_on_two_replicas() {
+        use autosurgeon::{hydrate, reconcile};
+        let p = person(
+            "11010519491231002X",
+            Gender::Female,
+            Day::ymd(1949, 12, 31).unwrap(),
+        );
+        let mut second = p.person.clone();
+        second.id = "p-2".into();
+        second.name = "李娜".into();
+        second.relation = Relation::Child;
+        let h = Household {
+            id: "hh-1".into(),
+            collection: Collection::Household,
+            scope: Scope::grid("c1", "G01"),
+            address: Address {
+                compound: "幸福里".into(),
+                building: "1".into(),
+                unit: "1".into(),
+                room: "101".into(),
+            },
+            area: Area(8000),
+            usage: DwellingUse::Residential,
+            tenure: Tenure::OwnerOccupied,
+            owners: vec![],
+            head: Some("p-1".into()),
+            members: vec![p.person.clone(), second],
+            tags: vec![],
+            notes: String::new(),
+            last_visit: None,
+        };
+        let mut s = Sensitive::for_household(&h);
+        s.people.insert("p-1".into(), p.sensitive.clone());
+        let mut hd_a = automerge::AutoCommit::new();
+        reconcile(&mut hd_a, &h).unwrap();
+        let mut sd_a = automerge::AutoCommit::new();
+        reconcile(&mut sd_a, &s).unwrap();
+        let mut hd_b = hd_a.fork().with_actor(automerge::ActorId::random());
+        let mut sd_b = sd_a.fork().with_actor(automerge::ActorId::random());
+
+        // Replica A (the office): renames member 1, adds a member, changes the phone.
+        let mut a: Household = hydrate(&hd_a).unwrap();
+        a.members[0].name = "张薇".into();
+        let mut baby = a.members[1].clone();
+        baby.id = "p-3".into();
+        baby.name = "张小宝".into();
+        a.members.push(baby);
+        reconcile(&mut hd_a, &a).unwrap();
+        let mut sa: Sensitive = hydrate(&sd_a).unwrap();
+        sa.people.get_mut("p-1").unwrap().phone = "13900001111".into();
+        reconcile(&mut sd_a, &sa).unwrap();
+        // Replica B (a tablet, offline): notes on member 2, the tenure, a tag on member 1.
+        let mut b: Household = hydrate(&hd_b).unwrap();
+        b.members[1].notes = "2026-03-05 入户走访".into();
+        b.tenure = Tenure::Rented;
+        reconcile(&mut hd_b, &b).unwrap();
+        let mut sb: Sensitive = hydrate(&sd_b).unwrap();
+        sb.people.get_mut("p-1").unwrap().tags = vec!["独居老人".into()];
+        reconcile(&mut sd_b, &sb).unwrap();
+
+        hd_a.merge(&mut hd_b).unwrap();
+        sd_a.merge(&mut sd_b).unwrap();
+        let merged: Household = hydrate(&hd_a).unwrap();
+        assert_eq!(
+            merged
+                .members
+                .iter()
+                .map(|m| m.id.as_str())
+                .collect::<Vec<_>>(),
+            ["p-1", "p-2", "p-3"]
+        );
+        assert_eq!(merged.members[0].name, "张薇");
+        assert_eq!(merged.members[1].notes, "2026-03-05 入户走访");
+        assert_eq!(merged.tenure, Tenure::Rented);
+        let ms: Sensitive = hydrate(&sd_a).unwrap();
+        assert_eq!(ms.people["p-1"].phone, "13900001111");
+        assert_eq!(ms.people["p-1"].tags, vec!["独居老人".to_string()]);
+        // Both replicas converge to the same state.
+        hd_b.merge(&mut hd_a).unwrap();
+        assert_eq!(hydrate::<_, Household>(&hd_b).unwrap(), merged);
+    }
 }
