@@ -295,30 +295,21 @@ fn the_query_tables_equal_a_rebuild_after_imports_and_edits() {
 fn demo_is_deterministic_for_a_seed() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    ok(
-        a.path(),
-        &[
-            "demo",
-            "--households",
-            "120",
-            "--seed",
-            "11",
-            "--export",
-            a.path().join("x.jsonl").to_str().unwrap(),
-        ],
-    );
-    ok(
-        b.path(),
-        &[
-            "demo",
-            "--households",
-            "120",
-            "--seed",
-            "11",
-            "--export",
-            b.path().join("x.jsonl").to_str().unwrap(),
-        ],
-    );
+    for dir in [&a, &b] {
+        let export = dir.path().join("x.jsonl");
+        ok(
+            dir.path(),
+            &[
+                "demo",
+                "--households",
+                "120",
+                "--seed",
+                "11",
+                "--export",
+                export.to_str().unwrap(),
+            ],
+        );
+    }
     let x = std::fs::read(a.path().join("x.jsonl")).unwrap();
     assert_eq!(x, std::fs::read(b.path().join("x.jsonl")).unwrap());
     let stats = json(a.path(), &["stats"]);

@@ -657,6 +657,29 @@ mod tests {
         }
     }
 
+    fn household(members: Vec<Person>) -> Household {
+        Household {
+            id: "hh-1".into(),
+            collection: Collection::Household,
+            scope: Scope::grid("c1", "G01"),
+            address: Address {
+                compound: "幸福里".into(),
+                building: "1".into(),
+                unit: "1".into(),
+                room: "101".into(),
+            },
+            area: Area(8000),
+            usage: DwellingUse::Residential,
+            tenure: Tenure::OwnerOccupied,
+            owners: vec![],
+            head: Some("p-1".into()),
+            members,
+            tags: vec![],
+            notes: String::new(),
+            last_visit: None,
+        }
+    }
+
     #[test]
     fn id_number_must_match_birth_and_sex() {
         let birth = Day::ymd(1949, 12, 31).unwrap();
@@ -721,26 +744,7 @@ mod tests {
             Gender::Female,
             Day::ymd(1949, 12, 31).unwrap(),
         );
-        let h = Household {
-            id: "hh-1".into(),
-            collection: Collection::Household,
-            scope: Scope::grid("c1", "G01"),
-            address: Address {
-                compound: "幸福里".into(),
-                building: "1".into(),
-                unit: "1".into(),
-                room: "101".into(),
-            },
-            area: Area(8000),
-            usage: DwellingUse::Residential,
-            tenure: Tenure::OwnerOccupied,
-            owners: vec![],
-            head: Some("p-1".into()),
-            members: vec![p.person.clone()],
-            tags: vec![],
-            notes: String::new(),
-            last_visit: None,
-        };
+        let h = household(vec![p.person.clone()]);
         let mut s = Sensitive::for_household(&h);
         s.people.insert("p-1".into(), p.sensitive.clone());
         assert!(validate_household(&h, &s, today()).is_ok());
@@ -770,26 +774,7 @@ mod tests {
         second.id = "p-2".into();
         second.name = "李娜".into();
         second.relation = Relation::Child;
-        let h = Household {
-            id: "hh-1".into(),
-            collection: Collection::Household,
-            scope: Scope::grid("c1", "G01"),
-            address: Address {
-                compound: "幸福里".into(),
-                building: "1".into(),
-                unit: "1".into(),
-                room: "101".into(),
-            },
-            area: Area(8000),
-            usage: DwellingUse::Residential,
-            tenure: Tenure::OwnerOccupied,
-            owners: vec![],
-            head: Some("p-1".into()),
-            members: vec![p.person.clone(), second],
-            tags: vec![],
-            notes: String::new(),
-            last_visit: None,
-        };
+        let h = household(vec![p.person.clone(), second]);
         let mut s = Sensitive::for_household(&h);
         s.people.insert("p-1".into(), p.sensitive.clone());
         let mut hd_a = automerge::AutoCommit::new();
