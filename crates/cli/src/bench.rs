@@ -65,7 +65,7 @@ fn file_size(p: &Path) -> u64 {
 }
 
 /// Runs a benchmark.
-pub fn run(which: &Which, _data: &Option<PathBuf>) -> Result<()> {
+pub fn run(which: &Which) -> Result<()> {
     let Which::Store {
         input,
         households,

@@ -370,7 +370,7 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("the store needed repair (see above)");
             }
         }
-        Command::Bench { which } => bench::run(which, &data_dir(&cli).ok())?,
+        Command::Bench { which } => bench::run(which)?,
     }
     Ok(())
 }

@@ -154,12 +154,9 @@ impl Store {
                 Err(field_err(id, field, "edit the person (their id) instead"))
             }
             Some(Collection::Household) => {
-                let (_, s) = self
+                let (h, s) = self
                     .household(id)?
                     .ok_or_else(|| StoreError::NotFound(id.into()))?;
-                let Some(AnyRecord::Household(h)) = self.get(id)? else {
-                    return Err(StoreError::NotFound(id.into()));
-                };
                 let mut v =
                     serde_json::to_value(&h).map_err(|e| field_err(id, field, e.to_string()))?;
                 set_path(id, &mut v, &path, field, raw)?;
