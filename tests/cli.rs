@@ -1,5 +1,7 @@
 //! Acceptance tests of the `linli` command line: each runs the real binary on a real SQLite
 //! store in a temporary directory.
+// Helpers here panic on purpose: a failed step fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -56,7 +56,7 @@ struct Gen {
     today: Day,
 }
 
-fn pick<'a>(rng: &mut ChaCha8Rng, s: &'a str) -> char {
+fn pick(rng: &mut ChaCha8Rng, s: &str) -> char {
     let chars: Vec<char> = s.chars().collect();
     chars[rng.random_range(0..chars.len())]
 }
@@ -189,10 +189,12 @@ impl Gen {
                 people.push(self.person(m, a, "其他", None, false, None));
             }
         }
-        if size == 1 && age >= 70 && self.rng.random_bool(0.8) {
-            if let Some(tags) = people[0]["tags"].as_array_mut() {
-                tags.insert(0, json!("独居老人"));
-            }
+        if size == 1
+            && age >= 70
+            && self.rng.random_bool(0.8)
+            && let Some(tags) = people[0]["tags"].as_array_mut()
+        {
+            tags.insert(0, json!("独居老人"));
         }
         people
     }
@@ -541,15 +543,15 @@ pub fn generate(community: &Community, households: usize, tasks: usize, seed: u6
 pub fn add_grids_and_compounds(c: &mut Community, records: &[AnyRecord]) {
     for r in records {
         if let AnyRecord::Household(h) = r {
-            if let Some(grid) = &h.scope.grid {
-                if !c.grids.iter().any(|g| &g.id == grid) {
-                    let n: usize = grid.trim_start_matches('G').parse().unwrap_or(0);
-                    c.grids.push(Grid {
-                        id: grid.clone(),
-                        name: format!("第{n}网格"),
-                        worker: format!("网格员{n}"),
-                    });
-                }
+            if let Some(grid) = &h.scope.grid
+                && !c.grids.iter().any(|g| &g.id == grid)
+            {
+                let n: usize = grid.trim_start_matches('G').parse().unwrap_or(0);
+                c.grids.push(Grid {
+                    id: grid.clone(),
+                    name: format!("第{n}网格"),
+                    worker: format!("网格员{n}"),
+                });
             }
             if !c.compounds.iter().any(|x| x.name == h.address.compound) {
                 c.compounds.push(Compound {

@@ -119,10 +119,10 @@ record_impl!(
         v.require("title", &s.title);
         v.require("body", &s.body);
         v.require("author", &s.author);
-        if let Some(e) = s.expires {
-            if e < s.published.day() {
-                v.error("expires", "is before the notice was published");
-            }
+        if let Some(e) = s.expires
+            && e < s.published.day()
+        {
+            v.error("expires", "is before the notice was published");
         }
     }
 );

@@ -315,10 +315,10 @@ record_impl!(
         if s.scope.grid.as_deref().unwrap_or("").is_empty() {
             v.error("scope.grid", "a household belongs to a grid");
         }
-        if let Some(head) = &s.head {
-            if s.member(head).is_none() {
-                v.error("head", "the head must be one of the members");
-            }
+        if let Some(head) = &s.head
+            && s.member(head).is_none()
+        {
+            v.error("head", "the head must be one of the members");
         }
         let mut seen = std::collections::HashSet::new();
         for (i, m) in s.members.iter().enumerate() {
@@ -395,10 +395,10 @@ impl Person {
                 }
             }
         }
-        if let (Some(i), Some(o)) = (self.moved_in, self.moved_out) {
-            if o < i {
-                v.error("moved_out", "is before moved_in");
-            }
+        if let (Some(i), Some(o)) = (self.moved_in, self.moved_out)
+            && o < i
+        {
+            v.error("moved_out", "is before moved_in");
         }
     }
 }

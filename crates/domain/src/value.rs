@@ -120,8 +120,12 @@ impl Hydrate for Day {
 
 /// China Standard Time (UTC+8), the offset in which Linli shows and parses instants.
 pub fn china_offset() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600)
-        .unwrap_or(FixedOffset::east_opt(0).expect("zero offset is valid"))
+    // Checked when compiling: 8 h is within the ±24 h chrono accepts.
+    const CHINA: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
+        Some(offset) => offset,
+        None => panic!("UTC+8 is a valid offset"),
+    };
+    CHINA
 }
 
 /// An instant, stored as milliseconds since the Unix epoch (an Automerge timestamp), shown in
@@ -155,20 +159,19 @@ impl Timestamp {
         }
         let tz = china_offset();
         for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
-            if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
-                if let Some(t) = tz.from_local_datetime(&naive).single() {
-                    return Ok(Timestamp(t.timestamp_millis()));
-                }
-            }
-        }
-        if let Ok(day) = Day::parse(s) {
-            if let Some(t) = day
-                .0
-                .and_hms_opt(0, 0, 0)
-                .and_then(|n| tz.from_local_datetime(&n).single())
+            if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(s, fmt)
+                && let Some(t) = tz.from_local_datetime(&naive).single()
             {
                 return Ok(Timestamp(t.timestamp_millis()));
             }
+        }
+        if let Ok(day) = Day::parse(s)
+            && let Some(t) = day
+                .0
+                .and_hms_opt(0, 0, 0)
+                .and_then(|n| tz.from_local_datetime(&n).single())
+        {
+            return Ok(Timestamp(t.timestamp_millis()));
         }
         Err(format!(
             "`{s}` is not a time (expected RFC 3339 or YYYY-MM-DD HH:MM)"

@@ -26,8 +26,8 @@ pub enum StoreError {
     Automerge {
         /// Document id.
         id: String,
-        /// The cause.
-        source: automerge::AutomergeError,
+        /// The cause (boxed: it is large, and rare).
+        source: Box<automerge::AutomergeError>,
     },
     /// A stored document does not have the shape of its collection.
     #[error("document {id} cannot be read as {collection}: {source}")]
@@ -36,17 +36,20 @@ pub enum StoreError {
         id: String,
         /// Its collection.
         collection: String,
-        /// The cause.
-        source: autosurgeon::HydrateError,
+        /// The cause (boxed: it is large, and rare).
+        source: Box<autosurgeon::HydrateError>,
     },
     /// A record could not be written into its document.
     #[error("cannot write document {id}: {source}")]
     Reconcile {
         /// Document id.
         id: String,
-        /// The cause.
-        source: autosurgeon::ReconcileError,
+        /// The cause (boxed: it is large, and rare).
+        source: Box<autosurgeon::ReconcileError>,
     },
+    /// Compressing a snapshot failed.
+    #[error("compression failed: {0}")]
+    Codec(String),
     /// No record has this id.
     #[error("no record with id {0}")]
     NotFound(String),

@@ -191,18 +191,18 @@ fn index_household(tx: &Transaction<'_>, h: &Household) -> Result<(), StoreError
 
 fn index_sensitive(tx: &Transaction<'_>, s: &Sensitive) -> Result<(), StoreError> {
     let mut pii =
-        tx.prepare_cached("INSERT INTO q_pii (person, doc, id4, phone4) VALUES (?1, ?2, ?3, ?4)")?;
+        tx.prepare_cached("INSERT INTO q_pii (doc, person, id4, phone4) VALUES (?1, ?2, ?3, ?4)")?;
     let mut tags =
-        tx.prepare_cached("INSERT OR IGNORE INTO q_tags (tag, person, doc) VALUES (?1, ?2, ?3)")?;
+        tx.prepare_cached("INSERT OR IGNORE INTO q_tags (doc, person, tag) VALUES (?1, ?2, ?3)")?;
     for (person, f) in &s.people {
         let phone4 = if f.phone.trim().is_empty() {
             None
         } else {
             Some(mask::last4(&f.phone))
         };
-        pii.execute(params![person, s.id, mask::last4(&f.id_number), phone4])?;
+        pii.execute(params![s.id, person, mask::last4(&f.id_number), phone4])?;
         for t in &f.tags {
-            tags.execute(params![t, person, s.id])?;
+            tags.execute(params![s.id, person, t])?;
         }
     }
     Ok(())

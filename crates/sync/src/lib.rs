@@ -4,6 +4,7 @@
 //! incrementally and compacted, with a local change feed and derived query tables. See
 //! `ARCHITECTURE.md` for how it fits with the rest.
 
+mod codec;
 mod edit;
 mod error;
 mod history;
@@ -11,6 +12,7 @@ pub mod index;
 pub mod query;
 pub mod store;
 
+pub use codec::TRAIN_AFTER;
 pub use error::StoreError;
 pub use history::HistoryEntry;
 pub use query::{Hit, ListFilter, Row};

@@ -257,12 +257,11 @@ impl Store {
                                 .and_then(Value::as_str)
                                 .unwrap_or("")
                                 .to_string();
-                            if let (Some(f), Some(obj)) = (s.people.get(&pid), m.as_object_mut()) {
-                                if let Value::Object(fields) =
+                            if let (Some(f), Some(obj)) = (s.people.get(&pid), m.as_object_mut())
+                                && let Value::Object(fields) =
                                     serde_json::to_value(f).map_err(json_err(id))?
-                                {
-                                    obj.extend(fields);
-                                }
+                            {
+                                obj.extend(fields);
                             }
                         }
                     }

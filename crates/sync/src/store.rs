@@ -20,6 +20,7 @@ use automerge::{ActorId, AutoCommit, ChangeHash};
 use linli_domain::{AnyRecord, Collection, Community, Household, Scope, Sensitive, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use crate::codec::{self, Dicts, Packer};
 use crate::{StoreError, index};
 
 /// The file name of the database inside the data directory.
@@ -80,6 +81,26 @@ const MIGRATIONS: &[&str] = &[
         building TEXT NOT NULL, title TEXT NOT NULL, status TEXT NOT NULL, sort TEXT NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX q_records_collection ON q_records (collection, sort);",
+    // 2: compressed snapshots (see `codec`); derived rows keyed by their document first, so
+    // deleting a document's rows needs no index of its own.
+    "CREATE TABLE dicts (id INTEGER PRIMARY KEY, collection TEXT NOT NULL, data BLOB NOT NULL);
+     ALTER TABLE docs ADD COLUMN dict INTEGER REFERENCES dicts (id);
+     CREATE TABLE q_pii2 (
+        doc TEXT NOT NULL, person TEXT NOT NULL, id4 TEXT NOT NULL, phone4 TEXT,
+        PRIMARY KEY (doc, person)
+     ) WITHOUT ROWID;
+     INSERT INTO q_pii2 (doc, person, id4, phone4) SELECT doc, person, id4, phone4 FROM q_pii;
+     DROP TABLE q_pii;
+     ALTER TABLE q_pii2 RENAME TO q_pii;
+     CREATE INDEX q_pii_id4 ON q_pii (id4);
+     CREATE INDEX q_pii_phone4 ON q_pii (phone4);
+     CREATE TABLE q_tags2 (
+        doc TEXT NOT NULL, person TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (doc, person, tag)
+     ) WITHOUT ROWID;
+     INSERT INTO q_tags2 (doc, person, tag) SELECT doc, person, tag FROM q_tags;
+     DROP TABLE q_tags;
+     ALTER TABLE q_tags2 RENAME TO q_tags;
+     CREATE INDEX q_tags_tag ON q_tags (tag);",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
@@ -102,6 +123,8 @@ pub struct WriteReport {
     pub changed: usize,
     /// Documents already equal to what was written.
     pub unchanged: usize,
+    /// Compression dictionaries trained by this write (see [`crate::codec`]).
+    pub dictionaries: usize,
 }
 
 /// One entry of the change feed.
@@ -122,6 +145,7 @@ pub struct Store {
     conn: Connection,
     author: Author,
     path: PathBuf,
+    dicts: Dicts,
 }
 
 impl std::fmt::Debug for Store {
@@ -174,7 +198,9 @@ impl Store {
             params![actor.to_hex_string(), device],
         )?;
         let user = get_meta(&conn, "user")?.unwrap_or_else(|| device.clone());
+        let dicts = Dicts::load(&conn)?;
         Ok(Store {
+            dicts,
             conn,
             author: Author {
                 actor,
@@ -246,6 +272,7 @@ impl Store {
         set_meta(&tx, "community", &id)?;
         write_in(
             &tx,
+            &self.dicts,
             &self.author,
             vec![AnyRecord::Community(community)],
             "create community",
@@ -264,14 +291,17 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let report = write_in(&tx, &self.author, records, message)?;
+        let report = write_in(&tx, &self.dicts, &self.author, records, message)?;
         tx.commit()?;
+        if report.dictionaries > 0 {
+            self.dicts = Dicts::load(&self.conn)?;
+        }
         Ok(report)
     }
 
     /// Loads a document with all its changes.
     pub fn load_doc(&self, id: &str) -> Result<Option<(Collection, AutoCommit)>, StoreError> {
-        load_doc(&self.conn, id)
+        load_doc(&self.conn, &self.dicts, id)
     }
 
     /// Reads a record.
@@ -372,7 +402,7 @@ impl Store {
             rows.collect::<Result<_, _>>()?
         };
         for (id, _) in &ids {
-            if let Some((collection, doc)) = load_doc(&tx, id)? {
+            if let Some((collection, doc)) = load_doc(&tx, &self.dicts, id)? {
                 index::index(&tx, &hydrate(id, collection, &doc)?)?;
             }
         }
@@ -484,7 +514,7 @@ fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError>
 }
 
 fn hex_to_actor(hex: &str) -> Option<ActorId> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..hex.len())
@@ -494,20 +524,25 @@ fn hex_to_actor(hex: &str) -> Option<ActorId> {
     bytes.map(ActorId::from)
 }
 
+/// A stored document row: collection, snapshot as stored, its dictionary, chunk count.
+type DocRow = (String, Vec<u8>, Option<i64>, i64);
+
 pub(crate) fn load_doc(
     conn: &Connection,
+    dicts: &Dicts,
     id: &str,
 ) -> Result<Option<(Collection, AutoCommit)>, StoreError> {
-    let row: Option<(String, Vec<u8>, i64)> = conn
-        .prepare_cached("SELECT collection, snapshot, chunks FROM docs WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let row: Option<DocRow> = conn
+        .prepare_cached("SELECT collection, snapshot, dict, chunks FROM docs WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    let Some((collection, snapshot, chunks)) = row else {
+    let Some((collection, snapshot, dict, chunks)) = row else {
         return Ok(None);
     };
+    let snapshot = dicts.unpack(id, dict, snapshot)?;
     let damaged = |source| StoreError::Automerge {
         id: id.to_string(),
-        source,
+        source: Box::new(source),
     };
     let mut doc = AutoCommit::load(&snapshot).map_err(damaged)?;
     if chunks > 0 {
@@ -534,7 +569,7 @@ pub(crate) fn hydrate(
     AnyRecord::hydrate_from(collection, doc).map_err(|source| StoreError::Hydrate {
         id: id.to_string(),
         collection: collection.code().to_string(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -545,49 +580,92 @@ fn commit_options(author: &Author, message: &str) -> CommitOptions {
         .with_time(Timestamp::now().0 / 1000)
 }
 
-/// A new document for a record: (snapshot, heads).
-fn new_doc(
-    author: &Author,
-    rec: &AnyRecord,
-    message: &str,
-) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+/// A new document: its snapshot (plain Automerge bytes) and heads.
+struct Built {
+    snapshot: Vec<u8>,
+    heads: Vec<u8>,
+}
+
+/// A snapshot as stored: bytes and the dictionary they are compressed with.
+type Packed = (Vec<u8>, Option<i64>);
+
+/// Compressors by collection, made on first use (one set per thread).
+struct Packers<'a> {
+    dicts: &'a Dicts,
+    by_collection: HashMap<Collection, Packer<'a>>,
+}
+
+impl<'a> Packers<'a> {
+    fn new(dicts: &'a Dicts) -> Self {
+        Packers {
+            dicts,
+            by_collection: HashMap::new(),
+        }
+    }
+
+    fn pack(&mut self, collection: Collection, raw: &[u8]) -> Result<Packed, StoreError> {
+        let packer = match self.by_collection.entry(collection) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.dicts.packer(collection.code())?)
+            }
+        };
+        packer.pack(raw)
+    }
+}
+
+/// A new document for a record.
+fn new_doc(author: &Author, rec: &AnyRecord, message: &str) -> Result<Built, StoreError> {
     let mut doc = AutoCommit::new().with_actor(author.actor.clone());
     rec.reconcile_into(&mut doc)
         .map_err(|source| StoreError::Reconcile {
             id: rec.id().to_string(),
-            source,
+            source: Box::new(source),
         })?;
     doc.commit_with(commit_options(author, message));
-    let heads = encode_heads(&doc.get_heads());
-    Ok((doc.save(), heads))
+    Ok(Built {
+        heads: encode_heads(&doc.get_heads()),
+        snapshot: save(&mut doc),
+    })
 }
 
-/// Builds new documents on every core: creating Automerge documents is the import's hot path.
-fn new_docs(
-    author: &Author,
-    recs: &[&AnyRecord],
-    message: &str,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+/// The Automerge bytes of a snapshot. Automerge's own column compression (deflate) is left
+/// off: the store compresses whole snapshots with a trained dictionary, which does better on
+/// plain bytes.
+fn save(doc: &mut AutoCommit) -> Vec<u8> {
+    doc.save_nocompress()
+}
+
+/// Maps `items` on every core (up to 8 threads), keeping their order. `init` makes each
+/// thread's scratch state. Building and compressing documents are the import's hot paths.
+fn par_map<T: Sync, S, R: Send>(
+    items: &[T],
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> Result<R, StoreError> + Sync,
+) -> Result<Vec<R>, StoreError> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
-    if recs.len() < 256 || threads == 1 {
-        return recs.iter().map(|r| new_doc(author, r, message)).collect();
+    if items.len() < 256 || threads == 1 {
+        let mut state = init();
+        return items.iter().map(|t| f(&mut state, t)).collect();
     }
-    let chunk = recs.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads);
+    let (init, f) = (&init, &f);
     std::thread::scope(|s| {
-        let handles: Vec<_> = recs
+        let handles: Vec<_> = items
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
+                    let mut state = init();
                     part.iter()
-                        .map(|r| new_doc(author, r, message))
+                        .map(|t| f(&mut state, t))
                         .collect::<Result<Vec<_>, _>>()
                 })
             })
             .collect();
-        let mut out = Vec::with_capacity(recs.len());
+        let mut out = Vec::with_capacity(items.len());
         for h in handles {
             match h.join() {
                 Ok(part) => out.extend(part?),
@@ -609,6 +687,7 @@ fn next_seq(tx: &Transaction<'_>) -> Result<i64, StoreError> {
 /// The write path shared by every mutation; runs inside the caller's transaction.
 pub(crate) fn write_in(
     tx: &Transaction<'_>,
+    dicts: &Dicts,
     author: &Author,
     records: Vec<AnyRecord>,
     message: &str,
@@ -627,13 +706,40 @@ pub(crate) fn write_in(
             }
         }
     }
-    let built = new_docs(author, &fresh, message)?;
+    let mut touched: Vec<&str> = records.iter().map(|r| r.collection().code()).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    let built = par_map(&fresh, || (), |_, rec| new_doc(author, rec, message))?;
+    // A collection reaching its dictionary threshold trains one now, before anything is
+    // written, so that no snapshot is stored twice.
+    let samples: Vec<(&str, &[u8])> = fresh
+        .iter()
+        .zip(&built)
+        .map(|(rec, b)| (rec.collection().code(), b.snapshot.as_slice()))
+        .collect();
+    let trained = codec::train_where_due(tx, dicts, &touched, &samples)?;
+    let reloaded;
+    let dicts = if trained > 0 {
+        reloaded = Dicts::load(tx)?;
+        &reloaded
+    } else {
+        dicts
+    };
+    report.dictionaries = trained;
+    let jobs: Vec<(Collection, Built)> = fresh.iter().map(|r| r.collection()).zip(built).collect();
+    let packed = par_map(
+        &jobs,
+        || Packers::new(dicts),
+        |packers, (collection, b)| packers.pack(*collection, &b.snapshot),
+    )?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, chunks)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+            "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, dict, chunks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
         )?;
-        for (rec, (snapshot, heads)) in fresh.iter().zip(built) {
+        for ((rec, (_, Built { heads, .. })), (snapshot, dict)) in
+            fresh.iter().zip(&jobs).zip(packed)
+        {
             let scope = rec.scope();
             insert.execute(params![
                 rec.id(),
@@ -642,16 +748,18 @@ pub(crate) fn write_in(
                 scope.grid,
                 seq,
                 heads,
-                snapshot
+                snapshot,
+                dict
             ])?;
             seq += 1;
             index::index(tx, rec)?;
             report.created += 1;
         }
     }
+    let mut packers = Packers::new(dicts);
     for rec in existing {
         let id = rec.id();
-        let Some((collection, mut doc)) = load_doc(tx, id)? else {
+        let Some((collection, mut doc)) = load_doc(tx, dicts, id)? else {
             continue;
         };
         if collection != rec.collection() {
@@ -674,7 +782,7 @@ pub(crate) fn write_in(
         rec.reconcile_into(&mut doc)
             .map_err(|source| StoreError::Reconcile {
                 id: id.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         if doc.commit_with(commit_options(author, message)).is_none() {
             report.unchanged += 1;
@@ -686,10 +794,11 @@ pub(crate) fn write_in(
         if chunks + 1 >= COMPACT_AFTER {
             tx.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
                 .execute([id])?;
+            let (snapshot, dict) = packers.pack(collection, &save(&mut doc))?;
             tx.prepare_cached(
-                "UPDATE docs SET snapshot = ?2, heads = ?3, seq = ?4, chunks = 0 WHERE id = ?1",
+                "UPDATE docs SET snapshot = ?2, dict = ?3, heads = ?4, seq = ?5, chunks = 0 WHERE id = ?1",
             )?
-            .execute(params![id, doc.save(), heads, seq])?;
+            .execute(params![id, snapshot, dict, heads, seq])?;
         } else {
             let data = doc.save_after(&before);
             tx.prepare_cached("INSERT INTO chunks (doc, n, data) VALUES (?1, ?2, ?3)")?
@@ -704,4 +813,62 @@ pub(crate) fn write_in(
     }
     set_meta(tx, "seq", &(seq - 1).to_string())?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_store_migrates_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let community = Community::new("c1", "幸福社区", Timestamp(0));
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap_or_else(|e| panic!("{e}"));
+            conn.execute_batch(MIGRATIONS[0])
+                .unwrap_or_else(|e| panic!("{e}"));
+            conn.pragma_update(None, "user_version", 1)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let author = Author {
+                actor: ActorId::random(),
+                device: "old".into(),
+                user: "old".into(),
+            };
+            let rec = AnyRecord::Community(community.clone());
+            let built = new_doc(&author, &rec, "v1").unwrap_or_else(|e| panic!("{e}"));
+            conn.execute(
+                "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, chunks)
+                 VALUES ('c1', 'community', 'c1', NULL, 1, ?1, ?2, 0)",
+                params![built.heads, built.snapshot],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            conn.execute_batch(
+                "INSERT INTO meta VALUES ('community', 'c1');
+                 INSERT INTO q_pii (person, doc, id4, phone4) VALUES ('p1', 'h1.pii', '002X', '5678');
+                 INSERT INTO q_tags (tag, person, doc) VALUES ('低保', 'p1', 'h1.pii');",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            store.count("PRAGMA user_version").unwrap_or(0),
+            MIGRATIONS.len() as i64
+        );
+        assert_eq!(store.community().ok(), Some(community));
+        let pii: (String, String, String) = store
+            .conn()
+            .query_row(
+                "SELECT doc, person, id4 FROM q_pii WHERE phone4 = '5678'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pii, ("h1.pii".into(), "p1".into(), "002X".into()));
+        assert_eq!(
+            store
+                .count("SELECT COUNT(*) FROM q_tags WHERE tag = '低保' AND doc = 'h1.pii'")
+                .unwrap_or(0),
+            1
+        );
+    }
 }

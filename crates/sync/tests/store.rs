@@ -1,0 +1,147 @@
+//! The store on real SQLite files: compression dictionaries, compaction, reopening.
+
+use linli_domain::interchange::parse_line;
+use linli_domain::validate::id_check_char;
+use linli_domain::{AnyRecord, Community, Day, Timestamp};
+use linli_sync::{Store, TRAIN_AFTER};
+
+/// A roster line (the generator's format) for household `i`, with a valid ID number.
+fn roster_line(i: usize) -> String {
+    let birth = format!("19{:02}0{}1{}", 40 + i % 50, 1 + i % 9, i % 10);
+    let first17 = format!("320106{birth}{:03}", i % 1000);
+    let check = id_check_char(&first17).unwrap_or('0');
+    let sex = if (i % 1000) % 2 == 1 { "男" } else { "女" };
+    format!(
+        r#"{{"kind":"household","id":"hh-{i:06}","grid":"G0{g}","compound":"幸福里小区","building":"{b}","unit":"1","room":"{r}","area_m2":88.5,"tenure":"自住","members":[{{"id":"p-{i:07}","name":"王{n}","gender":"{sex}","birth":"{y}-0{m}-1{d}","id_number":"{first17}{check}","phone":"139{i:08}","relation":"户主","tags":["独居老人"],"notes":""}}]}}"#,
+        g = 1 + i % 3,
+        b = 1 + i % 20,
+        r = 101 + i % 30,
+        n = ["伟", "芳", "娜", "敏", "静"][i % 5],
+        y = 1940 + i % 50,
+        m = 1 + i % 9,
+        d = i % 10,
+    )
+}
+
+fn households(range: std::ops::Range<usize>) -> Vec<AnyRecord> {
+    let today = Day::parse("2026-11-20").unwrap_or_else(|e| panic!("{e}"));
+    range
+        .flat_map(|i| parse_line(&roster_line(i), "c1", today).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+fn new_store(dir: &std::path::Path) -> Store {
+    let mut store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .init_community(Community::new("c1", "幸福社区", Timestamp(0)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+}
+
+fn compressed(store: &Store, collection: &str) -> i64 {
+    store
+        .count(&format!(
+            "SELECT COUNT(*) FROM docs WHERE collection = '{collection}' AND dict IS NOT NULL"
+        ))
+        .unwrap_or(-1)
+}
+
+#[test]
+fn a_large_collection_is_compressed_and_reads_back_the_same() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut store = new_store(dir.path());
+    let first = (TRAIN_AFTER as usize) / 2 + 100;
+    let r = store
+        .put(households(0..first), "import 1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.dictionaries, 0);
+    assert_eq!(compressed(&store, "households"), 0);
+
+    let second = households(first..TRAIN_AFTER as usize + 50);
+    let r = store
+        .put(second, "import 2")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.dictionaries, 2, "households and sensitive documents");
+    let n = TRAIN_AFTER + 50;
+    assert_eq!(compressed(&store, "households"), n);
+    assert_eq!(compressed(&store, "sensitive"), n);
+    assert_eq!(store.count("SELECT COUNT(*) FROM dicts").unwrap_or(0), 2);
+
+    // Snapshots are smaller than the plain Automerge bytes they hold.
+    let stored = store
+        .count("SELECT SUM(LENGTH(snapshot)) FROM docs WHERE collection = 'households'")
+        .unwrap_or(0);
+    let plain: usize = households(0..n as usize)
+        .iter()
+        .filter(|r| matches!(r, AnyRecord::Household(_)))
+        .map(|r| {
+            store
+                .export_doc(r.id())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .len()
+        })
+        .sum();
+    assert!(
+        (stored as usize) * 2 < plain,
+        "stored {stored} bytes, plain {plain}"
+    );
+
+    // Every record reads back equal to what was written, before and after reopening.
+    let all = households(0..n as usize);
+    for rec in &all {
+        assert_eq!(store.get(rec.id()).ok().flatten().as_ref(), Some(rec));
+    }
+    drop(store);
+    let mut store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    for rec in all.iter().step_by(97) {
+        assert_eq!(store.get(rec.id()).ok().flatten().as_ref(), Some(rec));
+    }
+
+    // Editing one household past the compaction point stores a compressed snapshot again.
+    for k in 0..20 {
+        store
+            .edit("hh-000007", "notes", &format!("第{k}次回访"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let dict: Option<i64> = store
+        .count("SELECT dict FROM docs WHERE id = 'hh-000007'")
+        .ok();
+    assert!(dict.is_some_and(|d| d > 0));
+    match store.get("hh-000007") {
+        Ok(Some(AnyRecord::Household(h))) => assert_eq!(h.notes, "第19次回访"),
+        other => panic!("{other:?}"),
+    }
+    let incremental = store.dump_index().unwrap_or_default();
+    store.rebuild_index().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(incremental, store.dump_index().unwrap_or_default());
+    assert_eq!(store.integrity_check().unwrap_or_default(), "ok");
+}
+
+#[test]
+fn a_write_that_fails_leaves_no_dictionary_behind() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut store = new_store(dir.path());
+    let mut recs = households(0..TRAIN_AFTER as usize);
+    // The same id in another collection: the write is refused after building documents.
+    store
+        .put(households(5000..5001), "one")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut wrong = households(5000..5001).remove(0);
+    if let AnyRecord::Household(h) = &mut wrong {
+        h.id = "hh-005000.pii".into();
+    }
+    recs.push(wrong);
+    assert!(store.put(recs, "bad").is_err());
+    assert_eq!(store.count("SELECT COUNT(*) FROM dicts").unwrap_or(-1), 0);
+    assert_eq!(
+        store
+            .count("SELECT COUNT(*) FROM docs WHERE collection = 'households'")
+            .unwrap_or(-1),
+        1
+    );
+    // The store still works and trains on the next good write.
+    let r = store
+        .put(households(0..TRAIN_AFTER as usize), "good")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.dictionaries, 2);
+}
