@@ -1,0 +1,393 @@
+//! The street office's relay: a thin, blind store-and-forward server for Linli devices.
+//!
+//! [`Relay`] keeps, in one SQLite file, the sealed blobs devices upload, each with the scope
+//! and the document ids it covers and a sequence number it assigns, and hands each member the
+//! blobs of its scopes above a cursor. It checks every request's signature and the sender's
+//! membership chain against the community's root key, which it learns on first contact from
+//! the device that created the community.
+//!
+//! Architecture invariant: the relay depends on `linli-wire` only. It never opens a sealed
+//! bundle and holds no key that could: it cannot read a resident's name or ID number.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Response, Signed};
+use linli_wire::{Grant, Membership, PublicKey, Role, short};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The database file inside the relay's data directory.
+pub const DB_FILE: &str = "relay.sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS communities (
+    id TEXT PRIMARY KEY, root BLOB NOT NULL, created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    key BLOB PRIMARY KEY, community TEXT NOT NULL, role TEXT NOT NULL, grids TEXT NOT NULL,
+    label TEXT NOT NULL, counter INTEGER NOT NULL, seen_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, community TEXT NOT NULL, scope TEXT NOT NULL,
+    kind INTEGER NOT NULL, sender BLOB NOT NULL, sealed BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blobs_community ON blobs (community, seq);
+CREATE TABLE IF NOT EXISTS blob_docs (
+    community TEXT NOT NULL, doc TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (community, doc, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blob_docs_seq ON blob_docs (seq);
+";
+
+/// Why the relay refused a request. The text goes back to the device as the reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The request does not decode or its signature does not verify.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The sender is not a member, or asks for what its role does not allow.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request is not newer than the last one from the device (a replay).
+    #[error("{0}")]
+    Replayed(String),
+    /// The relay's own storage failed.
+    #[error("relay storage: {0}")]
+    Storage(#[from] rusqlite::Error),
+    /// The data directory cannot be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl RelayError {
+    fn status(&self) -> StatusCode {
+        match self {
+            RelayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RelayError::Forbidden(_) => StatusCode::FORBIDDEN,
+            RelayError::Replayed(_) => StatusCode::CONFLICT,
+            RelayError::Storage(_) | RelayError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Settings of a relay.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Accept a new community from the device that created it (its root key) on first contact.
+    pub first_contact: bool,
+}
+
+/// The relay's state: its database.
+#[derive(Clone)]
+pub struct Relay {
+    db: Arc<Mutex<Connection>>,
+    config: Config,
+}
+
+impl Relay {
+    /// Opens (creating if needed) the relay's database in `dir`.
+    pub fn open(dir: &Path, config: Config) -> Result<Relay, RelayError> {
+        std::fs::create_dir_all(dir).map_err(|source| RelayError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Relay {
+            db: Arc::new(Mutex::new(conn)),
+            config,
+        })
+    }
+
+    /// The HTTP routes: `POST /v1` and `GET /health`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route(PATH, post(handle))
+            .route("/health", get(|| async { "linli-relay ok\n" }))
+            .layer(DefaultBodyLimit::max(linli_wire::relay::MAX_REQUEST))
+            .with_state(self)
+    }
+
+    /// Serves until the listener fails or `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Handles one encoded, signed request (what `POST /v1` does).
+    pub fn handle_bytes(&self, body: &[u8]) -> Result<Response, RelayError> {
+        let signed: Signed = linli_wire::decode("request", body)
+            .map_err(|e| RelayError::BadRequest(e.to_string()))?;
+        let request = signed
+            .open()
+            .map_err(|e| RelayError::BadRequest(e.to_string()))?;
+        let mut db = self
+            .db
+            .lock()
+            .map_err(|_| RelayError::BadRequest("relay busy after an internal failure".into()))?;
+        let tx = db.transaction()?;
+        let grant = self.admit(&tx, &request.membership)?;
+        let device = request.membership.device();
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT counter FROM devices WHERE key = ?1",
+                [&device[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let counter = i64::try_from(request.counter).unwrap_or(i64::MAX);
+        if last.is_some_and(|last| counter <= last) {
+            return Err(RelayError::Replayed(format!(
+                "request {} from device {} is not newer than the last one accepted: refused as a replay",
+                request.counter,
+                short(&device)
+            )));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO devices (key, community, role, grids, label, counter, seen_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                &device[..],
+                request.membership.community,
+                grant.role.code(),
+                grant.grids.join(","),
+                grant.label,
+                counter,
+                now_ms()
+            ],
+        )?;
+        let community = &request.membership.community;
+        let response = match request.body {
+            Body::Push { blobs } => push(&tx, community, &grant, &device, blobs)?,
+            Body::Pull { since, max_bytes } => {
+                pull(&tx, community, &grant, &device, since, max_bytes)?
+            }
+        };
+        tx.commit()?;
+        Ok(response)
+    }
+
+    /// Checks the sender's membership against the community's root, registering a new
+    /// community on first contact from its root device when allowed.
+    fn admit(&self, tx: &Connection, m: &Membership) -> Result<Grant, RelayError> {
+        let root: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT root FROM communities WHERE id = ?1",
+                [&m.community],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let root: PublicKey = match root {
+            Some(bytes) => bytes
+                .try_into()
+                .map_err(|_| RelayError::BadRequest("stored root key is damaged".into()))?,
+            None if self.config.first_contact && m.certs.is_empty() => {
+                tx.execute(
+                    "INSERT INTO communities (id, root, created_ms) VALUES (?1, ?2, ?3)",
+                    params![m.community, &m.root[..], now_ms()],
+                )?;
+                tracing::info!(community = %m.community, root = %short(&m.root), "new community");
+                m.root
+            }
+            None if self.config.first_contact => {
+                return Err(RelayError::Forbidden(format!(
+                    "community {} is not known here yet: the device that created it must sync with this relay first",
+                    m.community
+                )));
+            }
+            None => {
+                return Err(RelayError::Forbidden(format!(
+                    "community {} is not registered on this relay (first contact is turned off)",
+                    m.community
+                )));
+            }
+        };
+        m.verify(&root).map_err(|e| {
+            RelayError::Forbidden(format!(
+                "device {} is not a member of community {}: {e}",
+                short(&m.device()),
+                m.community
+            ))
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn describe(grant: &Grant) -> String {
+    match grant.role {
+        Role::Staff => "committee staff".into(),
+        Role::Grid => format!("a grid worker for {}", grant.grids.join(", ")),
+        Role::Owners => "an owners' committee member".into(),
+    }
+}
+
+fn kind_code(kind: BlobKind) -> i64 {
+    match kind {
+        BlobKind::Changes => 0,
+        BlobKind::Snapshot => 1,
+    }
+}
+
+fn push(
+    tx: &Connection,
+    community: &str,
+    grant: &Grant,
+    device: &PublicKey,
+    blobs: Vec<NewBlob>,
+) -> Result<Response, RelayError> {
+    // All or nothing: check every blob before storing any.
+    if let Some(b) = blobs.iter().find(|b| !grant.may_use(&b.scope)) {
+        return Err(RelayError::Forbidden(format!(
+            "device {} is {}: it may not write scope {} (documents {}); nothing was stored",
+            short(device),
+            describe(grant),
+            b.scope,
+            b.docs
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut seqs = Vec::with_capacity(blobs.len());
+    for b in blobs {
+        tx.execute(
+            "INSERT INTO blobs (community, scope, kind, sender, sealed) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![community, b.scope, kind_code(b.kind), &device[..], b.sealed],
+        )?;
+        let seq = tx.last_insert_rowid();
+        let mut doc_row = tx.prepare_cached(
+            "INSERT OR IGNORE INTO blob_docs (community, doc, seq) VALUES (?1, ?2, ?3)",
+        )?;
+        for d in &b.docs {
+            doc_row.execute(params![community, d, seq])?;
+        }
+        if b.kind == BlobKind::Snapshot && b.covers > 0 {
+            supersede(tx, community, &b.docs, b.covers as i64, seq)?;
+        }
+        seqs.push(seq as u64);
+    }
+    Ok(Response::Pushed { seqs })
+}
+
+/// Forgets older blobs' claims on documents a snapshot now holds whole, and deletes blobs no
+/// document needs any more.
+fn supersede(
+    tx: &Connection,
+    community: &str,
+    docs: &[String],
+    covers: i64,
+    snapshot: i64,
+) -> Result<(), RelayError> {
+    let mut older = tx.prepare_cached(
+        "SELECT seq FROM blob_docs WHERE community = ?1 AND doc = ?2 AND seq <= ?3 AND seq != ?4",
+    )?;
+    let mut forget =
+        tx.prepare_cached("DELETE FROM blob_docs WHERE community = ?1 AND doc = ?2 AND seq = ?3")?;
+    let mut touched = std::collections::BTreeSet::new();
+    for d in docs {
+        let seqs: Vec<i64> = older
+            .query_map(params![community, d, covers, snapshot], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for s in seqs {
+            forget.execute(params![community, d, s])?;
+            touched.insert(s);
+        }
+    }
+    let mut still = tx.prepare_cached("SELECT 1 FROM blob_docs WHERE seq = ?1 LIMIT 1")?;
+    let mut delete = tx.prepare_cached("DELETE FROM blobs WHERE seq = ?1")?;
+    for s in touched {
+        if !still.exists([s])? {
+            delete.execute([s])?;
+        }
+    }
+    Ok(())
+}
+
+fn pull(
+    tx: &Connection,
+    community: &str,
+    grant: &Grant,
+    device: &PublicKey,
+    since: u64,
+    max_bytes: u64,
+) -> Result<Response, RelayError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, scope, kind, sender, sealed FROM blobs
+         WHERE community = ?1 AND seq > ?2 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![community, i64::try_from(since).unwrap_or(i64::MAX)])?;
+    let mut blobs = Vec::new();
+    let mut next = since;
+    let mut bytes = 0u64;
+    let mut more = false;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let scope: String = row.get(1)?;
+        let sender: Vec<u8> = row.get(3)?;
+        if sender.as_slice() == &device[..] || !grant.may_use(&scope) {
+            next = seq as u64;
+            continue;
+        }
+        let sealed: Vec<u8> = row.get(4)?;
+        if !blobs.is_empty() && bytes + sealed.len() as u64 > max_bytes {
+            more = true;
+            break;
+        }
+        bytes += sealed.len() as u64;
+        let kind = if row.get::<_, i64>(2)? == 1 {
+            BlobKind::Snapshot
+        } else {
+            BlobKind::Changes
+        };
+        blobs.push(Blob {
+            seq: seq as u64,
+            scope,
+            kind,
+            sealed,
+        });
+        next = seq as u64;
+    }
+    Ok(Response::Pulled { blobs, next, more })
+}
+
+async fn handle(State(relay): State<Relay>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let result = tokio::task::spawn_blocking(move || relay.handle_bytes(&body)).await;
+    match result {
+        Ok(Ok(response)) => (StatusCode::OK, linli_wire::encode(&response)),
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "request refused");
+            (e.status(), e.to_string().into_bytes())
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("relay task failed: {e}").into_bytes(),
+        ),
+    }
+}

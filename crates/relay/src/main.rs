@@ -1,0 +1,58 @@
+//! `linli-relay`: the street office's relay. Parses the command line and serves; the work is in
+//! the library.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use linli_relay::{Config, Relay};
+
+/// Linli relay: stores and forwards sealed blobs for the members of each community.
+#[derive(Parser, Debug)]
+#[command(name = "linli-relay", version)]
+struct Args {
+    /// Directory of the relay's database (created if missing).
+    #[arg(long)]
+    data: PathBuf,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Refuse communities not registered yet (by default a community is registered on first
+    /// contact from the device that created it).
+    #[arg(long)]
+    no_first_contact: bool,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LINLI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let relay = Relay::open(
+        &args.data,
+        Config {
+            first_contact: !args.no_first_contact,
+        },
+    )
+    .with_context(|| format!("cannot open the relay's data in {}", args.data.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("linli-relay listening on http://{addr}");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        relay.serve(listener, shutdown).await?;
+        Ok(())
+    })
+}
