@@ -4,48 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{err, json, ok};
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/community-60.jsonl")
-}
-
-fn linli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_linli"))
-        .arg("--data")
-        .arg(dir)
-        .args(args)
-        .env_remove("LINLI_DATA")
-        .env_remove("LINLI_USER")
-        .output()
-        .expect("run linli")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = linli(dir, args);
-    assert!(
-        out.status.success(),
-        "linli {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(dir: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let text = ok(dir, &all);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("linli {args:?}: not JSON ({e}): {text}"))
-}
-
-fn err(dir: &Path, args: &[&str]) -> String {
-    let out = linli(dir, args);
-    assert!(!out.status.success(), "linli {args:?} should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A store with a community and the 60-household fixture imported.

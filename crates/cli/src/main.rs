@@ -123,6 +123,30 @@ enum Command {
     RebuildIndex,
     /// Check the store: SQLite integrity, every document loads, the query tables equal a rebuild.
     Doctor,
+    /// Make an invitation for a new device; the code is printed alone on the last line.
+    /// 邀请新设备。
+    Invite {
+        /// staff (社区工作人员), grid (网格员) or owners (业委会成员).
+        #[arg(long)]
+        role: String,
+        /// For grid workers: a grid they serve (repeat for several).
+        #[arg(long = "grid")]
+        grids: Vec<String>,
+        /// The relay the new device should use (default: this store's relay, if any).
+        #[arg(long)]
+        relay: Option<String>,
+    },
+    /// Join a community with an invitation code; the store must be new. 加入社区。
+    Join {
+        /// The invitation code.
+        code: String,
+    },
+    /// Sync once with the street office's relay, then exit. 同步。
+    Sync {
+        /// The relay, e.g. http://127.0.0.1:8080 (default: the one from the invitation).
+        #[arg(long)]
+        relay: Option<String>,
+    },
     /// Benchmarks that print JSON. 性能测试。
     Bench {
         #[command(subcommand)]
@@ -371,6 +395,75 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bench { which } => bench::run(which)?,
+        Command::Invite { role, grids, relay } => {
+            let store = open_existing(&cli)?;
+            let role = linli_wire::Role::parse(role).with_context(|| {
+                format!("unknown role `{role}`: expected staff, grid or owners")
+            })?;
+            let relay = match relay {
+                Some(r) => Some(r.clone()),
+                None => store.default_relay()?,
+            };
+            let invite = store.invite(role, grids, relay.as_deref())?;
+            let code = invite.encode();
+            out.emit(
+                &json!({"code": code, "role": role.code(), "grids": grids, "relay": relay}),
+                || {
+                    say!(
+                        "邀请码 Invitation for {} ({}{}) — show it once, it carries keys:",
+                        invite.name,
+                        role.code(),
+                        if grids.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", grids.join(", "))
+                        }
+                    );
+                    say!("{code}");
+                },
+            );
+        }
+        Command::Join { code } => {
+            let invite = linli_wire::Invite::decode(code)?;
+            let mut store = open(&cli)?;
+            let grant = store.join(&invite)?;
+            out.emit(
+                &json!({"community": grant.community, "role": grant.role.code(), "grids": grant.grids, "relay": invite.relay}),
+                || {
+                    say!(
+                        "已加入 Joined {} ({}) as {}; next: linli sync{}",
+                        invite.name,
+                        grant.community,
+                        linli_sync::relay_client::describe(&grant),
+                        if invite.relay.is_some() { "" } else { " --relay URL" }
+                    );
+                },
+            );
+        }
+        Command::Sync { relay } => {
+            let mut store = open_existing(&cli)?;
+            let url = match relay {
+                Some(r) => r.clone(),
+                None => store
+                    .default_relay()?
+                    .context("no relay known for this store: give --relay http://HOST:PORT")?,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let r = runtime.block_on(linli_sync::relay_client::sync(&mut store, &url))?;
+            out.emit(
+                &json!({"relay": url, "sent": r.sent, "created": r.created, "changed": r.changed,
+                        "unchanged": r.unchanged, "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
+                        "round_trips": r.round_trips, "ms": r.ms}),
+                || {
+                    say!(
+                        "已同步 Synced with {url}: 发送 sent {} documents · 收到 received {} new, {} changed, {} unchanged · ↑ {} B ↓ {} B · {} round trips · {} ms",
+                        r.sent, r.created, r.changed, r.unchanged, r.bytes_up, r.bytes_down, r.round_trips, r.ms
+                    );
+                },
+            );
+        }
     }
     Ok(())
 }

@@ -50,6 +50,12 @@ pub enum StoreError {
     /// Compressing a snapshot failed.
     #[error("compression failed: {0}")]
     Codec(String),
+    /// Keys, certificates or sealed data were not valid.
+    #[error("{0}")]
+    Wire(#[from] linli_wire::WireError),
+    /// This device may not do what was asked.
+    #[error("{0}")]
+    Identity(String),
     /// No record has this id.
     #[error("no record with id {0}")]
     NotFound(String),

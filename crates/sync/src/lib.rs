@@ -8,12 +8,17 @@ mod codec;
 mod edit;
 mod error;
 mod history;
+mod identity;
 pub mod index;
+mod outbox;
 pub mod query;
+pub mod relay_client;
 pub mod store;
 
 pub use codec::TRAIN_AFTER;
 pub use error::StoreError;
 pub use history::HistoryEntry;
+pub use identity::Identity;
+pub use outbox::Outgoing;
 pub use query::{Hit, ListFilter, Row};
-pub use store::{Author, FeedEntry, Store, WriteReport};
+pub use store::{Author, FeedEntry, Incoming, MergeReport, Store, WriteReport, scope_name};

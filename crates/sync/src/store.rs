@@ -101,6 +101,16 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE q_tags;
      ALTER TABLE q_tags2 RENAME TO q_tags;
      CREATE INDEX q_tags_tag ON q_tags (tag);",
+    // 3: identity and sync state. `secrets` holds the device key and, on staff devices, the
+    // community master secret (encryption at rest comes with the privacy work).
+    "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+     CREATE TABLE scope_keys (scope TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
+     CREATE TABLE peers (
+        peer TEXT PRIMARY KEY, cursor INTEGER NOT NULL DEFAULT 0, synced_ms INTEGER
+     ) WITHOUT ROWID;
+     CREATE TABLE peer_heads (
+        peer TEXT NOT NULL, doc TEXT NOT NULL, heads BLOB NOT NULL, PRIMARY KEY (peer, doc)
+     ) WITHOUT ROWID;",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
@@ -246,6 +256,73 @@ impl Store {
         &self.conn
     }
 
+    /// The connection, for writes elsewhere in this crate (each in its own transaction).
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Merges documents received from `peer` in one transaction, and records what the peer
+    /// is now known to have: the merged heads of each document that had nothing unsent to
+    /// it, and the peer's new `cursor` if given.
+    pub fn merge(
+        &mut self,
+        peer: &str,
+        incoming: Vec<Incoming>,
+        cursor: Option<u64>,
+    ) -> Result<MergeReport, StoreError> {
+        let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids: Vec<String> = incoming.iter().map(|i| i.id.clone()).collect();
+        // Documents whose local heads the peer already had before this merge.
+        let mut in_step = std::collections::HashSet::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT 1 FROM docs d JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+                 WHERE d.id = ?2 AND p.heads = d.heads",
+            )?;
+            for id in &ids {
+                if stmt.exists(params![peer, id])? {
+                    in_step.insert(id.clone());
+                }
+            }
+        }
+        let fresh_before: std::collections::HashSet<String> = {
+            let mut stmt = tx.prepare_cached("SELECT 1 FROM docs WHERE id = ?1")?;
+            let mut out = std::collections::HashSet::new();
+            for id in &ids {
+                if !stmt.exists([id])? {
+                    out.insert(id.clone());
+                }
+            }
+            out
+        };
+        let report = merge_in(&tx, &self.dicts, &community, incoming)?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?1, ?2, ?3)",
+            )?;
+            for (id, heads) in &report.heads {
+                if in_step.contains(id) || fresh_before.contains(id) {
+                    put.execute(params![peer, id, heads])?;
+                }
+            }
+        }
+        if let Some(cursor) = cursor {
+            tx.execute(
+                "INSERT INTO peers (peer, cursor, synced_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer) DO UPDATE SET cursor = ?2, synced_ms = ?3",
+                params![peer, cursor as i64, Timestamp::now().0],
+            )?;
+        }
+        tx.commit()?;
+        if report.created > 0 {
+            self.dicts = Dicts::load(&self.conn)?;
+        }
+        Ok(report)
+    }
+
     /// The community id of this store, if it has one.
     pub fn community_id(&self) -> Result<Option<String>, StoreError> {
         get_meta(&self.conn, "community")
@@ -278,6 +355,8 @@ impl Store {
             "create community",
         )?;
         tx.commit()?;
+        // The device that creates a community is its root.
+        self.identity()?;
         Ok(())
     }
 
@@ -499,13 +578,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()?)
 }
 
-fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
         params![key, value],
@@ -559,6 +638,18 @@ pub(crate) fn load_doc(
         message: format!("unknown stored collection {collection}"),
     })?;
     Ok(Some((collection, doc)))
+}
+
+/// A document, with its stored heads, for sending.
+pub(crate) fn load_doc_for_sync(
+    store: &Store,
+    id: &str,
+) -> Result<Option<(Collection, AutoCommit, Vec<u8>)>, StoreError> {
+    let Some((collection, mut doc)) = load_doc(&store.conn, &store.dicts, id)? else {
+        return Ok(None);
+    };
+    let heads = encode_heads(&doc.get_heads());
+    Ok(Some((collection, doc, heads)))
 }
 
 pub(crate) fn hydrate(
@@ -788,28 +879,208 @@ pub(crate) fn write_in(
             report.unchanged += 1;
             continue;
         }
-        let heads = encode_heads(&doc.get_heads());
-        let chunks: i64 =
-            tx.query_row("SELECT chunks FROM docs WHERE id = ?1", [id], |r| r.get(0))?;
-        if chunks + 1 >= COMPACT_AFTER {
-            tx.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
-                .execute([id])?;
-            let (snapshot, dict) = packers.pack(collection, &save(&mut doc))?;
-            tx.prepare_cached(
-                "UPDATE docs SET snapshot = ?2, dict = ?3, heads = ?4, seq = ?5, chunks = 0 WHERE id = ?1",
-            )?
-            .execute(params![id, snapshot, dict, heads, seq])?;
-        } else {
-            let data = doc.save_after(&before);
-            tx.prepare_cached("INSERT INTO chunks (doc, n, data) VALUES (?1, ?2, ?3)")?
-                .execute(params![id, chunks, data])?;
-            tx.prepare_cached("UPDATE docs SET heads = ?2, seq = ?3, chunks = ?4 WHERE id = ?1")?
-                .execute(params![id, heads, seq, chunks + 1])?;
-        }
+        store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
         seq += 1;
         index::unindex(tx, id)?;
         index::index(tx, rec)?;
         report.changed += 1;
+    }
+    set_meta(tx, "seq", &(seq - 1).to_string())?;
+    Ok(report)
+}
+
+/// Saves a changed, already stored document: its new changes as a chunk, or, when it has
+/// [`COMPACT_AFTER`] of them, a new snapshot.
+fn store_update(
+    tx: &Transaction<'_>,
+    packers: &mut Packers<'_>,
+    id: &str,
+    collection: Collection,
+    doc: &mut AutoCommit,
+    before: &[ChangeHash],
+    seq: i64,
+) -> Result<(), StoreError> {
+    let heads = encode_heads(&doc.get_heads());
+    let chunks: i64 = tx.query_row("SELECT chunks FROM docs WHERE id = ?1", [id], |r| r.get(0))?;
+    if chunks + 1 >= COMPACT_AFTER {
+        tx.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
+            .execute([id])?;
+        let (snapshot, dict) = packers.pack(collection, &save(doc))?;
+        tx.prepare_cached(
+            "UPDATE docs SET snapshot = ?2, dict = ?3, heads = ?4, seq = ?5, chunks = 0 WHERE id = ?1",
+        )?
+        .execute(params![id, snapshot, dict, heads, seq])?;
+    } else {
+        let data = doc.save_after(before);
+        tx.prepare_cached("INSERT INTO chunks (doc, n, data) VALUES (?1, ?2, ?3)")?
+            .execute(params![id, chunks, data])?;
+        tx.prepare_cached("UPDATE docs SET heads = ?2, seq = ?3, chunks = ?4 WHERE id = ?1")?
+            .execute(params![id, heads, seq, chunks + 1])?;
+    }
+    Ok(())
+}
+
+/// A document received from another device: its scope as the sealed bundle said, and its
+/// Automerge bytes.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The scope of the bundle it came in (a grid id or `*`).
+    pub scope: String,
+    /// Document id.
+    pub id: String,
+    /// Collection code.
+    pub collection: String,
+    /// Automerge bytes (a document or changes).
+    pub bytes: Vec<u8>,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Documents that were new here.
+    pub created: usize,
+    /// Documents that gained changes.
+    pub changed: usize,
+    /// Documents that already had everything.
+    pub unchanged: usize,
+    /// The heads of every document received, after the merge.
+    pub heads: Vec<(String, Vec<u8>)>,
+}
+
+/// The scope name of a record (`*` for community-wide ones).
+pub fn scope_name(scope: &Scope) -> &str {
+    scope.grid.as_deref().unwrap_or(linli_wire::COMMUNITY_WIDE)
+}
+
+/// Merges documents received from another device; runs inside the caller's transaction. Each
+/// must load as Automerge, read as its collection, and belong to the scope it came in; one
+/// that does not fails the whole merge.
+pub(crate) fn merge_in(
+    tx: &Transaction<'_>,
+    dicts: &Dicts,
+    community: &str,
+    incoming: Vec<Incoming>,
+) -> Result<MergeReport, StoreError> {
+    let mut report = MergeReport::default();
+    let mut seq = next_seq(tx)?;
+    let mut packers = Packers::new(dicts);
+    let mut fresh: Vec<(AnyRecord, Built)> = Vec::new();
+    // The same document may come in several bundles: merge all its parts at once.
+    let mut grouped: Vec<(Incoming, Vec<Vec<u8>>)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for mut inc in incoming {
+        let bytes = std::mem::take(&mut inc.bytes);
+        match at.get(&inc.id) {
+            Some(&i) if grouped[i].0.scope == inc.scope => grouped[i].1.push(bytes),
+            Some(_) => {
+                return Err(StoreError::Field {
+                    id: inc.id,
+                    field: "sync".into(),
+                    message: "arrived sealed for two different scopes".into(),
+                });
+            }
+            None => {
+                at.insert(inc.id.clone(), grouped.len());
+                grouped.push((inc, vec![bytes]));
+            }
+        }
+    }
+    for (inc, parts) in grouped {
+        let id = inc.id.as_str();
+        let refuse = |message: String| StoreError::Field {
+            id: id.to_string(),
+            field: "sync".into(),
+            message,
+        };
+        let collection = Collection::parse(&inc.collection)
+            .ok_or_else(|| refuse(format!("unknown collection {}", inc.collection)))?;
+        let stored = load_doc(tx, dicts, id)?;
+        let existed = stored.is_some();
+        let mut doc = match stored {
+            Some((c, _)) if c != collection => {
+                return Err(refuse(format!(
+                    "arrived as {}, stored as {}",
+                    collection.code(),
+                    c.code()
+                )));
+            }
+            Some((_, doc)) => doc,
+            None => AutoCommit::new(),
+        };
+        let before = doc.get_heads();
+        for bytes in &parts {
+            doc.load_incremental(bytes)
+                .map_err(|e| refuse(format!("the received changes do not load: {e}")))?;
+        }
+        let after = doc.get_heads();
+        report.heads.push((inc.id.clone(), encode_heads(&after)));
+        if after == before {
+            report.unchanged += 1;
+            continue;
+        }
+        let rec = hydrate(id, collection, &doc)?;
+        if rec.scope().community != community || scope_name(rec.scope()) != inc.scope {
+            return Err(refuse(format!(
+                "belongs to scope {}/{}, but came sealed for scope {}",
+                rec.scope().community,
+                scope_name(rec.scope()),
+                inc.scope
+            )));
+        }
+        if existed {
+            store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
+            index::unindex(tx, id)?;
+            index::index(tx, &rec)?;
+            report.changed += 1;
+            seq += 1;
+        } else {
+            let heads = encode_heads(&after);
+            fresh.push((
+                rec,
+                Built {
+                    snapshot: save(&mut doc),
+                    heads,
+                },
+            ));
+        }
+    }
+    // New documents are written last, so that a collection reaching its dictionary threshold
+    // trains one before they are stored (as `write_in` does).
+    drop(packers);
+    let mut touched: Vec<&str> = fresh.iter().map(|(r, _)| r.collection().code()).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    let samples: Vec<(&str, &[u8])> = fresh
+        .iter()
+        .map(|(r, b)| (r.collection().code(), b.snapshot.as_slice()))
+        .collect();
+    let reloaded;
+    let dicts = if codec::train_where_due(tx, dicts, &touched, &samples)? > 0 {
+        reloaded = Dicts::load(tx)?;
+        &reloaded
+    } else {
+        dicts
+    };
+    let mut packers = Packers::new(dicts);
+    for (rec, built) in &fresh {
+        let (snapshot, dict) = packers.pack(rec.collection(), &built.snapshot)?;
+        tx.prepare_cached(
+            "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, dict, chunks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+        )?
+        .execute(params![
+            rec.id(),
+            rec.collection().code(),
+            rec.scope().community,
+            rec.scope().grid,
+            seq,
+            built.heads,
+            snapshot,
+            dict
+        ])?;
+        index::index(tx, rec)?;
+        report.created += 1;
+        seq += 1;
     }
     set_meta(tx, "seq", &(seq - 1).to_string())?;
     Ok(report)

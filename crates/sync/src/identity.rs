@@ -1,0 +1,260 @@
+//! This device's identity in its community: its key, its membership chain, the keys of its
+//! scopes; invitations and joining.
+
+use linli_wire::{
+    COMMUNITY_WIDE, Cert, DeviceKey, Grant, Invite, Membership, Role, ScopeKey, random_bytes,
+};
+use rusqlite::{OptionalExtension, params};
+
+use crate::store::{get_meta, set_meta};
+use crate::{Store, StoreError};
+
+/// Who this device is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Its secret key (also its iroh key).
+    pub key: DeviceKey,
+    /// Its chain from the community's root.
+    pub membership: Membership,
+    /// What it may do.
+    pub grant: Grant,
+}
+
+fn secret(store: &Store, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(store
+        .conn()
+        .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+fn set_secret(store: &Store, name: &str, value: &[u8]) -> Result<(), StoreError> {
+    store.conn().execute(
+        "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)",
+        params![name, value],
+    )?;
+    Ok(())
+}
+
+fn key32(name: &str, bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Field {
+        id: "secrets".into(),
+        field: name.into(),
+        message: "is not 32 bytes".into(),
+    })
+}
+
+impl Store {
+    /// This device's key, made on first use.
+    pub fn device_key(&self) -> Result<DeviceKey, StoreError> {
+        match secret(self, "device_key")? {
+            Some(bytes) => Ok(DeviceKey::from_bytes(&key32("device_key", bytes)?)),
+            None => {
+                let key = DeviceKey::generate()?;
+                set_secret(self, "device_key", &key.to_bytes())?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// This device's identity. A store that created its community (and has no membership
+    /// yet) becomes the community's root: staff, every scope, the master secret.
+    pub fn identity(&self) -> Result<Identity, StoreError> {
+        let key = self.device_key()?;
+        let membership: Membership = match secret(self, "membership")? {
+            Some(bytes) => linli_wire::decode("stored membership", &bytes)?,
+            None => {
+                let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
+                let m = Membership {
+                    community,
+                    root: key.public(),
+                    certs: Vec::new(),
+                };
+                if secret(self, "master")?.is_none() {
+                    let master: [u8; 32] = random_bytes()?;
+                    set_secret(self, "master", &master)?;
+                }
+                set_secret(self, "membership", &linli_wire::encode(&m))?;
+                m
+            }
+        };
+        let grant = membership.verify(&membership.root)?;
+        if grant.subject != key.public() {
+            return Err(StoreError::Identity(
+                "the stored membership belongs to another device key".into(),
+            ));
+        }
+        Ok(Identity {
+            key,
+            membership,
+            grant,
+        })
+    }
+
+    /// The key of `scope`, if this device holds it.
+    pub fn scope_key(&self, scope: &str) -> Result<Option<ScopeKey>, StoreError> {
+        if let Some(master) = secret(self, "master")? {
+            let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
+            return Ok(Some(ScopeKey::derive(
+                &key32("master", master)?,
+                &community,
+                scope,
+            )));
+        }
+        let key: Option<Vec<u8>> = self
+            .conn()
+            .query_row(
+                "SELECT key FROM scope_keys WHERE scope = ?1",
+                [scope],
+                |r| r.get(0),
+            )
+            .optional()?;
+        key.map(|k| key32("scope key", k).map(ScopeKey)).transpose()
+    }
+
+    /// Makes an invitation for a new device with `role` (and `grids`, for grid workers).
+    /// Only committee staff may invite.
+    pub fn invite(
+        &self,
+        role: Role,
+        grids: &[String],
+        relay: Option<&str>,
+    ) -> Result<Invite, StoreError> {
+        let me = self.identity()?;
+        if me.grant.role != Role::Staff {
+            return Err(StoreError::Identity(format!(
+                "only committee staff may invite; this device is {}",
+                me.grant.role.code()
+            )));
+        }
+        let community = self.community()?;
+        match role {
+            Role::Grid if grids.is_empty() => {
+                return Err(StoreError::Identity(
+                    "a grid worker's invitation needs at least one --grid".into(),
+                ));
+            }
+            Role::Grid => {
+                if let Some(g) = grids
+                    .iter()
+                    .find(|g| !community.grids.iter().any(|x| &x.id == *g))
+                {
+                    let known: Vec<&str> = community.grids.iter().map(|x| x.id.as_str()).collect();
+                    return Err(StoreError::Identity(format!(
+                        "there is no grid {g} in {} (grids: {})",
+                        community.name,
+                        known.join(", ")
+                    )));
+                }
+            }
+            _ if !grids.is_empty() => {
+                return Err(StoreError::Identity(format!(
+                    "--grid is only for grid workers, not for role {}",
+                    role.code()
+                )));
+            }
+            _ => {}
+        }
+        let invite_key = DeviceKey::generate()?;
+        let grant = Grant {
+            community: community.id.clone(),
+            subject: invite_key.public(),
+            role,
+            grids: grids.to_vec(),
+            label: "invitation".into(),
+            issued_ms: linli_domain::Timestamp::now().0,
+        };
+        let mut membership = me.membership.clone();
+        membership.certs.push(Cert::issue(&me.key, grant));
+        let scopes: Vec<String> = match role {
+            Role::Staff => Vec::new(),
+            Role::Grid => std::iter::once(COMMUNITY_WIDE.to_string())
+                .chain(grids.iter().cloned())
+                .collect(),
+            Role::Owners => vec![COMMUNITY_WIDE.to_string()],
+        };
+        let mut keys = Vec::new();
+        for s in scopes {
+            let k = self
+                .scope_key(&s)?
+                .ok_or_else(|| StoreError::Identity(format!("this device has no key for {s}")))?;
+            keys.push((s, k));
+        }
+        let master = match role {
+            Role::Staff => Some(key32(
+                "master",
+                secret(self, "master")?
+                    .ok_or_else(|| StoreError::Identity("no master secret here".into()))?,
+            )?),
+            _ => None,
+        };
+        Ok(Invite {
+            name: community.name.clone(),
+            membership,
+            secret: invite_key.to_bytes(),
+            keys,
+            master,
+            relay: relay.map(str::to_string),
+        })
+    }
+
+    /// Makes this (empty) store a member of the invitation's community.
+    pub fn join(&mut self, invite: &Invite) -> Result<Grant, StoreError> {
+        if let Some(c) = self.community_id()? {
+            return Err(StoreError::HasCommunity(c));
+        }
+        let key = self.device_key()?;
+        let label = self.author().device.clone();
+        let membership = invite.enrol(&key, &label, linli_domain::Timestamp::now().0)?;
+        let grant = membership.verify(&membership.root)?;
+        let tx = self.conn_mut().transaction()?;
+        set_meta(&tx, "community", &membership.community)?;
+        set_meta(&tx, "community_name", &invite.name)?;
+        if let Some(relay) = &invite.relay {
+            set_meta(&tx, "relay", relay)?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO secrets (name, value) VALUES ('membership', ?1)",
+            [linli_wire::encode(&membership)],
+        )?;
+        if let Some(master) = &invite.master {
+            tx.execute(
+                "INSERT OR REPLACE INTO secrets (name, value) VALUES ('master', ?1)",
+                [&master[..]],
+            )?;
+        }
+        for (scope, k) in &invite.keys {
+            tx.execute(
+                "INSERT OR REPLACE INTO scope_keys (scope, key) VALUES (?1, ?2)",
+                params![scope, &k.0[..]],
+            )?;
+        }
+        tx.commit()?;
+        Ok(grant)
+    }
+
+    /// The relay this store was told about, if any.
+    pub fn default_relay(&self) -> Result<Option<String>, StoreError> {
+        get_meta(self.conn(), "relay")
+    }
+
+    /// Remembers `url` as this store's relay if it has none yet.
+    pub fn remember_relay(&self, url: &str) -> Result<(), StoreError> {
+        if self.default_relay()?.is_none() {
+            set_meta(self.conn(), "relay", url)?;
+        }
+        Ok(())
+    }
+
+    /// A number larger than any this device has used in a relay request before.
+    pub fn next_counter(&self) -> Result<u64, StoreError> {
+        let last: u64 = get_meta(self.conn(), "counter")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let now = u64::try_from(linli_domain::Timestamp::now().0).unwrap_or(0);
+        let next = now.max(last + 1);
+        set_meta(self.conn(), "counter", &next.to_string())?;
+        Ok(next)
+    }
+}

@@ -1,0 +1,96 @@
+//! What this device has that a peer (a relay, or another device) does not: per document, the
+//! changes after the heads the peer is known to have.
+
+use automerge::ChangeHash;
+use linli_wire::DocPayload;
+use rusqlite::params;
+
+use crate::store::load_doc_for_sync;
+use crate::{Store, StoreError};
+
+/// Documents of one scope to send.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// The scope (a grid id or `*`).
+    pub scope: String,
+    /// The documents, with the changes the peer lacks.
+    pub docs: Vec<DocPayload>,
+    /// Each document's heads once the peer has these changes.
+    pub heads: Vec<(String, Vec<u8>)>,
+}
+
+pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| ChangeHash::try_from(c).ok())
+        .collect()
+}
+
+impl Store {
+    /// Every document whose heads differ from what `peer` is known to have, grouped by scope.
+    pub fn outbox(&self, peer: &str) -> Result<Vec<Outgoing>, StoreError> {
+        let rows: Vec<(String, Option<String>, Option<Vec<u8>>)> = {
+            let mut stmt = self.conn().prepare(
+                "SELECT d.id, d.grid, p.heads FROM docs d
+                 LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+                 WHERE p.heads IS NULL OR p.heads != d.heads
+                 ORDER BY d.grid, d.id",
+            )?;
+            let rows = stmt.query_map([peer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out: Vec<Outgoing> = Vec::new();
+        for (id, grid, known) in rows {
+            let scope = grid.unwrap_or_else(|| linli_wire::COMMUNITY_WIDE.to_string());
+            let Some((collection, mut doc, heads)) = load_doc_for_sync(self, &id)? else {
+                continue;
+            };
+            let bytes = match known {
+                Some(k) => doc.save_after(&decode_heads(&k)),
+                None => doc.save(),
+            };
+            if out.last().is_none_or(|o| o.scope != scope) {
+                out.push(Outgoing {
+                    scope: scope.clone(),
+                    ..Outgoing::default()
+                });
+            }
+            if let Some(o) = out.last_mut() {
+                o.docs.push(DocPayload {
+                    id: id.clone(),
+                    collection: collection.code().to_string(),
+                    bytes,
+                });
+                o.heads.push((id, heads));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that `peer` now has these heads.
+    pub fn mark_sent(&mut self, peer: &str, heads: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let tx = self.conn_mut().transaction()?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?1, ?2, ?3)",
+            )?;
+            for (doc, h) in heads {
+                put.execute(params![peer, doc, h])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The cursor of `peer` (0 if never synced).
+    pub fn peer_cursor(&self, peer: &str) -> Result<u64, StoreError> {
+        use rusqlite::OptionalExtension;
+        let c: Option<i64> = self
+            .conn()
+            .query_row("SELECT cursor FROM peers WHERE peer = ?1", [peer], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(c.unwrap_or(0).max(0) as u64)
+    }
+}

@@ -1,0 +1,331 @@
+//! Syncing with the street office's relay over HTTP: push what the relay lacks, then pull what
+//! arrived since the last cursor. Each pulled response is merged in one transaction together
+//! with the new cursor, so an interrupted sync resumes where it stopped and loses nothing.
+
+use std::time::Instant;
+
+use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Request, Response, Signed};
+use linli_wire::{Bundle, Grant, Role, open_bundle, seal_bundle};
+
+use crate::{Incoming, Store, StoreError};
+
+/// Plaintext bytes per sealed bundle (a bundle is compressed and encrypted whole).
+const BUNDLE_BYTES: usize = 4 * 1024 * 1024;
+/// Sealed bytes per push request.
+const PUSH_BYTES: usize = 16 * 1024 * 1024;
+/// A soft limit on each pull response.
+const PULL_BYTES: u64 = 16 * 1024 * 1024;
+/// Pull requests per sync (a bound on the loop; a sync that hits it says so).
+const MAX_PULLS: usize = 10_000;
+
+/// What can stop a sync.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Sealed or signed data was not valid.
+    #[error(transparent)]
+    Wire(#[from] linli_wire::WireError),
+    /// The relay could not be reached or the connection broke.
+    #[error("cannot reach the relay at {url}: {reason}")]
+    Unreachable {
+        /// The relay.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The relay refused the request.
+    #[error("the relay refused ({status}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The relay's reason.
+        message: String,
+    },
+    /// This device may not send some of its documents.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// Something the protocol does not allow.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Documents sent.
+    pub sent: usize,
+    /// Documents received that were new here.
+    pub created: usize,
+    /// Documents received that changed here.
+    pub changed: usize,
+    /// Documents received that were already up to date.
+    pub unchanged: usize,
+    /// Request bytes sent (HTTP bodies).
+    pub bytes_up: u64,
+    /// Response bytes received (HTTP bodies).
+    pub bytes_down: u64,
+    /// Requests made.
+    pub round_trips: u32,
+    /// Wall time.
+    pub ms: u128,
+}
+
+/// Document ids and their encoded heads.
+pub type Heads = Vec<(String, Vec<u8>)>;
+
+/// Describes a grant for messages.
+pub fn describe(grant: &Grant) -> String {
+    match grant.role {
+        Role::Staff => "committee staff".into(),
+        Role::Grid => format!("a grid worker for {}", grant.grids.join(", ")),
+        Role::Owners => "an owners' committee member".into(),
+    }
+}
+
+/// A connection to one relay.
+#[derive(Debug, Clone)]
+pub struct RelayClient {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl RelayClient {
+    /// A client for the relay at `url` (`http://host:port`).
+    pub fn new(url: &str) -> Result<RelayClient, SyncError> {
+        let url = url.trim_end_matches('/').to_string();
+        if !url.starts_with("http://") {
+            return Err(SyncError::Unreachable {
+                url,
+                reason: "the relay address must start with http:// (this build has no TLS; \
+                         put the relay behind the street office's HTTPS proxy on its network)"
+                    .into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(300))
+            .build()
+            .map_err(|e| SyncError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(RelayClient { http, url })
+    }
+
+    /// The peer name this relay's sync state is kept under.
+    pub fn peer(&self) -> String {
+        format!("relay {}", self.url)
+    }
+
+    async fn call(
+        &self,
+        store: &Store,
+        body: Body,
+        report: &mut SyncReport,
+    ) -> Result<Response, SyncError> {
+        let me = store.identity()?;
+        let request = Request {
+            membership: me.membership,
+            counter: store.next_counter()?,
+            body,
+        };
+        let bytes = linli_wire::encode(&Signed::sign(&me.key, &request));
+        report.bytes_up += bytes.len() as u64;
+        report.round_trips += 1;
+        let unreachable = |e: reqwest::Error| SyncError::Unreachable {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        };
+        let response = self
+            .http
+            .post(format!("{}{PATH}", self.url))
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(unreachable)?;
+        report.bytes_down += body.len() as u64;
+        if !status.is_success() {
+            return Err(SyncError::Refused {
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        Ok(linli_wire::decode("relay response", &body)?)
+    }
+}
+
+/// Syncs once with the relay at `url`: push, then pull.
+pub async fn sync(store: &mut Store, url: &str) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    let client = RelayClient::new(url)?;
+    let mut report = SyncReport::default();
+    push(store, &client, &mut report).await?;
+    pull(store, &client, &mut report).await?;
+    store.remember_relay(url)?;
+    report.ms = started.elapsed().as_millis();
+    Ok(report)
+}
+
+/// Seals every scope's outgoing documents, refusing (before sending anything) documents of a
+/// scope this device may not write.
+pub fn seal_outbox(store: &Store, peer: &str) -> Result<(Vec<NewBlob>, Heads), SyncError> {
+    let me = store.identity()?;
+    let community = me.membership.community.clone();
+    let outbox = store.outbox(peer)?;
+    if let Some(o) = outbox.iter().find(|o| !me.grant.may_use(&o.scope)) {
+        let ids: Vec<&str> = o.docs.iter().take(3).map(|d| d.id.as_str()).collect();
+        return Err(SyncError::NotAllowed(format!(
+            "this device is {}, but holds {} document(s) of scope {} ({}{}); it may not send them, so nothing was sent",
+            describe(&me.grant),
+            o.docs.len(),
+            o.scope,
+            ids.join(", "),
+            if o.docs.len() > 3 { ", …" } else { "" }
+        )));
+    }
+    let mut blobs = Vec::new();
+    let mut heads = Vec::new();
+    for o in outbox {
+        let key = store.scope_key(&o.scope)?.ok_or_else(|| {
+            SyncError::NotAllowed(format!("this device has no key for scope {}", o.scope))
+        })?;
+        let mut bundle = Bundle::default();
+        let mut size = 0;
+        let mut flush = |bundle: &mut Bundle| -> Result<(), SyncError> {
+            if bundle.docs.is_empty() {
+                return Ok(());
+            }
+            let docs = bundle.docs.iter().map(|d| d.id.clone()).collect();
+            let sealed = seal_bundle(&key, &community, &o.scope, bundle)?;
+            blobs.push(NewBlob {
+                scope: o.scope.clone(),
+                kind: BlobKind::Changes,
+                docs,
+                covers: 0,
+                sealed,
+            });
+            bundle.docs.clear();
+            Ok(())
+        };
+        for d in o.docs {
+            size += d.bytes.len() + d.id.len() + 16;
+            bundle.docs.push(d);
+            if size >= BUNDLE_BYTES {
+                flush(&mut bundle)?;
+                size = 0;
+            }
+        }
+        flush(&mut bundle)?;
+        heads.extend(o.heads);
+    }
+    Ok((blobs, heads))
+}
+
+async fn push(
+    store: &mut Store,
+    client: &RelayClient,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let peer = client.peer();
+    let (blobs, heads) = seal_outbox(store, &peer)?;
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    let sent: usize = blobs.iter().map(|b| b.docs.len()).sum();
+    // Requests of at most PUSH_BYTES; the heads are marked only after every request is stored.
+    let mut batch = Vec::new();
+    let mut size = 0;
+    let mut batches = Vec::new();
+    for b in blobs {
+        size += b.sealed.len();
+        batch.push(b);
+        if size >= PUSH_BYTES {
+            batches.push(std::mem::take(&mut batch));
+            size = 0;
+        }
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    for blobs in batches {
+        let n = blobs.len();
+        match client.call(store, Body::Push { blobs }, report).await? {
+            Response::Pushed { seqs } if seqs.len() == n => {}
+            other => {
+                return Err(SyncError::Protocol(format!(
+                    "the relay answered a push with {other:?}"
+                )));
+            }
+        }
+    }
+    store.mark_sent(&peer, &heads)?;
+    report.sent += sent;
+    Ok(())
+}
+
+/// Opens pulled blobs into documents to merge.
+pub fn open_blobs(store: &Store, blobs: &[Blob]) -> Result<Vec<Incoming>, SyncError> {
+    let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
+    let mut incoming = Vec::new();
+    for b in blobs {
+        let key = store.scope_key(&b.scope)?.ok_or_else(|| {
+            SyncError::Protocol(format!(
+                "received scope {} without holding its key",
+                b.scope
+            ))
+        })?;
+        let bundle = open_bundle(&key, &community, &b.scope, &b.sealed)?;
+        incoming.extend(bundle.docs.into_iter().map(|d| Incoming {
+            scope: b.scope.clone(),
+            id: d.id,
+            collection: d.collection,
+            bytes: d.bytes,
+        }));
+    }
+    Ok(incoming)
+}
+
+async fn pull(
+    store: &mut Store,
+    client: &RelayClient,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let peer = client.peer();
+    for _ in 0..MAX_PULLS {
+        let since = store.peer_cursor(&peer)?;
+        let body = Body::Pull {
+            since,
+            max_bytes: PULL_BYTES,
+        };
+        let (blobs, next, more) = match client.call(store, body, report).await? {
+            Response::Pulled { blobs, next, more } => (blobs, next, more),
+            other => {
+                return Err(SyncError::Protocol(format!(
+                    "the relay answered a pull with {other:?}"
+                )));
+            }
+        };
+        if next < since {
+            return Err(SyncError::Protocol(format!(
+                "the relay's cursor went back from {since} to {next}"
+            )));
+        }
+        let incoming = open_blobs(store, &blobs)?;
+        let merged = store.merge(&peer, incoming, Some(next))?;
+        report.created += merged.created;
+        report.changed += merged.changed;
+        report.unchanged += merged.unchanged;
+        if !more {
+            return Ok(());
+        }
+    }
+    Err(SyncError::Protocol(format!(
+        "still more to pull after {MAX_PULLS} requests; run sync again"
+    )))
+}

@@ -1,0 +1,165 @@
+//! End-to-end sync through a real `linli-relay` process on 127.0.0.1, driven through the
+//! `linli` command line exactly as the acceptance checks use it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use serde_json::Value;
+
+mod common;
+use common::{Relay, err, json, ok};
+
+fn households(dir: &Path) -> Vec<Value> {
+    serde_json::from_value(json(dir, &["--reveal", "list", "households"])).unwrap()
+}
+
+fn invite(dir: &Path, args: &[&str]) -> String {
+    let mut all = vec!["invite"];
+    all.extend_from_slice(args);
+    let out = ok(dir, &all);
+    out.lines().last().unwrap().trim().to_string()
+}
+
+/// Everything a store shows of one record (for comparing replicas).
+fn show(dir: &Path, id: &str) -> Value {
+    json(dir, &["--reveal", "show", id])
+}
+
+#[test]
+fn staff_and_grid_worker_sync_through_the_relay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let relay = Relay::start(&tmp.path().join("relay"), 0);
+
+    ok(&a, &["demo", "--households", "150", "--seed", "5"]);
+    let synced = json(&a, &["sync", "--relay", &relay.url]);
+    assert!(synced["sent"].as_u64().unwrap() > 300, "{synced}");
+
+    // A grid worker for G01 and a second staff device join with invitations.
+    let code = invite(&a, &["--role", "grid", "--grid", "G01"]);
+    assert!(code.starts_with("LINLI1"), "{code}");
+    ok(&b, &["join", &code]);
+    let staff = invite(&a, &["--role", "staff"]);
+    ok(&c, &["join", &staff]);
+    ok(&b, &["sync"]);
+    ok(&c, &["sync", "--relay", &relay.url]);
+
+    // The grid worker holds exactly G01's households; staff hold all of them.
+    let all = households(&a);
+    let g01: Vec<&Value> = all.iter().filter(|h| h["scope"]["grid"] == "G01").collect();
+    assert!(!g01.is_empty() && g01.len() < all.len());
+    let at_b = households(&b);
+    assert_eq!(at_b.len(), g01.len());
+    assert!(at_b.iter().all(|h| h["scope"]["grid"] == "G01"));
+    assert_eq!(households(&c), all);
+    let b_stats = json(&b, &["stats"]);
+    assert_eq!(
+        b_stats["documents"]["notices"],
+        json(&a, &["stats"])["documents"]["notices"]
+    );
+
+    // Offline edits on three devices, two of them to the same household, then sync in turn.
+    let id = g01[0]["id"].as_str().unwrap();
+    ok(&b, &["edit", id, "notes", "入户走访：已宣传反诈知识"]);
+    ok(&a, &["edit", id, "area", "91.5"]);
+    ok(&c, &["edit", id, "tenure", "出租"]);
+    for dir in [&b, &a, &c, &b, &a] {
+        ok(dir, &["sync"]);
+    }
+    let at_a = show(&a, id);
+    assert_eq!(at_a["notes"], "入户走访：已宣传反诈知识");
+    assert_eq!(at_a["tenure"], "rented");
+    assert_eq!(show(&b, id), at_a);
+    assert_eq!(show(&c, id), at_a);
+
+    // A second sync with nothing new sends nothing.
+    let again = json(&a, &["sync"]);
+    assert_eq!(again["sent"], 0);
+    assert_eq!(
+        again["created"].as_u64().unwrap() + again["changed"].as_u64().unwrap(),
+        0
+    );
+
+    // The relay's database holds no resident's name, phone or ID number in plaintext.
+    let relay_db = std::fs::read(relay.dir.join("relay.sqlite")).unwrap();
+    let wal = std::fs::read(relay.dir.join("relay.sqlite-wal")).unwrap_or_default();
+    let person = &json(&a, &["--reveal", "list", "people"])[0];
+    for field in ["name", "id_number", "phone"] {
+        let needle = person[field].as_str().unwrap();
+        assert!(!needle.is_empty());
+        for bytes in [&relay_db, &wal] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "the relay's files contain a resident's {field}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_grid_worker_cannot_send_another_grids_household() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let relay = Relay::start(&tmp.path().join("relay"), 0);
+    ok(&a, &["demo", "--households", "80", "--seed", "2"]);
+    ok(&a, &["sync", "--relay", &relay.url]);
+    let code = invite(&a, &["--role", "grid", "--grid", "G01"]);
+    ok(&b, &["join", &code]);
+    ok(&b, &["sync"]);
+    // The worker imports a household of grid G02 on the tablet…
+    let line = r#"{"kind":"household","id":"hh-900001","grid":"G02","compound":"幸福里小区","building":"9","unit":"1","room":"101","area_m2":60.0,"tenure":"自住","members":[{"id":"p-9000001","name":"钱多多","gender":"男","birth":"1980-01-01","id_number":"320106198001010011","phone":"13812345678","relation":"户主","tags":[],"notes":""}]}"#;
+    let file = tmp.path().join("g02.jsonl");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    ok(&b, &["import", file.to_str().unwrap()]);
+    // …and the sync refuses to send it, naming the scope, and sends nothing.
+    let msg = err(&b, &["sync"]);
+    assert!(
+        msg.contains("G02") && msg.contains("grid worker for G01"),
+        "{msg}"
+    );
+    ok(&a, &["sync"]);
+    assert!(households(&a).iter().all(|h| h["id"] != "hh-900001"));
+    // Inviting for a grid that does not exist, or by a grid worker, is refused.
+    assert!(err(&a, &["invite", "--role", "grid", "--grid", "G99"]).contains("G99"));
+    assert!(
+        err(&b, &["invite", "--role", "grid", "--grid", "G01"]).contains("only committee staff")
+    );
+}
+
+#[test]
+fn the_relay_killed_mid_upload_loses_nothing_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&a, &["demo", "--households", "600", "--seed", "9"]);
+    let code = invite(&a, &["--role", "staff"]);
+    ok(&b, &["join", &code]);
+    let relay_dir = tmp.path().join("relay");
+    let mut relay = Relay::start(&relay_dir, 0);
+    let port = relay.port();
+    let url = relay.url.clone();
+    // Kill the relay while `a` uploads.
+    let mut sync = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+        .args(["--data", a.to_str().unwrap(), "sync", "--relay", &url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    relay.kill();
+    let _ = sync.wait();
+    // With the relay down, a sync fails with a clear message.
+    assert!(err(&a, &["sync", "--relay", &url]).contains("cannot reach the relay"));
+    // Restarted on the same data, both devices sync and hold the same documents.
+    let relay = Relay::start(&relay_dir, port);
+    ok(&a, &["sync", "--relay", &relay.url]);
+    ok(&b, &["sync", "--relay", &relay.url]);
+    assert_eq!(households(&b), households(&a));
+    assert_eq!(
+        json(&b, &["stats"])["documents"],
+        json(&a, &["stats"])["documents"]
+    );
+}
