@@ -434,7 +434,7 @@ fn run(cli: Cli) -> Result<()> {
                         "已加入 Joined {} ({}) as {}; next: linli sync{}",
                         invite.name,
                         grant.community,
-                        linli_sync::relay_client::describe(&grant),
+                        grant.describe(),
                         if invite.relay.is_some() { "" } else { " --relay URL" }
                     );
                 },

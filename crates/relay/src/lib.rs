@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Response, Signed};
-use linli_wire::{Grant, Membership, PublicKey, Role, short};
+use linli_wire::{Grant, Membership, PublicKey, short};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The database file inside the relay's data directory.
@@ -238,14 +238,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn describe(grant: &Grant) -> String {
-    match grant.role {
-        Role::Staff => "committee staff".into(),
-        Role::Grid => format!("a grid worker for {}", grant.grids.join(", ")),
-        Role::Owners => "an owners' committee member".into(),
-    }
-}
-
 fn kind_code(kind: BlobKind) -> i64 {
     match kind {
         BlobKind::Changes => 0,
@@ -265,7 +257,7 @@ fn push(
         return Err(RelayError::Forbidden(format!(
             "device {} is {}: it may not write scope {} (documents {}); nothing was stored",
             short(device),
-            describe(grant),
+            grant.describe(),
             b.scope,
             b.docs
                 .iter()

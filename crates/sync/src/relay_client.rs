@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Request, Response, Signed};
-use linli_wire::{Bundle, Grant, Role, open_bundle, seal_bundle};
+use linli_wire::{Bundle, open_bundle, seal_bundle};
 
 use crate::{Incoming, Store, StoreError};
 
@@ -75,15 +75,6 @@ pub struct SyncReport {
 
 /// Document ids and their encoded heads.
 pub type Heads = Vec<(String, Vec<u8>)>;
-
-/// Describes a grant for messages.
-pub fn describe(grant: &Grant) -> String {
-    match grant.role {
-        Role::Staff => "committee staff".into(),
-        Role::Grid => format!("a grid worker for {}", grant.grids.join(", ")),
-        Role::Owners => "an owners' committee member".into(),
-    }
-}
 
 /// A connection to one relay.
 #[derive(Debug, Clone)]
@@ -182,7 +173,7 @@ pub fn seal_outbox(store: &Store, peer: &str) -> Result<(Vec<NewBlob>, Heads), S
         let ids: Vec<&str> = o.docs.iter().take(3).map(|d| d.id.as_str()).collect();
         return Err(SyncError::NotAllowed(format!(
             "this device is {}, but holds {} document(s) of scope {} ({}{}); it may not send them, so nothing was sent",
-            describe(&me.grant),
+            me.grant.describe(),
             o.docs.len(),
             o.scope,
             ids.join(", "),

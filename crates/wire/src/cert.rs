@@ -74,6 +74,15 @@ impl Grant {
         }
     }
 
+    /// The grant in words, for messages: `a grid worker for G01, G02`.
+    pub fn describe(&self) -> String {
+        match self.role {
+            Role::Staff => "committee staff".into(),
+            Role::Grid => format!("a grid worker for {}", self.grids.join(", ")),
+            Role::Owners => "an owners' committee member".into(),
+        }
+    }
+
     /// The grant of the community's root key (the device that created the community).
     pub fn root(community: &str, root: PublicKey) -> Grant {
         Grant {
