@@ -138,19 +138,21 @@ fn the_relay_killed_mid_upload_loses_nothing_after_a_restart() {
     let code = invite(&a, &["--role", "staff"]);
     ok(&b, &["join", &code]);
     let relay_dir = tmp.path().join("relay");
-    let mut relay = Relay::start(&relay_dir, 0);
-    let port = relay.port();
-    let url = relay.url.clone();
-    // Kill the relay while `a` uploads.
-    let mut sync = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
-        .args(["--data", a.to_str().unwrap(), "sync", "--relay", &url])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(60));
-    relay.kill();
-    let _ = sync.wait();
+    let port = Relay::start(&relay_dir, 0).port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Kill the relay at several moments of `a`'s upload (building, sending, storing).
+    for delay_ms in [40, 150, 300, 600] {
+        let mut relay = Relay::start(&relay_dir, port);
+        let mut sync = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+            .args(["--data", a.to_str().unwrap(), "sync", "--relay", &url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        relay.kill();
+        let _ = sync.wait();
+    }
     // With the relay down, a sync fails with a clear message.
     assert!(err(&a, &["sync", "--relay", &url]).contains("cannot reach the relay"));
     // Restarted on the same data, both devices sync and hold the same documents.

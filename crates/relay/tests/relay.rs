@@ -255,3 +255,46 @@ fn first_contact_can_be_turned_off() {
         assert_eq!(stored_blobs(&relay), 0);
     });
 }
+
+#[test]
+fn a_snapshot_supersedes_the_older_blobs_it_covers() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let mut root = Device::root("c1");
+        let mut staff = root.member(Role::Staff, &[]);
+        let push = Body::Push {
+            blobs: vec![blob("G01", "hh-1"), blob("G01", "hh-2")],
+        };
+        assert_eq!(post(&relay, root.signed(push)).await.0, 200);
+        // A later change to hh-1 that the snapshot below does not cover.
+        let later = Body::Push {
+            blobs: vec![blob("G01", "hh-1")],
+        };
+        assert_eq!(post(&relay, root.signed(later)).await.0, 200);
+        let snapshot = NewBlob {
+            kind: BlobKind::Snapshot,
+            covers: 2,
+            ..blob("G01", "hh-1")
+        };
+        assert_eq!(
+            post(
+                &relay,
+                root.signed(Body::Push {
+                    blobs: vec![snapshot]
+                })
+            )
+            .await
+            .0,
+            200
+        );
+        // Blob 1 (hh-1 only) is gone; hh-2's blob, the later change and the snapshot stay.
+        let left: Vec<Vec<u8>> = pull(&relay, &mut staff)
+            .await
+            .into_iter()
+            .map(|b| b.1)
+            .collect();
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert_eq!(stored_blobs(&relay), 3);
+        assert_eq!(left[0], b"opaque bytes of hh-2");
+    });
+}

@@ -5,7 +5,6 @@ use automerge::ChangeHash;
 use linli_wire::DocPayload;
 use rusqlite::params;
 
-use crate::store::load_doc_for_sync;
 use crate::{Store, StoreError};
 
 /// Documents of one scope to send.
@@ -29,20 +28,22 @@ pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
 impl Store {
     /// Every document whose heads differ from what `peer` is known to have, grouped by scope.
     pub fn outbox(&self, peer: &str) -> Result<Vec<Outgoing>, StoreError> {
-        let rows: Vec<(String, Option<String>, Option<Vec<u8>>)> = {
+        type Row = (String, Option<String>, Vec<u8>, Option<Vec<u8>>);
+        let rows: Vec<Row> = {
             let mut stmt = self.conn().prepare(
-                "SELECT d.id, d.grid, p.heads FROM docs d
+                "SELECT d.id, d.grid, d.heads, p.heads FROM docs d
                  LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
                  WHERE p.heads IS NULL OR p.heads != d.heads
                  ORDER BY d.grid, d.id",
             )?;
-            let rows = stmt.query_map([peer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let rows =
+                stmt.query_map([peer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out: Vec<Outgoing> = Vec::new();
-        for (id, grid, known) in rows {
+        for (id, grid, heads, known) in rows {
             let scope = grid.unwrap_or_else(|| linli_wire::COMMUNITY_WIDE.to_string());
-            let Some((collection, mut doc, heads)) = load_doc_for_sync(self, &id)? else {
+            let Some((collection, mut doc)) = self.load_doc(&id)? else {
                 continue;
             };
             let bytes = match known {

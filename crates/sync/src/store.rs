@@ -274,41 +274,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let ids: Vec<String> = incoming.iter().map(|i| i.id.clone()).collect();
-        // Documents whose local heads the peer already had before this merge.
-        let mut in_step = std::collections::HashSet::new();
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT 1 FROM docs d JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
-                 WHERE d.id = ?2 AND p.heads = d.heads",
-            )?;
-            for id in &ids {
-                if stmt.exists(params![peer, id])? {
-                    in_step.insert(id.clone());
-                }
-            }
-        }
-        let fresh_before: std::collections::HashSet<String> = {
-            let mut stmt = tx.prepare_cached("SELECT 1 FROM docs WHERE id = ?1")?;
-            let mut out = std::collections::HashSet::new();
-            for id in &ids {
-                if !stmt.exists([id])? {
-                    out.insert(id.clone());
-                }
-            }
-            out
-        };
-        let report = merge_in(&tx, &self.dicts, &community, incoming)?;
-        {
-            let mut put = tx.prepare_cached(
-                "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?1, ?2, ?3)",
-            )?;
-            for (id, heads) in &report.heads {
-                if in_step.contains(id) || fresh_before.contains(id) {
-                    put.execute(params![peer, id, heads])?;
-                }
-            }
-        }
+        let report = merge_in(&tx, &self.dicts, &community, peer, incoming)?;
         if let Some(cursor) = cursor {
             tx.execute(
                 "INSERT INTO peers (peer, cursor, synced_ms) VALUES (?1, ?2, ?3)
@@ -317,7 +283,7 @@ impl Store {
             )?;
         }
         tx.commit()?;
-        if report.created > 0 {
+        if report.dictionaries > 0 {
             self.dicts = Dicts::load(&self.conn)?;
         }
         Ok(report)
@@ -640,18 +606,6 @@ pub(crate) fn load_doc(
     Ok(Some((collection, doc)))
 }
 
-/// A document, with its stored heads, for sending.
-pub(crate) fn load_doc_for_sync(
-    store: &Store,
-    id: &str,
-) -> Result<Option<(Collection, AutoCommit, Vec<u8>)>, StoreError> {
-    let Some((collection, mut doc)) = load_doc(&store.conn, &store.dicts, id)? else {
-        return Ok(None);
-    };
-    let heads = encode_heads(&doc.get_heads());
-    Ok(Some((collection, doc, heads)))
-}
-
 pub(crate) fn hydrate(
     id: &str,
     collection: Collection,
@@ -943,8 +897,8 @@ pub struct MergeReport {
     pub changed: usize,
     /// Documents that already had everything.
     pub unchanged: usize,
-    /// The heads of every document received, after the merge.
-    pub heads: Vec<(String, Vec<u8>)>,
+    /// Compression dictionaries trained by this merge (see [`crate::codec`]).
+    pub dictionaries: usize,
 }
 
 /// The scope name of a record (`*` for community-wide ones).
@@ -952,13 +906,15 @@ pub fn scope_name(scope: &Scope) -> &str {
     scope.grid.as_deref().unwrap_or(linli_wire::COMMUNITY_WIDE)
 }
 
-/// Merges documents received from another device; runs inside the caller's transaction. Each
-/// must load as Automerge, read as its collection, and belong to the scope it came in; one
-/// that does not fails the whole merge.
+/// Merges documents received from `peer`; runs inside the caller's transaction. Each must
+/// load as Automerge, read as its collection, and belong to the scope it came in; one that
+/// does not fails the whole merge. A document the peer was in step with before (new here, or
+/// nothing unsent to it) is recorded as held by the peer at its merged heads.
 pub(crate) fn merge_in(
     tx: &Transaction<'_>,
     dicts: &Dicts,
     community: &str,
+    peer: &str,
     incoming: Vec<Incoming>,
 ) -> Result<MergeReport, StoreError> {
     let mut report = MergeReport::default();
@@ -1008,12 +964,24 @@ pub(crate) fn merge_in(
             None => AutoCommit::new(),
         };
         let before = doc.get_heads();
+        let in_step = !existed || {
+            let known: Option<Vec<u8>> = tx
+                .prepare_cached("SELECT heads FROM peer_heads WHERE peer = ?1 AND doc = ?2")?
+                .query_row(params![peer, id], |r| r.get(0))
+                .optional()?;
+            known == Some(encode_heads(&before))
+        };
         for bytes in &parts {
             doc.load_incremental(bytes)
                 .map_err(|e| refuse(format!("the received changes do not load: {e}")))?;
         }
         let after = doc.get_heads();
-        report.heads.push((inc.id.clone(), encode_heads(&after)));
+        if in_step {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![peer, id, encode_heads(&after)])?;
+        }
         if after == before {
             report.unchanged += 1;
             continue;
@@ -1055,7 +1023,8 @@ pub(crate) fn merge_in(
         .map(|(r, b)| (r.collection().code(), b.snapshot.as_slice()))
         .collect();
     let reloaded;
-    let dicts = if codec::train_where_due(tx, dicts, &touched, &samples)? > 0 {
+    report.dictionaries = codec::train_where_due(tx, dicts, &touched, &samples)?;
+    let dicts = if report.dictionaries > 0 {
         reloaded = Dicts::load(tx)?;
         &reloaded
     } else {
