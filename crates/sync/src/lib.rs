@@ -11,8 +11,10 @@ mod history;
 mod identity;
 pub mod index;
 mod outbox;
+pub mod peer;
 pub mod query;
 pub mod relay_client;
+pub mod replica;
 pub mod store;
 
 pub use codec::TRAIN_AFTER;
@@ -21,4 +23,5 @@ pub use history::HistoryEntry;
 pub use identity::Identity;
 pub use outbox::Outgoing;
 pub use query::{Hit, ListFilter, Row};
+pub use replica::{PeerReport, Replica};
 pub use store::{Author, FeedEntry, Incoming, MergeReport, Store, WriteReport, scope_name};

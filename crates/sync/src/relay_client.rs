@@ -50,6 +50,9 @@ pub enum SyncError {
     /// Something the protocol does not allow.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A peer-to-peer session failed.
+    #[error(transparent)]
+    Peer(#[from] crate::peer::PeerError),
 }
 
 /// What a sync did.
@@ -170,15 +173,13 @@ pub fn seal_outbox(store: &Store, peer: &str) -> Result<(Vec<NewBlob>, Heads), S
     let community = me.membership.community.clone();
     let outbox = store.outbox(peer)?;
     if let Some(o) = outbox.iter().find(|o| !me.grant.may_use(&o.scope)) {
-        let ids: Vec<&str> = o.docs.iter().take(3).map(|d| d.id.as_str()).collect();
-        return Err(SyncError::NotAllowed(format!(
-            "this device is {}, but holds {} document(s) of scope {} ({}{}); it may not send them, so nothing was sent",
-            me.grant.describe(),
+        let shown: Vec<&str> = o.docs.iter().take(3).map(|d| d.id.as_str()).collect();
+        return Err(crate::replica::not_allowed(
+            &me.grant,
+            &o.scope,
+            &shown,
             o.docs.len(),
-            o.scope,
-            ids.join(", "),
-            if o.docs.len() > 3 { ", …" } else { "" }
-        )));
+        ));
     }
     let mut blobs = Vec::new();
     let mut heads = Vec::new();

@@ -7,6 +7,7 @@
 //! - [`ScopeKey`], [`seal`] / [`open`]: every document travels inside a sealed [`Bundle`],
 //!   encrypted on the device with the key of its scope (XChaCha20-Poly1305).
 //! - [`relay`]: the relay's requests and responses.
+//! - [`peer`]: the messages two devices exchange directly, and the ticket a serving device shows.
 //!
 //! Architecture invariant: this crate knows nothing of residents, households or Automerge. The
 //! relay depends on it alone, so it can only ever see opaque sealed bytes.
@@ -14,6 +15,7 @@
 mod cert;
 mod crypto;
 mod invite;
+pub mod peer;
 pub mod relay;
 
 pub use cert::{Cert, Grant, Membership, Role, short};

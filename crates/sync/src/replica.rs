@@ -1,0 +1,310 @@
+//! A peer [`Session`] run against a [`Store`]: the store answers the session's loads and
+//! persists what it receives. Transports (the in-memory network of the tests, iroh) only carry
+//! frames between two [`Replica`]s.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+use linli_wire::peer::{PeerDoc, PeerMsg};
+use linli_wire::{Grant, PublicKey};
+
+use crate::outbox::decode_heads;
+use crate::peer::{Input, Item, LoadRequest, Loaded, Me, Outcome, Output, Session, Side};
+use crate::relay_client::SyncError;
+use crate::{Incoming, MergeReport, Store, StoreError};
+
+/// What a peer sync did, as the command line reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerReport {
+    /// The peer's role, in words.
+    pub peer: String,
+    /// Documents sent.
+    pub sent: usize,
+    /// Documents received that were new here.
+    pub created: usize,
+    /// Documents received that changed here.
+    pub changed: usize,
+    /// Documents received that were already up to date.
+    pub unchanged: usize,
+    /// Frame bytes sent.
+    pub bytes_up: u64,
+    /// Frame bytes received.
+    pub bytes_down: u64,
+    /// Round trips this side waited for.
+    pub round_trips: u32,
+    /// Reconciliation rounds.
+    pub rounds: u32,
+    /// Wall time.
+    pub ms: u128,
+}
+
+impl Store {
+    /// Every document as the reconciliation sees it: id, scope, heads.
+    pub fn summary(&self) -> Result<Vec<Item>, StoreError> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT id, grid, heads FROM docs ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let grid: Option<String> = r.get(1)?;
+            Ok(Item {
+                id: r.get(0)?,
+                scope: grid.unwrap_or_else(|| linli_wire::COMMUNITY_WIDE.to_string()),
+                heads: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Answers a peer's loads: a whole document if the peer has none of it; the changes after
+    /// its heads if this device knows them all (nothing if there are none); the changes outside
+    /// the peer's hashes when given; otherwise [`Loaded::Unknown`] with this device's hashes.
+    pub fn load_for_peer(&self, requests: &[LoadRequest]) -> Result<Vec<Loaded>, StoreError> {
+        let mut answers = Vec::with_capacity(requests.len());
+        for r in requests {
+            let Some((collection, mut doc)) = self.load_doc(&r.id)? else {
+                continue;
+            };
+            let bytes = if let Some(except) = &r.except {
+                let except: HashSet<&[u8; 32]> = except.iter().collect();
+                let mut bytes = Vec::new();
+                for c in doc.get_changes(&[]) {
+                    if !except.contains(&c.hash().0) {
+                        bytes.extend_from_slice(c.raw_bytes());
+                    }
+                }
+                bytes
+            } else if r.since.is_empty() {
+                doc.save()
+            } else {
+                let since = decode_heads(&r.since);
+                if since.iter().all(|h| doc.get_change_by_hash(h).is_some()) {
+                    doc.save_after(&since)
+                } else {
+                    let hashes = doc.get_changes(&[]).iter().map(|c| c.hash().0).collect();
+                    answers.push(Loaded::Unknown {
+                        id: r.id.clone(),
+                        hashes,
+                    });
+                    continue;
+                }
+            };
+            if bytes.is_empty() {
+                continue;
+            }
+            let scope = self
+                .scope_of(&r.id)?
+                .unwrap_or_else(|| linli_wire::COMMUNITY_WIDE.to_string());
+            answers.push(Loaded::Doc(PeerDoc {
+                scope,
+                id: r.id.clone(),
+                collection: collection.code().to_string(),
+                bytes,
+            }));
+        }
+        Ok(answers)
+    }
+
+    fn scope_of(&self, id: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let grid: Option<Option<String>> = self
+            .conn()
+            .query_row("SELECT grid FROM docs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        Ok(grid.flatten())
+    }
+
+    /// Refuses if this device holds documents of a scope its role may not use: they could
+    /// never be sent, so the user must hear about them before syncing.
+    pub fn check_scopes(&self, grant: &Grant) -> Result<(), SyncError> {
+        match self.foreign_docs(grant)? {
+            Some((scope, ids)) => {
+                let shown: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
+                Err(not_allowed(grant, &scope, &shown, ids.len()))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The first scope with documents `grant` may not use, and their ids.
+    fn foreign_docs(&self, grant: &Grant) -> Result<Option<(String, Vec<String>)>, StoreError> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT DISTINCT grid FROM docs WHERE grid IS NOT NULL ORDER BY grid")?;
+        let grids: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let Some(scope) = grids.into_iter().find(|g| !grant.may_use(g)) else {
+            return Ok(None);
+        };
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT id FROM docs WHERE grid = ?1 ORDER BY id")?;
+        let ids = stmt
+            .query_map([&scope], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some((scope, ids)))
+    }
+}
+
+/// The refusal of a device that holds documents of a scope it may not use.
+pub(crate) fn not_allowed(grant: &Grant, scope: &str, shown: &[&str], count: usize) -> SyncError {
+    SyncError::NotAllowed(format!(
+        "this device is {}, but holds {count} document(s) of scope {scope} ({}{}); it may not send them, so nothing was sent",
+        grant.describe(),
+        shown.join(", "),
+        if count > shown.len() { ", …" } else { "" }
+    ))
+}
+
+/// The name a peer's sync state is kept under.
+pub fn peer_name(key: &PublicKey) -> String {
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    format!("device {hex}")
+}
+
+/// One side of a peer sync over a store.
+pub struct Replica<'a> {
+    store: &'a mut Store,
+    session: Session,
+    peer: String,
+    pending: VecDeque<Input>,
+    merged: MergeReport,
+    outcome: Option<Outcome>,
+    bytes_up: u64,
+    bytes_down: u64,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Replica<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("peer", &self.peer)
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl<'a> Replica<'a> {
+    /// A session of `store` with the device whose key the transport authenticated. Refuses
+    /// if the store holds documents its role may not use. The initiator starts at once.
+    pub fn new(
+        store: &'a mut Store,
+        side: Side,
+        peer_key: PublicKey,
+        now: u64,
+    ) -> Result<Replica<'a>, SyncError> {
+        let me = store.identity()?;
+        store.check_scopes(&me.grant)?;
+        let items = store.summary()?;
+        let session = Session::new(
+            side,
+            Me {
+                membership: me.membership,
+                grant: me.grant,
+            },
+            peer_key,
+            items,
+            now,
+        );
+        let mut pending = VecDeque::new();
+        if side == Side::Initiator {
+            pending.push_back(Input::Start);
+        }
+        Ok(Replica {
+            store,
+            session,
+            peer: peer_name(&peer_key),
+            pending,
+            merged: MergeReport::default(),
+            outcome: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            started: Instant::now(),
+        })
+    }
+
+    /// Queues a frame from the peer.
+    pub fn receive(&mut self, frame: Vec<u8>) {
+        self.bytes_down += frame.len() as u64;
+        self.pending.push_back(Input::Frame(frame));
+    }
+
+    /// Queues a clock tick.
+    pub fn tick(&mut self) {
+        self.pending.push_back(Input::Tick);
+    }
+
+    /// Runs queued work until there are frames to send (returned) or nothing is left (empty).
+    /// Loads and merges happen here, against the store. A failure is returned once; the
+    /// driver should send [`Session::refusal`] of it to the peer.
+    pub fn poll(&mut self, now: u64) -> Result<Vec<Vec<u8>>, SyncError> {
+        let mut frames = Vec::new();
+        while frames.is_empty() {
+            let Some(input) = self.pending.pop_front() else {
+                break;
+            };
+            for output in self.session.handle(now, input)? {
+                match output {
+                    Output::Send(f) => {
+                        self.bytes_up += f.len() as u64;
+                        frames.push(f);
+                    }
+                    Output::Load(requests) => {
+                        let docs = self.store.load_for_peer(&requests)?;
+                        self.pending.push_back(Input::Loaded(docs));
+                    }
+                    Output::Persist(docs) => {
+                        let incoming = docs
+                            .into_iter()
+                            .map(|d| Incoming {
+                                scope: d.scope,
+                                id: d.id,
+                                collection: d.collection,
+                                bytes: d.bytes,
+                            })
+                            .collect();
+                        let r = self.store.merge(&self.peer, incoming, None)?;
+                        self.merged.created += r.created;
+                        self.merged.changed += r.changed;
+                        self.merged.unchanged += r.unchanged;
+                    }
+                    Output::Finished(outcome) => self.outcome = Some(outcome),
+                }
+            }
+        }
+        Ok(frames)
+    }
+
+    /// Whether the session has finished.
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    /// The report, once finished.
+    pub fn report(&self) -> Option<PeerReport> {
+        let o = self.outcome.as_ref()?;
+        Some(PeerReport {
+            peer: o
+                .peer
+                .as_ref()
+                .map_or_else(|| "unknown".into(), Grant::describe),
+            sent: o.sent,
+            created: self.merged.created,
+            changed: self.merged.changed,
+            unchanged: self.merged.unchanged,
+            bytes_up: self.bytes_up,
+            bytes_down: self.bytes_down,
+            round_trips: o.round_trips,
+            rounds: o.rounds,
+            ms: self.started.elapsed().as_millis(),
+        })
+    }
+
+    /// The frame telling the peer why this side stopped (for errors from [`Replica::poll`]).
+    pub fn refusal(error: &SyncError) -> Option<Vec<u8>> {
+        match error {
+            SyncError::Peer(e) => Session::refusal(e),
+            other => PeerMsg::Refused(other.to_string()).to_frame().ok(),
+        }
+    }
+}
