@@ -165,3 +165,134 @@ fn the_relay_killed_mid_upload_loses_nothing_after_a_restart() {
         json(&a, &["stats"])["documents"]
     );
 }
+
+/// `linli p2p serve`, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    ticket: String,
+}
+
+impl Serve {
+    fn start(dir: &Path) -> Serve {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+            .arg("--data")
+            .arg(dir)
+            .args(["p2p", "serve", "--bind", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Read every line: serve stops when its standard output is closed.
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let ticket = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("p2p serve printed no ticket");
+        assert!(ticket.starts_with("LINLIP1"), "{ticket}");
+        Serve { child, ticket }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn three_stores_converge_over_the_relay_and_over_iroh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let relay = Relay::start(&tmp.path().join("relay"), 0);
+    ok(&a, &["demo", "--households", "120", "--seed", "9"]);
+    let code = invite(&a, &["--role", "grid", "--grid", "G01"]);
+    ok(&b, &["join", &code]);
+    let staff = invite(&a, &["--role", "staff"]);
+    ok(&c, &["join", &staff]);
+
+    // The worker's tablet meets the office PC directly; the second staff device uses the relay.
+    let serve = Serve::start(&a);
+    let first = json(&b, &["p2p", "sync", &serve.ticket, "--bind", "127.0.0.1:0"]);
+    assert!(first["created"].as_u64().unwrap() > 10, "{first}");
+    assert_eq!(first["peer"], "committee staff");
+    ok(&a, &["sync", "--relay", &relay.url]);
+    ok(&c, &["sync", "--relay", &relay.url]);
+    let g01: Vec<Value> = households(&a)
+        .into_iter()
+        .filter(|h| h["scope"]["grid"] == "G01")
+        .collect();
+    assert_eq!(households(&b), g01);
+    let id = g01[0]["id"].as_str().unwrap().to_string();
+    let person = g01[0]["members"][0]["id"].as_str().unwrap().to_string();
+
+    // Offline edits on all three, two of them to the same household.
+    ok(&b, &["edit", &id, "notes", "入户走访：独居，需每周探访"]);
+    ok(&c, &["edit", &person, "phone", "13900001234"]);
+    ok(&a, &["edit", &id, "tenure", "rented"]);
+
+    // b ↔ a over iroh, c ↔ relay, a ↔ relay, then b ↔ a again.
+    let again = json(&b, &["p2p", "sync", &serve.ticket, "--bind", "127.0.0.1:0"]);
+    assert_eq!(again["sent"], 1, "{again}");
+    ok(&c, &["sync"]);
+    ok(&a, &["sync"]);
+    ok(&c, &["sync"]);
+    let last = json(&b, &["p2p", "sync", &serve.ticket, "--bind", "127.0.0.1:0"]);
+    assert!(last["round_trips"].as_u64().unwrap() <= 4, "{last}");
+    drop(serve);
+
+    let at_a = show(&a, &id);
+    assert_eq!(at_a["notes"], "入户走访：独居，需每周探访");
+    assert_eq!(at_a["tenure"], "rented");
+    assert_eq!(show(&b, &id), at_a);
+    assert_eq!(show(&c, &id), at_a);
+    assert_eq!(show(&b, &person)["phone"], "13900001234");
+    assert_eq!(households(&c), households(&a));
+}
+
+#[test]
+fn p2p_refuses_a_device_outside_its_scope_and_a_stranger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, x) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("x"),
+    );
+    ok(&a, &["demo", "--households", "30", "--seed", "3"]);
+    let code = invite(&a, &["--role", "grid", "--grid", "G01"]);
+    ok(&b, &["join", &code]);
+    let serve = Serve::start(&a);
+    ok(&b, &["p2p", "sync", &serve.ticket, "--bind", "127.0.0.1:0"]);
+
+    // A device of another community is refused by the serving device.
+    ok(&x, &["demo", "--households", "5", "--seed", "4"]);
+    let msg = err(&x, &["p2p", "sync", &serve.ticket, "--bind", "127.0.0.1:0"]);
+    assert!(msg.contains("not a member"), "{msg}");
+
+    // A G02 household on the G01 tablet: refused before anything is sent.
+    let line = r#"{"kind":"household","id":"hh-900002","grid":"G02","compound":"幸福里小区","building":"9","unit":"1","room":"102","area_m2":60.0,"tenure":"自住","members":[{"id":"p-9000002","name":"孙小美","gender":"女","birth":"1985-02-03","id_number":"320106198502030029","phone":"13812345670","relation":"户主","tags":[],"notes":""}]}"#;
+    let file = tmp.path().join("g02.jsonl");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    ok(&b, &["import", file.to_str().unwrap()]);
+    let msg = err(&b, &["p2p", "sync", &serve.ticket, "--bind", "127.0.0.1:0"]);
+    assert!(
+        msg.contains("G02") && msg.contains("grid worker for G01"),
+        "{msg}"
+    );
+    drop(serve);
+    let hh = json(&a, &["--reveal", "list", "households"]);
+    assert!(!hh.to_string().contains("hh-900002"));
+}

@@ -33,10 +33,25 @@ pub enum Which {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Sync through a relay on 127.0.0.1: initial, incremental and reconnect (prints JSON).
+    Sync {
+        /// The roster (gen_community.py output).
+        community: PathBuf,
+        /// The edits (gen_community.py --edits output, same seed and sizes).
+        edits: PathBuf,
+        /// Keep the stores and the relay's data in this directory.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
 }
 
 fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mb_of(std::process::id())
+}
+
+/// Peak resident memory (VmHWM) of a live process in MB; 0 where /proc is not available.
+pub(crate) fn peak_rss_mb_of(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -66,13 +81,20 @@ fn file_size(p: &Path) -> u64 {
 
 /// Runs a benchmark.
 pub fn run(which: &Which) -> Result<()> {
-    let Which::Store {
-        input,
-        households,
-        tasks,
-        queries,
-        keep,
-    } = which;
+    let (input, households, tasks, queries, keep) = match which {
+        Which::Store {
+            input,
+            households,
+            tasks,
+            queries,
+            keep,
+        } => (input, households, tasks, queries, keep),
+        Which::Sync {
+            community,
+            edits,
+            keep,
+        } => return crate::bench_sync::run(community, edits, keep.as_deref()),
+    };
     let tmp = std::env::temp_dir().join(format!("linli-bench-{}", std::process::id()));
     let dir = keep.clone().unwrap_or_else(|| tmp.join("store"));
     if dir.join(linli_sync::store::DB_FILE).exists() {

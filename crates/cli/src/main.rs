@@ -4,7 +4,9 @@
 #[macro_use]
 mod output;
 mod bench;
+mod bench_sync;
 mod demo;
+mod p2p;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -146,6 +148,11 @@ enum Command {
         /// The relay, e.g. http://127.0.0.1:8080 (default: the one from the invitation).
         #[arg(long)]
         relay: Option<String>,
+    },
+    /// Sync directly with another device over iroh (same network or hotspot). 设备直连。
+    P2p {
+        #[command(subcommand)]
+        which: p2p::P2p,
     },
     /// Benchmarks that print JSON. 性能测试。
     Bench {
@@ -395,6 +402,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bench { which } => bench::run(which)?,
+        Command::P2p { which } => p2p::run(open_existing(&cli)?, which, &out)?,
         Command::Invite { role, grids, relay } => {
             let store = open_existing(&cli)?;
             let role = linli_wire::Role::parse(role).with_context(|| {
@@ -455,7 +463,8 @@ fn run(cli: Cli) -> Result<()> {
             out.emit(
                 &json!({"relay": url, "sent": r.sent, "created": r.created, "changed": r.changed,
                         "unchanged": r.unchanged, "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
-                        "round_trips": r.round_trips, "ms": r.ms}),
+                        "round_trips": r.round_trips, "ms": r.ms,
+                        "peak_rss_mb": (bench::peak_rss_mb_of(std::process::id()) * 10.0).round() / 10.0}),
                 || {
                     say!(
                         "已同步 Synced with {url}: 发送 sent {} documents · 收到 received {} new, {} changed, {} unchanged · ↑ {} B ↓ {} B · {} round trips · {} ms",

@@ -21,6 +21,10 @@ use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Response, Signed};
 use linli_wire::{Grant, Membership, PublicKey, short};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::traffic::{CountingListener, Traffic};
+
+mod traffic;
+
 /// The database file inside the relay's data directory.
 pub const DB_FILE: &str = "relay.sqlite";
 
@@ -93,6 +97,7 @@ pub struct Config {
 pub struct Relay {
     db: Arc<Mutex<Connection>>,
     config: Config,
+    traffic: Arc<Traffic>,
 }
 
 impl Relay {
@@ -110,14 +115,24 @@ impl Relay {
         Ok(Relay {
             db: Arc::new(Mutex::new(conn)),
             config,
+            traffic: Arc::default(),
         })
     }
 
-    /// The HTTP routes: `POST /v1` and `GET /health`.
+    /// The HTTP routes: `POST /v1`, `GET /health` and `GET /traffic` (bytes in and out on
+    /// the relay's sockets since it started: totals only).
     pub fn router(self) -> Router {
+        let traffic = self.traffic.clone();
         Router::new()
             .route(PATH, post(handle))
             .route("/health", get(|| async { "linli-relay ok\n" }))
+            .route(
+                "/traffic",
+                get(move || async move {
+                    let (i, o) = traffic.totals();
+                    format!("{i} {o}\n")
+                }),
+            )
             .layer(DefaultBodyLimit::max(linli_wire::relay::MAX_REQUEST))
             .with_state(self)
     }
@@ -128,6 +143,10 @@ impl Relay {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let listener = CountingListener {
+            inner: listener,
+            traffic: self.traffic.clone(),
+        };
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await

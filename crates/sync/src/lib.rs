@@ -11,6 +11,7 @@ mod history;
 mod identity;
 pub mod index;
 mod outbox;
+pub mod p2p;
 pub mod peer;
 pub mod query;
 pub mod relay_client;

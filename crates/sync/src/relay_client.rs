@@ -36,6 +36,14 @@ pub enum SyncError {
         /// Why.
         reason: String,
     },
+    /// A peer could not be reached, or the connection to it broke.
+    #[error("cannot reach the peer {peer}: {reason}")]
+    PeerLink {
+        /// The peer (its addresses or key).
+        peer: String,
+        /// Why.
+        reason: String,
+    },
     /// The relay refused the request.
     #[error("the relay refused ({status}): {message}")]
     Refused {
@@ -98,6 +106,10 @@ impl RelayClient {
                     .into(),
             });
         }
+        // iroh brings reqwest's TLS support without a crypto provider; reqwest insists on one
+        // even for plain http. Use ring, the provider iroh already uses (an error only means
+        // one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(300))

@@ -1,0 +1,335 @@
+//! `linli bench sync COMMUNITY.jsonl EDITS.jsonl`: the peer benchmark's three phases through a
+//! real relay process on 127.0.0.1 — initial sync of a fresh device, incremental sync of K edits
+//! while connected, reconnect after K offline edits. Prints one JSON object.
+//!
+//! Device A (the writer, this process) imports the roster and uploads it; device B (the reader)
+//! is a fresh staff device that syncs as a child process `linli sync`, so its peak memory is its
+//! own. Bytes are B's, counted by the relay at its sockets (TCP payload: HTTP headers and
+//! bodies), as the peer benchmark counts its reader's connection at the server.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use linli_sync::Store;
+use serde_json::{Value, json};
+
+use crate::bench::peak_rss_mb_of;
+
+/// One edit line of `gen_community.py --edits`.
+struct Edit {
+    id: String,
+    path: Vec<Value>,
+    value: Value,
+}
+
+fn read_edits(file: &Path) -> Result<Vec<Edit>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut edits = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", file.display(), i + 1))?;
+        let (Some(id), Some(path), Some(value)) =
+            (v["id"].as_str(), v["path"].as_array(), v.get("value"))
+        else {
+            bail!("{}:{}: expected id, path and value", file.display(), i + 1);
+        };
+        edits.push(Edit {
+            id: id.to_string(),
+            path: path.clone(),
+            value: value.clone(),
+        });
+    }
+    Ok(edits)
+}
+
+/// The roster's records by id, as JSON (to find person ids and original values).
+fn read_records(file: &Path) -> Result<HashMap<String, Value>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", file.display(), i + 1))?;
+        if let Some(id) = v["id"].as_str() {
+            out.insert(id.to_string(), v);
+        }
+    }
+    Ok(out)
+}
+
+fn raw(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Applies one edit to A's store: a member's field edits that person, anything else the record.
+/// Returns false if the domain rules refuse the new value (e.g. a task marked done with items
+/// unchecked), which the benchmark reports.
+fn apply(
+    store: &mut Store,
+    records: &HashMap<String, Value>,
+    e: &Edit,
+    value: &Value,
+) -> Result<bool> {
+    let segs: Vec<String> = e.path.iter().map(raw).collect();
+    let (target, field) = match segs.first().map(String::as_str) {
+        Some("members") if segs.len() == 3 => {
+            let i: usize = segs[1].parse().context("member index")?;
+            let person = records
+                .get(&e.id)
+                .and_then(|r| r["members"][i]["id"].as_str())
+                .with_context(|| format!("{}: no member {i}", e.id))?;
+            (person.to_string(), segs[2].clone())
+        }
+        _ => (e.id.clone(), segs.join(".")),
+    };
+    match store.edit(&target, &field, &raw(value)) {
+        Ok(_) => Ok(true),
+        Err(linli_sync::StoreError::Invalid { .. }) => Ok(false),
+        Err(err) => Err(err).with_context(|| format!("edit {} {field}", e.id)),
+    }
+}
+
+/// The record's value at an edit's path in the roster file.
+fn original(records: &HashMap<String, Value>, e: &Edit) -> Value {
+    let mut v = records.get(&e.id).cloned().unwrap_or(Value::Null);
+    for seg in &e.path {
+        v = match seg {
+            Value::Number(n) => v[n.as_u64().unwrap_or(0) as usize].take(),
+            Value::String(s) => v[s.as_str()].take(),
+            _ => Value::Null,
+        };
+    }
+    v
+}
+
+struct RelayProc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_relay(dir: &Path) -> Result<RelayProc> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name(format!("linli-relay{}", std::env::consts::EXE_SUFFIX));
+    ensure!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --release -p linli-relay)",
+        bin.display()
+    );
+    let mut child = Command::new(&bin)
+        .arg("--data")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("LINLI_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let stdout = child.stdout.take().context("relay stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(url.starts_with("http://"), "the relay said: {line}");
+    Ok(RelayProc { child, url })
+}
+
+/// The relay's socket totals (bytes in, bytes out), asked over a plain HTTP/1.0 request.
+fn traffic(url: &str) -> Result<(u64, u64)> {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(conn, "GET /traffic HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text)?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let mut it = body.split_whitespace().map(str::parse::<u64>);
+    match (it.next(), it.next()) {
+        (Some(Ok(i)), Some(Ok(o))) => Ok((i, o)),
+        _ => bail!("the relay's traffic answer was {text:?}"),
+    }
+}
+
+/// Device B syncs once, as its own process.
+fn b_sync(dir: &Path, url: &str) -> Result<(Value, f64)> {
+    let exe = std::env::current_exe()?;
+    let t = Instant::now();
+    let out = Command::new(exe)
+        .arg("--json")
+        .arg("--data")
+        .arg(dir)
+        .args(["sync", "--relay", url])
+        .output()?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    ensure!(
+        out.status.success(),
+        "device B's sync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((serde_json::from_slice(&out.stdout)?, ms))
+}
+
+/// Runs the benchmark.
+pub fn run(community: &Path, edits_file: &Path, keep: Option<&Path>) -> Result<()> {
+    let tmp = match keep {
+        Some(k) => k.to_path_buf(),
+        None => std::env::temp_dir().join(format!("linli-bench-sync-{}", std::process::id())),
+    };
+    ensure!(
+        !tmp.join("a").exists(),
+        "{} already holds a benchmark; give an empty directory",
+        tmp.display()
+    );
+    std::fs::create_dir_all(&tmp)?;
+    let result = run_in(&tmp, community, edits_file);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    let out = result?;
+    say!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
+    let records = read_records(community)?;
+    let edits = read_edits(edits_file)?;
+    let relay = start_relay(&tmp.join("relay"))?;
+    let url = relay.url.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let net = || traffic(&url);
+
+    // Setup: A imports the roster and uploads it.
+    let a_dir = tmp.join("a");
+    let mut a = Store::open(&a_dir)?;
+    crate::init(&mut a, "基准社区", "", Some("bench"), None)?;
+    let t = Instant::now();
+    let imported = crate::import_file(&mut a, community, "bench", "import")?;
+    let import_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let up = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
+    let upload_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let b_dir = tmp.join("b");
+    {
+        let invite = a.invite(linli_wire::Role::Staff, &[], Some(&url))?;
+        let mut b = Store::open(&b_dir)?;
+        b.join(&invite)?;
+    }
+
+    // The cost of asking the relay for its totals, to take off each phase.
+    let t0 = net()?;
+    let t1 = net()?;
+    let probe = (t1.0 - t0.0, t1.1 - t0.1);
+    let measure = |before: (u64, u64), after: (u64, u64)| {
+        (
+            after.0.saturating_sub(before.0 + probe.0),
+            after.1.saturating_sub(before.1 + probe.1),
+        )
+    };
+
+    // Initial: a fresh B fetches everything.
+    let before = net()?;
+    let (initial, initial_ms) = b_sync(&b_dir, &url)?;
+    let initial_bytes = measure(before, net()?);
+
+    // Incremental: A edits and syncs while B is connected; B syncs.
+    let t = Instant::now();
+    let mut refused = Vec::new();
+    for e in &edits {
+        if !apply(&mut a, &records, e, &e.value)? {
+            refused.push(e.id.clone());
+        }
+    }
+    let a_apply_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let a_push = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
+    let before = net()?;
+    let (incremental, b_ms) = b_sync(&b_dir, &url)?;
+    let incremental_bytes = measure(before, net()?);
+    let incremental_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let _ = b_ms;
+
+    // Reconnect: B is away; A reverts every edit and syncs; then B comes back.
+    for e in edits.iter().filter(|e| !refused.contains(&e.id)) {
+        apply(&mut a, &records, e, &original(&records, e))?;
+    }
+    let a_back = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
+    let before = net()?;
+    let (reconnect, reconnect_ms) = b_sync(&b_dir, &url)?;
+    let reconnect_bytes = measure(before, net()?);
+
+    // B must now equal A, document for document.
+    let b = Store::open(&b_dir)?;
+    let sa: HashMap<String, Vec<u8>> = a.summary()?.into_iter().map(|i| (i.id, i.heads)).collect();
+    let sb = b.summary()?;
+    let behind = sa.len().abs_diff(sb.len())
+        + sb.iter()
+            .filter(|i| sa.get(&i.id) != Some(&i.heads))
+            .count();
+    let relay_peak = peak_rss_mb_of(relay.child.id());
+
+    let phase = |v: &Value, ms: f64, bytes: (u64, u64)| {
+        json!({
+            "ms": ms.round(),
+            "bytes_up": bytes.0,
+            "bytes_down": bytes.1,
+            "round_trips": v["round_trips"],
+            "device_peak_rss_mb": v["peak_rss_mb"],
+            "docs_received": v["created"].as_u64().unwrap_or(0) + v["changed"].as_u64().unwrap_or(0),
+            "device_ms": v["ms"],
+        })
+    };
+    Ok(json!({
+        "docs": sa.len(),
+        "records": imported.created,
+        "edits": edits.len(),
+        "edits_refused_by_domain_rules": refused,
+        "setup": {"import_ms": import_ms.round(), "upload_ms": upload_ms.round(),
+                  "upload_bytes": up.bytes_up, "upload_round_trips": up.round_trips},
+        "initial": phase(&initial, initial_ms, initial_bytes),
+        "incremental": with(phase(&incremental, incremental_ms, incremental_bytes), json!({
+            "a_apply_ms": a_apply_ms.round(),
+            "a_push_ms": a_push.ms,
+            "a_push_bytes": a_push.bytes_up,
+        })),
+        "reconnect": with(phase(&reconnect, reconnect_ms, reconnect_bytes), json!({
+            "a_push_bytes": a_back.bytes_up,
+        })),
+        "relay_peak_rss_mb": relay_peak.round(),
+        "behind_a": behind,
+        "bench_peak_rss_mb": peak_rss_mb_of(std::process::id()).round(),
+    }))
+}
+
+/// `base` with the fields of `extra` added.
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}

@@ -1,0 +1,127 @@
+//! `linli p2p serve` and `linli p2p sync TICKET`: sync directly with another device over iroh.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use linli_sync::p2p::Server;
+use linli_sync::{PeerReport, Store};
+use linli_wire::peer::Ticket;
+use serde_json::json;
+
+use crate::output::Out;
+
+/// Peer-to-peer commands.
+#[derive(Subcommand, Debug)]
+pub enum P2p {
+    /// Serve other devices until killed; prints the ticket alone on the first line.
+    /// 等待其他设备直连同步。
+    Serve {
+        /// The address to listen on (port 0: any free port).
+        #[arg(long, default_value = "0.0.0.0:0")]
+        bind: SocketAddr,
+    },
+    /// Sync once with the device that printed TICKET, then exit. 与设备直连同步一次。
+    Sync {
+        /// The ticket `linli p2p serve` printed.
+        ticket: String,
+        /// The local address to use (port 0: any free port).
+        #[arg(long, default_value = "0.0.0.0:0")]
+        bind: SocketAddr,
+    },
+}
+
+fn report_json(r: &PeerReport) -> serde_json::Value {
+    json!({"peer": r.peer, "sent": r.sent, "created": r.created, "changed": r.changed,
+           "unchanged": r.unchanged, "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
+           "round_trips": r.round_trips, "rounds": r.rounds, "ms": r.ms})
+}
+
+fn say_report(what: &str, r: &PeerReport) {
+    say!(
+        "{what} {}: 发送 sent {} documents · 收到 received {} new, {} changed, {} unchanged · ↑ {} B ↓ {} B (UDP) · {} round trips · {} ms",
+        r.peer,
+        r.sent,
+        r.created,
+        r.changed,
+        r.unchanged,
+        r.bytes_up,
+        r.bytes_down,
+        r.round_trips,
+        r.ms
+    );
+}
+
+/// Runs a p2p command on `store`.
+pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match cmd {
+        P2p::Serve { bind } => runtime.block_on(serve(store, *bind, out)),
+        P2p::Sync { ticket, bind } => {
+            let ticket = Ticket::decode(ticket).context("cannot read the ticket")?;
+            let mut store = store;
+            let r = runtime.block_on(linli_sync::p2p::sync(&mut store, &ticket, *bind))?;
+            out.emit(&report_json(&r), || {
+                say_report("已同步 Synced with", &r);
+            });
+            Ok(())
+        }
+    }
+}
+
+async fn serve(store: Store, bind: SocketAddr, out: &Out) -> Result<()> {
+    let (server, mut sessions) = Server::start(store, bind).await?;
+    say!("{}", server.ticket().encode());
+    let addrs: Vec<String> = server
+        .ticket()
+        .addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    eprintln!(
+        "等待直连 Serving peers on {} until stopped (Ctrl-C)",
+        addrs.join(", ")
+    );
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            session = sessions.recv() => match session {
+                Some(Ok(r)) => out.emit(&report_json(&r), || say_report("已同步 Synced with", &r)),
+                Some(Err(e)) => {
+                    eprintln!("同步失败 a peer session failed: {e}");
+                    out.emit(&json!({"error": e}), || {});
+                }
+                None => break,
+            },
+            _ = &mut stop => break,
+        }
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
