@@ -102,6 +102,8 @@ fn blob(scope: &str, doc: &str) -> NewBlob {
 }
 
 async fn post(relay: &Relay, bytes: Vec<u8>) -> (u16, Vec<u8>) {
+    // The workspace's reqwest has rustls without a provider (iroh asks for it): name ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let r = reqwest::Client::new()
         .post(format!("{}/v1", relay.url))
         .body(bytes)
