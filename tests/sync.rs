@@ -296,3 +296,45 @@ fn p2p_refuses_a_device_outside_its_scope_and_a_stranger() {
     let hh = json(&a, &["--reveal", "list", "households"]);
     assert!(!hh.to_string().contains("hh-900002"));
 }
+
+#[test]
+fn the_sync_benchmark_runs_its_three_phases_and_ends_in_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _ = common::relay_bin(); // `bench sync` starts the relay that sits next to `linli`
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let out = json(
+        &tmp.path().join("unused"),
+        &[
+            "bench",
+            "sync",
+            fixtures.join("community-60.jsonl").to_str().unwrap(),
+            fixtures.join("edits-60.jsonl").to_str().unwrap(),
+            "--keep",
+            tmp.path().join("run").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out["behind_a"], 0, "{out}");
+    let docs = out["docs"].as_u64().unwrap();
+    assert_eq!(docs, 60 * 2 + 6 + 1, "{out}");
+    assert_eq!(out["initial"]["docs_received"], docs, "{out}");
+    // A task cannot be done with items unchecked: that edit is refused, the other four go.
+    assert_eq!(
+        out["edits_refused_by_domain_rules"],
+        serde_json::json!(["task-0001"])
+    );
+    for phase in ["initial", "incremental", "reconnect"] {
+        assert_eq!(out[phase]["round_trips"], 1, "{phase}: {out}");
+        assert!(
+            out[phase]["bytes_down"].as_u64().unwrap() > 0,
+            "{phase}: {out}"
+        );
+        assert!(
+            out[phase]["device_peak_rss_mb"].as_f64().unwrap() > 0.0,
+            "{phase}: {out}"
+        );
+    }
+    // hh-000001 (.pii, twice), hh-000002 and task-0001 changed.
+    assert_eq!(out["incremental"]["docs_received"], 3, "{out}");
+    assert_eq!(out["reconnect"]["docs_received"], 3, "{out}");
+    assert!(out["relay_peak_rss_mb"].as_f64().unwrap() > 0.0);
+}

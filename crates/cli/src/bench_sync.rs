@@ -26,46 +26,44 @@ struct Edit {
     value: Value,
 }
 
-fn read_edits(file: &Path) -> Result<Vec<Edit>> {
+/// Every line of a JSON Lines file, with its 1-based number.
+fn read_jsonl(file: &Path) -> Result<Vec<(usize, Value)>> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut edits = Vec::new();
+    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let v: Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not JSON", file.display(), i + 1))?;
-        let (Some(id), Some(path), Some(value)) =
-            (v["id"].as_str(), v["path"].as_array(), v.get("value"))
-        else {
-            bail!("{}:{}: expected id, path and value", file.display(), i + 1);
-        };
-        edits.push(Edit {
-            id: id.to_string(),
-            path: path.clone(),
-            value: value.clone(),
-        });
+        out.push((i + 1, v));
     }
-    Ok(edits)
+    Ok(out)
+}
+
+fn read_edits(file: &Path) -> Result<Vec<Edit>> {
+    read_jsonl(file)?
+        .into_iter()
+        .map(
+            |(n, v)| match (v["id"].as_str(), v["path"].as_array(), v.get("value")) {
+                (Some(id), Some(path), Some(value)) => Ok(Edit {
+                    id: id.to_string(),
+                    path: path.clone(),
+                    value: value.clone(),
+                }),
+                _ => bail!("{}:{n}: expected id, path and value", file.display()),
+            },
+        )
+        .collect()
 }
 
 /// The roster's records by id, as JSON (to find person ids and original values).
 fn read_records(file: &Path) -> Result<HashMap<String, Value>> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut out = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not JSON", file.display(), i + 1))?;
-        if let Some(id) = v["id"].as_str() {
-            out.insert(id.to_string(), v);
-        }
-    }
-    Ok(out)
+    Ok(read_jsonl(file)?
+        .into_iter()
+        .filter_map(|(_, v)| Some((v["id"].as_str()?.to_string(), v)))
+        .collect())
 }
 
 fn raw(v: &Value) -> String {
@@ -260,9 +258,12 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
 
     // Incremental: A edits and syncs while B is connected; B syncs.
     let t = Instant::now();
+    let mut applied = Vec::new();
     let mut refused = Vec::new();
     for e in &edits {
-        if !apply(&mut a, &records, e, &e.value)? {
+        if apply(&mut a, &records, e, &e.value)? {
+            applied.push(e);
+        } else {
             refused.push(e.id.clone());
         }
     }
@@ -275,7 +276,8 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let _ = b_ms;
 
     // Reconnect: B is away; A reverts every edit and syncs; then B comes back.
-    for e in edits.iter().filter(|e| !refused.contains(&e.id)) {
+    // In reverse, so that two edits of one record end at its original value.
+    for e in applied.iter().rev() {
         apply(&mut a, &records, e, &original(&records, e))?;
     }
     let a_back = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
