@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 mod common;
-use common::{Relay, err, json, ok};
+use common::{Relay, Serve, err, json, ok};
 
 fn households(dir: &Path) -> Vec<Value> {
     serde_json::from_value(json(dir, &["--reveal", "list", "households"])).unwrap()
@@ -164,49 +164,6 @@ fn the_relay_killed_mid_upload_loses_nothing_after_a_restart() {
         json(&b, &["stats"])["documents"],
         json(&a, &["stats"])["documents"]
     );
-}
-
-/// `linli p2p serve`, killed when dropped.
-struct Serve {
-    child: std::process::Child,
-    ticket: String,
-}
-
-impl Serve {
-    fn start(dir: &Path) -> Serve {
-        use std::io::BufRead as _;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
-            .arg("--data")
-            .arg(dir)
-            .args(["p2p", "serve", "--bind", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // Read every line: serve stops when its standard output is closed.
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
-        let ticket = rx
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("p2p serve printed no ticket");
-        assert!(ticket.starts_with("LINLIP1"), "{ticket}");
-        Serve { child, ticket }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

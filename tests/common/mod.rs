@@ -86,16 +86,7 @@ impl Relay {
             .stderr(Stdio::null())
             .spawn()
             .expect("start linli-relay");
-        let stdout = child.stdout.take().expect("relay stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the relay did not print its address");
+        let line = first_line(&mut child, "the relay did not print its address");
         let url = line.trim().rsplit(' ').next().expect("address").to_string();
         assert!(url.starts_with("http://127.0.0.1:"), "{line}");
         Relay {
@@ -120,5 +111,48 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The first line a child prints (waiting at most 20 s). Its standard output is drained to the
+/// end in the background: a server that writes to a closed pipe would stop.
+fn first_line(child: &mut Child, missing: &str) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20)).expect(missing)
+}
+
+/// `linli p2p serve --bind 127.0.0.1:0`, killed when dropped.
+pub struct Serve {
+    child: Child,
+    pub ticket: String,
+}
+
+impl Serve {
+    /// Starts serving the store in `dir` and waits for its ticket.
+    pub fn start(dir: &Path) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_linli"))
+            .arg("--data")
+            .arg(dir)
+            .args(["p2p", "serve", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start linli p2p serve");
+        let ticket = first_line(&mut child, "p2p serve printed no ticket");
+        assert!(ticket.starts_with("LINLIP1"), "{ticket}");
+        Serve { child, ticket }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

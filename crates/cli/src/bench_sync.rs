@@ -270,10 +270,9 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let a_apply_ms = t.elapsed().as_secs_f64() * 1000.0;
     let a_push = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
     let before = net()?;
-    let (incremental, b_ms) = b_sync(&b_dir, &url)?;
+    let (incremental, _) = b_sync(&b_dir, &url)?;
     let incremental_bytes = measure(before, net()?);
     let incremental_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let _ = b_ms;
 
     // Reconnect: B is away; A reverts every edit and syncs; then B comes back.
     // In reverse, so that two edits of one record end at its original value.

@@ -206,7 +206,6 @@ pub struct Session {
     side: Side,
     me: Me,
     peer_key: PublicKey,
-    peer: Option<Grant>,
     items: Vec<Item>,
     /// Indexes of the items both sides may use.
     shared: Vec<usize>,
@@ -258,7 +257,6 @@ impl Session {
             side,
             me,
             peer_key,
-            peer: None,
             items,
             shared: Vec::new(),
             by_hash: HashMap::new(),
@@ -503,8 +501,7 @@ impl Session {
             self.by_hash.insert(self.items[i].hash(), i);
             self.by_id.insert(self.items[i].id.clone(), i);
         }
-        self.outcome.peer = Some(grant.clone());
-        self.peer = Some(grant);
+        self.outcome.peer = Some(grant);
         Ok(())
     }
 
@@ -629,10 +626,10 @@ impl Session {
     }
 
     fn send_batch(&mut self, loaded: Vec<Loaded>, out: &mut Vec<Output>) -> Result<(), PeerError> {
-        let peer = self
-            .peer
-            .as_ref()
-            .ok_or_else(|| PeerError::Protocol("sending before the peer said who it is".into()))?;
+        let peer =
+            self.outcome.peer.as_ref().ok_or_else(|| {
+                PeerError::Protocol("sending before the peer said who it is".into())
+            })?;
         let mut docs = Vec::with_capacity(loaded.len());
         let mut hashes = Vec::new();
         for l in loaded {
@@ -688,7 +685,7 @@ impl Session {
     }
 
     fn accept_docs(&mut self, docs: Vec<PeerDoc>, out: &mut Vec<Output>) -> Result<(), PeerError> {
-        let peer = self.peer.as_ref().ok_or_else(|| {
+        let peer = self.outcome.peer.as_ref().ok_or_else(|| {
             PeerError::Protocol("documents before the peer said who it is".into())
         })?;
         let mut seen = HashSet::new();

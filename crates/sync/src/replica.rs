@@ -108,42 +108,34 @@ impl Store {
         use rusqlite::OptionalExtension;
         let grid: Option<Option<String>> = self
             .conn()
-            .query_row("SELECT grid FROM docs WHERE id = ?1", [id], |r| r.get(0))
+            .prepare_cached("SELECT grid FROM docs WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
             .optional()?;
         Ok(grid.flatten())
     }
+}
 
-    /// Refuses if this device holds documents of a scope its role may not use: they could
-    /// never be sent, so the user must hear about them before syncing.
-    pub fn check_scopes(&self, grant: &Grant) -> Result<(), SyncError> {
-        match self.foreign_docs(grant)? {
-            Some((scope, ids)) => {
-                let shown: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
-                Err(not_allowed(grant, &scope, &shown, ids.len()))
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// The first scope with documents `grant` may not use, and their ids.
-    fn foreign_docs(&self, grant: &Grant) -> Result<Option<(String, Vec<String>)>, StoreError> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT DISTINCT grid FROM docs WHERE grid IS NOT NULL ORDER BY grid")?;
-        let grids: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        let Some(scope) = grids.into_iter().find(|g| !grant.may_use(g)) else {
-            return Ok(None);
-        };
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT id FROM docs WHERE grid = ?1 ORDER BY id")?;
-        let ids = stmt
-            .query_map([&scope], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(Some((scope, ids)))
-    }
+/// Refuses if `items` (this device's documents) include a scope `grant` may not use: they could
+/// never be sent, so the user must hear about them before syncing.
+pub(crate) fn check_scopes(items: &[Item], grant: &Grant) -> Result<(), SyncError> {
+    let Some(scope) = items
+        .iter()
+        .map(|i| i.scope.as_str())
+        .find(|s| !grant.may_use(s))
+    else {
+        return Ok(());
+    };
+    let ids: Vec<&str> = items
+        .iter()
+        .filter(|i| i.scope == scope)
+        .map(|i| i.id.as_str())
+        .collect();
+    Err(not_allowed(
+        grant,
+        scope,
+        &ids[..ids.len().min(3)],
+        ids.len(),
+    ))
 }
 
 /// The refusal of a device that holds documents of a scope it may not use.
@@ -194,8 +186,8 @@ impl<'a> Replica<'a> {
         now: u64,
     ) -> Result<Replica<'a>, SyncError> {
         let me = store.identity()?;
-        store.check_scopes(&me.grant)?;
         let items = store.summary()?;
+        check_scopes(&items, &me.grant)?;
         let session = Session::new(
             side,
             Me {
