@@ -31,6 +31,11 @@ const LEVEL: i32 = 3;
 /// The largest snapshot we agree to decompress (a damaged frame must not allocate without bound).
 const MAX_SNAPSHOT: usize = 256 * 1024 * 1024;
 
+thread_local! {
+    static DCTX: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
+        std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
+}
+
 /// The store's dictionaries, prepared for use.
 #[derive(Default)]
 pub(crate) struct Dicts {
@@ -108,9 +113,25 @@ impl Dicts {
             .dec
             .get(&id)
             .ok_or_else(|| damaged(format!("compressed with dictionary {id}, which is missing")))?;
-        zstd::bulk::Decompressor::with_prepared_dictionary(d)
-            .and_then(|mut z| z.decompress(&snapshot, MAX_SNAPSHOT))
-            .map_err(|e| damaged(format!("cannot be decompressed: {e}")))
+        let size = match zstd::zstd_safe::get_frame_content_size(&snapshot) {
+            Ok(Some(n)) if n <= MAX_SNAPSHOT as u64 => n as usize,
+            Ok(Some(n)) => return Err(damaged(format!("claims {n} bytes, over the limit"))),
+            Ok(None) | Err(_) => return Err(damaged("is not a zstd frame with its size".into())),
+        };
+        let mut out = Vec::with_capacity(size);
+        // One decompression context per thread, reused: making one costs more than
+        // decompressing a household's snapshot.
+        DCTX.with(|dctx| {
+            dctx.borrow_mut()
+                .decompress_using_ddict(&mut out, &snapshot, d.as_ddict())
+        })
+        .map_err(|code| {
+            damaged(format!(
+                "cannot be decompressed: {}",
+                zstd::zstd_safe::get_error_name(code)
+            ))
+        })?;
+        Ok(out)
     }
 }
 
@@ -154,6 +175,11 @@ pub(crate) fn train_where_due(
             .filter(|(c, _)| *c == collection)
             .map(|(_, s)| *s)
             .collect();
+        // Only a write that adds documents can bring a collection to the threshold (a
+        // collection at it already, whose training failed, is not retried on every edit).
+        if new.is_empty() {
+            continue;
+        }
         let stored: i64 = conn.query_row(
             "SELECT COUNT(*) FROM docs WHERE collection = ?1",
             [collection],

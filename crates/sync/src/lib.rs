@@ -14,6 +14,7 @@ mod outbox;
 pub mod p2p;
 pub mod peer;
 pub mod query;
+mod recent;
 pub mod relay_client;
 pub mod replica;
 pub mod store;

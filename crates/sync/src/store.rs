@@ -21,6 +21,7 @@ use linli_domain::{AnyRecord, Collection, Community, Household, Scope, Sensitive
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::codec::{self, Dicts, Packer};
+use crate::recent::Recent;
 use crate::{StoreError, index};
 
 /// The file name of the database inside the data directory.
@@ -156,6 +157,7 @@ pub struct Store {
     author: Author,
     path: PathBuf,
     dicts: Dicts,
+    recent: Recent,
 }
 
 impl std::fmt::Debug for Store {
@@ -180,6 +182,9 @@ impl Store {
         let path = dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // The write path alone uses some 30 statements (docs, chunks, meta, every q_* table);
+        // rusqlite's default cache of 16 made each edit re-parse half of them.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&mut conn)?;
@@ -211,6 +216,7 @@ impl Store {
         let dicts = Dicts::load(&conn)?;
         Ok(Store {
             dicts,
+            recent: Recent::default(),
             conn,
             author: Author {
                 actor,
@@ -316,6 +322,7 @@ impl Store {
         write_in(
             &tx,
             &self.dicts,
+            &self.recent,
             &self.author,
             vec![AnyRecord::Community(community)],
             "create community",
@@ -336,7 +343,14 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let report = write_in(&tx, &self.dicts, &self.author, records, message)?;
+        let report = write_in(
+            &tx,
+            &self.dicts,
+            &self.recent,
+            &self.author,
+            records,
+            message,
+        )?;
         tx.commit()?;
         if report.dictionaries > 0 {
             self.dicts = Dicts::load(&self.conn)?;
@@ -349,12 +363,22 @@ impl Store {
         load_doc(&self.conn, &self.dicts, id)
     }
 
-    /// Reads a record.
+    /// Reads a record (from the cache of recent documents when it holds the stored heads).
     pub fn get(&self, id: &str) -> Result<Option<AnyRecord>, StoreError> {
-        match self.load_doc(id)? {
-            None => Ok(None),
-            Some((collection, doc)) => hydrate(id, collection, &doc).map(Some),
+        let Some(heads) = stored_heads(&self.conn, id)? else {
+            return Ok(None);
+        };
+        if let Some(rec) = self.recent.record(id, &heads) {
+            return Ok(Some(rec));
         }
+        let Some((collection, mut doc)) = self.load_doc(id)? else {
+            return Ok(None);
+        };
+        let rec = hydrate(id, collection, &doc)?;
+        let heads = encode_heads(&doc.get_heads());
+        self.recent
+            .keep(id, heads, collection, doc, Some(rec.clone()));
+        Ok(Some(rec))
     }
 
     /// A household and its sensitive document.
@@ -373,7 +397,8 @@ impl Store {
     pub fn household_of(&self, person: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT household FROM q_people WHERE id = ?1 ORDER BY present DESC, household LIMIT 1", [person], |r| r.get(0))
+            .prepare_cached("SELECT household FROM q_people WHERE id = ?1 ORDER BY present DESC, household LIMIT 1")?
+            .query_row([person], |r| r.get(0))
             .optional()?)
     }
 
@@ -381,9 +406,8 @@ impl Store {
     pub fn collection_of(&self, id: &str) -> Result<Option<Collection>, StoreError> {
         let c: Option<String> = self
             .conn
-            .query_row("SELECT collection FROM docs WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT collection FROM docs WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
             .optional()?;
         Ok(c.and_then(|c| Collection::parse(&c)))
     }
@@ -546,15 +570,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 pub(crate) fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?)
 }
 
 pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-        params![key, value],
-    )?;
+    conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+        .execute(params![key, value])?;
     Ok(())
 }
 
@@ -567,6 +590,14 @@ fn hex_to_actor(hex: &str) -> Option<ActorId> {
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect();
     bytes.map(ActorId::from)
+}
+
+/// The heads stored for document `id`, if it exists.
+fn stored_heads(conn: &Connection, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT heads FROM docs WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
 }
 
 /// A stored document row: collection, snapshot as stored, its dictionary, chunk count.
@@ -688,11 +719,17 @@ fn par_map<T: Sync, S, R: Send>(
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, &T) -> Result<R, StoreError> + Sync,
 ) -> Result<Vec<R>, StoreError> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if items.len() < 256 || threads == 1 {
+    // Asked only for large batches: the answer reads cgroup files, which costs more than a
+    // single edit.
+    let threads = if items.len() < 256 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8)
+    };
+    if threads == 1 {
         let mut state = init();
         return items.iter().map(|t| f(&mut state, t)).collect();
     }
@@ -733,6 +770,7 @@ fn next_seq(tx: &Transaction<'_>) -> Result<i64, StoreError> {
 pub(crate) fn write_in(
     tx: &Transaction<'_>,
     dicts: &Dicts,
+    recent: &Recent,
     author: &Author,
     records: Vec<AnyRecord>,
     message: &str,
@@ -804,7 +842,13 @@ pub(crate) fn write_in(
     let mut packers = Packers::new(dicts);
     for rec in existing {
         let id = rec.id();
-        let Some((collection, mut doc)) = load_doc(tx, dicts, id)? else {
+        let Some(heads) = stored_heads(tx, id)? else {
+            continue;
+        };
+        let cached = recent.doc(id, &heads);
+        let Some((collection, mut doc)) =
+            cached.map_or_else(|| load_doc(tx, dicts, id), |c| Ok(Some(c)))?
+        else {
             continue;
         };
         if collection != rec.collection() {
@@ -818,7 +862,11 @@ pub(crate) fn write_in(
                 ),
             });
         }
-        if hydrate(id, collection, &doc)? == *rec {
+        let stored = match recent.record(id, &heads) {
+            Some(r) => r,
+            None => hydrate(id, collection, &doc)?,
+        };
+        if stored == *rec {
             report.unchanged += 1;
             continue;
         }
@@ -838,6 +886,8 @@ pub(crate) fn write_in(
         index::unindex(tx, id)?;
         index::index(tx, rec)?;
         report.changed += 1;
+        let heads = encode_heads(&doc.get_heads());
+        recent.keep(id, heads, collection, doc, Some((*rec).clone()));
     }
     set_meta(tx, "seq", &(seq - 1).to_string())?;
     Ok(report)
@@ -855,7 +905,9 @@ fn store_update(
     seq: i64,
 ) -> Result<(), StoreError> {
     let heads = encode_heads(&doc.get_heads());
-    let chunks: i64 = tx.query_row("SELECT chunks FROM docs WHERE id = ?1", [id], |r| r.get(0))?;
+    let chunks: i64 = tx
+        .prepare_cached("SELECT chunks FROM docs WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
     if chunks + 1 >= COMPACT_AFTER {
         tx.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
             .execute([id])?;

@@ -113,3 +113,41 @@ fn a_write_that_fails_leaves_no_dictionary_behind() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.dictionaries, 2);
 }
+
+/// Reads are served from a cache of recent documents; it must never return a state the file
+/// no longer holds, even when another handle (another process of the app) writes.
+#[test]
+fn recent_documents_are_never_read_stale() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut a = new_store(dir.path());
+    a.put(households(0..20), "import")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut b = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let notes = |s: &Store| match s.get("hh-000003") {
+        Ok(Some(AnyRecord::Household(h))) => h.notes,
+        other => panic!("{other:?}"),
+    };
+    // Both handles now hold hh-000003 in their caches.
+    assert_eq!(notes(&a), notes(&b));
+    for k in 0..5 {
+        a.edit("hh-000003", "notes", &format!("A{k}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(notes(&b), format!("A{k}"), "b sees a's write");
+        b.edit(
+            "hh-000003",
+            "tenure",
+            if k % 2 == 0 { "出租" } else { "自住" },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(notes(&a), format!("A{k}"));
+    }
+    // A refused edit leaves nothing behind in the cache either.
+    assert!(a.edit("hh-000003", "area", "-5").is_err());
+    // What both handles read equals what a fresh handle reads.
+    let fresh = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    for rec in households(0..20) {
+        let want = fresh.get(rec.id()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.get(rec.id()).unwrap_or_else(|e| panic!("{e}")), want);
+        assert_eq!(b.get(rec.id()).unwrap_or_else(|e| panic!("{e}")), want);
+    }
+}

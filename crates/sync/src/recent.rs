@@ -1,0 +1,108 @@
+//! Recently used documents, kept decoded in memory.
+//!
+//! Loading a document (decompress, parse, apply its chunks) and hydrating it into a record are
+//! the costly steps of reading and editing. One edit of a person reads their household three
+//! times: to find the person, to validate the household, and to write the change. The cache
+//! makes that one load. An entry is valid only while the stored heads equal its own, so a write
+//! by another process to the same file, or a merge, can never be read stale: the heads row is
+//! checked on every use. A state kept by a write that is then rolled back is never used either:
+//! heads only move forward, so the stored row never shows those heads.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+
+use automerge::AutoCommit;
+use linli_domain::{AnyRecord, Collection};
+
+/// Entries kept; a household with its sensitive document is two.
+const CAPACITY: usize = 256;
+
+struct Entry {
+    heads: Vec<u8>,
+    collection: Collection,
+    doc: AutoCommit,
+    record: Option<AnyRecord>,
+}
+
+/// The cache (interior mutability: reads of the store take `&self`).
+#[derive(Default)]
+pub(crate) struct Recent {
+    inner: RefCell<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<String, Entry>,
+    /// Insertion order, oldest first, for eviction.
+    order: VecDeque<String>,
+}
+
+impl Recent {
+    /// A copy of the document `id` if the cache holds it at `heads`.
+    pub(crate) fn doc(&self, id: &str, heads: &[u8]) -> Option<(Collection, AutoCommit)> {
+        let inner = self.inner.borrow();
+        let e = inner.map.get(id).filter(|e| e.heads == heads)?;
+        Some((e.collection, e.doc.clone()))
+    }
+
+    /// The hydrated record of `id` if the cache holds it at `heads`.
+    pub(crate) fn record(&self, id: &str, heads: &[u8]) -> Option<AnyRecord> {
+        let inner = self.inner.borrow();
+        inner
+            .map
+            .get(id)
+            .filter(|e| e.heads == heads)
+            .and_then(|e| e.record.clone())
+    }
+
+    /// Keeps `doc` (and its record, when known) as the state of `id` at `heads`.
+    pub(crate) fn keep(
+        &self,
+        id: &str,
+        heads: Vec<u8>,
+        collection: Collection,
+        doc: AutoCommit,
+        record: Option<AnyRecord>,
+    ) {
+        let mut inner = self.inner.borrow_mut();
+        let entry = Entry {
+            heads,
+            collection,
+            doc,
+            record,
+        };
+        if inner.map.insert(id.to_string(), entry).is_none() {
+            inner.order.push_back(id.to_string());
+            while inner.order.len() > CAPACITY {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.map.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_used_only_at_its_heads_and_the_oldest_goes_first() {
+        let r = Recent::default();
+        r.keep("a", vec![1], Collection::Task, AutoCommit::new(), None);
+        assert!(r.doc("a", &[1]).is_some());
+        assert!(r.doc("a", &[2]).is_none(), "other heads: a miss");
+        assert!(r.record("a", &[1]).is_none(), "no record kept yet");
+        for i in 0..CAPACITY {
+            r.keep(
+                &format!("d{i}"),
+                vec![0],
+                Collection::Task,
+                AutoCommit::new(),
+                None,
+            );
+        }
+        assert!(r.doc("a", &[1]).is_none(), "evicted");
+        assert!(r.doc(&format!("d{}", CAPACITY - 1), &[0]).is_some());
+    }
+}
