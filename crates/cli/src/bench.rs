@@ -108,7 +108,7 @@ pub fn run(which: &Which) -> Result<()> {
         Some(p) => p.clone(),
         None => {
             let c = linli_domain::Community::new("bench", "bench", linli_domain::Timestamp::now());
-            let lines = crate::demo::generate(&c, *households, *tasks, 7);
+            let lines = linli_api::demo::generate(&c, *households, *tasks, 7);
             let kept: Vec<String> = lines
                 .into_iter()
                 .filter(|l| {
@@ -125,8 +125,8 @@ pub fn run(which: &Which) -> Result<()> {
     // Import.
     let started = Instant::now();
     let mut store = Store::open(&dir)?;
-    crate::init(&mut store, "基准社区", "", Some("bench"), None)?;
-    let report = crate::import_file(&mut store, &input, "bench", "import")?;
+    linli_api::setup::init(&mut store, "基准社区", "", Some("bench"), None)?;
+    let report = linli_api::setup::import_file(&mut store, &input, "import")?;
     let import_ms = started.elapsed().as_secs_f64() * 1000.0;
     let docs = report.created;
     drop(store);

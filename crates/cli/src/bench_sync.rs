@@ -226,9 +226,9 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     // Setup: A imports the roster and uploads it.
     let a_dir = tmp.join("a");
     let mut a = Store::open(&a_dir)?;
-    crate::init(&mut a, "基准社区", "", Some("bench"), None)?;
+    linli_api::setup::init(&mut a, "基准社区", "", Some("bench"), None)?;
     let t = Instant::now();
-    let imported = crate::import_file(&mut a, community, "bench", "import")?;
+    let imported = linli_api::setup::import_file(&mut a, community, "import")?;
     let import_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
     let up = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;

@@ -5,7 +5,6 @@
 mod output;
 mod bench;
 mod bench_sync;
-mod demo;
 mod p2p;
 
 use std::path::{Path, PathBuf};
@@ -13,9 +12,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use linli_domain::interchange::parse_line;
-use linli_domain::{AnyRecord, Collection, Community, Timestamp};
-use linli_sync::{ListFilter, Store, StoreError, WriteReport};
+use linli_api::demo;
+use linli_api::setup::{import_file, init};
+use linli_domain::Collection;
+use linli_sync::{ListFilter, Store, WriteReport};
 use serde_json::json;
 
 use crate::output::{Out, print_history, print_record, print_rows};
@@ -277,25 +277,19 @@ fn run(cli: Cli) -> Result<()> {
             let tmp = data_dir(&cli)?.join("demo.jsonl.partial");
             std::fs::write(&tmp, lines.join("\n") + "\n")
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
-            let result = import_file(
-                &mut store,
-                &tmp,
-                &community.id,
-                &format!("demo --seed {seed}"),
-            );
+            let result = import_file(&mut store, &tmp, &format!("demo --seed {seed}"));
             let _ = std::fs::remove_file(&tmp);
             let report = result?;
             report_write(&out, "demo", &report, started);
         }
         Command::Import { file } => {
             let mut store = open_existing(&cli)?;
-            let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
             let started = std::time::Instant::now();
             let name = file
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let report = import_file(&mut store, file, &community, &format!("import {name}"))?;
+            let report = import_file(&mut store, file, &format!("import {name}"))?;
             report_write(&out, "import", &report, started);
         }
         Command::Stats => {
@@ -475,77 +469,6 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn init(
-    store: &mut Store,
-    name: &str,
-    street: &str,
-    id: Option<&str>,
-    user: Option<&str>,
-) -> Result<Community> {
-    let id = match id {
-        Some(id) => id.to_string(),
-        None => format!("c-{}", &store.author().actor.to_hex_string()[..12]),
-    };
-    let mut c = Community::new(&id, name.trim(), Timestamp::now());
-    c.street = street.to_string();
-    if let Err(errors) = linli_domain::Record::validate(&c, linli_domain::today()) {
-        bail!("{errors}");
-    }
-    if let Some(user) = user {
-        store.set_identity(user, None)?;
-    }
-    store.init_community(c.clone())?;
-    Ok(c)
-}
-
-/// Parses every line (1-based numbers in errors) and checks that no id repeats.
-fn parse_all(lines: &[String], community: &str, file: &str) -> Result<Vec<AnyRecord>, StoreError> {
-    let today = linli_domain::today();
-    let mut seen = std::collections::HashMap::new();
-    let mut out = Vec::with_capacity(lines.len() * 2);
-    for (i, line) in lines.iter().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let records = parse_line(line, community, today).map_err(|error| StoreError::Import {
-            file: file.to_string(),
-            line: n,
-            error,
-        })?;
-        for r in records {
-            if let Some(first) = seen.insert(r.id().to_string(), n) {
-                return Err(StoreError::Duplicate {
-                    file: file.to_string(),
-                    line: n,
-                    id: r.id().to_string(),
-                    first,
-                });
-            }
-            out.push(r);
-        }
-    }
-    Ok(out)
-}
-
-/// Imports a JSONL file in one transaction.
-pub(crate) fn import_file(
-    store: &mut Store,
-    file: &Path,
-    community: &str,
-    message: &str,
-) -> Result<WriteReport> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let mut records = parse_all(&lines, community, &file.display().to_string())?;
-    // The community document lists the grids and compounds its records use.
-    let mut c = store.community()?;
-    demo::add_grids_and_compounds(&mut c, &records);
-    records.push(AnyRecord::Community(c));
-    Ok(store.put(records, message)?)
 }
 
 fn report_write(out: &Out, what: &str, r: &WriteReport, started: std::time::Instant) {

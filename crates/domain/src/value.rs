@@ -84,6 +84,14 @@ impl Day {
             .map(Day)
             .map_err(|_| format!("`{s}` is not a date of the form YYYY-MM-DD"))
     }
+    /// The first instant after this day ends in China Standard Time, in ms since the epoch
+    /// (a task due on a day is late from this instant on).
+    pub fn end_ms(self) -> i64 {
+        let next = self.0.succ_opt().unwrap_or(NaiveDate::MAX);
+        next.and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_local_timezone(china_offset()).single())
+            .map_or(i64::MAX, |t| t.timestamp_millis())
+    }
 }
 
 impl fmt::Display for Day {
@@ -303,5 +311,15 @@ mod tests {
     fn days_reject_impossible_dates() {
         assert!(Day::parse("2026-02-29").is_err());
         assert!(Day::parse("2024-02-29").is_ok());
+    }
+
+    #[test]
+    fn a_day_ends_at_midnight_china_time() {
+        let day = Day::ymd(2026, 3, 5).unwrap();
+        assert_eq!(
+            day.end_ms(),
+            Timestamp::parse("2026-03-06 00:00").unwrap().0
+        );
+        assert_eq!(Timestamp(day.end_ms() - 1).day(), day);
     }
 }

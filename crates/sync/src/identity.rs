@@ -234,6 +234,12 @@ impl Store {
         Ok(grant)
     }
 
+    /// The community's name as the invitation gave it (known before the community's
+    /// document arrives with the first sync).
+    pub fn invited_name(&self) -> Result<Option<String>, StoreError> {
+        get_meta(self.conn(), "community_name")
+    }
+
     /// The relay this store was told about, if any.
     pub fn default_relay(&self) -> Result<Option<String>, StoreError> {
         get_meta(self.conn(), "relay")

@@ -85,28 +85,41 @@ pub(crate) fn index(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreEr
         AnyRecord::Household(h) => index_household(tx, h),
         AnyRecord::Sensitive(s) => index_sensitive(tx, s),
         other => {
+            let (mut due, mut reference) = (None::<i64>, None::<&str>);
             let (compound, building, status, sort) = match other {
-                AnyRecord::Task(t) => (
-                    t.compound.clone(),
-                    t.building.clone(),
-                    t.status.code().to_string(),
-                    t.due.map(|d| d.to_string()).unwrap_or_default(),
-                ),
-                AnyRecord::Request(r) => (
-                    String::new(),
-                    String::new(),
-                    r.state()
-                        .map(|s| s.code())
-                        .unwrap_or("conflict")
-                        .to_string(),
-                    r.created.0.to_string(),
-                ),
-                AnyRecord::Visit(v) => (
-                    String::new(),
-                    String::new(),
-                    v.outcome.code().into(),
-                    v.at.0.to_string(),
-                ),
+                AnyRecord::Task(t) => {
+                    due = t.due.map(|d| d.end_ms());
+                    (
+                        t.compound.clone(),
+                        t.building.clone(),
+                        t.status.code().to_string(),
+                        t.due.map(|d| d.to_string()).unwrap_or_default(),
+                    )
+                }
+                AnyRecord::Request(r) => {
+                    if r.state().is_none_or(|s| s.is_open()) {
+                        due = Some(r.current_deadline().0);
+                    }
+                    reference = r.household.as_deref();
+                    (
+                        String::new(),
+                        String::new(),
+                        r.state()
+                            .map(|s| s.code())
+                            .unwrap_or("conflict")
+                            .to_string(),
+                        r.created.0.to_string(),
+                    )
+                }
+                AnyRecord::Visit(v) => {
+                    reference = Some(&v.household);
+                    (
+                        String::new(),
+                        String::new(),
+                        v.outcome.code().into(),
+                        v.at.0.to_string(),
+                    )
+                }
                 AnyRecord::Post(p) => (
                     String::new(),
                     String::new(),
@@ -134,8 +147,8 @@ pub(crate) fn index(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreEr
                 _ => (String::new(), String::new(), String::new(), String::new()),
             };
             tx.prepare_cached(
-                "INSERT INTO q_records (id, collection, grid, compound, building, title, status, sort)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO q_records (id, collection, grid, compound, building, title, status, sort, due, ref)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 other.id(),
@@ -145,7 +158,9 @@ pub(crate) fn index(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreEr
                 building,
                 other.title(),
                 status,
-                sort
+                sort,
+                due,
+                reference
             ])?;
             Ok(())
         }

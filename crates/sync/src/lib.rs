@@ -4,6 +4,7 @@
 //! incrementally and compacted, with a local change feed and derived query tables. See
 //! `ARCHITECTURE.md` for how it fits with the rest.
 
+mod audit;
 mod codec;
 mod edit;
 mod error;
@@ -17,8 +18,10 @@ pub mod query;
 mod recent;
 pub mod relay_client;
 pub mod replica;
+pub mod screens;
 pub mod store;
 
+pub use audit::AuditEntry;
 pub use codec::TRAIN_AFTER;
 pub use error::StoreError;
 pub use history::HistoryEntry;

@@ -83,6 +83,38 @@ impl Store {
         Ok(())
     }
 
+    /// Ids of the documents whose latest changes `peer` is not known to have ("not yet
+    /// synced"), at most `limit`, and how many there are in all.
+    pub fn pending(&self, peer: &str, limit: usize) -> Result<(Vec<String>, usize), StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.id FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+             WHERE p.heads IS NULL OR p.heads != d.heads ORDER BY d.seq DESC",
+        )?;
+        let mut ids = Vec::new();
+        let mut total = 0;
+        let mut rows = stmt.query([peer])?;
+        while let Some(r) = rows.next()? {
+            if ids.len() < limit {
+                ids.push(r.get(0)?);
+            }
+            total += 1;
+        }
+        Ok((ids, total))
+    }
+
+    /// When this device last completed a sync with `peer` (ms since the epoch).
+    pub fn peer_synced_ms(&self, peer: &str) -> Result<Option<i64>, StoreError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn()
+            .query_row("SELECT synced_ms FROM peers WHERE peer = ?1", [peer], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten())
+    }
+
     /// The cursor of `peer` (0 if never synced).
     pub fn peer_cursor(&self, peer: &str) -> Result<u64, StoreError> {
         use rusqlite::OptionalExtension;

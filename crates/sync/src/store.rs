@@ -112,6 +112,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE peer_heads (
         peer TEXT NOT NULL, doc TEXT NOT NULL, heads BLOB NOT NULL, PRIMARY KEY (peer, doc)
      ) WITHOUT ROWID;",
+    // 4: what the app's screens need: a record's deadline (`due`, ms; open requests and
+    // tasks) and the household it concerns (`ref`); the local audit log (reveals of ID
+    // numbers and phones). The derived tables are rebuilt on open.
+    "ALTER TABLE q_records ADD COLUMN due INTEGER;
+     ALTER TABLE q_records ADD COLUMN ref TEXT;
+     CREATE INDEX q_records_ref ON q_records (ref);
+     CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, user TEXT NOT NULL,
+        action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL
+     );
+     INSERT OR REPLACE INTO meta (key, value) VALUES ('reindex', '1');",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
@@ -214,7 +225,7 @@ impl Store {
         )?;
         let user = get_meta(&conn, "user")?.unwrap_or_else(|| device.clone());
         let dicts = Dicts::load(&conn)?;
-        Ok(Store {
+        let mut store = Store {
             dicts,
             recent: Recent::default(),
             conn,
@@ -224,7 +235,15 @@ impl Store {
                 user,
             },
             path,
-        })
+        };
+        // A migration that added derived columns asks for a rebuild from the documents.
+        if get_meta(&store.conn, "reindex")?.is_some() {
+            store.rebuild_index()?;
+            store
+                .conn
+                .execute("DELETE FROM meta WHERE key = 'reindex'", [])?;
+        }
+        Ok(store)
     }
 
     /// The database file.
@@ -1147,20 +1166,22 @@ mod tests {
             MIGRATIONS.len() as i64
         );
         assert_eq!(store.community().ok(), Some(community));
-        let pii: (String, String, String) = store
-            .conn()
-            .query_row(
-                "SELECT doc, person, id4 FROM q_pii WHERE phone4 = '5678'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(pii, ("h1.pii".into(), "p1".into(), "002X".into()));
+        // Migration 4 rebuilds the derived tables from the documents: rows no document
+        // derives (the hand-made q_pii and q_tags rows above) are gone, the new columns exist.
+        assert_eq!(store.count("SELECT COUNT(*) FROM q_pii").unwrap_or(-1), 0);
+        assert_eq!(store.count("SELECT COUNT(*) FROM q_tags").unwrap_or(-1), 0);
         assert_eq!(
             store
-                .count("SELECT COUNT(*) FROM q_tags WHERE tag = '低保' AND doc = 'h1.pii'")
-                .unwrap_or(0),
+                .count("SELECT COUNT(*) FROM q_records WHERE due IS NULL AND ref IS NULL")
+                .unwrap_or(-1),
             1
+        );
+        assert_eq!(store.count("SELECT COUNT(*) FROM audit").unwrap_or(-1), 0);
+        assert_eq!(
+            store
+                .count("SELECT COUNT(*) FROM meta WHERE key = 'reindex'")
+                .unwrap_or(-1),
+            0
         );
     }
 }

@@ -1,0 +1,329 @@
+//! Sync in the background: one attempt at a time with the street office's relay, retried
+//! with exponential backoff while it fails, repeated periodically while it works, and at once
+//! on "sync now". The status the app always shows (offline / syncing / synced N minutes ago /
+//! N changes waiting) is [`SyncStatus`].
+//!
+//! A sync runs on its own handle of the store (SQLite in WAL mode serializes the writes), so
+//! the screens never wait for the network.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use linli_domain::Timestamp;
+use linli_sync::Store;
+use linli_sync::relay_client::{RelayClient, SyncError};
+use serde::Serialize;
+
+use crate::{Api, ApiError};
+
+/// Where syncing stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncPhase {
+    /// No relay is set: the device works alone (peers can still sync directly).
+    NoRelay,
+    /// Not tried yet since the app started.
+    Idle,
+    /// A sync is running.
+    Syncing,
+    /// The last attempt succeeded.
+    Synced,
+    /// The relay could not be reached; retrying with backoff.
+    Offline,
+    /// The relay refused (e.g. this device was revoked) or answered wrongly; retrying.
+    Failed,
+}
+
+/// What the app shows about syncing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncStatus {
+    /// Where syncing stands.
+    pub phase: SyncPhase,
+    /// The relay's address.
+    pub relay: Option<String>,
+    /// When the last sync with the relay completed (ms).
+    pub last_synced_ms: Option<i64>,
+    /// Documents changed here and not yet at the relay.
+    pub pending: usize,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Attempts that failed in a row.
+    pub failures: u32,
+    /// When the next attempt is due (ms).
+    pub next_attempt_ms: Option<i64>,
+    /// Documents the last sync brought in (new or changed).
+    pub last_received: usize,
+    /// Documents the last sync sent.
+    pub last_sent: usize,
+}
+
+/// How long to wait between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// After a success.
+    pub period: Duration,
+    /// After the first failure; doubled with each further failure.
+    pub base: Duration,
+    /// The longest wait after failures.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            period: Duration::from_secs(60),
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after `failures` failures in a row (0: the periodic wait).
+    pub fn delay(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return self.period;
+        }
+        let factor = 1u32.checked_shl(failures - 1).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+pub(crate) fn initial_status(store: &Store) -> Result<SyncStatus, ApiError> {
+    let relay = if store.community_id()?.is_some() {
+        store.default_relay()?
+    } else {
+        None
+    };
+    Ok(SyncStatus {
+        phase: if relay.is_some() {
+            SyncPhase::Idle
+        } else {
+            SyncPhase::NoRelay
+        },
+        relay,
+        last_synced_ms: None,
+        pending: 0,
+        last_error: None,
+        failures: 0,
+        next_attempt_ms: None,
+        last_received: 0,
+        last_sent: 0,
+    })
+}
+
+impl Api {
+    /// The peer name the relay's sync state is kept under.
+    pub(crate) fn relay_peer(&self, store: &Store) -> Result<Option<String>, ApiError> {
+        if store.community_id()?.is_none() {
+            return Ok(None);
+        }
+        Ok(match store.default_relay()? {
+            Some(url) => Some(RelayClient::new(&url)?.peer()),
+            None => None,
+        })
+    }
+
+    /// The sync status, with the counts read now.
+    pub fn sync_status(&self) -> Result<SyncStatus, ApiError> {
+        let (relay, pending, last) = {
+            let store = self.store();
+            let relay = if store.community_id()?.is_some() {
+                store.default_relay()?
+            } else {
+                None
+            };
+            match self.relay_peer(&store)? {
+                Some(peer) => (
+                    relay,
+                    store.pending(&peer, 0)?.1,
+                    store.peer_synced_ms(&peer)?,
+                ),
+                None => (relay, 0, None),
+            }
+        };
+        let mut s = self.sync_lock();
+        if relay.is_none() {
+            s.phase = SyncPhase::NoRelay;
+        } else if s.phase == SyncPhase::NoRelay {
+            s.phase = SyncPhase::Idle;
+        }
+        s.relay = relay;
+        s.pending = pending;
+        s.last_synced_ms = last.or(s.last_synced_ms);
+        Ok(s.clone())
+    }
+
+    /// Sets the street office's relay (`http://host:port`); the next sync uses it.
+    pub fn set_relay(&self, url: &str) -> Result<SyncStatus, ApiError> {
+        let url = url.trim().trim_end_matches('/');
+        RelayClient::new(url)?;
+        self.store().remember_relay(url)?;
+        self.sync_status()
+    }
+
+    /// One sync with the relay, now. Failures are recorded in the status (and returned as
+    /// its `last_error`), not raised: the caller retries.
+    pub fn sync_once(&self) -> SyncStatus {
+        let relay = match self.sync_status() {
+            Ok(s) => s.relay,
+            Err(e) => return self.record_failure(&e),
+        };
+        let Some(relay) = relay else {
+            return self.sync_lock().clone();
+        };
+        self.sync_lock().phase = SyncPhase::Syncing;
+        let result = (|| -> Result<_, ApiError> {
+            // Its own handle: the screens keep reading and writing meanwhile.
+            let mut store = Store::open(&self.dir)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    ApiError::Sync(SyncError::Protocol(format!("cannot start a runtime: {e}")))
+                })?;
+            Ok(runtime.block_on(linli_sync::relay_client::sync(&mut store, &relay))?)
+        })();
+        match result {
+            Ok(report) => {
+                tracing::info!(sent = report.sent, received = report.created + report.changed,
+                    ms = %report.ms, "synced with the relay");
+                {
+                    let mut s = self.sync_lock();
+                    s.phase = SyncPhase::Synced;
+                    s.failures = 0;
+                    s.last_error = None;
+                    s.last_synced_ms = Some(Timestamp::now().0);
+                    s.last_received = report.created + report.changed;
+                    s.last_sent = report.sent;
+                }
+                self.sync_status()
+                    .unwrap_or_else(|e| self.record_failure(&e))
+            }
+            Err(e) => self.record_failure(&e),
+        }
+    }
+
+    fn record_failure(&self, e: &ApiError) -> SyncStatus {
+        tracing::warn!(error = %e, "sync failed");
+        let mut s = self.sync_lock();
+        s.phase = if e.code() == "offline" {
+            SyncPhase::Offline
+        } else {
+            SyncPhase::Failed
+        };
+        s.failures = s.failures.saturating_add(1);
+        s.last_error = Some(e.to_string());
+        s.last_received = 0;
+        s.last_sent = 0;
+        s.clone()
+    }
+}
+
+/// What the background loop reports.
+#[derive(Debug, Clone)]
+pub enum SyncEvent {
+    /// The status changed.
+    Status(SyncStatus),
+    /// Documents arrived: screens showing them should reload.
+    Changed {
+        /// How many.
+        received: usize,
+    },
+}
+
+enum Wake {
+    Now,
+    Stop,
+}
+
+/// The background sync loop (a thread); dropping the handle stops it.
+#[derive(Debug)]
+pub struct SyncHandle {
+    tx: mpsc::Sender<Wake>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SyncHandle {
+    /// Starts the loop: a sync at once, then after each attempt the wait `backoff` gives,
+    /// or sooner on [`SyncHandle::sync_now`].
+    pub fn spawn(
+        api: Arc<Api>,
+        backoff: Backoff,
+        notify: impl Fn(SyncEvent) + Send + 'static,
+    ) -> SyncHandle {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("linli-sync".into())
+            .spawn(move || {
+                loop {
+                    let mut status = api.sync_status().unwrap_or_else(|e| api.record_failure(&e));
+                    if status.relay.is_some() {
+                        let mut syncing = status.clone();
+                        syncing.phase = SyncPhase::Syncing;
+                        notify(SyncEvent::Status(syncing));
+                        status = api.sync_once();
+                        if status.last_received > 0 {
+                            notify(SyncEvent::Changed {
+                                received: status.last_received,
+                            });
+                        }
+                    }
+                    // Without a relay, wait for "sync now" (a relay may have been set).
+                    let wait = if status.relay.is_none() {
+                        Duration::from_secs(3600)
+                    } else {
+                        backoff.delay(status.failures)
+                    };
+                    let next = Timestamp::now().0 + wait.as_millis() as i64;
+                    api.sync_lock().next_attempt_ms = status.relay.is_some().then_some(next);
+                    status.next_attempt_ms = status.relay.is_some().then_some(next);
+                    notify(SyncEvent::Status(status));
+                    match rx.recv_timeout(wait) {
+                        Ok(Wake::Now) | Err(RecvTimeoutError::Timeout) => {}
+                        Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            });
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the sync thread");
+                None
+            }
+        };
+        SyncHandle { tx, thread }
+    }
+
+    /// Syncs now instead of waiting.
+    pub fn sync_now(&self) {
+        let _ = self.tx.send(Wake::Now);
+    }
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Wake::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(0), Duration::from_secs(60));
+        assert_eq!(b.delay(1), Duration::from_secs(5));
+        assert_eq!(b.delay(2), Duration::from_secs(10));
+        assert_eq!(b.delay(4), Duration::from_secs(40));
+        assert_eq!(b.delay(7), Duration::from_secs(300));
+        assert_eq!(b.delay(64), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,290 @@
+//! `linli-api`: every operation the Linli app offers, defined once. The main type is [`Api`]:
+//! one device's store, opened from its data directory, with a method per command of the app.
+//! The Tauri shell (`src-tauri`) maps each command to one call here; the command line uses
+//! [`setup`] and [`demo`]. Results are plain serde types; errors are [`ApiError`]
+//! (`{code, message}` once serialized).
+//!
+//! Architecture invariant: ID numbers and phones leave this crate masked, except through
+//! [`Api::reveal`], which checks the device's role and writes the audit log first.
+
+pub mod background;
+pub mod demo;
+mod error;
+mod overview;
+mod requests;
+mod roster;
+pub mod setup;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use linli_domain::Community;
+use linli_domain::roster::{Grid, RequestCategory};
+use linli_sync::Store;
+use linli_wire::Role;
+use serde::Serialize;
+
+pub use background::{Backoff, SyncEvent, SyncHandle, SyncPhase, SyncStatus};
+pub use error::ApiError;
+pub use linli_sync::screens::{CompoundNode, HouseholdRow};
+pub use overview::Overview;
+pub use requests::{NewRequest, RequestQuery, RequestRow, RequestView};
+pub use roster::{HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewVisit, VisitRow};
+
+/// Households in the demo community the app offers on first start.
+pub const DEMO_HOUSEHOLDS: usize = 2000;
+
+/// One device's Linli: its store and what it knows about syncing.
+pub struct Api {
+    dir: PathBuf,
+    store: Mutex<Store>,
+    sync: Mutex<SyncStatus>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("dir", &self.dir).finish()
+    }
+}
+
+/// What the app shows first: whose device this is and what it may do.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppStatus {
+    /// The community, once created or joined.
+    pub community: Option<CommunityInfo>,
+    /// The device's role in it.
+    pub role: Option<RoleInfo>,
+    /// The person using the device (recorded in history).
+    pub user: String,
+    /// The device's name.
+    pub device: String,
+    /// Where the store lives.
+    pub data_dir: String,
+    /// Households on this device.
+    pub households: i64,
+}
+
+/// The community, as the app needs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommunityInfo {
+    /// Id.
+    pub id: String,
+    /// 社区 name.
+    pub name: String,
+    /// 街道 street office.
+    pub street: String,
+    /// 网格 grids.
+    pub grids: Vec<Grid>,
+    /// 小区 compound names.
+    pub compounds: Vec<String>,
+    /// 诉求类别 request categories with their deadlines.
+    pub categories: Vec<RequestCategory>,
+}
+
+/// What this device may do.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleInfo {
+    /// `staff`, `grid` or `owners`.
+    pub code: &'static str,
+    /// Grids of a grid worker.
+    pub grids: Vec<String>,
+    /// May see ID numbers and phones in full (each reveal is logged).
+    pub may_reveal: bool,
+    /// May invite devices, create tasks, see the overview of every grid.
+    pub may_manage: bool,
+    /// May edit the roster and record visits.
+    pub may_edit_roster: bool,
+}
+
+impl RoleInfo {
+    fn of(role: Role, grids: Vec<String>) -> RoleInfo {
+        RoleInfo {
+            code: role.code(),
+            grids,
+            may_reveal: matches!(role, Role::Staff | Role::Grid),
+            may_manage: role == Role::Staff,
+            may_edit_roster: matches!(role, Role::Staff | Role::Grid),
+        }
+    }
+}
+
+impl Api {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Api, ApiError> {
+        let store = Store::open(dir)?;
+        let status = background::initial_status(&store)?;
+        Ok(Api {
+            dir: dir.to_path_buf(),
+            store: Mutex::new(store),
+            sync: Mutex::new(status),
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store, for one call. A panic in another call cannot leave the store half-written
+    /// (every write is one SQLite transaction), so a poisoned lock is taken over.
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The community, or [`ApiError::NoCommunity`].
+    pub(crate) fn community(&self, store: &Store) -> Result<Community, ApiError> {
+        if store.community_id()?.is_none() {
+            return Err(ApiError::NoCommunity);
+        }
+        Ok(store.community()?)
+    }
+
+    /// The device's role; a device that created its community is staff.
+    pub(crate) fn role(&self, store: &Store) -> Result<RoleInfo, ApiError> {
+        if store.community_id()?.is_none() {
+            return Err(ApiError::NoCommunity);
+        }
+        let grant = store.identity()?.grant;
+        Ok(RoleInfo::of(grant.role, grant.grids))
+    }
+
+    /// Who uses this device, in which community, with which role.
+    pub fn status(&self) -> Result<AppStatus, ApiError> {
+        let store = self.store();
+        let community = match store.community_id()? {
+            None => None,
+            Some(id) => Some(match store.community() {
+                Ok(c) => CommunityInfo {
+                    id: c.id,
+                    name: c.name,
+                    street: c.street,
+                    grids: c.grids,
+                    compounds: c.compounds.into_iter().map(|x| x.name).collect(),
+                    categories: c.request_categories,
+                },
+                // Joined, and the community's document has not arrived yet.
+                Err(linli_sync::StoreError::NotFound(_)) => CommunityInfo {
+                    name: store.invited_name()?.unwrap_or_else(|| id.clone()),
+                    id,
+                    street: String::new(),
+                    grids: Vec::new(),
+                    compounds: Vec::new(),
+                    categories: linli_domain::request::default_categories(),
+                },
+                Err(e) => return Err(e.into()),
+            }),
+        };
+        let role = match community {
+            Some(_) => Some(self.role(&store)?),
+            None => None,
+        };
+        Ok(AppStatus {
+            community,
+            role,
+            user: store.author().user.clone(),
+            device: store.author().device.clone(),
+            data_dir: self.dir.display().to_string(),
+            households: store.count("SELECT COUNT(*) FROM q_households")?,
+        })
+    }
+
+    /// Creates a community on this device (which becomes its first staff device).
+    pub fn create_community(
+        &self,
+        name: &str,
+        street: &str,
+        user: &str,
+    ) -> Result<AppStatus, ApiError> {
+        let user = required("user", user)?;
+        required("name", name)?;
+        {
+            let mut store = self.store();
+            setup::init(&mut store, name, street, None, Some(user))?;
+        }
+        self.status()
+    }
+
+    /// Fills a new device with the demo community (幸福社区, `households` households).
+    pub fn start_demo(&self, households: usize, user: &str) -> Result<AppStatus, ApiError> {
+        let user = required("user", user)?;
+        {
+            let mut store = self.store();
+            if store.community_id()?.is_some()
+                && store.count("SELECT COUNT(*) FROM q_households")? > 0
+            {
+                return Err(ApiError::invalid(
+                    "demo",
+                    "this device already holds a community",
+                ));
+            }
+            store.set_identity(user, None)?;
+            setup::fill_demo(&mut store, households, households / 20, 7, Some(user))?;
+        }
+        self.status()
+    }
+
+    /// Joins a community with an invitation code; the device must be new.
+    pub fn join(&self, code: &str, user: &str) -> Result<AppStatus, ApiError> {
+        let user = required("user", user)?;
+        let invite = linli_wire::Invite::decode(code.trim())?;
+        {
+            let mut store = self.store();
+            store.set_identity(user, None)?;
+            store.join(&invite)?;
+        }
+        if let Some(relay) = &invite.relay {
+            self.sync_lock().relay = Some(relay.clone());
+        }
+        self.status()
+    }
+
+    /// An invitation code for a new device with `role` (`staff`, `grid`, `owners`) and, for
+    /// a grid worker, its grids. Only staff devices invite. The code carries keys: show it
+    /// once (as text or a QR code).
+    pub fn invite(&self, role: &str, grids: &[String]) -> Result<String, ApiError> {
+        let store = self.store();
+        if !self.role(&store)?.may_manage {
+            return Err(ApiError::Forbidden(
+                "only committee staff devices may invite".into(),
+            ));
+        }
+        let role = Role::parse(role).ok_or_else(|| {
+            ApiError::invalid("role", format!("`{role}` is not staff, grid or owners"))
+        })?;
+        if role == Role::Grid && grids.is_empty() {
+            return Err(ApiError::invalid(
+                "grids",
+                "a grid worker needs at least one grid",
+            ));
+        }
+        let relay = store.default_relay()?;
+        Ok(store.invite(role, grids, relay.as_deref())?.encode())
+    }
+
+    /// The latest entries of this device's audit log (reveals), newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<linli_sync::AuditEntry>, ApiError> {
+        Ok(self.store().audit_log(limit.min(1000))?)
+    }
+
+    pub(crate) fn sync_lock(&self) -> MutexGuard<'_, SyncStatus> {
+        self.sync.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A required text field, trimmed.
+pub(crate) fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    Ok(v)
+}
+
+/// A new record id: a prefix and 12 random hex digits.
+pub(crate) fn new_id(prefix: &str) -> Result<String, ApiError> {
+    let bytes: [u8; 6] = linli_wire::random_bytes()?;
+    Ok(format!(
+        "{prefix}-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}

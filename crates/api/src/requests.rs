@@ -1,0 +1,276 @@
+//! Service requests (居民诉求 → 工单): the closed loop of `domain.md` — report, accept,
+//! dispatch, handle, finish, verify, close — with returns, rejections, reopening, deadlines
+//! per category, reminders, satisfaction, and settling a conflict when two devices moved a
+//! request differently (both steps stay in its history).
+
+use linli_domain::request::{Event, EventKind, Satisfaction, default_categories, validate_request};
+use linli_domain::{AnyRecord, LoopStatus, RequestState, Scope, ServiceRequest, Timestamp};
+use linli_sync::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::{Api, ApiError, new_id, required};
+
+/// Which requests to list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RequestQuery {
+    /// Only this state code (`conflict` for requests in conflict).
+    pub state: Option<String>,
+    /// Only this grid (community-wide requests included).
+    pub grid: Option<String>,
+    /// Only open requests.
+    pub open: bool,
+    /// Only open requests past their deadline.
+    pub overdue: bool,
+}
+
+/// A request in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestRow {
+    /// Id.
+    pub id: String,
+    /// 网格.
+    pub grid: Option<String>,
+    /// Title.
+    pub title: String,
+    /// State code, or `conflict`.
+    pub state: String,
+    /// Reported at (ms).
+    pub created: i64,
+    /// Deadline of an open request (ms).
+    pub deadline: Option<i64>,
+    /// Open and past its deadline.
+    pub overdue: bool,
+    /// The household it concerns.
+    pub household: Option<String>,
+    /// Changed here and not yet at the relay.
+    pub unsynced: bool,
+}
+
+/// A request page.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestView {
+    /// The request with its whole history of steps and events.
+    pub request: ServiceRequest,
+    /// Where it stands: one state, or competing branches.
+    pub status: LoopStatus,
+    /// The states it may move to now (none while in conflict).
+    pub next: Vec<RequestState>,
+    /// The deadline after extensions (ms).
+    pub deadline: i64,
+    /// Open and past its deadline.
+    pub overdue: bool,
+    /// The category's name.
+    pub category_name: String,
+    /// Changed here and not yet at the relay.
+    pub unsynced: bool,
+}
+
+/// A request to report.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewRequest {
+    /// What is wrong.
+    pub title: String,
+    /// Details.
+    #[serde(default)]
+    pub description: String,
+    /// Category code (its deadline follows).
+    pub category: String,
+    /// The household it concerns (its grid becomes the request's).
+    #[serde(default)]
+    pub household: Option<String>,
+    /// Who reported it.
+    #[serde(default)]
+    pub reporter_name: String,
+    /// The grid, when no household is given (none: community-wide).
+    #[serde(default)]
+    pub grid: Option<String>,
+}
+
+fn load(store: &Store, id: &str) -> Result<ServiceRequest, ApiError> {
+    match store.get(id)? {
+        Some(AnyRecord::Request(r)) => Ok(r),
+        _ => Err(ApiError::NotFound {
+            kind: "service request",
+            id: id.to_string(),
+        }),
+    }
+}
+
+fn save(store: &mut Store, r: ServiceRequest, message: &str) -> Result<(), ApiError> {
+    validate_request(&r, linli_domain::today()).map_err(|errors| StoreError::Invalid {
+        id: r.id.clone(),
+        errors,
+    })?;
+    store.put(vec![AnyRecord::Request(r)], message)?;
+    Ok(())
+}
+
+impl Api {
+    /// Requests, newest first, filtered.
+    pub fn requests(&self, q: &RequestQuery) -> Result<Vec<RequestRow>, ApiError> {
+        let now = Timestamp::now().0;
+        let store = self.store();
+        let pending = self.pending_ids(&store)?;
+        let rows = store.records("requests", q.grid.as_deref(), None)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RequestRow {
+                overdue: r.due.is_some_and(|d| d < now),
+                unsynced: pending.contains(&r.id),
+                created: r.sort.parse().unwrap_or(0),
+                deadline: r.due,
+                household: r.household,
+                id: r.id,
+                grid: r.grid,
+                title: r.title,
+                state: r.status,
+            })
+            .filter(|r| q.state.as_ref().is_none_or(|s| &r.state == s))
+            .filter(|r| !q.open || r.deadline.is_some())
+            .filter(|r| !q.overdue || r.overdue)
+            .collect())
+    }
+
+    /// One request with where it stands and what may come next.
+    pub fn request(&self, id: &str) -> Result<RequestView, ApiError> {
+        let store = self.store();
+        self.request_view(&store, load(&store, id)?)
+    }
+
+    fn request_view(&self, store: &Store, r: ServiceRequest) -> Result<RequestView, ApiError> {
+        let status = r.status();
+        let next = match &status {
+            LoopStatus::Settled { state, .. } => state.next().to_vec(),
+            LoopStatus::Conflict { .. } => Vec::new(),
+        };
+        let category_name = store
+            .community()?
+            .request_categories
+            .into_iter()
+            .chain(default_categories())
+            .find(|c| c.code == r.category)
+            .map(|c| c.name)
+            .unwrap_or_else(|| r.category.clone());
+        let unsynced = self.pending_ids(store)?.contains(&r.id);
+        Ok(RequestView {
+            overdue: r.is_overdue(Timestamp::now()),
+            deadline: r.current_deadline().0,
+            status,
+            next,
+            category_name,
+            unsynced,
+            request: r,
+        })
+    }
+
+    /// Reports a new request; returns its id.
+    pub fn report_request(&self, input: &NewRequest) -> Result<String, ApiError> {
+        let mut store = self.store();
+        let community = self.community(&store)?;
+        let title = required("title", &input.title)?;
+        let category = community
+            .request_categories
+            .iter()
+            .cloned()
+            .chain(default_categories())
+            .find(|c| c.code == input.category)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "category",
+                    format!("`{}` is not a request category", input.category),
+                )
+            })?;
+        let household = match input.household.as_deref().filter(|h| !h.trim().is_empty()) {
+            Some(h) => Some(store.household(h)?.ok_or_else(|| ApiError::NotFound {
+                kind: "household",
+                id: h.to_string(),
+            })?),
+            None => None,
+        };
+        let scope = match (&household, input.grid.as_deref().filter(|g| !g.is_empty())) {
+            (Some((h, _)), _) => h.scope.clone(),
+            (None, Some(g)) => Scope::grid(&community.id, g),
+            (None, None) => Scope::community(&community.id),
+        };
+        let id = new_id("rq")?;
+        let user = store.author().user.clone();
+        let mut r = ServiceRequest::report(
+            &id,
+            scope,
+            title,
+            &category,
+            &user,
+            Timestamp::now(),
+            &new_id("s")?,
+        );
+        r.description = input.description.trim().to_string();
+        r.reporter_name = input.reporter_name.trim().to_string();
+        r.household = household.map(|(h, _)| h.id);
+        save(&mut store, r, "report request")?;
+        Ok(id)
+    }
+
+    /// Moves a request to `to` (a reason is required for rejecting, returning, reopening).
+    pub fn advance_request(
+        &self,
+        id: &str,
+        to: RequestState,
+        comment: &str,
+    ) -> Result<RequestView, ApiError> {
+        let mut store = self.store();
+        let mut r = load(&store, id)?;
+        let user = store.author().user.clone();
+        r.advance(to, &user, Timestamp::now(), comment.trim(), &new_id("s")?)?;
+        save(&mut store, r.clone(), &format!("request → {}", to.code()))?;
+        self.request_view(&store, r)
+    }
+
+    /// Settles a conflict by keeping branch `keep`; the other branch stays in the history.
+    pub fn settle_request(
+        &self,
+        id: &str,
+        keep: &str,
+        comment: &str,
+    ) -> Result<RequestView, ApiError> {
+        let mut store = self.store();
+        let mut r = load(&store, id)?;
+        let user = store.author().user.clone();
+        r.settle(keep, &user, Timestamp::now(), comment.trim(), &new_id("s")?)?;
+        save(&mut store, r.clone(), "settle request conflict")?;
+        self.request_view(&store, r)
+    }
+
+    /// Records the resident's satisfaction with a closed request.
+    pub fn rate_request(
+        &self,
+        id: &str,
+        satisfaction: Satisfaction,
+    ) -> Result<RequestView, ApiError> {
+        let mut store = self.store();
+        let mut r = load(&store, id)?;
+        r.satisfaction = Some(satisfaction);
+        save(&mut store, r.clone(), "request satisfaction")?;
+        self.request_view(&store, r)
+    }
+
+    /// Sends a reminder (催办) on an open request.
+    pub fn remind_request(&self, id: &str, comment: &str) -> Result<RequestView, ApiError> {
+        let mut store = self.store();
+        let mut r = load(&store, id)?;
+        if !r.state().is_none_or(RequestState::is_open) {
+            return Err(ApiError::invalid("state", "the request is no longer open"));
+        }
+        let user = store.author().user.clone();
+        r.events.push(Event {
+            id: new_id("e")?,
+            kind: EventKind::Remind,
+            by: user,
+            at: Timestamp::now(),
+            new_deadline: None,
+            comment: comment.trim().to_string(),
+        });
+        save(&mut store, r.clone(), "request reminder")?;
+        self.request_view(&store, r)
+    }
+}

@@ -1,0 +1,455 @@
+//! The roster (一标三实): browsing by compound → building → unit → room, households and their
+//! members (sensitive values masked), search, reveal (logged), edits, new households, moving
+//! out, deaths, and door-to-door visits.
+
+use std::collections::HashSet;
+
+use linli_domain::mask::{mask_id_number, mask_phone};
+use linli_domain::work::{PersonChange, VisitMethod, VisitOutcome};
+use linli_domain::{
+    Address, AnyRecord, Area, Day, Gender, Household, IdType, Person, Relation, Residence, Scope,
+    Sensitive, SensitiveFields, Tenure, Timestamp, Visit, validate_household,
+};
+use linli_sync::screens::{CompoundNode, HouseholdFilter, HouseholdRow};
+use linli_sync::{Hit, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::{Api, ApiError, new_id, required};
+
+/// Which households to list; `not_visited_since` is a day, `YYYY-MM-DD`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HouseholdQuery {
+    /// Only this compound.
+    pub compound: Option<String>,
+    /// Only this building (of the compound, if given).
+    pub building: Option<String>,
+    /// Only this unit.
+    pub unit: Option<String>,
+    /// Only this grid.
+    pub grid: Option<String>,
+    /// Only households with a member carrying this attention tag.
+    pub tag: Option<String>,
+    /// Only households not visited since this day.
+    pub not_visited_since: Option<String>,
+}
+
+/// A household page: the household, its members with masked sensitive values, its visits.
+#[derive(Debug, Clone, Serialize)]
+pub struct HouseholdView {
+    /// The household document (members without sensitive fields).
+    pub household: Household,
+    /// Members, in order, with their sensitive fields masked.
+    pub members: Vec<MemberView>,
+    /// Visits, newest first.
+    pub visits: Vec<VisitRow>,
+    /// Changed here and not yet at the relay.
+    pub unsynced: bool,
+}
+
+/// A member with masked sensitive fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    /// The person.
+    pub person: Person,
+    /// 证件类型 code.
+    pub id_type: IdType,
+    /// 证件号码, masked (`1101**********1234`).
+    pub id_number: String,
+    /// 电话, masked (`138****5678`).
+    pub phone: String,
+    /// 重点人群 attention tags.
+    pub tags: Vec<String>,
+    /// 健康状况.
+    pub health: String,
+}
+
+/// A visit in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VisitRow {
+    /// Visit id.
+    pub id: String,
+    /// When (ms).
+    pub at: i64,
+    /// Outcome code.
+    pub outcome: String,
+    /// Summary.
+    pub title: String,
+}
+
+/// A new household (新增住户) with its head.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewHousehold {
+    /// The address.
+    pub address: Address,
+    /// 网格; default: the grid of the building's other households.
+    #[serde(default)]
+    pub grid: Option<String>,
+    /// Tenure.
+    pub tenure: Tenure,
+    /// Area in m².
+    #[serde(default)]
+    pub area_m2: f64,
+    /// The head's name.
+    pub head_name: String,
+    /// The head's gender.
+    pub gender: Gender,
+    /// The head's birth date, `YYYY-MM-DD`.
+    pub birth: String,
+    /// Registered, floating or staying.
+    pub residence: Residence,
+    /// ID type.
+    pub id_type: IdType,
+    /// ID number.
+    pub id_number: String,
+    /// Phone.
+    #[serde(default)]
+    pub phone: String,
+    /// Attention tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A visit to record (入户走访).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewVisit {
+    /// The household.
+    pub household: String,
+    /// 入户 / 电话 / 微信.
+    pub method: VisitMethod,
+    /// 完成 / 未遇.
+    pub outcome: VisitOutcome,
+    /// When nobody was home: the day to try again (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub retry_on: Option<String>,
+    /// Changes to people seen on the visit.
+    #[serde(default)]
+    pub changes: Vec<PersonChange>,
+    /// Follow-up of attention tags (e.g. how an elderly person living alone is doing).
+    #[serde(default)]
+    pub follow_up: String,
+    /// Notes.
+    #[serde(default)]
+    pub notes: String,
+}
+
+pub(crate) fn parse_day(field: &str, s: &str) -> Result<Day, ApiError> {
+    Day::parse(s).map_err(|m| ApiError::invalid(field, m))
+}
+
+/// The first instant of a day in China Standard Time (ms).
+pub(crate) fn day_start_ms(day: Day) -> i64 {
+    day.0.pred_opt().map_or(i64::MIN, |d| Day(d).end_ms())
+}
+
+impl Api {
+    /// Compounds → buildings → units, with household counts (the roster's tree).
+    pub fn compounds(&self) -> Result<Vec<CompoundNode>, ApiError> {
+        Ok(self.store().compounds()?)
+    }
+
+    /// Households in address order, filtered, with their "not yet synced" marks.
+    pub fn households(&self, q: &HouseholdQuery) -> Result<Vec<HouseholdRow>, ApiError> {
+        let not_visited_since = match q.not_visited_since.as_deref() {
+            Some(s) => Some(day_start_ms(parse_day("not_visited_since", s)?)),
+            None => None,
+        };
+        let filter = HouseholdFilter {
+            compound: q.compound.clone(),
+            building: q.building.clone(),
+            unit: q.unit.clone(),
+            grid: q.grid.clone(),
+            tag: q.tag.clone(),
+            not_visited_since,
+        };
+        let store = self.store();
+        let pending = self.pending_ids(&store)?;
+        let mut rows = store.households(&filter)?;
+        for r in &mut rows {
+            r.unsynced = pending.contains(&r.id) || pending.contains(&Sensitive::doc_id(&r.id));
+        }
+        Ok(rows)
+    }
+
+    /// A household page. Sensitive values are masked.
+    pub fn household(&self, id: &str) -> Result<HouseholdView, ApiError> {
+        let store = self.store();
+        let (household, sensitive) = store.household(id)?.ok_or_else(|| ApiError::NotFound {
+            kind: "household",
+            id: id.to_string(),
+        })?;
+        let members = household
+            .members
+            .iter()
+            .map(|p| {
+                let f = sensitive.people.get(&p.id);
+                MemberView {
+                    person: p.clone(),
+                    id_type: f.map_or(IdType::ResidentId, |f| f.id_type),
+                    id_number: f.map(|f| mask_id_number(&f.id_number)).unwrap_or_default(),
+                    phone: f.map(|f| mask_phone(&f.phone)).unwrap_or_default(),
+                    tags: f.map(|f| f.tags.clone()).unwrap_or_default(),
+                    health: f.map(|f| f.health.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let visits = store
+            .records("visits", None, Some(id))?
+            .into_iter()
+            .map(|r| VisitRow {
+                at: r.sort.parse().unwrap_or(0),
+                id: r.id,
+                outcome: r.status,
+                title: r.title,
+            })
+            .collect();
+        let pending = self.pending_ids(&store)?;
+        Ok(HouseholdView {
+            unsynced: pending.contains(id) || pending.contains(&Sensitive::doc_id(id)),
+            household,
+            members,
+            visits,
+        })
+    }
+
+    /// People by name, pinyin initials, last four digits of ID or phone, or address.
+    pub fn search(&self, text: &str, limit: usize) -> Result<Vec<Hit>, ApiError> {
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.store().search(text, limit.clamp(1, 500))?)
+    }
+
+    /// A person's ID number or phone in full, if the role allows; the reveal is logged first.
+    pub fn reveal(&self, person: &str, field: &str) -> Result<String, ApiError> {
+        let store = self.store();
+        if !self.role(&store)?.may_reveal {
+            return Err(ApiError::Forbidden(
+                "this device's role may not see ID numbers or phones in full".into(),
+            ));
+        }
+        let p = store.person(person)?.ok_or_else(|| ApiError::NotFound {
+            kind: "person",
+            id: person.to_string(),
+        })?;
+        let value = match field {
+            "id_number" => p.sensitive.id_number,
+            "phone" => p.sensitive.phone,
+            other => {
+                return Err(ApiError::invalid(
+                    "field",
+                    format!("`{other}` cannot be revealed (id_number or phone)"),
+                ));
+            }
+        };
+        store.audit("reveal", person, field)?;
+        tracing::info!(person, field, "revealed a sensitive value");
+        Ok(value)
+    }
+
+    /// Changes one field of a record (or of a person), validated. Returns whether it changed.
+    pub fn edit(&self, id: &str, field: &str, value: &str) -> Result<bool, ApiError> {
+        let mut store = self.store();
+        self.check_roster_write(&store, id)?;
+        Ok(store.edit(id, field, value)?.changed > 0)
+    }
+
+    fn check_roster_write(&self, store: &Store, id: &str) -> Result<(), ApiError> {
+        let roster = store.household_of(id)?.is_some()
+            || matches!(
+                store.collection_of(id)?,
+                Some(linli_domain::Collection::Household | linli_domain::Collection::Sensitive)
+            );
+        if roster && !self.role(store)?.may_edit_roster {
+            return Err(ApiError::Forbidden(
+                "this device's role may not change the roster".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a household with its head; returns the household id.
+    pub fn add_household(&self, input: &NewHousehold) -> Result<String, ApiError> {
+        let mut store = self.store();
+        let role = self.role(&store)?;
+        if !role.may_edit_roster {
+            return Err(ApiError::Forbidden(
+                "this device's role may not change the roster".into(),
+            ));
+        }
+        let community = self.community(&store)?;
+        let name = required("head_name", &input.head_name)?;
+        let birth = parse_day("birth", &input.birth)?;
+        let a = &input.address;
+        let same_building = store.households(&HouseholdFilter {
+            compound: Some(a.compound.clone()),
+            building: Some(a.building.clone()),
+            ..HouseholdFilter::default()
+        })?;
+        let grid = match input.grid.as_deref().filter(|g| !g.trim().is_empty()) {
+            Some(g) => Some(g.trim().to_string()),
+            None => same_building.iter().find_map(|h| h.grid.clone()),
+        };
+        let Some(grid) = grid else {
+            return Err(ApiError::invalid(
+                "grid",
+                "is required for a building with no households yet",
+            ));
+        };
+        if role.code == "grid" && !role.grids.contains(&grid) {
+            return Err(ApiError::Forbidden(format!(
+                "grid {grid} is not one of this device's grids"
+            )));
+        }
+        if same_building
+            .iter()
+            .any(|h| h.unit == a.unit && h.room == a.room)
+        {
+            return Err(ApiError::invalid(
+                "address",
+                format!("{a} already has a household"),
+            ));
+        }
+        let id = new_id("hh")?;
+        let person_id = new_id("p")?;
+        let today = linli_domain::today();
+        let head = Person {
+            id: person_id.clone(),
+            name: name.to_string(),
+            gender: input.gender,
+            birth,
+            relation: Relation::Head,
+            residence: input.residence,
+            ethnicity: "汉族".into(),
+            moved_in: Some(today),
+            moved_out: None,
+            deceased: None,
+            workplace: String::new(),
+            notes: String::new(),
+        };
+        let household = Household {
+            id: id.clone(),
+            collection: linli_domain::Collection::Household,
+            scope: Scope::grid(&community.id, &grid),
+            address: a.clone(),
+            area: Area::from_m2(input.area_m2)
+                .ok_or_else(|| ApiError::invalid("area_m2", "is not a positive number"))?,
+            usage: linli_domain::roster::DwellingUse::Residential,
+            tenure: input.tenure,
+            owners: Vec::new(),
+            head: Some(person_id.clone()),
+            members: vec![head],
+            tags: Vec::new(),
+            notes: String::new(),
+            last_visit: None,
+        };
+        let mut sensitive = Sensitive::for_household(&household);
+        sensitive.people.insert(
+            person_id,
+            SensitiveFields {
+                id_type: input.id_type,
+                id_number: input.id_number.trim().to_string(),
+                phone: input.phone.trim().to_string(),
+                tags: input.tags.clone(),
+                health: String::new(),
+            },
+        );
+        validate_household(&household, &sensitive, today).map_err(|errors| {
+            StoreError::Invalid {
+                id: id.clone(),
+                errors,
+            }
+        })?;
+        let mut records = vec![
+            AnyRecord::Household(household),
+            AnyRecord::Sensitive(sensitive),
+        ];
+        // A new grid or compound joins the community's lists, in the same transaction.
+        let mut updated = community.clone();
+        crate::demo::add_grids_and_compounds(&mut updated, &records);
+        if updated != community {
+            records.push(AnyRecord::Community(updated));
+        }
+        store.put(records, "add household")?;
+        Ok(id)
+    }
+
+    /// Marks a person as moved out (迁出) on `day` (default today); they stay on the roster as
+    /// history.
+    pub fn move_out(&self, person: &str, day: Option<&str>) -> Result<bool, ApiError> {
+        self.person_day(person, "moved_out", day)
+    }
+
+    /// Marks a person as deceased (死亡) on `day` (default today).
+    pub fn mark_deceased(&self, person: &str, day: Option<&str>) -> Result<bool, ApiError> {
+        self.person_day(person, "deceased", day)
+    }
+
+    fn person_day(&self, person: &str, field: &str, day: Option<&str>) -> Result<bool, ApiError> {
+        let day = match day {
+            Some(d) => parse_day(field, d)?,
+            None => linli_domain::today(),
+        };
+        self.edit(person, field, &day.to_string())
+    }
+
+    /// Records a visit; the household's last visit day follows. Returns the visit id.
+    pub fn record_visit(&self, input: &NewVisit) -> Result<String, ApiError> {
+        let mut store = self.store();
+        if !self.role(&store)?.may_edit_roster {
+            return Err(ApiError::Forbidden(
+                "this device's role may not record visits".into(),
+            ));
+        }
+        let (mut household, _) =
+            store
+                .household(&input.household)?
+                .ok_or_else(|| ApiError::NotFound {
+                    kind: "household",
+                    id: input.household.clone(),
+                })?;
+        let retry_on = match input.retry_on.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(parse_day("retry_on", s)?),
+            None => None,
+        };
+        let at = Timestamp::now();
+        let id = new_id("v")?;
+        let visit = Visit {
+            id: id.clone(),
+            collection: linli_domain::Collection::Visit,
+            scope: household.scope.clone(),
+            household: household.id.clone(),
+            at,
+            worker: store.author().user.clone(),
+            method: input.method,
+            outcome: input.outcome,
+            retry_on,
+            changes: input.changes.clone(),
+            follow_up: input.follow_up.trim().to_string(),
+            outreach: Vec::new(),
+            notes: input.notes.trim().to_string(),
+            photos: Vec::new(),
+            requests: Vec::new(),
+        };
+        let today = linli_domain::today();
+        linli_domain::Record::validate(&visit, today).map_err(|errors| StoreError::Invalid {
+            id: id.clone(),
+            errors,
+        })?;
+        let mut records = vec![AnyRecord::Visit(visit)];
+        if input.outcome == VisitOutcome::Done {
+            household.last_visit = Some(at.day());
+            records.push(AnyRecord::Household(household));
+        }
+        store.put(records, "record visit")?;
+        Ok(id)
+    }
+
+    /// Ids of documents not yet at the relay (empty when no relay is set: nothing to wait for).
+    pub(crate) fn pending_ids(&self, store: &Store) -> Result<HashSet<String>, ApiError> {
+        let Some(peer) = self.relay_peer(store)? else {
+            return Ok(HashSet::new());
+        };
+        Ok(store.pending(&peer, usize::MAX)?.0.into_iter().collect())
+    }
+}

@@ -1,0 +1,125 @@
+//! Making a store a community's: creating the community, importing records (all or nothing),
+//! filling a demo community.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use linli_domain::interchange::parse_line;
+use linli_domain::{AnyRecord, Community, Timestamp};
+use linli_sync::{Store, StoreError, WriteReport};
+
+use crate::{ApiError, demo};
+
+/// Creates the store's community (this device becomes its root: committee staff).
+pub fn init(
+    store: &mut Store,
+    name: &str,
+    street: &str,
+    id: Option<&str>,
+    user: Option<&str>,
+) -> Result<Community, ApiError> {
+    let id = match id {
+        Some(id) => id.to_string(),
+        None => format!("c-{}", &store.author().actor.to_hex_string()[..12]),
+    };
+    let mut c = Community::new(&id, name.trim(), Timestamp::now());
+    c.street = street.trim().to_string();
+    if let Err(errors) = linli_domain::Record::validate(&c, linli_domain::today()) {
+        return Err(StoreError::Invalid { id, errors }.into());
+    }
+    if let Some(user) = user {
+        store.set_identity(user, None)?;
+    }
+    store.init_community(c.clone())?;
+    Ok(c)
+}
+
+/// Parses every line (1-based numbers in errors) and checks that no id repeats.
+pub fn parse_all(
+    lines: &[String],
+    community: &str,
+    file: &str,
+) -> Result<Vec<AnyRecord>, StoreError> {
+    let today = linli_domain::today();
+    let mut seen = HashMap::new();
+    let mut out = Vec::with_capacity(lines.len() * 2);
+    for (i, line) in lines.iter().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let records = parse_line(line, community, today).map_err(|error| StoreError::Import {
+            file: file.to_string(),
+            line: n,
+            error,
+        })?;
+        for r in records {
+            if let Some(first) = seen.insert(r.id().to_string(), n) {
+                return Err(StoreError::Duplicate {
+                    file: file.to_string(),
+                    line: n,
+                    id: r.id().to_string(),
+                    first,
+                });
+            }
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Imports lines in one transaction; the community document gains the grids and compounds
+/// the records use.
+pub fn import_lines(
+    store: &mut Store,
+    lines: &[String],
+    file: &str,
+    message: &str,
+) -> Result<WriteReport, ApiError> {
+    let community = store.community_id()?.ok_or(ApiError::NoCommunity)?;
+    let mut records = parse_all(lines, &community, file)?;
+    let mut c = store.community()?;
+    demo::add_grids_and_compounds(&mut c, &records);
+    records.push(AnyRecord::Community(c));
+    Ok(store.put(records, message)?)
+}
+
+/// Imports a JSON Lines file in one transaction.
+pub fn import_file(store: &mut Store, file: &Path, message: &str) -> Result<WriteReport, ApiError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ApiError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    import_lines(store, &lines, &file.display().to_string(), message)
+}
+
+/// Fills a store with the demo community (幸福社区, 和平街道), deterministic for `seed`.
+/// The store must have no households yet.
+pub fn fill_demo(
+    store: &mut Store,
+    households: usize,
+    tasks: usize,
+    seed: u64,
+    user: Option<&str>,
+) -> Result<(WriteReport, Vec<String>), ApiError> {
+    if store.community_id()?.is_none() {
+        init(
+            store,
+            "幸福社区",
+            "和平街道",
+            Some(&format!("demo-{seed}")),
+            user,
+        )?;
+    }
+    let community = store.community()?;
+    if store.count("SELECT COUNT(*) FROM docs WHERE collection = 'households'")? > 0 {
+        return Err(ApiError::invalid(
+            "households",
+            "this store already has households; a demo fills a new store only",
+        ));
+    }
+    let lines = demo::generate(&community, households, tasks, seed);
+    let report = import_lines(store, &lines, "demo", &format!("demo --seed {seed}"))?;
+    Ok((report, lines))
+}

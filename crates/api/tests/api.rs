@@ -1,0 +1,447 @@
+//! The app's operations against real SQLite files and, for sync, a real `linli-relay` process
+//! on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../../tests/support/relay.rs"]
+mod relay;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use linli_api::{
+    Api, Backoff, HouseholdQuery, NewHousehold, NewRequest, NewVisit, RequestQuery, SyncEvent,
+    SyncHandle, SyncPhase,
+};
+use linli_domain::request::Satisfaction;
+use linli_domain::work::{VisitMethod, VisitOutcome};
+use linli_domain::{Address, Gender, IdType, LoopStatus, RequestState, Residence, Tenure};
+use relay::Relay;
+
+fn staff(dir: &std::path::Path) -> Api {
+    let api = Api::open(dir).unwrap();
+    api.create_community("幸福社区", "和平街道", "王芳")
+        .unwrap();
+    api
+}
+
+fn new_household(room: &str) -> NewHousehold {
+    NewHousehold {
+        address: Address {
+            compound: "幸福里小区".into(),
+            building: "3".into(),
+            unit: "2".into(),
+            room: room.into(),
+        },
+        grid: Some("G01".into()),
+        tenure: Tenure::OwnerOccupied,
+        area_m2: 68.5,
+        head_name: "张秀英".into(),
+        gender: Gender::Female,
+        birth: "1949-12-31".into(),
+        residence: Residence::Registered,
+        id_type: IdType::ResidentId,
+        // A valid resident ID number (check digit included).
+        id_number: "11010519491231002X".into(),
+        phone: "13812345678".into(),
+        tags: vec!["独居老人".into()],
+    }
+}
+
+#[test]
+fn a_new_device_creates_a_community_and_keeps_its_roster() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::open(dir.path()).unwrap();
+    assert!(api.status().unwrap().community.is_none());
+    assert_eq!(api.overview().unwrap_err().code(), "no_community");
+    let status = api
+        .create_community("幸福社区", "和平街道", "王芳")
+        .unwrap();
+    assert_eq!(status.community.unwrap().name, "幸福社区");
+    let role = status.role.unwrap();
+    assert_eq!(
+        (role.code, role.may_reveal, role.may_manage),
+        ("staff", true, true)
+    );
+
+    let mut bad = new_household("501");
+    bad.id_number = "110105194912310021".into();
+    let err = api.add_household(&bad).unwrap_err();
+    assert_eq!(err.code(), "invalid");
+    assert!(err.to_string().contains("id_number"), "{err}");
+    assert!(
+        api.households(&HouseholdQuery::default())
+            .unwrap()
+            .is_empty()
+    );
+
+    let id = api.add_household(&new_household("501")).unwrap();
+    let again = api.add_household(&new_household("501")).unwrap_err();
+    assert!(
+        again.to_string().contains("already has a household"),
+        "{again}"
+    );
+
+    let rows = api.households(&HouseholdQuery::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].head.as_str(), rows[0].members), ("张秀英", 1));
+    assert_eq!(rows[0].tags, vec!["独居老人".to_string()]);
+    assert!(!rows[0].unsynced, "no relay set: nothing waits");
+
+    for query in ["张秀英", "zxy", "5678", "002X", "幸福里 3-2-501"] {
+        let hits = api.search(query, 10).unwrap();
+        assert_eq!(hits.len(), 1, "search {query}");
+        assert_eq!(hits[0].household, id);
+    }
+
+    let page = api.household(&id).unwrap();
+    let m = &page.members[0];
+    assert_eq!(m.id_number, "1101**********002X");
+    assert_eq!(m.phone, "138****5678");
+    let person = m.person.id.clone();
+    assert_eq!(api.reveal(&person, "phone").unwrap(), "13812345678");
+    let log = api.audit_log(10).unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].action.as_str(), log[0].target.as_str()),
+        ("reveal", person.as_str())
+    );
+    assert_eq!(
+        (log[0].detail.as_str(), log[0].user.as_str()),
+        ("phone", "王芳")
+    );
+    assert!(!format!("{log:?}").contains("13812345678"));
+
+    let err = api.edit(&person, "phone", "12345").unwrap_err();
+    assert_eq!(err.code(), "invalid");
+    assert!(err.to_string().contains("phone"), "{err}");
+    assert!(api.edit(&person, "phone", "13900001111").unwrap());
+    assert!(!api.edit(&person, "phone", "13900001111").unwrap());
+
+    assert!(api.move_out(&person, None).unwrap());
+    let rows = api.households(&HouseholdQuery::default()).unwrap();
+    assert_eq!(rows[0].members, 0);
+    assert!(
+        api.household(&id).unwrap().members[0]
+            .person
+            .moved_out
+            .is_some()
+    );
+    assert_eq!(api.overview().unwrap().counts.people, 0);
+}
+
+#[test]
+fn demo_roster_visits_and_overview() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::open(dir.path()).unwrap();
+    api.start_demo(60, "王芳").unwrap();
+    assert!(
+        api.start_demo(60, "王芳").is_err(),
+        "a demo fills a new device only"
+    );
+
+    let tree = api.compounds().unwrap();
+    assert_eq!(tree.iter().map(|c| c.households).sum::<i64>(), 60);
+    let c = &tree[0];
+    let b = &c.buildings[0];
+    let rows = api
+        .households(&HouseholdQuery {
+            compound: Some(c.name.clone()),
+            building: Some(b.name.clone()),
+            ..HouseholdQuery::default()
+        })
+        .unwrap();
+    assert_eq!(rows.len() as i64, b.households);
+    assert!(b.units.len() >= 1);
+
+    let target = rows[0].id.clone();
+    let before = api.overview().unwrap();
+    let grid = rows[0].grid.clone().unwrap();
+    let visited_before = before
+        .counts
+        .visits
+        .iter()
+        .find(|g| g.grid == grid)
+        .unwrap()
+        .visited;
+
+    let mut visit = NewVisit {
+        household: target.clone(),
+        method: VisitMethod::InPerson,
+        outcome: VisitOutcome::NotHome,
+        retry_on: None,
+        changes: vec![],
+        follow_up: String::new(),
+        notes: String::new(),
+    };
+    let err = api.record_visit(&visit).unwrap_err();
+    assert!(err.to_string().contains("retry_on"), "{err}");
+    visit.retry_on = Some(linli_domain::today().to_string());
+    api.record_visit(&visit).unwrap();
+    std::thread::sleep(Duration::from_millis(5)); // a later instant: newest first
+    visit.outcome = VisitOutcome::Done;
+    visit.notes = "老人身体不错".into();
+    let vid = api.record_visit(&visit).unwrap();
+
+    let page = api.household(&target).unwrap();
+    assert_eq!(page.visits.len(), 2);
+    assert_eq!(page.visits[0].id, vid);
+    assert_eq!(page.household.last_visit, Some(linli_domain::today()));
+    let after = api.overview().unwrap();
+    let visited = after
+        .counts
+        .visits
+        .iter()
+        .find(|g| g.grid == grid)
+        .unwrap()
+        .visited;
+    assert_eq!(visited, visited_before + 1);
+    let not_visited = api
+        .households(&HouseholdQuery {
+            not_visited_since: Some(linli_domain::today().to_string()),
+            ..HouseholdQuery::default()
+        })
+        .unwrap();
+    assert_eq!(not_visited.len(), 59);
+    assert!(not_visited.iter().all(|h| h.id != target));
+    assert!(after.counts.households == 60 && after.counts.people > 60);
+    assert!(!after.counts.tags.is_empty());
+}
+
+#[test]
+fn a_request_goes_around_its_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = staff(dir.path());
+    let hh = api.add_household(&new_household("101")).unwrap();
+    let err = api
+        .report_request(&NewRequest {
+            title: "楼道灯坏了".into(),
+            description: String::new(),
+            category: "nonsense".into(),
+            household: Some(hh.clone()),
+            reporter_name: String::new(),
+            grid: None,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("category"), "{err}");
+    let id = api
+        .report_request(&NewRequest {
+            title: "楼道灯坏了".into(),
+            description: "三楼楼道灯不亮".into(),
+            category: "utilities".into(),
+            household: Some(hh.clone()),
+            reporter_name: "张秀英".into(),
+            grid: None,
+        })
+        .unwrap();
+    let view = api.request(&id).unwrap();
+    assert_eq!(view.request.scope.grid.as_deref(), Some("G01"));
+    assert_eq!(
+        view.next,
+        vec![RequestState::Accepted, RequestState::Rejected]
+    );
+    assert_eq!(view.category_name, "水电气暖");
+    assert!(!view.overdue);
+
+    let err = api
+        .advance_request(&id, RequestState::Closed, "")
+        .unwrap_err();
+    assert_eq!(err.code(), "step");
+    let err = api
+        .advance_request(&id, RequestState::Rejected, " ")
+        .unwrap_err();
+    assert!(err.to_string().contains("reason"), "{err}");
+
+    for to in [
+        RequestState::Accepted,
+        RequestState::Dispatched,
+        RequestState::InProgress,
+        RequestState::Done,
+    ] {
+        api.advance_request(&id, to, "").unwrap();
+    }
+    api.advance_request(&id, RequestState::Returned, "灯还是不亮")
+        .unwrap();
+    for to in [
+        RequestState::Dispatched,
+        RequestState::InProgress,
+        RequestState::Done,
+        RequestState::Verified,
+        RequestState::Closed,
+    ] {
+        api.advance_request(&id, to, "").unwrap();
+    }
+    let view = api.rate_request(&id, Satisfaction::Satisfied).unwrap();
+    assert_eq!(view.request.steps.len(), 11);
+    assert_eq!(view.request.satisfaction, Some(Satisfaction::Satisfied));
+    assert!(
+        api.remind_request(&id, "").is_err(),
+        "a closed request takes no reminder"
+    );
+
+    let rows = api.requests(&RequestQuery::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, "closed");
+    assert!(
+        api.requests(&RequestQuery {
+            open: true,
+            ..RequestQuery::default()
+        })
+        .unwrap()
+        .is_empty()
+    );
+    assert_eq!(api.overview().unwrap().open_requests, 0);
+}
+
+fn wait_for(rx: &mpsc::Receiver<SyncEvent>, what: &str, ok: impl Fn(&SyncEvent) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(e) = rx.recv_timeout(Duration::from_millis(200))
+            && ok(&e)
+        {
+            return;
+        }
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn devices_sync_through_a_relay_and_settle_a_conflict() {
+    let relay_dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(relay_dir.path(), 0);
+    let (a_dir, c_dir, o_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = staff(a_dir.path());
+    assert_eq!(a.sync_status().unwrap().phase, SyncPhase::NoRelay);
+    a.set_relay(&relay.url).unwrap();
+    let hh = a.add_household(&new_household("501")).unwrap();
+    let status = a.sync_status().unwrap();
+    assert!(
+        status.pending >= 3,
+        "community, household, its sensitive part: {status:?}"
+    );
+    assert!(a.households(&HouseholdQuery::default()).unwrap()[0].unsynced);
+    let rq = a
+        .report_request(&NewRequest {
+            title: "漏水".into(),
+            description: String::new(),
+            category: "property".into(),
+            household: Some(hh.clone()),
+            reporter_name: String::new(),
+            grid: None,
+        })
+        .unwrap();
+    for to in [RequestState::Accepted, RequestState::Dispatched] {
+        a.advance_request(&rq, to, "").unwrap();
+    }
+    let s = a.sync_once();
+    assert_eq!(s.phase, SyncPhase::Synced, "{s:?}");
+    assert_eq!(s.pending, 0);
+    assert!(!a.households(&HouseholdQuery::default()).unwrap()[0].unsynced);
+
+    // An owners' committee member sees community-wide records only and no sensitive values.
+    let owners = Api::open(o_dir.path()).unwrap();
+    owners
+        .join(&a.invite("owners", &[]).unwrap(), "赵六")
+        .unwrap();
+    assert_eq!(owners.sync_once().phase, SyncPhase::Synced);
+    let st = owners.status().unwrap();
+    assert_eq!(st.role.as_ref().unwrap().code, "owners");
+    assert_eq!(st.households, 0);
+    assert!(owners.invite("staff", &[]).is_err());
+
+    // A grid worker of G01 receives the household and the request.
+    let c = Api::open(c_dir.path()).unwrap();
+    assert!(a.invite("grid", &[]).is_err(), "a grid worker needs grids");
+    c.join(&a.invite("grid", &["G01".into()]).unwrap(), "李四")
+        .unwrap();
+    assert_eq!(c.sync_once().phase, SyncPhase::Synced);
+    assert_eq!(c.households(&HouseholdQuery::default()).unwrap().len(), 1);
+    let person = c.household(&hh).unwrap().members[0].person.id.clone();
+    assert_eq!(
+        c.reveal(&person, "id_number").unwrap(),
+        "11010519491231002X"
+    );
+
+    // Offline, both move the request differently.
+    a.advance_request(&rq, RequestState::InProgress, "")
+        .unwrap();
+    c.advance_request(&rq, RequestState::Returned, "不属于本网格")
+        .unwrap();
+    assert_eq!(a.sync_once().phase, SyncPhase::Synced);
+    assert_eq!(c.sync_once().phase, SyncPhase::Synced);
+    assert_eq!(a.sync_once().phase, SyncPhase::Synced);
+    let view = a.request(&rq).unwrap();
+    let LoopStatus::Conflict { branches } = &view.status else {
+        panic!("expected a conflict: {:?}", view.status)
+    };
+    assert_eq!(branches.len(), 2);
+    assert!(view.next.is_empty());
+    assert_eq!(
+        a.requests(&RequestQuery::default()).unwrap()[0].state,
+        "conflict"
+    );
+    let err = a.advance_request(&rq, RequestState::Done, "").unwrap_err();
+    assert_eq!(err.code(), "conflict");
+    let keep = branches
+        .iter()
+        .find(|b| b.to == RequestState::InProgress)
+        .unwrap()
+        .id
+        .clone();
+    let view = a.settle_request(&rq, &keep, "已上门处理").unwrap();
+    assert!(matches!(
+        view.status,
+        LoopStatus::Settled {
+            state: RequestState::InProgress,
+            ..
+        }
+    ));
+    assert!(
+        view.request
+            .steps
+            .iter()
+            .any(|s| s.to == RequestState::Returned),
+        "both steps stay in the history"
+    );
+    drop(relay);
+}
+
+#[test]
+fn background_sync_backs_off_while_offline_and_catches_up() {
+    let relay_dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::start(relay_dir.path(), 0);
+    let port = relay.port();
+    let dir = tempfile::tempdir().unwrap();
+    let api = Arc::new(staff(dir.path()));
+    api.set_relay(&relay.url).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let backoff = Backoff {
+        period: Duration::from_millis(300),
+        base: Duration::from_millis(100),
+        max: Duration::from_millis(400),
+    };
+    let handle = SyncHandle::spawn(api.clone(), backoff, move |e| {
+        let _ = tx.send(e);
+    });
+    let synced = |e: &SyncEvent| matches!(e, SyncEvent::Status(s) if s.phase == SyncPhase::Synced && s.pending == 0);
+    wait_for(&rx, "a first sync", synced);
+
+    relay.kill();
+    api.add_household(&new_household("502")).unwrap();
+    handle.sync_now();
+    wait_for(
+        &rx,
+        "two failed attempts",
+        |e| matches!(e, SyncEvent::Status(s) if s.phase == SyncPhase::Offline && s.failures >= 2 && s.pending >= 2),
+    );
+    assert!(api.sync_status().unwrap().last_error.is_some());
+
+    let _relay = Relay::start(relay_dir.path(), port);
+    wait_for(&rx, "catching up after the relay is back", synced);
+    assert_eq!(api.sync_status().unwrap().failures, 0);
+    drop(handle);
+}
