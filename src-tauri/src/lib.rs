@@ -1,0 +1,495 @@
+//! Linli 邻里, the app: a thin Tauri v2 shell. Each command is one call into
+//! [`linli_api::Api`]; errors reach the front end as `{code, message}`; the background sync
+//! loop reports through the events `sync-status` (a [`SyncStatus`]) and `docs-changed`.
+//!
+//! Architecture invariant: only this crate serializes data for the front end, and the front
+//! end reaches the store only through these commands.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use linli_api::{
+    Api, ApiError, AppStatus, Backoff, CompoundNode, HouseholdQuery, HouseholdRow, HouseholdView,
+    NewHousehold, NewRequest, NewVisit, Overview, RequestQuery, RequestRow, RequestView, SyncEvent,
+    SyncHandle, SyncStatus,
+};
+use linli_domain::RequestState;
+use linli_domain::request::Satisfaction;
+use tauri::{Emitter, Manager, Runtime, State};
+
+type Res<T> = Result<T, ApiError>;
+
+/// The app's state: the device's API and its background sync loop.
+pub struct Linli {
+    api: Arc<Api>,
+    sync: Mutex<Option<SyncHandle>>,
+}
+
+impl Linli {
+    fn sync_now(&self) {
+        if let Some(h) = self.sync.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            h.sync_now();
+        }
+    }
+}
+
+/// The event the front end listens to for the sync status.
+pub const SYNC_STATUS: &str = "sync-status";
+/// The event telling the front end that synced documents arrived.
+pub const DOCS_CHANGED: &str = "docs-changed";
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn status(s: State<'_, Linli>) -> Res<AppStatus> {
+    s.api.status()
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn create_community(
+    s: State<'_, Linli>,
+    name: String,
+    street: String,
+    user: String,
+) -> Res<AppStatus> {
+    s.api.create_community(&name, &street, &user)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn start_demo(s: State<'_, Linli>, user: String) -> Res<AppStatus> {
+    s.api.start_demo(linli_api::DEMO_HOUSEHOLDS, &user)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn join(s: State<'_, Linli>, code: String, user: String) -> Res<AppStatus> {
+    let status = s.api.join(&code, &user);
+    s.sync_now();
+    status
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn invite(s: State<'_, Linli>, role: String, grids: Vec<String>) -> Res<String> {
+    s.api.invite(&role, &grids)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn overview(s: State<'_, Linli>) -> Res<Overview> {
+    s.api.overview()
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn compounds(s: State<'_, Linli>) -> Res<Vec<CompoundNode>> {
+    s.api.compounds()
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn households(s: State<'_, Linli>, query: HouseholdQuery) -> Res<Vec<HouseholdRow>> {
+    s.api.households(&query)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn household(s: State<'_, Linli>, id: String) -> Res<HouseholdView> {
+    s.api.household(&id)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn search(s: State<'_, Linli>, text: String) -> Res<Vec<linli_api::Hit>> {
+    s.api.search(&text, 50)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn reveal(s: State<'_, Linli>, person: String, field: String) -> Res<String> {
+    s.api.reveal(&person, &field)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn edit(s: State<'_, Linli>, id: String, field: String, value: String) -> Res<bool> {
+    s.api.edit(&id, &field, &value)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn add_household(s: State<'_, Linli>, input: NewHousehold) -> Res<String> {
+    s.api.add_household(&input)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn move_out(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
+    s.api.move_out(&person, day.as_deref())
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn mark_deceased(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
+    s.api.mark_deceased(&person, day.as_deref())
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn record_visit(s: State<'_, Linli>, input: NewVisit) -> Res<String> {
+    s.api.record_visit(&input)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn requests(s: State<'_, Linli>, query: RequestQuery) -> Res<Vec<RequestRow>> {
+    s.api.requests(&query)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn request(s: State<'_, Linli>, id: String) -> Res<RequestView> {
+    s.api.request(&id)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn report_request(s: State<'_, Linli>, input: NewRequest) -> Res<String> {
+    s.api.report_request(&input)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn advance_request(
+    s: State<'_, Linli>,
+    id: String,
+    to: RequestState,
+    comment: String,
+) -> Res<RequestView> {
+    s.api.advance_request(&id, to, &comment)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn settle_request(
+    s: State<'_, Linli>,
+    id: String,
+    keep: String,
+    comment: String,
+) -> Res<RequestView> {
+    s.api.settle_request(&id, &keep, &comment)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn rate_request(s: State<'_, Linli>, id: String, satisfaction: Satisfaction) -> Res<RequestView> {
+    s.api.rate_request(&id, satisfaction)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn remind_request(s: State<'_, Linli>, id: String, comment: String) -> Res<RequestView> {
+    s.api.remind_request(&id, &comment)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn sync_status(s: State<'_, Linli>) -> Res<SyncStatus> {
+    s.api.sync_status()
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn set_relay(s: State<'_, Linli>, url: String) -> Res<SyncStatus> {
+    let status = s.api.set_relay(&url);
+    s.sync_now();
+    status
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn sync_now(s: State<'_, Linli>) -> Res<SyncStatus> {
+    s.sync_now();
+    s.api.sync_status()
+}
+
+/// The app's identifier (as in `tauri.conf.json`): its data directory's name.
+pub const IDENTIFIER: &str = "org.linli.app";
+
+/// Where the app keeps its store: `$LINLI_DATA`, or the platform's app data directory
+/// (`~/.local/share/org.linli.app` on Linux, as Tauri's `app_data_dir`).
+pub fn data_dir() -> Result<PathBuf, ApiError> {
+    match std::env::var_os("LINLI_DATA") {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => dirs::data_dir().map(|d| d.join(IDENTIFIER)).ok_or_else(|| {
+            ApiError::Forbidden("this platform has no data directory; set LINLI_DATA".into())
+        }),
+    }
+}
+
+/// Opens the device's store; with `LINLI_DEMO=N`, a new device starts on the demo community
+/// with N households.
+pub fn open(dir: &std::path::Path) -> Result<Api, ApiError> {
+    let api = Api::open(dir)?;
+    if let Some(n) = std::env::var("LINLI_DEMO")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        && api.status()?.community.is_none()
+    {
+        let started = std::time::Instant::now();
+        api.start_demo(n, "演示用户")?;
+        tracing::info!(
+            households = n,
+            ms = started.elapsed().as_millis() as u64,
+            "demo community created"
+        );
+    }
+    Ok(api)
+}
+
+/// The app on any runtime (the real one, or `tauri::test::mock_builder()` in tests): state
+/// and commands; once running, the background sync loop.
+pub fn app<R: Runtime>(
+    builder: tauri::Builder<R>,
+    api: Arc<Api>,
+    backoff: Backoff,
+) -> tauri::Builder<R> {
+    builder
+        .manage(Linli {
+            api,
+            sync: Mutex::new(None),
+        })
+        .setup(move |app| {
+            let linli = app.state::<Linli>();
+            let handle = app.handle().clone();
+            let sync = SyncHandle::spawn(linli.api.clone(), backoff, move |event| {
+                let sent = match event {
+                    SyncEvent::Status(s) => handle.emit(SYNC_STATUS, s),
+                    SyncEvent::Changed { received } => handle.emit(DOCS_CHANGED, received),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "cannot send an event to the window");
+                }
+            });
+            *linli.sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync);
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            status,
+            create_community,
+            start_demo,
+            join,
+            invite,
+            overview,
+            compounds,
+            households,
+            household,
+            search,
+            reveal,
+            edit,
+            add_household,
+            move_out,
+            mark_deceased,
+            record_visit,
+            requests,
+            request,
+            report_request,
+            advance_request,
+            settle_request,
+            rate_request,
+            remind_request,
+            sync_status,
+            set_relay,
+            sync_now,
+        ])
+}
+
+/// Starts the app (desktop `main`, and the entry point of the Android build).
+#[cfg_attr(mobile, tauri::mobile_entry_point)]
+pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LINLI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let api = match data_dir().and_then(|dir| open(&dir)) {
+        Ok(api) => Arc::new(api),
+        Err(e) => {
+            eprintln!("error: cannot open Linli's store: {e}");
+            std::process::exit(1);
+        }
+    };
+    let app =
+        app(tauri::Builder::default(), api, Backoff::default()).build(tauri::generate_context!());
+    match app {
+        Ok(app) => app.run(|handle, event| {
+            // Stop the sync loop before the process ends: a sync in flight finishes its
+            // SQLite transaction or rolls it back, never half-writes.
+            if let tauri::RunEvent::Exit = event
+                && let Some(linli) = handle.try_state::<Linli>()
+            {
+                linli.sync.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
+        }),
+        Err(e) => {
+            eprintln!("error: cannot start Linli: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use serde_json::{Value, json};
+    use tauri::ipc::{CallbackFn, InvokeBody};
+    use tauri::test::{
+        INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets,
+    };
+    use tauri::webview::InvokeRequest;
+    use tauri::{App, WebviewWindow, WebviewWindowBuilder};
+
+    use super::*;
+
+    fn start(dir: &std::path::Path) -> (App<MockRuntime>, WebviewWindow<MockRuntime>) {
+        let api = Arc::new(Api::open(dir).unwrap());
+        let app = app(mock_builder(), api, Backoff::default())
+            .build(mock_context(noop_assets()))
+            .expect("the app builds on the mock runtime");
+        let window = WebviewWindowBuilder::new(&app, "main", Default::default())
+            .build()
+            .expect("a window");
+        (app, window)
+    }
+
+    #[test]
+    fn the_identifier_is_tauri_conf_s() {
+        let conf: Value = serde_json::from_str(include_str!("../tauri.conf.json")).unwrap();
+        assert_eq!(conf["identifier"], IDENTIFIER);
+    }
+
+    /// Invokes a command as the front end does; `Ok(value)` or `Err({code, message})`.
+    fn call(window: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
+        get_ipc_response(
+            window,
+            InvokeRequest {
+                cmd: cmd.into(),
+                callback: CallbackFn(0),
+                error: CallbackFn(1),
+                // The local origin of the bundled UI on Linux and macOS.
+                url: "tauri://localhost".parse().unwrap(),
+                body: InvokeBody::Json(args),
+                headers: Default::default(),
+                invoke_key: INVOKE_KEY.to_string(),
+            },
+        )
+        .map(|b| b.deserialize::<Value>().unwrap())
+        .map_err(|e| e)
+    }
+
+    #[test]
+    fn commands_reach_the_store_and_errors_carry_a_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_app, w) = start(dir.path());
+        let status = call(&w, "status", json!({})).unwrap();
+        assert_eq!(status["community"], Value::Null);
+
+        let err = call(&w, "overview", json!({})).unwrap_err();
+        assert_eq!(err["code"], "no_community");
+        assert!(
+            err["message"].as_str().unwrap().contains("no community"),
+            "{err}"
+        );
+
+        let err = call(
+            &w,
+            "create_community",
+            json!({"name": "幸福社区", "street": "", "user": " "}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err["code"].as_str(), err["message"].as_str()),
+            (Some("invalid"), Some("user: is required"))
+        );
+
+        let status = call(
+            &w,
+            "create_community",
+            json!({"name": "幸福社区", "street": "和平街道", "user": "王芳"}),
+        )
+        .unwrap();
+        assert_eq!(status["community"]["name"], "幸福社区");
+        assert_eq!(status["role"]["code"], "staff");
+
+        let id = call(
+            &w,
+            "add_household",
+            json!({"input": {
+                "address": {"compound": "幸福里小区", "building": "3", "unit": "2", "room": "501"},
+                "grid": "G01", "tenure": "owner_occupied", "area_m2": 68.5,
+                "head_name": "张秀英", "gender": "female", "birth": "1949-12-31",
+                "residence": "registered", "id_type": "resident_id",
+                "id_number": "11010519491231002X", "phone": "13812345678", "tags": ["独居老人"]
+            }}),
+        )
+        .unwrap();
+        let id = id.as_str().unwrap().to_string();
+
+        let rows = call(
+            &w,
+            "households",
+            json!({"query": {"compound": "幸福里小区"}}),
+        )
+        .unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), 1);
+        assert_eq!(rows[0]["head"], "张秀英");
+
+        let page = call(&w, "household", json!({"id": id})).unwrap();
+        assert_eq!(page["members"][0]["phone"], "138****5678");
+        assert!(
+            !page.to_string().contains("13812345678"),
+            "masked everywhere: {page}"
+        );
+        let person = page["members"][0]["person"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let full = call(&w, "reveal", json!({"person": person, "field": "phone"})).unwrap();
+        assert_eq!(full, "13812345678");
+
+        let hits = call(&w, "search", json!({"text": "zxy"})).unwrap();
+        assert_eq!(hits[0]["name"], "张秀英");
+
+        let rq = call(
+            &w,
+            "report_request",
+            json!({"input": {
+                "title": "楼道灯坏了", "category": "utilities", "household": id
+            }}),
+        )
+        .unwrap();
+        let view = call(
+            &w,
+            "advance_request",
+            json!({"id": rq, "to": "accepted", "comment": ""}),
+        )
+        .unwrap();
+        assert_eq!(view["status"]["state"], "accepted");
+        let err = call(
+            &w,
+            "advance_request",
+            json!({"id": rq, "to": "closed", "comment": ""}),
+        )
+        .unwrap_err();
+        assert_eq!(err["code"], "step");
+
+        let err = call(
+            &w,
+            "record_visit",
+            json!({"input": {
+                "household": id, "method": "in_person", "outcome": "not_home"
+            }}),
+        )
+        .unwrap_err();
+        assert_eq!(err["code"], "invalid");
+        assert!(
+            err["message"].as_str().unwrap().contains("retry_on"),
+            "{err}"
+        );
+
+        let sync = call(&w, "sync_status", json!({})).unwrap();
+        assert_eq!(sync["phase"], "no_relay");
+        let err = call(&w, "set_relay", json!({"url": "ftp://x"})).unwrap_err();
+        assert_eq!(err["code"], "offline");
+
+        let overview = call(&w, "overview", json!({})).unwrap();
+        assert_eq!(overview["households"], 1);
+        assert_eq!(overview["open_requests"], 1);
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused_with_the_argument_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_app, w) = start(dir.path());
+        let err = call(&w, "household", json!({})).unwrap_err();
+        assert!(err.to_string().contains("id"), "{err}");
+    }
+}
