@@ -1,0 +1,266 @@
+// The front end's only way to the store: Tauri commands (one per operation of linli-api)
+// and two events. Types mirror the Rust types' JSON.
+import { invoke } from '@tauri-apps/api/core'
+import { listen, type UnlistenFn } from '@tauri-apps/api/event'
+
+/** An error from a command: a stable code the UI branches on, and a message for people. */
+export interface ApiError {
+  code: string
+  message: string
+}
+
+export function isApiError(e: unknown): e is ApiError {
+  return typeof e === 'object' && e !== null && 'code' in e && 'message' in e
+}
+
+export interface Grid { id: string; name: string; worker: string }
+export interface Category { code: string; name: string; deadline_hours: number }
+export interface CommunityInfo {
+  id: string
+  name: string
+  street: string
+  grids: Grid[]
+  compounds: string[]
+  categories: Category[]
+}
+export interface RoleInfo {
+  code: 'staff' | 'grid' | 'owners'
+  grids: string[]
+  may_reveal: boolean
+  may_manage: boolean
+  may_edit_roster: boolean
+}
+export interface AppStatus {
+  community: CommunityInfo | null
+  role: RoleInfo | null
+  user: string
+  device: string
+  data_dir: string
+  households: number
+}
+
+export interface BuildingNode { name: string; grid: string | null; households: number; units: string[] }
+export interface CompoundNode { name: string; households: number; buildings: BuildingNode[] }
+
+export interface HouseholdQuery {
+  compound?: string
+  building?: string
+  unit?: string
+  grid?: string
+  tag?: string
+  not_visited_since?: string
+}
+export interface HouseholdRow {
+  id: string
+  grid: string | null
+  compound: string
+  building: string
+  unit: string
+  room: string
+  tenure: string
+  members: number
+  head: string
+  tags: string[]
+  last_visit: number | null
+  unsynced: boolean
+}
+export interface Address { compound: string; building: string; unit: string; room: string }
+export interface Person {
+  id: string
+  name: string
+  gender: 'male' | 'female'
+  birth: string
+  relation: string
+  residence: string
+  ethnicity: string
+  moved_in: string | null
+  moved_out: string | null
+  deceased: string | null
+  workplace: string
+  notes: string
+}
+export interface Household {
+  id: string
+  scope: { community: string; grid: string | null }
+  address: Address
+  area: string
+  usage: string
+  tenure: string
+  head: string | null
+  members: Person[]
+  tags: string[]
+  notes: string
+  last_visit: string | null
+}
+export interface MemberView {
+  person: Person
+  id_type: string
+  id_number: string
+  phone: string
+  tags: string[]
+  health: string
+}
+export interface VisitRow { id: string; at: number; outcome: string; title: string }
+export interface HouseholdView {
+  household: Household
+  members: MemberView[]
+  visits: VisitRow[]
+  unsynced: boolean
+}
+export interface Hit {
+  id: string
+  name: string
+  household: string
+  address: string
+  grid: string | null
+  relation: string
+  matched: string
+}
+export interface NewHousehold {
+  address: Address
+  grid?: string | null
+  tenure: string
+  area_m2: number
+  head_name: string
+  gender: string
+  birth: string
+  residence: string
+  id_type: string
+  id_number: string
+  phone: string
+  tags: string[]
+}
+export interface NewVisit {
+  household: string
+  method: 'in_person' | 'phone' | 'wechat'
+  outcome: 'done' | 'not_home'
+  retry_on?: string | null
+  follow_up?: string
+  notes?: string
+}
+
+export type RequestState =
+  | 'reported' | 'accepted' | 'dispatched' | 'in_progress' | 'done'
+  | 'verified' | 'closed' | 'rejected' | 'returned' | 'reopened'
+export interface RequestQuery { state?: string; grid?: string; open?: boolean; overdue?: boolean }
+export interface RequestRow {
+  id: string
+  grid: string | null
+  title: string
+  state: RequestState | 'conflict'
+  created: number
+  deadline: number | null
+  overdue: boolean
+  household: string | null
+  unsynced: boolean
+}
+export interface Step {
+  id: string
+  prev: string | null
+  merges: string[]
+  to: RequestState
+  by: string
+  at: number
+  comment: string
+}
+export interface RequestEvent { id: string; kind: string; by: string; at: number; comment: string }
+export interface ServiceRequest {
+  id: string
+  scope: { community: string; grid: string | null }
+  title: string
+  description: string
+  category: string
+  reporter_name: string
+  household: string | null
+  created: number
+  deadline: number
+  steps: Step[]
+  events: RequestEvent[]
+  satisfaction: string | null
+}
+export type LoopStatus =
+  | { status: 'settled'; state: RequestState; step: string }
+  | { status: 'conflict'; branches: Step[] }
+export interface RequestView {
+  request: ServiceRequest
+  status: LoopStatus
+  next: RequestState[]
+  deadline: number
+  overdue: boolean
+  category_name: string
+  unsynced: boolean
+}
+export interface NewRequest {
+  title: string
+  description?: string
+  category: string
+  household?: string | null
+  reporter_name?: string
+  grid?: string | null
+}
+
+export interface Overview {
+  households: number
+  people: number
+  tags: [string, number][]
+  visits: { grid: string; households: number; visited: number }[]
+  requests: [string, number][]
+  overdue: number
+  tasks: { grid: string; tasks: number; done: number }[]
+  month_start: string
+  open_requests: number
+}
+
+export type SyncPhase = 'no_relay' | 'idle' | 'syncing' | 'synced' | 'offline' | 'failed'
+export interface SyncStatus {
+  phase: SyncPhase
+  relay: string | null
+  last_synced_ms: number | null
+  pending: number
+  last_error: string | null
+  failures: number
+  next_attempt_ms: number | null
+  last_received: number
+  last_sent: number
+}
+
+export const api = {
+  status: () => invoke<AppStatus>('status'),
+  createCommunity: (name: string, street: string, user: string) =>
+    invoke<AppStatus>('create_community', { name, street, user }),
+  startDemo: (user: string) => invoke<AppStatus>('start_demo', { user }),
+  join: (code: string, user: string) => invoke<AppStatus>('join', { code, user }),
+  invite: (role: string, grids: string[]) => invoke<string>('invite', { role, grids }),
+  overview: () => invoke<Overview>('overview'),
+  compounds: () => invoke<CompoundNode[]>('compounds'),
+  households: (query: HouseholdQuery) => invoke<HouseholdRow[]>('households', { query }),
+  household: (id: string) => invoke<HouseholdView>('household', { id }),
+  search: (text: string) => invoke<Hit[]>('search', { text }),
+  reveal: (person: string, field: 'id_number' | 'phone') => invoke<string>('reveal', { person, field }),
+  edit: (id: string, field: string, value: string) => invoke<boolean>('edit', { id, field, value }),
+  addHousehold: (input: NewHousehold) => invoke<string>('add_household', { input }),
+  moveOut: (person: string) => invoke<boolean>('move_out', { person, day: null }),
+  markDeceased: (person: string) => invoke<boolean>('mark_deceased', { person, day: null }),
+  recordVisit: (input: NewVisit) => invoke<string>('record_visit', { input }),
+  requests: (query: RequestQuery) => invoke<RequestRow[]>('requests', { query }),
+  request: (id: string) => invoke<RequestView>('request', { id }),
+  reportRequest: (input: NewRequest) => invoke<string>('report_request', { input }),
+  advanceRequest: (id: string, to: RequestState, comment: string) =>
+    invoke<RequestView>('advance_request', { id, to, comment }),
+  settleRequest: (id: string, keep: string, comment: string) =>
+    invoke<RequestView>('settle_request', { id, keep, comment }),
+  rateRequest: (id: string, satisfaction: string) =>
+    invoke<RequestView>('rate_request', { id, satisfaction }),
+  remindRequest: (id: string, comment: string) => invoke<RequestView>('remind_request', { id, comment }),
+  syncStatus: () => invoke<SyncStatus>('sync_status'),
+  setRelay: (url: string) => invoke<SyncStatus>('set_relay', { url }),
+  syncNow: () => invoke<SyncStatus>('sync_now'),
+}
+
+export function onSyncStatus(cb: (s: SyncStatus) => void): Promise<UnlistenFn> {
+  return listen<SyncStatus>('sync-status', (e) => cb(e.payload))
+}
+
+export function onDocsChanged(cb: (received: number) => void): Promise<UnlistenFn> {
+  return listen<number>('docs-changed', (e) => cb(e.payload))
+}

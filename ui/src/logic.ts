@@ -1,0 +1,159 @@
+// The UI's logic, kept out of components so that it is tested on its own (tests/logic.test.ts).
+import type { HouseholdRow, RequestState, SyncStatus } from './api'
+
+/** The time zone every instant is shown in: China Standard Time. */
+export const ZONE = 'Asia/Shanghai'
+
+export type Locale = 'zh-CN' | 'en'
+
+/** An instant (ms) as a date and time: `2026年11月24日 14:30` (zh-CN) or `2026-11-24 14:30`. */
+export function formatTime(ms: number, locale: Locale): string {
+  const parts = partsOf(ms)
+  if (locale === 'zh-CN') {
+    return `${parts.year}年${Number(parts.month)}月${Number(parts.day)}日 ${parts.hour}:${parts.minute}`
+  }
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`
+}
+
+/** A day (`YYYY-MM-DD`) as `2026年11月24日` (zh-CN) or itself. */
+export function formatDay(day: string | null | undefined, locale: Locale): string {
+  if (!day) return ''
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day)
+  if (!m) return day
+  return locale === 'zh-CN' ? `${m[1]}年${Number(m[2])}月${Number(m[3])}日` : day
+}
+
+function partsOf(ms: number): Record<string, string> {
+  const f = new Intl.DateTimeFormat('en-CA', {
+    timeZone: ZONE,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    hourCycle: 'h23',
+  })
+  const out: Record<string, string> = {}
+  for (const p of f.formatToParts(new Date(ms))) out[p.type] = p.value
+  return out
+}
+
+/** Today in China time, `YYYY-MM-DD`. */
+export function today(now: number = Date.now()): string {
+  const p = partsOf(now)
+  return `${p.year}-${p.month}-${p.day}`
+}
+
+/** The first day of this month in China time, `YYYY-MM-01`. */
+export function monthStart(now: number = Date.now()): string {
+  const p = partsOf(now)
+  return `${p.year}-${p.month}-01`
+}
+
+/** A day `n` days after `day`. */
+export function addDays(day: string, n: number): string {
+  const d = new Date(`${day}T00:00:00Z`)
+  d.setUTCDate(d.getUTCDate() + n)
+  return d.toISOString().slice(0, 10)
+}
+
+type T = (key: string, params?: Record<string, unknown>) => string
+
+/** What the always-visible sync status says, and its tone. */
+export function syncLabel(s: SyncStatus | null, now: number, t: T): { tone: 'ok' | 'busy' | 'warn' | 'off'; text: string } {
+  if (!s) return { tone: 'off', text: t('sync.unknown') }
+  const waiting = s.pending > 0 ? ' · ' + t('sync.waiting', { n: s.pending }) : ''
+  switch (s.phase) {
+    case 'no_relay':
+      return { tone: 'off', text: t('sync.noRelay') + waiting }
+    case 'syncing':
+      return { tone: 'busy', text: t('sync.syncing') }
+    case 'offline':
+    case 'failed':
+      return { tone: 'warn', text: t(s.phase === 'offline' ? 'sync.offline' : 'sync.failed') + waiting }
+    default: {
+      if (s.last_synced_ms === null) return { tone: 'off', text: t('sync.never') + waiting }
+      const minutes = Math.max(0, Math.floor((now - s.last_synced_ms) / 60000))
+      const ago = minutes === 0 ? t('sync.justNow') : t('sync.minutesAgo', { n: minutes })
+      return { tone: s.pending > 0 ? 'warn' : 'ok', text: t('sync.synced', { ago }) + waiting }
+    }
+  }
+}
+
+/** How a deadline stands: time left, or how late. */
+export function deadlineText(deadline: number | null, now: number, t: T): { late: boolean; text: string } {
+  if (deadline === null) return { late: false, text: '' }
+  const hours = Math.round((deadline - now) / 3600000)
+  const late = deadline < now
+  const abs = Math.abs(hours)
+  const span = abs >= 48 ? t('time.days', { n: Math.round(abs / 24) }) : t('time.hours', { n: Math.max(abs, 1) })
+  return { late, text: late ? t('requests.lateBy', { span }) : t('requests.left', { span }) }
+}
+
+/** A household's address: `幸福里小区3栋2单元501室` or `幸福里小区 Bldg 3, Unit 2, Room 501`. */
+export function addressOf(a: { compound: string; building: string; unit: string; room: string }, locale: Locale): string {
+  return locale === 'zh-CN'
+    ? `${a.compound}${a.building}栋${a.unit}单元${a.room}室`
+    : `${a.compound} Bldg ${a.building}, Unit ${a.unit}, Room ${a.room}`
+}
+
+/** The household to visit after `current` in address order: the next one not visited since
+ *  `since` (ms), wrapping round; none when every household has been visited. */
+export function nextHousehold(rows: HouseholdRow[], current: string | null, since: number): HouseholdRow | null {
+  const open = (r: HouseholdRow) => r.last_visit === null || r.last_visit < since
+  const start = current === null ? -1 : rows.findIndex((r) => r.id === current)
+  for (let k = 1; k <= rows.length; k++) {
+    const r = rows[(start + k + rows.length) % rows.length]
+    if (r && r.id !== current && open(r)) return r
+  }
+  return null
+}
+
+/** Rows grouped by unit, in the order they come. */
+export function groupByUnit(rows: HouseholdRow[]): { unit: string; rows: HouseholdRow[] }[] {
+  const out: { unit: string; rows: HouseholdRow[] }[] = []
+  for (const r of rows) {
+    const last = out[out.length - 1]
+    if (last && last.unit === r.unit) last.rows.push(r)
+    else out.push({ unit: r.unit, rows: [r] })
+  }
+  return out
+}
+
+/** Element Plus tag type for a request state. */
+export function stateTone(state: RequestState | 'conflict'): 'primary' | 'success' | 'warning' | 'danger' | 'info' {
+  switch (state) {
+    case 'closed':
+    case 'verified':
+      return 'success'
+    case 'rejected':
+      return 'info'
+    case 'returned':
+    case 'reopened':
+    case 'conflict':
+      return 'danger'
+    case 'done':
+      return 'warning'
+    default:
+      return 'primary'
+  }
+}
+
+/** States whose step needs a reason (a comment). */
+export function needsReason(to: RequestState): boolean {
+  return to === 'rejected' || to === 'returned' || to === 'reopened'
+}
+
+/** Calls `fn` once input has paused for `ms` milliseconds (search as you type). */
+export function debounce<A extends unknown[]>(fn: (...args: A) => void, ms: number): (...args: A) => void {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  return (...args: A) => {
+    if (timer !== undefined) clearTimeout(timer)
+    timer = setTimeout(() => fn(...args), ms)
+  }
+}
+
+/** Start of a day (`YYYY-MM-DD`) in China time, in ms. */
+export function dayStartMs(day: string): number {
+  return Date.parse(`${day}T00:00:00+08:00`)
+}

@@ -1,0 +1,51 @@
+// State shared by the screens: who this device is, the sync status (pushed by events) and a
+// counter that screens watch to reload when synced documents arrive.
+import { reactive } from 'vue'
+import { ElMessage } from 'element-plus'
+import { api, isApiError, onDocsChanged, onSyncStatus, type AppStatus, type SyncStatus } from './api'
+import { i18n } from './i18n'
+
+export const state = reactive({
+  status: null as AppStatus | null,
+  sync: null as SyncStatus | null,
+  changes: 0,
+  now: Date.now(),
+})
+
+export async function refreshStatus() {
+  state.status = await api.status()
+  state.sync = await api.syncStatus()
+}
+
+/** Listens to the backend's events; the clock ticks for "synced N minutes ago". */
+export async function listenToBackend() {
+  await onSyncStatus((s) => {
+    state.sync = s
+  })
+  await onDocsChanged(() => {
+    state.changes++
+  })
+  setInterval(() => {
+    state.now = Date.now()
+  }, 30000)
+}
+
+/** After a write: the sync status shows what now waits to be synced. */
+export async function afterWrite() {
+  state.changes++
+  try {
+    state.sync = await api.syncStatus()
+  } catch {
+    // the status is refreshed by the next event anyway
+  }
+}
+
+/** Shows an error from a command, with its message (which names the field). */
+export function showError(e: unknown) {
+  const t = i18n.global.t
+  if (isApiError(e)) {
+    ElMessage({ type: 'error', message: `${t('error.' + e.code)}: ${e.message}`, duration: 6000, showClose: true })
+  } else {
+    ElMessage({ type: 'error', message: String(e), duration: 6000, showClose: true })
+  }
+}

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest'
+import type { HouseholdRow, SyncStatus } from '../src/api'
+import {
+  addDays, addressOf, dayStartMs, deadlineText, formatDay, formatTime, groupByUnit, monthStart,
+  needsReason, nextHousehold, stateTone, syncLabel, today,
+} from '../src/logic'
+import { i18n } from '../src/i18n'
+
+const t = (k: string, p?: Record<string, unknown>) => i18n.global.t(k, p ?? {})
+// 2026-03-05 09:30 in China time.
+const T0 = Date.parse('2026-03-05T01:30:00Z')
+
+describe('dates in China time', () => {
+  it('formats instants the Chinese way in zh-CN', () => {
+    expect(formatTime(T0, 'zh-CN')).toBe('2026年3月5日 09:30')
+    expect(formatTime(T0, 'en')).toBe('2026-03-05 09:30')
+  })
+  it('formats days', () => {
+    expect(formatDay('2026-11-04', 'zh-CN')).toBe('2026年11月4日')
+    expect(formatDay('2026-11-04', 'en')).toBe('2026-11-04')
+    expect(formatDay(null, 'en')).toBe('')
+  })
+  it('knows today and the month in China, not UTC', () => {
+    // 2026-03-31 20:00 UTC is already 1 April in China.
+    const late = Date.parse('2026-03-31T20:00:00Z')
+    expect(today(late)).toBe('2026-04-01')
+    expect(monthStart(late)).toBe('2026-04-01')
+    expect(dayStartMs('2026-04-01')).toBe(Date.parse('2026-03-31T16:00:00Z'))
+    expect(addDays('2026-02-27', 3)).toBe('2026-03-02')
+  })
+})
+
+function status(p: Partial<SyncStatus>): SyncStatus {
+  return {
+    phase: 'synced', relay: 'http://127.0.0.1:8080', last_synced_ms: null, pending: 0,
+    last_error: null, failures: 0, next_attempt_ms: null, last_received: 0, last_sent: 0, ...p,
+  }
+}
+
+describe('the sync status line', () => {
+  it('says how long ago the last sync was and what waits', () => {
+    i18n.global.locale.value = 'zh-CN'
+    expect(syncLabel(status({ last_synced_ms: T0 - 5 * 60000 }), T0, t)).toEqual({ tone: 'ok', text: '已同步（5 分钟前）' })
+    expect(syncLabel(status({ last_synced_ms: T0, pending: 3 }), T0, t)).toEqual({ tone: 'warn', text: '已同步（刚刚） · 3 项待同步' })
+    expect(syncLabel(status({ phase: 'offline', pending: 2 }), T0, t).text).toBe('离线，稍后重试 · 2 项待同步')
+    expect(syncLabel(status({ phase: 'syncing' }), T0, t).tone).toBe('busy')
+    expect(syncLabel(status({ phase: 'no_relay', relay: null }), T0, t).tone).toBe('off')
+    expect(syncLabel(null, T0, t).tone).toBe('off')
+  })
+  it('speaks English too', () => {
+    i18n.global.locale.value = 'en'
+    expect(syncLabel(status({ last_synced_ms: T0 - 2 * 60000, pending: 1 }), T0, t).text).toBe('Synced (2 min ago) · 1 waiting')
+    i18n.global.locale.value = 'zh-CN'
+  })
+})
+
+describe('requests', () => {
+  it('shows time left and lateness', () => {
+    expect(deadlineText(T0 + 5 * 3600000, T0, t)).toEqual({ late: false, text: '剩余 5 小时' })
+    expect(deadlineText(T0 - 3 * 86400000, T0, t)).toEqual({ late: true, text: '已超期 3 天' })
+    expect(deadlineText(null, T0, t).text).toBe('')
+  })
+  it('asks a reason for rejecting, returning, reopening', () => {
+    expect(needsReason('rejected') && needsReason('returned') && needsReason('reopened')).toBe(true)
+    expect(needsReason('accepted')).toBe(false)
+    expect(stateTone('conflict')).toBe('danger')
+    expect(stateTone('closed')).toBe('success')
+  })
+})
+
+function row(id: string, unit: string, room: string, last_visit: number | null = null): HouseholdRow {
+  return { id, grid: 'G01', compound: '幸福里小区', building: '3', unit, room, tenure: 'owner_occupied', members: 2, head: '张三', tags: [], last_visit, unsynced: false }
+}
+
+describe('door to door', () => {
+  const since = dayStartMs('2026-03-01')
+  const rows = [row('a', '1', '101'), row('b', '1', '102', T0), row('c', '2', '101'), row('d', '2', '102', since - 1)]
+  it('goes to the next household not visited this month, wrapping round', () => {
+    expect(nextHousehold(rows, null, since)?.id).toBe('a')
+    expect(nextHousehold(rows, 'a', since)?.id).toBe('c')
+    expect(nextHousehold(rows, 'c', since)?.id).toBe('d')
+    expect(nextHousehold(rows, 'd', since)?.id).toBe('a')
+    expect(nextHousehold([row('x', '1', '1', T0)], 'x', since)).toBeNull()
+  })
+  it('groups by unit and writes addresses', () => {
+    expect(groupByUnit(rows).map((g) => [g.unit, g.rows.length])).toEqual([['1', 2], ['2', 2]])
+    expect(addressOf(rows[0]!, 'zh-CN')).toBe('幸福里小区3栋1单元101室')
+    expect(addressOf(rows[0]!, 'en')).toBe('幸福里小区 Bldg 3, Unit 1, Room 101')
+  })
+})
