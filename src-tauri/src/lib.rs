@@ -191,6 +191,24 @@ fn sync_now(s: State<'_, Linli>) -> Res<SyncStatus> {
 /// The app's identifier (as in `tauri.conf.json`): its data directory's name.
 pub const IDENTIFIER: &str = "org.linli.app";
 
+#[tauri::command(async, rename_all = "snake_case")]
+fn first_screen<R: Runtime>(app: tauri::AppHandle<R>, webview_ms: f64) -> u64 {
+    let ms = started().elapsed().as_millis() as u64;
+    tracing::info!(since_start_ms = ms, webview_ms, "first screen interactive");
+    // `LINLI_EXIT_AFTER_FIRST_SCREEN=1`: a startup benchmark (prints, then exits).
+    if std::env::var_os("LINLI_EXIT_AFTER_FIRST_SCREEN").is_some() {
+        eprintln!("first screen interactive: {ms} ms after start ({webview_ms:.0} ms in the webview)");
+        app.exit(0);
+    }
+    ms
+}
+
+/// When the process started (for the first-screen measurement).
+fn started() -> &'static std::time::Instant {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    STARTED.get_or_init(std::time::Instant::now)
+}
+
 /// Where the app keeps its store: `$LINLI_DATA`, or the platform's app data directory
 /// (`~/.local/share/org.linli.app` on Linux, as Tauri's `app_data_dir`).
 pub fn data_dir() -> Result<PathBuf, ApiError> {
@@ -276,12 +294,14 @@ pub fn app<R: Runtime>(
             sync_status,
             set_relay,
             sync_now,
+            first_screen,
         ])
 }
 
 /// Starts the app (desktop `main`, and the entry point of the Android build).
 #[cfg_attr(mobile, tauri::mobile_entry_point)]
 pub fn run() {
+    started();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LINLI_LOG")

@@ -1,6 +1,7 @@
 // State shared by the screens: who this device is, the sync status (pushed by events) and a
 // counter that screens watch to reload when synced documents arrive.
 import { reactive } from 'vue'
+import { invoke } from '@tauri-apps/api/core'
 import { ElMessage } from 'element-plus'
 import { api, isApiError, onDocsChanged, onSyncStatus, type AppStatus, type SyncStatus } from './api'
 import { i18n } from './i18n'
@@ -30,11 +31,11 @@ export async function listenToBackend() {
   }, 30000)
 }
 
-/** After a write: the sync status shows what now waits to be synced. */
+/** After a write: the header and sync status show what changed and what waits. */
 export async function afterWrite() {
   state.changes++
   try {
-    state.sync = await api.syncStatus()
+    await refreshStatus()
   } catch {
     // the status is refreshed by the next event anyway
   }
@@ -48,4 +49,18 @@ export function showError(e: unknown) {
   } else {
     ElMessage({ type: 'error', message: String(e), duration: 6000, showClose: true })
   }
+}
+
+let reported = false
+
+/** The first screen has shown its data: tell the backend once (it measures startup). */
+export function firstScreenShown() {
+  if (reported) return
+  reported = true
+  const webview_ms = performance.now()
+  invoke<number>('first_screen', { webview_ms })
+    .then((ms) => {
+      document.documentElement.dataset.firstScreenMs = String(ms)
+    })
+    .catch(() => {})
 }

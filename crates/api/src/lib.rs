@@ -26,6 +26,7 @@ use serde::Serialize;
 
 pub use background::{Backoff, SyncEvent, SyncHandle, SyncPhase, SyncStatus};
 pub use error::ApiError;
+pub use linli_sync::Hit;
 pub use linli_sync::screens::{CompoundNode, HouseholdRow};
 pub use overview::Overview;
 pub use requests::{NewRequest, RequestQuery, RequestRow, RequestView};

@@ -1,0 +1,180 @@
+// End-to-end tests of the real app: the debug binary with the bundled UI, under Xvfb, driven
+// through WebDriver (tauri-driver + WebKitWebDriver), with a real linli-relay on 127.0.0.1
+// and a second device made with the `linli` command line. Screenshots of the main screens
+// go to docs/screenshots/ (desktop and tablet sizes).
+//
+// Run by scripts/test (after the binaries are built):
+//   node --test tests/e2e/
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { Session, freePort, linli, listening, sleep, start } from './webdriver.mjs'
+
+const root = resolve(import.meta.dirname, '..', '..')
+const target = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache', 'linli', 'target')
+const bin = (name) => join(target, 'debug', name)
+const APP = bin('linli-app')
+const shots = join(root, 'docs', 'screenshots')
+const driverBin = process.env.TAURI_DRIVER ?? 'tauri-driver'
+const tmp = mkdtempSync(join(tmpdir(), 'linli-e2e-'))
+const display = `:${90 + Math.floor(Math.random() * 9)}`
+const procs = []
+
+before(async () => {
+  mkdirSync(shots, { recursive: true })
+  const x = start('Xvfb', [display, '-screen', '0', '1400x1400x24', '-nolisten', 'tcp'])
+  procs.push(x)
+  await sleep(800)
+})
+
+after(() => {
+  for (const p of procs) p.stop()
+  rmSync(tmp, { recursive: true, force: true })
+})
+
+/** tauri-driver for a device whose store is `data`; the app it launches inherits `env`. */
+async function driver(data, env = {}) {
+  const port = await freePort()
+  const native = await freePort()
+  const d = start(driverBin, ['--port', String(port), '--native-port', String(native)], {
+    DISPLAY: display,
+    LINLI_DATA: data,
+    LINLI_LOG: 'warn',
+    ...env,
+  })
+  procs.push(d)
+  await listening(port)
+  const s = await Session.start(`http://127.0.0.1:${port}`, APP)
+  await s.resize(1280, 800)
+  return { s, stop: async () => { await s.end(); d.stop(); await sleep(300) } }
+}
+
+test('a community from its first start: household, visit, request loop, and a change from a second device through the relay', async () => {
+  const relayDir = join(tmp, 'relay')
+  const relay = start(bin('linli-relay'), ['--data', relayDir, '--listen', '127.0.0.1:0'], { LINLI_LOG: 'warn' })
+  procs.push(relay)
+  const relayUrl = (await relay.first).trim().split(' ').pop()
+  assert.match(relayUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
+
+  const a = join(tmp, 'a')
+  const { s, stop } = await driver(a)
+  try {
+    // First start: create the community.
+    await s.waitFor('[data-test=mode-create]')
+    await s.screenshot(join(shots, 'welcome.png'))
+    await s.click('[data-test=mode-create]')
+    await s.type('[data-test=community-name]', '幸福社区')
+    await s.type('[data-test=community-street]', '和平街道')
+    await s.type('[data-test=user-name]', '王芳')
+    await s.click('[data-test=start]')
+    await s.waitFor('[data-test=card-households]')
+    assert.match(await s.exec("return document.querySelector('[data-test=role]').textContent"), /社区工作人员 · 王芳/)
+
+    // The street office's relay.
+    await s.click('[data-test=nav-settings]')
+    await s.type('[data-test=relay-url]', relayUrl)
+    await s.click('[data-test=relay-save]')
+
+    // Add a household.
+    await s.click('[data-test=nav-roster]')
+    await s.click('[data-test=add-household]')
+    await s.type('[data-test=add-compound]', '幸福里小区')
+    await s.type('[data-test=add-grid]', 'G01')
+    await s.type('[data-test=add-building]', '3')
+    await s.type('[data-test=add-unit]', '2')
+    await s.type('[data-test=add-room]', '501')
+    await s.type('[data-test=add-head]', '张秀英')
+    await s.type('[data-test=add-birth]', '1949-12-31', { enter: true })
+    await s.type('[data-test=add-id]', '11010519491231002X')
+    await s.type('[data-test=add-phone]', '13812345678')
+    await s.click('[data-test=add-save]')
+    await s.waitFor('[data-test=household-address]', { text: '幸福里小区3栋2单元501室' })
+    const household = (await s.exec('return location.hash')).split('/').pop()
+    assert.equal(await s.text('[data-test=phone]'), '138****5678')
+    assert.equal(await s.text('[data-test=id-number]'), '1101**********002X')
+    await s.click('[data-test=reveal-phone]')
+    await s.waitFor('[data-test=phone]', { text: '13812345678' })
+
+    // Record a visit.
+    await s.click('[data-test=record-visit]')
+    await s.waitFor('[data-test=visit-household]', { text: '幸福里小区3栋2单元501室' })
+    await s.click('[data-test=outcome-done]')
+    await s.type('[data-test=visit-notes]', '老人身体不错，家中无隐患')
+    await s.click('[data-test=visit-save]')
+    await s.waitFor('[data-test=visit-all-done]')
+    await s.go(`#/household/${household}`)
+    await s.waitFor('[data-test=visit]', { text: '完成' })
+
+    // A request through its whole loop.
+    await s.click('[data-test=new-request]')
+    await s.type('[data-test=request-title]', '楼道灯坏了')
+    await s.click('[data-test=request-save]')
+    await s.waitFor('[data-test=request-state]', { text: '上报' })
+    for (const [to, label] of [['accepted', '受理'], ['dispatched', '派遣'], ['in_progress', '处置中'], ['done', '办结待核查'], ['verified', '已核查'], ['closed', '结案']]) {
+      await s.click(`[data-test=to-${to}]`)
+      await s.waitFor('[data-test=request-state]', { text: label })
+    }
+    await s.click('[data-test=rate]')
+    await s.waitFor('[data-test=satisfaction]', { text: '满意' })
+    await s.screenshot(join(shots, 'request.png'))
+
+    // Everything reaches the relay.
+    await s.click('[data-test=sync-now]')
+    await s.waitFor('[data-test=sync-status]', { text: '已同步', ms: 30000 })
+    const waiting = await s.text('[data-test=sync-status]')
+    assert.ok(!waiting.includes('待同步'), waiting)
+
+    // A second device joins, changes the phone and syncs; the app shows it after a sync.
+    const b = join(tmp, 'b')
+    const code = linli(bin('linli'), a, 'invite', '--role', 'staff').trim().split('\n').pop()
+    linli(bin('linli'), b, 'join', code)
+    linli(bin('linli'), b, 'sync')
+    const [hit] = JSON.parse(linli(bin('linli'), b, '--json', 'search', '张秀英'))
+    linli(bin('linli'), b, '--user', '李四', 'edit', hit.id, 'phone', '13900001111')
+    linli(bin('linli'), b, 'sync')
+    await s.go(`#/household/${household}`)
+    await s.click('[data-test=sync-now]')
+    await s.waitFor('[data-test=phone]', { text: '139****1111', ms: 30000 })
+    await s.screenshot(join(shots, 'household.png'))
+  } finally {
+    await stop()
+  }
+})
+
+test('the demo community on a desktop and on a tablet, portrait and landscape', async () => {
+  const { s, stop } = await driver(join(tmp, 'demo'), { LINLI_DEMO: '2000' })
+  try {
+    await s.waitFor('[data-test=card-households]', { text: '2000', ms: 60000 })
+    await sleep(800) // the charts animate in
+    await s.screenshot(join(shots, 'overview.png'))
+    const first = Number(await s.exec('return document.documentElement.dataset.firstScreenMs ?? "0"'))
+    assert.ok(first > 0, 'the first screen reported its time')
+
+    await s.click('[data-test=nav-roster]')
+    await s.waitFor('[data-test=household-row]')
+    await s.type('[data-test=search]', 'zw')
+    await s.waitFor('[data-test=hit]')
+    await s.screenshot(join(shots, 'roster.png'))
+
+    await s.go('#/requests')
+    await s.waitFor('[data-test=request-row]')
+    await s.screenshot(join(shots, 'requests.png'))
+
+    for (const [w, h, name] of [[800, 1280, 'visits-tablet-portrait.png'], [1280, 800, 'visits-tablet-landscape.png']]) {
+      await s.resize(w, h)
+      await s.go('#/visits')
+      await s.waitFor('[data-test=visit-household]')
+      await s.click('[data-test=outcome-not-home]')
+      await s.waitFor('[data-test=visit-retry]')
+      // Touch targets: the outcome buttons are at least 44 px high.
+      const height = await s.exec("return document.querySelector('[data-test=outcome-done] .el-radio-button__inner').getBoundingClientRect().height")
+      assert.ok(height >= 44, `touch target ${height}px`)
+      await s.screenshot(join(shots, name))
+      await s.go('#/roster')
+    }
+  } finally {
+    await stop()
+  }
+})

@@ -1,0 +1,161 @@
+// A small W3C WebDriver client (Node's fetch) for driving the real app through tauri-driver,
+// plus the processes the end-to-end tests need: Xvfb, tauri-driver, linli-relay, linli.
+import { spawn, execFileSync } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+
+const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf'
+
+export class Session {
+  constructor(base, id) {
+    this.base = base
+    this.id = id
+  }
+
+  static async start(base, application) {
+    const r = await call(`${base}/session`, 'POST', {
+      capabilities: { alwaysMatch: { 'tauri:options': { application } } },
+    })
+    return new Session(base, r.sessionId)
+  }
+
+  cmd(path, method = 'GET', body) {
+    return call(`${this.base}/session/${this.id}${path}`, method, body)
+  }
+
+  async find(css) {
+    const r = await this.cmd('/element', 'POST', { using: 'css selector', value: css })
+    return r[ELEMENT]
+  }
+
+  async findAll(css) {
+    const r = await this.cmd('/elements', 'POST', { using: 'css selector', value: css })
+    return r.map((e) => e[ELEMENT])
+  }
+
+  /** Waits (at most `ms`) until `css` matches a displayed element, optionally with `text`. */
+  async waitFor(css, { text, ms = 20000 } = {}) {
+    const deadline = Date.now() + ms
+    let last = ''
+    while (Date.now() < deadline) {
+      try {
+        for (const el of await this.findAll(css)) {
+          const shown = await this.cmd(`/element/${el}/displayed`)
+          if (!shown) continue
+          last = await this.cmd(`/element/${el}/text`)
+          if (text === undefined || last.includes(text)) return el
+        }
+      } catch {
+        // the page is changing; look again
+      }
+      await sleep(150)
+    }
+    await this.screenshot(process.env.E2E_FAILURE_SHOT ?? '/tmp/linli-e2e-failure.png').catch(() => {})
+    throw new Error(`timed out waiting for ${css}${text ? ` with text "${text}" (last: "${last}")` : ''}`)
+  }
+
+  async click(css, opts) {
+    const el = await this.waitFor(css, opts)
+    await this.cmd(`/element/${el}/click`, 'POST', {})
+  }
+
+  /** Types into the input (or textarea) inside `css`, after clearing it; `enter` presses Enter. */
+  async type(css, text, { enter = false } = {}) {
+    await this.waitFor(css)
+    const inner = await this.find(`${css} input, ${css} textarea, ${css}:is(input, textarea)`)
+    await this.cmd(`/element/${inner}/clear`, 'POST', {})
+    await this.cmd(`/element/${inner}/value`, 'POST', { text: text + (enter ? '\uE007' : '') })
+  }
+
+  async text(css) {
+    return this.cmd(`/element/${await this.waitFor(css)}/text`)
+  }
+
+  exec(script, args = []) {
+    return this.cmd('/execute/sync', 'POST', { script, args })
+  }
+
+  async go(hash) {
+    await this.exec('location.hash = arguments[0]', [hash])
+  }
+
+  async resize(width, height) {
+    await this.cmd('/window/rect', 'POST', { width, height })
+    await sleep(600)
+  }
+
+  async screenshot(file) {
+    const png = await this.cmd('/screenshot')
+    writeFileSync(file, Buffer.from(png, 'base64'))
+  }
+
+  async end() {
+    await this.cmd('', 'DELETE').catch(() => {})
+  }
+}
+
+async function call(url, method, body) {
+  const res = await fetch(url, {
+    method,
+    headers: body ? { 'content-type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+    signal: AbortSignal.timeout(60000),
+  })
+  const json = await res.json()
+  if (!res.ok || (json.value && json.value.error)) {
+    throw new Error(`${method} ${url}: ${JSON.stringify(json.value ?? json).slice(0, 500)}`)
+  }
+  return json.value
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+    s.on('error', reject)
+  })
+}
+
+/** Starts a process; its first stdout line (at most 20 s) resolves `first`. Killed by `stop`. */
+export function start(cmd, args, env = {}) {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const lines = createInterface({ input: child.stdout })
+  const first = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${cmd} printed nothing in 20 s`)), 20000)
+    lines.once('line', (l) => {
+      clearTimeout(timer)
+      resolve(l)
+    })
+    child.once('exit', (code) => reject(new Error(`${cmd} exited (${code})`)))
+  })
+  first.catch(() => {})
+  child.stderr.on('data', (d) => process.env.E2E_VERBOSE && process.stderr.write(d))
+  lines.on('line', (l) => process.env.E2E_VERBOSE && process.stderr.write(l + '\n'))
+  return { child, first, stop: () => child.kill('SIGKILL') }
+}
+
+/** Waits until something listens on 127.0.0.1:port (at most 20 s). */
+export async function listening(port) {
+  const deadline = Date.now() + 20000
+  while (Date.now() < deadline) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/status`, { signal: AbortSignal.timeout(1000) })
+      return
+    } catch {
+      await sleep(200)
+    }
+  }
+  throw new Error(`nothing listens on port ${port}`)
+}
+
+/** Runs the `linli` command line and returns its standard output. */
+export function linli(bin, dir, ...args) {
+  return execFileSync(bin, ['--data', dir, ...args], { encoding: 'utf8', env: { ...process.env, LINLI_LOG: 'warn' } })
+}
