@@ -197,7 +197,9 @@ fn first_screen<R: Runtime>(app: tauri::AppHandle<R>, webview_ms: f64) -> u64 {
     tracing::info!(since_start_ms = ms, webview_ms, "first screen interactive");
     // `LINLI_EXIT_AFTER_FIRST_SCREEN=1`: a startup benchmark (prints, then exits).
     if std::env::var_os("LINLI_EXIT_AFTER_FIRST_SCREEN").is_some() {
-        eprintln!("first screen interactive: {ms} ms after start ({webview_ms:.0} ms in the webview)");
+        eprintln!(
+            "first screen interactive: {ms} ms after start ({webview_ms:.0} ms in the webview)"
+        );
         app.exit(0);
     }
     ms

@@ -55,9 +55,19 @@ export class Session {
     throw new Error(`timed out waiting for ${css}${text ? ` with text "${text}" (last: "${last}")` : ''}`)
   }
 
-  async click(css, opts) {
-    const el = await this.waitFor(css, opts)
-    await this.cmd(`/element/${el}/click`, 'POST', {})
+  /** Clicks `css` once it is displayed; retried while it is re-rendered, covered or busy. */
+  async click(css, opts = {}) {
+    const deadline = Date.now() + (opts.ms ?? 20000)
+    for (;;) {
+      const el = await this.waitFor(css, opts)
+      try {
+        await this.cmd(`/element/${el}/click`, 'POST', {})
+        return
+      } catch (e) {
+        if (Date.now() > deadline || !/not interactable|stale|intercepted/.test(String(e))) throw e
+        await sleep(200)
+      }
+    }
   }
 
   /** Types into the input (or textarea) inside `css`, after clearing it; `enter` presses Enter. */
@@ -125,7 +135,9 @@ export function freePort() {
 
 /** Starts a process; its first stdout line (at most 20 s) resolves `first`. Killed by `stop`. */
 export function start(cmd, args, env = {}) {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // Its own process group, so that stopping it also stops what it started (tauri-driver
+  // starts WebKitWebDriver, which starts the app).
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   const lines = createInterface({ input: child.stdout })
   const first = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${cmd} printed nothing in 20 s`)), 20000)
@@ -138,7 +150,16 @@ export function start(cmd, args, env = {}) {
   first.catch(() => {})
   child.stderr.on('data', (d) => process.env.E2E_VERBOSE && process.stderr.write(d))
   lines.on('line', (l) => process.env.E2E_VERBOSE && process.stderr.write(l + '\n'))
-  return { child, first, stop: () => child.kill('SIGKILL') }
+  const stop = () => {
+    try {
+      process.kill(-child.pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+    child.stdout.destroy()
+    child.stderr.destroy()
+  }
+  return { child, first, stop }
 }
 
 /** Waits until something listens on 127.0.0.1:port (at most 20 s). */
