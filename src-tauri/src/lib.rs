@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use linli_api::{
     Api, ApiError, AppStatus, Backoff, CompoundNode, HouseholdQuery, HouseholdRow, HouseholdView,
-    NewHousehold, NewRequest, NewVisit, Overview, RequestQuery, RequestRow, RequestView, SyncEvent,
-    SyncHandle, SyncStatus,
+    NewHousehold, NewRequest, NewTask, NewVisit, Overview, RequestQuery, RequestRow, RequestView,
+    SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
 };
 use linli_domain::RequestState;
 use linli_domain::request::Satisfaction;
@@ -171,6 +171,42 @@ fn remind_request(s: State<'_, Linli>, id: String, comment: String) -> Res<Reque
 }
 
 #[tauri::command(async, rename_all = "snake_case")]
+fn task_templates(s: State<'_, Linli>) -> Vec<Template> {
+    s.api.task_templates()
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn tasks(s: State<'_, Linli>, grid: Option<String>) -> Res<Vec<TaskRow>> {
+    s.api.tasks(grid.as_deref())
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn task(s: State<'_, Linli>, id: String) -> Res<TaskView> {
+    s.api.task(&id)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn create_task(s: State<'_, Linli>, input: NewTask) -> Res<String> {
+    s.api.create_task(&input)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn check_item(
+    s: State<'_, Linli>,
+    task: String,
+    item: String,
+    ok: bool,
+    note: String,
+) -> Res<TaskView> {
+    s.api.check_item(&task, &item, ok, &note)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn item_to_request(s: State<'_, Linli>, task: String, item: String) -> Res<String> {
+    s.api.item_to_request(&task, &item)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
 fn sync_status(s: State<'_, Linli>) -> Res<SyncStatus> {
     s.api.sync_status()
 }
@@ -293,6 +329,12 @@ pub fn app<R: Runtime>(
             settle_request,
             rate_request,
             remind_request,
+            task_templates,
+            tasks,
+            task,
+            create_task,
+            check_item,
+            item_to_request,
             sync_status,
             set_relay,
             sync_now,
@@ -502,9 +544,32 @@ mod tests {
         let err = call(&w, "set_relay", json!({"url": "ftp://x"})).unwrap_err();
         assert_eq!(err["code"], "offline");
 
+        let task = call(
+            &w,
+            "create_task",
+            json!({"input": {
+                "template": "楼道杂物清理巡查", "compound": "幸福里小区", "building": "3"
+            }}),
+        )
+        .unwrap();
+        let view = call(
+            &w,
+            "check_item",
+            json!({"task": task, "item": "i1", "ok": false, "note": "堆放纸箱"}),
+        )
+        .unwrap();
+        assert_eq!(view["task"]["status"], "in_progress");
+        let rq2 = call(&w, "item_to_request", json!({"task": task, "item": "i1"})).unwrap();
+        assert!(rq2.as_str().unwrap().starts_with("rq-"));
+        let rows = call(&w, "tasks", json!({"grid": null})).unwrap();
+        assert_eq!(
+            (rows[0]["checked"].as_u64(), rows[0]["items"].as_u64()),
+            (Some(1), Some(3))
+        );
+
         let overview = call(&w, "overview", json!({})).unwrap();
         assert_eq!(overview["households"], 1);
-        assert_eq!(overview["open_requests"], 1);
+        assert_eq!(overview["open_requests"], 2);
     }
 
     #[test]

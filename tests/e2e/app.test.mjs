@@ -162,6 +162,19 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
     await s.waitFor('[data-test=request-row]')
     await s.screenshot(join(shots, 'requests.png'))
 
+    // An inspection task: created from a template, an item fails and becomes a request.
+    await s.go('#/tasks')
+    await s.click('[data-test=new-task]')
+    await s.click('[data-test=task-save]')
+    await s.waitFor('[data-test=task-status]', { text: '待办' })
+    await s.click('[data-test=pass-i1]')
+    await s.click('[data-test=fail-i2]')
+    await s.waitFor('[data-test=task-status]', { text: '进行中' })
+    await s.screenshot(join(shots, 'task.png'))
+    await s.click('[data-test=to-request-i2]')
+    await s.waitFor('[data-test=request-state]', { text: '上报' })
+    assert.match(await s.text('[data-test=request-title]'), /^巡查发现：/)
+
     for (const [w, h, name] of [[800, 1280, 'visits-tablet-portrait.png'], [1280, 800, 'visits-tablet-landscape.png']]) {
       await s.resize(w, h)
       await s.go('#/visits')

@@ -224,6 +224,35 @@ export interface SyncStatus {
   last_sent: number
 }
 
+export interface Template { name: string; items: string[] }
+export interface TaskRow {
+  id: string
+  grid: string | null
+  title: string
+  status: 'open' | 'in_progress' | 'done'
+  due: string
+  overdue: boolean
+  checked: number
+  items: number
+  unsynced: boolean
+}
+export interface ChecklistItem { id: string; item: string; ok: boolean | null; note: string; request: string | null }
+export interface Task {
+  id: string
+  scope: { community: string; grid: string | null }
+  title: string
+  kind: string
+  compound: string
+  building: string
+  due: string | null
+  status: TaskRow['status']
+  assignee: string
+  checklist: ChecklistItem[]
+  notes: string
+}
+export interface TaskView { task: Task; unsynced: boolean }
+export interface NewTask { template: string; compound: string; building: string; due?: string | null; assignee?: string }
+
 export const api = {
   status: () => invoke<AppStatus>('status'),
   createCommunity: (name: string, street: string, user: string) =>
@@ -252,6 +281,13 @@ export const api = {
   rateRequest: (id: string, satisfaction: string) =>
     invoke<RequestView>('rate_request', { id, satisfaction }),
   remindRequest: (id: string, comment: string) => invoke<RequestView>('remind_request', { id, comment }),
+  taskTemplates: () => invoke<Template[]>('task_templates'),
+  tasks: (grid: string | null) => invoke<TaskRow[]>('tasks', { grid }),
+  task: (id: string) => invoke<TaskView>('task', { id }),
+  createTask: (input: NewTask) => invoke<string>('create_task', { input }),
+  checkItem: (task: string, item: string, ok: boolean, note: string) =>
+    invoke<TaskView>('check_item', { task, item, ok, note }),
+  itemToRequest: (task: string, item: string) => invoke<string>('item_to_request', { task, item }),
   syncStatus: () => invoke<SyncStatus>('sync_status'),
   setRelay: (url: string) => invoke<SyncStatus>('set_relay', { url }),
   syncNow: () => invoke<SyncStatus>('sync_now'),

@@ -5,7 +5,7 @@ import { createI18n } from 'vue-i18n'
 export const zh = {
   app: { name: '邻里', tagline: '社区工作 · 离线优先' },
   nav: {
-    overview: '概览', roster: '实有人口', visits: '入户走访', requests: '居民诉求', settings: '设置',
+    overview: '概览', roster: '实有人口', visits: '入户走访', tasks: '巡查任务', requests: '居民诉求', settings: '设置',
     back: '返回',
   },
   common: {
@@ -77,6 +77,12 @@ export const zh = {
     done: '办结待核查', verified: '已核查', closed: '结案', rejected: '不予受理', returned: '退回',
     reopened: '重启', conflict: '有冲突',
   },
+  tasks: {
+    title: '巡查任务', new: '新建任务', template: '检查模板', due: '完成期限', assignee: '负责人',
+    progress: '进度', overdue: '已过期', pass: '合格', fail: '不合格', note: '情况说明',
+    toRequest: '转为诉求', openRequest: '查看诉求', empty: '没有巡查任务', items: '检查项',
+  },
+  taskStatus: { open: '待办', in_progress: '进行中', done: '已完成' },
   satisfaction: { satisfied: '满意', fair: '基本满意', dissatisfied: '不满意' },
   tenure: { owner_occupied: '自住', rented: '出租', empty: '空置' },
   relation: { head: '户主', spouse: '配偶', child: '子女', parent: '父母', grandchild: '孙子女', other: '其他', tenant: '租户' },
@@ -103,7 +109,7 @@ export type Messages = typeof zh
 
 export const en: Messages = {
   app: { name: 'Linli', tagline: 'Community work, offline first' },
-  nav: { overview: 'Overview', roster: 'Residents', visits: 'Visits', requests: 'Requests', settings: 'Settings', back: 'Back' },
+  nav: { overview: 'Overview', roster: 'Residents', visits: 'Visits', tasks: 'Inspections', requests: 'Requests', settings: 'Settings', back: 'Back' },
   common: {
     save: 'Save', cancel: 'Cancel', confirm: 'OK', edit: 'Edit', add: 'Add', search: 'Search',
     loading: 'Loading…', none: 'None', all: 'All', yes: 'Yes', no: 'No', language: 'Language',
@@ -173,6 +179,12 @@ export const en: Messages = {
     done: 'Done, to verify', verified: 'Verified', closed: 'Closed', rejected: 'Rejected', returned: 'Returned',
     reopened: 'Reopened', conflict: 'In conflict',
   },
+  tasks: {
+    title: 'Inspection tasks', new: 'New task', template: 'Checklist template', due: 'Due', assignee: 'Assigned to',
+    progress: 'Progress', overdue: 'Overdue', pass: 'Pass', fail: 'Fail', note: 'Note',
+    toRequest: 'Turn into a request', openRequest: 'Open the request', empty: 'No inspection tasks', items: 'Checklist',
+  },
+  taskStatus: { open: 'Open', in_progress: 'In progress', done: 'Done' },
   satisfaction: { satisfied: 'Satisfied', fair: 'Fairly satisfied', dissatisfied: 'Dissatisfied' },
   tenure: { owner_occupied: 'Owner-occupied', rented: 'Rented', empty: 'Empty' },
   relation: { head: 'Head', spouse: 'Spouse', child: 'Child', parent: 'Parent', grandchild: 'Grandchild', other: 'Other', tenant: 'Tenant' },

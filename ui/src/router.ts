@@ -11,6 +11,8 @@ export const router = createRouter({
     { path: '/visits', component: () => import('./views/Visits.vue') },
     { path: '/requests', component: () => import('./views/Requests.vue') },
     { path: '/request/:id', component: () => import('./views/Request.vue'), props: true },
+    { path: '/tasks', component: () => import('./views/Tasks.vue') },
+    { path: '/task/:id', component: () => import('./views/Task.vue'), props: true },
     { path: '/settings', component: () => import('./views/Settings.vue') },
   ],
 })

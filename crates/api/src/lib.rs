@@ -14,6 +14,7 @@ mod overview;
 mod requests;
 mod roster;
 pub mod setup;
+mod tasks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -31,6 +32,7 @@ pub use linli_sync::screens::{CompoundNode, HouseholdRow};
 pub use overview::Overview;
 pub use requests::{NewRequest, RequestQuery, RequestRow, RequestView};
 pub use roster::{HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewVisit, VisitRow};
+pub use tasks::{NewTask, TaskRow, TaskView, Template};
 
 /// Households in the demo community the app offers on first start.
 pub const DEMO_HOUSEHOLDS: usize = 2000;

@@ -445,3 +445,82 @@ fn background_sync_backs_off_while_offline_and_catches_up() {
     assert_eq!(api.sync_status().unwrap().failures, 0);
     drop(handle);
 }
+
+#[test]
+fn an_inspection_task_is_ticked_and_a_failed_item_becomes_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = staff(dir.path());
+    api.add_household(&new_household("501")).unwrap();
+    let templates = api.task_templates();
+    let fire = templates
+        .iter()
+        .find(|t| t.name == "消防通道堵塞排查")
+        .unwrap();
+    let err = api
+        .create_task(&linli_api::NewTask {
+            template: fire.name.into(),
+            compound: "幸福里小区".into(),
+            building: "99".into(),
+            due: None,
+            assignee: String::new(),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("has no households"), "{err}");
+    let id = api
+        .create_task(&linli_api::NewTask {
+            template: fire.name.into(),
+            compound: "幸福里小区".into(),
+            building: "3".into(),
+            due: Some("2020-01-01".into()),
+            assignee: "网格员1".into(),
+        })
+        .unwrap();
+    let rows = api.tasks(Some("G01")).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].checked, rows[0].items),
+        (0, fire.items.len() as u32)
+    );
+    assert!(rows[0].overdue);
+
+    let items: Vec<String> = api
+        .task(&id)
+        .unwrap()
+        .task
+        .checklist
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
+    let err = api.item_to_request(&id, &items[0]).unwrap_err();
+    assert!(err.to_string().contains("only a failed"), "{err}");
+    api.check_item(&id, &items[0], false, "消防通道堆放自行车")
+        .unwrap();
+    let rq = api.item_to_request(&id, &items[0]).unwrap();
+    assert_eq!(
+        api.item_to_request(&id, &items[0]).unwrap(),
+        rq,
+        "once per item"
+    );
+    let req = api.request(&rq).unwrap();
+    assert!(
+        req.request.title.contains("消防通道畅通"),
+        "{}",
+        req.request.title
+    );
+    assert_eq!(req.request.description, "消防通道堆放自行车");
+    assert_eq!(req.request.scope.grid.as_deref(), Some("G01"));
+
+    for i in &items[1..] {
+        api.check_item(&id, i, true, "").unwrap();
+    }
+    let view = api.task(&id).unwrap();
+    assert_eq!(view.task.status, linli_domain::TaskStatus::Done);
+    let rows = api.tasks(None).unwrap();
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].checked),
+        ("done", fire.items.len() as u32)
+    );
+    assert!(!rows[0].overdue);
+    let overview = api.overview().unwrap();
+    assert_eq!(overview.counts.tasks[0].done, 1);
+}

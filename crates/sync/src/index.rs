@@ -85,10 +85,12 @@ pub(crate) fn index(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreEr
         AnyRecord::Household(h) => index_household(tx, h),
         AnyRecord::Sensitive(s) => index_sensitive(tx, s),
         other => {
-            let (mut due, mut reference) = (None::<i64>, None::<&str>);
+            let (mut due, mut reference, mut progress) = (None::<i64>, None::<&str>, None);
             let (compound, building, status, sort) = match other {
                 AnyRecord::Task(t) => {
                     due = t.due.map(|d| d.end_ms());
+                    let (checked, all) = t.progress();
+                    progress = Some(format!("{checked}/{all}"));
                     (
                         t.compound.clone(),
                         t.building.clone(),
@@ -147,8 +149,8 @@ pub(crate) fn index(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreEr
                 _ => (String::new(), String::new(), String::new(), String::new()),
             };
             tx.prepare_cached(
-                "INSERT INTO q_records (id, collection, grid, compound, building, title, status, sort, due, ref)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO q_records (id, collection, grid, compound, building, title, status, sort, due, ref, progress)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 other.id(),
@@ -160,7 +162,8 @@ pub(crate) fn index(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreEr
                 status,
                 sort,
                 due,
-                reference
+                reference,
+                progress
             ])?;
             Ok(())
         }

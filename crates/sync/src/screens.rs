@@ -95,6 +95,8 @@ pub struct RecordRow {
     pub due: Option<i64>,
     /// The household it concerns.
     pub household: Option<String>,
+    /// A task's checklist progress: items checked, and all items.
+    pub progress: Option<(u32, u32)>,
 }
 
 /// Counts for the overview.
@@ -238,7 +240,7 @@ impl Store {
         household: Option<&str>,
     ) -> Result<Vec<RecordRow>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT id, grid, title, status, sort, due, ref FROM q_records
+            "SELECT id, grid, title, status, sort, due, ref, progress FROM q_records
              WHERE collection = ?1 AND (?2 IS NULL OR grid = ?2 OR grid IS NULL)
                AND (?3 IS NULL OR ref = ?3)
              ORDER BY sort DESC, id",
@@ -252,6 +254,10 @@ impl Store {
                 sort: r.get(4)?,
                 due: r.get(5)?,
                 household: r.get(6)?,
+                progress: r.get::<_, Option<String>>(7)?.and_then(|p| {
+                    let (a, b) = p.split_once('/')?;
+                    Some((a.parse().ok()?, b.parse().ok()?))
+                }),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

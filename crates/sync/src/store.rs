@@ -123,6 +123,9 @@ const MIGRATIONS: &[&str] = &[
         action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL
      );
      INSERT OR REPLACE INTO meta (key, value) VALUES ('reindex', '1');",
+    // 5: a task's checklist progress (`checked/all`) for task lists.
+    "ALTER TABLE q_records ADD COLUMN progress TEXT;
+     INSERT OR REPLACE INTO meta (key, value) VALUES ('reindex', '1');",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
