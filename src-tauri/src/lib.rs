@@ -13,8 +13,10 @@ use linli_api::{
     NewHousehold, NewRequest, NewTask, NewVisit, Overview, RequestQuery, RequestRow, RequestView,
     SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
 };
-use linli_domain::RequestState;
+use linli_api::{BoardRow, NoticeView};
+use linli_domain::board::{PostKind, PostStatus};
 use linli_domain::request::Satisfaction;
+use linli_domain::{HelpPost, RequestState};
 use tauri::{Emitter, Manager, Runtime, State};
 
 type Res<T> = Result<T, ApiError>;
@@ -207,6 +209,56 @@ fn item_to_request(s: State<'_, Linli>, task: String, item: String) -> Res<Strin
 }
 
 #[tauri::command(async, rename_all = "snake_case")]
+fn posts(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
+    s.api.posts()
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn post(s: State<'_, Linli>, id: String) -> Res<HelpPost> {
+    s.api.post(&id)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn create_post(s: State<'_, Linli>, kind: PostKind, title: String, body: String) -> Res<String> {
+    s.api.create_post(kind, &title, &body)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn reply_post(s: State<'_, Linli>, id: String, body: String) -> Res<HelpPost> {
+    s.api.reply_post(&id, &body)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn move_post(s: State<'_, Linli>, id: String, to: PostStatus) -> Res<HelpPost> {
+    s.api.move_post(&id, to)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn notices(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
+    s.api.notices()
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn notice(s: State<'_, Linli>, id: String) -> Res<NoticeView> {
+    s.api.notice(&id)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn publish_notice(
+    s: State<'_, Linli>,
+    title: String,
+    body: String,
+    receipts_required: bool,
+) -> Res<String> {
+    s.api.publish_notice(&title, &body, receipts_required)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn confirm_read(s: State<'_, Linli>, id: String, household: String) -> Res<NoticeView> {
+    s.api.confirm_read(&id, &household)
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
 fn sync_status(s: State<'_, Linli>) -> Res<SyncStatus> {
     s.api.sync_status()
 }
@@ -335,6 +387,15 @@ pub fn app<R: Runtime>(
             create_task,
             check_item,
             item_to_request,
+            posts,
+            post,
+            create_post,
+            reply_post,
+            move_post,
+            notices,
+            notice,
+            publish_notice,
+            confirm_read,
             sync_status,
             set_relay,
             sync_now,
@@ -566,6 +627,23 @@ mod tests {
             (rows[0]["checked"].as_u64(), rows[0]["items"].as_u64()),
             (Some(1), Some(3))
         );
+
+        let post = call(
+            &w,
+            "create_post",
+            json!({"kind": "offer", "title": "可以帮忙取快递", "body": ""}),
+        )
+        .unwrap();
+        let claimed = call(&w, "move_post", json!({"id": post, "to": "claimed"})).unwrap();
+        assert_eq!(claimed["claimed_by"], "王芳");
+        let notice = call(
+            &w,
+            "publish_notice",
+            json!({"title": "停水通知", "body": "周五停水", "receipts_required": true}),
+        )
+        .unwrap();
+        let read = call(&w, "confirm_read", json!({"id": notice, "household": id})).unwrap();
+        assert_eq!(read["confirmed"], 1);
 
         let overview = call(&w, "overview", json!({})).unwrap();
         assert_eq!(overview["households"], 1);

@@ -175,6 +175,22 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
     await s.waitFor('[data-test=request-state]', { text: '上报' })
     assert.match(await s.text('[data-test=request-title]'), /^巡查发现：/)
 
+    // The board: a help request claimed; a notice asking for read confirmations.
+    await s.go('#/board')
+    await s.click('[data-test=board-new]')
+    await s.type('[data-test=board-title]', '求助：周三陪老人看病')
+    await s.type('[data-test=board-body]', '上午九点，社区医院')
+    await s.click('[data-test=board-save]')
+    await s.click('[data-test=post-claim]')
+    await s.waitFor('[data-test=post-status]', { text: '已认领' })
+    await s.click('[data-test=tab-notices]')
+    await s.click('[data-test=board-new]')
+    await s.type('[data-test=board-title]', '停水通知')
+    await s.type('[data-test=board-body]', '周五 9:00–17:00 停水，请提前储水。')
+    await s.click('[data-test=board-save]')
+    await s.waitFor('[data-test=notice-receipts]', { text: '已读 0 / 2000 户' })
+    await s.screenshot(join(shots, 'board.png'))
+
     for (const [w, h, name] of [[800, 1280, 'visits-tablet-portrait.png'], [1280, 800, 'visits-tablet-landscape.png']]) {
       await s.resize(w, h)
       await s.go('#/visits')

@@ -253,6 +253,30 @@ export interface Task {
 export interface TaskView { task: Task; unsynced: boolean }
 export interface NewTask { template: string; compound: string; building: string; due?: string | null; assignee?: string }
 
+export interface BoardRow { id: string; title: string; status: string; at: number; unsynced: boolean }
+export interface Reply { id: string; author: string; at: number; body: string }
+export interface HelpPost {
+  id: string
+  kind: 'offer' | 'request'
+  title: string
+  body: string
+  author: string
+  at: number
+  status: 'open' | 'claimed' | 'done' | 'withdrawn'
+  claimed_by: string | null
+  replies: Reply[]
+}
+export interface Notice {
+  id: string
+  title: string
+  body: string
+  author: string
+  published: number
+  receipts_required: boolean
+  receipts: Record<string, number>
+}
+export interface NoticeView { notice: Notice; confirmed: number; households: number }
+
 export const api = {
   status: () => invoke<AppStatus>('status'),
   createCommunity: (name: string, street: string, user: string) =>
@@ -288,6 +312,16 @@ export const api = {
   checkItem: (task: string, item: string, ok: boolean, note: string) =>
     invoke<TaskView>('check_item', { task, item, ok, note }),
   itemToRequest: (task: string, item: string) => invoke<string>('item_to_request', { task, item }),
+  posts: () => invoke<BoardRow[]>('posts'),
+  post: (id: string) => invoke<HelpPost>('post', { id }),
+  createPost: (kind: string, title: string, body: string) => invoke<string>('create_post', { kind, title, body }),
+  replyPost: (id: string, body: string) => invoke<HelpPost>('reply_post', { id, body }),
+  movePost: (id: string, to: string) => invoke<HelpPost>('move_post', { id, to }),
+  notices: () => invoke<BoardRow[]>('notices'),
+  notice: (id: string) => invoke<NoticeView>('notice', { id }),
+  publishNotice: (title: string, body: string, receipts_required: boolean) =>
+    invoke<string>('publish_notice', { title, body, receipts_required }),
+  confirmRead: (id: string, household: string) => invoke<NoticeView>('confirm_read', { id, household }),
   syncStatus: () => invoke<SyncStatus>('sync_status'),
   setRelay: (url: string) => invoke<SyncStatus>('set_relay', { url }),
   syncNow: () => invoke<SyncStatus>('sync_now'),

@@ -5,7 +5,7 @@ import { createI18n } from 'vue-i18n'
 export const zh = {
   app: { name: '邻里', tagline: '社区工作 · 离线优先' },
   nav: {
-    overview: '概览', roster: '实有人口', visits: '入户走访', tasks: '巡查任务', requests: '居民诉求', settings: '设置',
+    overview: '概览', roster: '实有人口', visits: '入户走访', tasks: '巡查任务', requests: '居民诉求', board: '互助公告', settings: '设置',
     back: '返回',
   },
   common: {
@@ -83,6 +83,13 @@ export const zh = {
     toRequest: '转为诉求', openRequest: '查看诉求', empty: '没有巡查任务', items: '检查项',
   },
   taskStatus: { open: '待办', in_progress: '进行中', done: '已完成' },
+  board: {
+    help: '邻里互助', notices: '公告', newPost: '发布互助', newNotice: '发布公告', offer: '提供帮助',
+    request: '求助', title: '标题', body: '内容', reply: '回复', send: '发送', claim: '认领', done: '已完成',
+    withdraw: '撤回', claimedBy: '认领人 {name}', receipts: '需要已读回执', confirmed: '已读 {n} / {total} 户',
+    confirmFor: '登记住户已读', household: '住户编号', empty: '暂无内容',
+  },
+  postStatus: { open: '待认领', claimed: '已认领', done: '已完成', withdrawn: '已撤回' },
   satisfaction: { satisfied: '满意', fair: '基本满意', dissatisfied: '不满意' },
   tenure: { owner_occupied: '自住', rented: '出租', empty: '空置' },
   relation: { head: '户主', spouse: '配偶', child: '子女', parent: '父母', grandchild: '孙子女', other: '其他', tenant: '租户' },
@@ -109,7 +116,7 @@ export type Messages = typeof zh
 
 export const en: Messages = {
   app: { name: 'Linli', tagline: 'Community work, offline first' },
-  nav: { overview: 'Overview', roster: 'Residents', visits: 'Visits', tasks: 'Inspections', requests: 'Requests', settings: 'Settings', back: 'Back' },
+  nav: { overview: 'Overview', roster: 'Residents', visits: 'Visits', tasks: 'Inspections', requests: 'Requests', board: 'Board', settings: 'Settings', back: 'Back' },
   common: {
     save: 'Save', cancel: 'Cancel', confirm: 'OK', edit: 'Edit', add: 'Add', search: 'Search',
     loading: 'Loading…', none: 'None', all: 'All', yes: 'Yes', no: 'No', language: 'Language',
@@ -185,6 +192,14 @@ export const en: Messages = {
     toRequest: 'Turn into a request', openRequest: 'Open the request', empty: 'No inspection tasks', items: 'Checklist',
   },
   taskStatus: { open: 'Open', in_progress: 'In progress', done: 'Done' },
+  board: {
+    help: 'Neighbour help', notices: 'Notices', newPost: 'Post', newNotice: 'Publish a notice', offer: 'Offer help',
+    request: 'Ask for help', title: 'Title', body: 'Text', reply: 'Reply', send: 'Send', claim: 'Claim', done: 'Done',
+    withdraw: 'Withdraw', claimedBy: 'Claimed by {name}', receipts: 'Ask for read confirmations',
+    confirmed: 'Read by {n} of {total} households', confirmFor: 'Record that a household read it',
+    household: 'Household id', empty: 'Nothing yet',
+  },
+  postStatus: { open: 'Open', claimed: 'Claimed', done: 'Done', withdrawn: 'Withdrawn' },
   satisfaction: { satisfied: 'Satisfied', fair: 'Fairly satisfied', dissatisfied: 'Dissatisfied' },
   tenure: { owner_occupied: 'Owner-occupied', rented: 'Rented', empty: 'Empty' },
   relation: { head: 'Head', spouse: 'Spouse', child: 'Child', parent: 'Parent', grandchild: 'Grandchild', other: 'Other', tenant: 'Tenant' },

@@ -13,6 +13,7 @@ export const router = createRouter({
     { path: '/request/:id', component: () => import('./views/Request.vue'), props: true },
     { path: '/tasks', component: () => import('./views/Tasks.vue') },
     { path: '/task/:id', component: () => import('./views/Task.vue'), props: true },
+    { path: '/board', component: () => import('./views/Board.vue') },
     { path: '/settings', component: () => import('./views/Settings.vue') },
   ],
 })

@@ -8,6 +8,7 @@
 //! [`Api::reveal`], which checks the device's role and writes the audit log first.
 
 pub mod background;
+mod board;
 pub mod demo;
 mod error;
 mod overview;
@@ -26,6 +27,7 @@ use linli_wire::Role;
 use serde::Serialize;
 
 pub use background::{Backoff, SyncEvent, SyncHandle, SyncPhase, SyncStatus};
+pub use board::{BoardRow, NoticeView};
 pub use error::ApiError;
 pub use linli_sync::Hit;
 pub use linli_sync::screens::{CompoundNode, HouseholdRow};

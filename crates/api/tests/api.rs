@@ -524,3 +524,39 @@ fn an_inspection_task_is_ticked_and_a_failed_item_becomes_a_request() {
     let overview = api.overview().unwrap();
     assert_eq!(overview.counts.tasks[0].done, 1);
 }
+
+#[test]
+fn help_posts_and_notices_with_read_confirmations() {
+    use linli_domain::board::{PostKind, PostStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let api = staff(dir.path());
+    let hh = api.add_household(&new_household("501")).unwrap();
+    let post = api
+        .create_post(PostKind::Request, "求助：周三陪老人看病", "上午九点")
+        .unwrap();
+    let err = api.move_post(&post, PostStatus::Done).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot go from open to done"),
+        "{err}"
+    );
+    api.reply_post(&post, "我可以").unwrap();
+    let p = api.move_post(&post, PostStatus::Claimed).unwrap();
+    assert_eq!(p.claimed_by.as_deref(), Some("王芳"));
+    let p = api.move_post(&post, PostStatus::Done).unwrap();
+    assert_eq!((p.status, p.replies.len()), (PostStatus::Done, 1));
+    assert_eq!(api.posts().unwrap()[0].status, "done");
+
+    assert!(
+        api.publish_notice("停水通知", "", true).is_err(),
+        "a notice needs a body"
+    );
+    let n = api
+        .publish_notice("停水通知", "周五 9:00–17:00 停水", true)
+        .unwrap();
+    assert!(api.confirm_read(&n, "hh-nope").is_err());
+    let v = api.confirm_read(&n, &hh).unwrap();
+    let v2 = api.confirm_read(&n, &hh).unwrap();
+    assert_eq!((v.confirmed, v2.confirmed, v.households), (1, 1, 1));
+    assert_eq!(v.notice.receipts.keys().next(), Some(&hh));
+    assert_eq!(api.notices().unwrap()[0].title, "停水通知");
+}
