@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use linli_domain::board::{PostKind, PostStatus, Reply};
 use linli_domain::{AnyRecord, HelpPost, Notice, Scope, Timestamp};
-use linli_sync::{Store, StoreError};
+use linli_sync::Store;
 use serde::Serialize;
 
-use crate::{Api, ApiError, new_id, required};
+use crate::{Api, ApiError, new_id, required, save};
 
 /// A post or notice in a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,17 +34,6 @@ pub struct NoticeView {
     pub confirmed: usize,
     /// Households on this device.
     pub households: i64,
-}
-
-fn save(store: &mut Store, record: AnyRecord, message: &str) -> Result<(), ApiError> {
-    record
-        .validate(linli_domain::today())
-        .map_err(|errors| StoreError::Invalid {
-            id: record.id().to_string(),
-            errors,
-        })?;
-    store.put(vec![record], message)?;
-    Ok(())
 }
 
 fn load_post(store: &Store, id: &str) -> Result<HelpPost, ApiError> {
@@ -112,7 +101,7 @@ impl Api {
             claimed_by: None,
             replies: Vec::new(),
         };
-        save(&mut store, AnyRecord::Post(post), "help post")?;
+        save(&mut store, vec![AnyRecord::Post(post)], "help post")?;
         Ok(id)
     }
 
@@ -126,7 +115,7 @@ impl Api {
             at: Timestamp::now(),
             body: required("body", body)?.to_string(),
         });
-        save(&mut store, AnyRecord::Post(post.clone()), "reply")?;
+        save(&mut store, vec![AnyRecord::Post(post.clone())], "reply")?;
         Ok(post)
     }
 
@@ -150,7 +139,7 @@ impl Api {
         post.status = to;
         save(
             &mut store,
-            AnyRecord::Post(post.clone()),
+            vec![AnyRecord::Post(post.clone())],
             "help post status",
         )?;
         Ok(post)
@@ -200,7 +189,11 @@ impl Api {
             receipts_required,
             receipts: BTreeMap::new(),
         };
-        save(&mut store, AnyRecord::Notice(notice), "publish notice")?;
+        save(
+            &mut store,
+            vec![AnyRecord::Notice(notice)],
+            "publish notice",
+        )?;
         Ok(id)
     }
 
@@ -219,7 +212,7 @@ impl Api {
                 .receipts
                 .entry(household.to_string())
                 .or_insert_with(Timestamp::now);
-            save(&mut store, AnyRecord::Notice(notice), "notice read")?;
+            save(&mut store, vec![AnyRecord::Notice(notice)], "notice read")?;
         }
         self.notice(id)
     }

@@ -276,6 +276,24 @@ impl Api {
     }
 }
 
+/// Validates records with the domain's rules, then writes them in one transaction.
+pub(crate) fn save(
+    store: &mut Store,
+    records: Vec<linli_domain::AnyRecord>,
+    message: &str,
+) -> Result<(), ApiError> {
+    let today = linli_domain::today();
+    for r in &records {
+        r.validate(today)
+            .map_err(|errors| linli_sync::StoreError::Invalid {
+                id: r.id().to_string(),
+                errors,
+            })?;
+    }
+    store.put(records, message)?;
+    Ok(())
+}
+
 /// A required text field, trimmed.
 pub(crate) fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
     let v = value.trim();

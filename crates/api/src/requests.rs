@@ -3,12 +3,12 @@
 //! per category, reminders, satisfaction, and settling a conflict when two devices moved a
 //! request differently (both steps stay in its history).
 
-use linli_domain::request::{Event, EventKind, Satisfaction, default_categories, validate_request};
+use linli_domain::request::{Event, EventKind, Satisfaction, default_categories};
 use linli_domain::{AnyRecord, LoopStatus, RequestState, Scope, ServiceRequest, Timestamp};
-use linli_sync::{Store, StoreError};
+use linli_sync::Store;
 use serde::{Deserialize, Serialize};
 
-use crate::{Api, ApiError, new_id, required};
+use crate::{Api, ApiError, new_id, required, save};
 
 /// Which requests to list.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -95,15 +95,6 @@ fn load(store: &Store, id: &str) -> Result<ServiceRequest, ApiError> {
             id: id.to_string(),
         }),
     }
-}
-
-fn save(store: &mut Store, r: ServiceRequest, message: &str) -> Result<(), ApiError> {
-    validate_request(&r, linli_domain::today()).map_err(|errors| StoreError::Invalid {
-        id: r.id.clone(),
-        errors,
-    })?;
-    store.put(vec![AnyRecord::Request(r)], message)?;
-    Ok(())
 }
 
 impl Api {
@@ -207,7 +198,7 @@ impl Api {
         r.description = input.description.trim().to_string();
         r.reporter_name = input.reporter_name.trim().to_string();
         r.household = household.map(|(h, _)| h.id);
-        save(&mut store, r, "report request")?;
+        save(&mut store, vec![AnyRecord::Request(r)], "report request")?;
         Ok(id)
     }
 
@@ -222,7 +213,11 @@ impl Api {
         let mut r = load(&store, id)?;
         let user = store.author().user.clone();
         r.advance(to, &user, Timestamp::now(), comment.trim(), &new_id("s")?)?;
-        save(&mut store, r.clone(), &format!("request → {}", to.code()))?;
+        save(
+            &mut store,
+            vec![AnyRecord::Request(r.clone())],
+            &format!("request → {}", to.code()),
+        )?;
         self.request_view(&store, r)
     }
 
@@ -237,7 +232,11 @@ impl Api {
         let mut r = load(&store, id)?;
         let user = store.author().user.clone();
         r.settle(keep, &user, Timestamp::now(), comment.trim(), &new_id("s")?)?;
-        save(&mut store, r.clone(), "settle request conflict")?;
+        save(
+            &mut store,
+            vec![AnyRecord::Request(r.clone())],
+            "settle request conflict",
+        )?;
         self.request_view(&store, r)
     }
 
@@ -250,7 +249,11 @@ impl Api {
         let mut store = self.store();
         let mut r = load(&store, id)?;
         r.satisfaction = Some(satisfaction);
-        save(&mut store, r.clone(), "request satisfaction")?;
+        save(
+            &mut store,
+            vec![AnyRecord::Request(r.clone())],
+            "request satisfaction",
+        )?;
         self.request_view(&store, r)
     }
 
@@ -270,7 +273,11 @@ impl Api {
             new_deadline: None,
             comment: comment.trim().to_string(),
         });
-        save(&mut store, r.clone(), "request reminder")?;
+        save(
+            &mut store,
+            vec![AnyRecord::Request(r.clone())],
+            "request reminder",
+        )?;
         self.request_view(&store, r)
     }
 }

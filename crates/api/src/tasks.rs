@@ -5,11 +5,11 @@
 use linli_domain::request::default_categories;
 use linli_domain::work::{ChecklistItem, TEMPLATES, TaskStatus};
 use linli_domain::{AnyRecord, Day, Scope, ServiceRequest, Task, Timestamp};
-use linli_sync::{Store, StoreError};
+use linli_sync::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::roster::parse_day;
-use crate::{Api, ApiError, new_id, required};
+use crate::{Api, ApiError, new_id, required, save};
 
 /// A checklist template.
 #[derive(Debug, Clone, Serialize)]
@@ -79,16 +79,15 @@ fn load(store: &Store, id: &str) -> Result<Task, ApiError> {
     }
 }
 
-fn save(store: &mut Store, records: Vec<AnyRecord>, message: &str) -> Result<(), ApiError> {
-    let today = linli_domain::today();
-    for r in &records {
-        r.validate(today).map_err(|errors| StoreError::Invalid {
-            id: r.id().to_string(),
-            errors,
-        })?;
-    }
-    store.put(records, message)?;
-    Ok(())
+/// The checklist item `item` of task `t`.
+fn item_mut<'a>(t: &'a mut Task, item: &str) -> Result<&'a mut ChecklistItem, ApiError> {
+    t.checklist
+        .iter_mut()
+        .find(|i| i.id == item)
+        .ok_or_else(|| ApiError::NotFound {
+            kind: "checklist item",
+            id: item.to_string(),
+        })
 }
 
 impl Api {
@@ -232,14 +231,7 @@ impl Api {
             ));
         }
         let mut t = load(&store, task)?;
-        let entry = t
-            .checklist
-            .iter_mut()
-            .find(|i| i.id == item)
-            .ok_or_else(|| ApiError::NotFound {
-                kind: "checklist item",
-                id: item.to_string(),
-            })?;
+        let entry = item_mut(&mut t, item)?;
         entry.ok = Some(ok);
         entry.note = note.trim().to_string();
         let (checked, all) = t.progress();
@@ -259,14 +251,7 @@ impl Api {
         let mut store = self.store();
         let community = self.community(&store)?;
         let mut t = load(&store, task)?;
-        let entry = t
-            .checklist
-            .iter_mut()
-            .find(|i| i.id == item)
-            .ok_or_else(|| ApiError::NotFound {
-                kind: "checklist item",
-                id: item.to_string(),
-            })?;
+        let entry = item_mut(&mut t, item)?;
         if entry.ok != Some(false) {
             return Err(ApiError::invalid(
                 "ok",
@@ -286,10 +271,12 @@ impl Api {
             .ok_or_else(|| ApiError::invalid("category", "no request categories"))?;
         let id = new_id("rq")?;
         let user = store.author().user.clone();
+        let (scope, place) = (t.scope.clone(), format!("{}{}栋", t.compound, t.building));
+        let entry = item_mut(&mut t, item)?;
         let mut r = ServiceRequest::report(
             &id,
-            t.scope.clone(),
-            &format!("巡查发现：{}（{}{}栋）", entry.item, t.compound, t.building),
+            scope,
+            &format!("巡查发现：{}（{place}）", entry.item),
             &category,
             &user,
             Timestamp::now(),
