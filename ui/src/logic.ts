@@ -157,3 +157,32 @@ export function debounce<A extends unknown[]>(fn: (...args: A) => void, ms: numb
 export function dayStartMs(day: string): number {
   return Date.parse(`${day}T00:00:00+08:00`)
 }
+
+/** Where drafts live: `localStorage` in the app, any map in tests. */
+export interface DraftStore {
+  getItem(key: string): string | null
+  setItem(key: string, value: string): void
+  removeItem(key: string): void
+}
+
+/** Drafts of forms (a visit being recorded …), kept on every keystroke so that closing the app
+ *  or switching screens loses nothing typed; removed once saved. */
+export const drafts = {
+  key: (form: string, id: string) => `linli.draft.${form}.${id}`,
+  save<T>(store: DraftStore, form: string, id: string, value: T) {
+    store.setItem(drafts.key(form, id), JSON.stringify(value))
+  },
+  load<T extends object>(store: DraftStore, form: string, id: string, fallback: T): T {
+    const raw = store.getItem(drafts.key(form, id))
+    if (!raw) return fallback
+    try {
+      const v = JSON.parse(raw) as Partial<T>
+      return typeof v === 'object' && v !== null ? { ...fallback, ...v } : fallback
+    } catch {
+      return fallback
+    }
+  },
+  clear(store: DraftStore, form: string, id: string) {
+    store.removeItem(drafts.key(form, id))
+  },
+}

@@ -88,3 +88,20 @@ describe('door to door', () => {
     expect(addressOf(rows[0]!, 'en')).toBe('幸福里小区 Bldg 3, Unit 1, Room 101')
   })
 })
+
+describe('drafts', () => {
+  it('keep what was typed until it is saved', async () => {
+    const { drafts } = await import('../src/logic')
+    const m = new Map<string, string>()
+    const store = { getItem: (k: string) => m.get(k) ?? null, setItem: (k: string, v: string) => void m.set(k, v), removeItem: (k: string) => void m.delete(k) }
+    const blank = { notes: '', outcome: 'done' }
+    expect(drafts.load(store, 'visit', 'hh-1', blank)).toEqual(blank)
+    drafts.save(store, 'visit', 'hh-1', { notes: '老人不在家', outcome: 'not_home' })
+    expect(drafts.load(store, 'visit', 'hh-1', blank)).toEqual({ notes: '老人不在家', outcome: 'not_home' })
+    expect(drafts.load(store, 'visit', 'hh-2', blank)).toEqual(blank)
+    m.set(drafts.key('visit', 'hh-3'), '{not json')
+    expect(drafts.load(store, 'visit', 'hh-3', blank)).toEqual(blank)
+    drafts.clear(store, 'visit', 'hh-1')
+    expect(drafts.load(store, 'visit', 'hh-1', blank)).toEqual(blank)
+  })
+})

@@ -19,6 +19,18 @@ fn main() {
         let t = std::time::Instant::now();
         let r = api.requests(&Default::default()).unwrap();
         let e = t.elapsed();
-        println!("households {} rows {:?} · overview {} {:?} · tree {} {:?} · search {} {:?} · requests {} {:?}", rows.len(), a, o.counts.households, b, c.len(), cc, h.len(), d, r.len(), e);
+        println!(
+            "households {} rows {:?} · overview {} {:?} · tree {} {:?} · search {} {:?} · requests {} {:?}",
+            rows.len(),
+            a,
+            o.counts.households,
+            b,
+            c.len(),
+            cc,
+            h.len(),
+            d,
+            r.len(),
+            e
+        );
     }
 }
