@@ -13,7 +13,7 @@ use linli_api::{
     NewHousehold, NewRequest, NewTask, NewVisit, Overview, RequestQuery, RequestRow, RequestView,
     SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
 };
-use linli_api::{BoardRow, NoticeView};
+use linli_api::{BoardRow, NoticeView, PeerServer, PeerSync};
 use linli_domain::board::{PostKind, PostStatus};
 use linli_domain::request::Satisfaction;
 use linli_domain::{HelpPost, RequestState};
@@ -25,6 +25,7 @@ type Res<T> = Result<T, ApiError>;
 pub struct Linli {
     api: Arc<Api>,
     sync: Mutex<Option<SyncHandle>>,
+    peers: Mutex<Option<PeerServer>>,
 }
 
 impl Linli {
@@ -258,6 +259,46 @@ fn confirm_read(s: State<'_, Linli>, id: String, household: String) -> Res<Notic
     s.api.confirm_read(&id, &household)
 }
 
+/// Serves nearby devices (`on`) or stops; returns the ticket while serving. Binds every
+/// interface, or `LINLI_P2P_BIND` (e.g. `127.0.0.1:0` in tests).
+#[tauri::command(async, rename_all = "snake_case")]
+fn serve_peers<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    s: State<'_, Linli>,
+    on: bool,
+) -> Res<Option<String>> {
+    let mut peers = s.peers.lock().unwrap_or_else(|p| p.into_inner());
+    if !on {
+        peers.take();
+        return Ok(None);
+    }
+    if peers.is_none() {
+        let bind = std::env::var("LINLI_P2P_BIND")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        *peers = Some(PeerServer::start(&s.api, bind, move |e| {
+            if let SyncEvent::Changed { received } = e {
+                let _ = app.emit(DOCS_CHANGED, received);
+            }
+        })?);
+    }
+    Ok(peers.as_ref().map(|p| p.ticket().to_string()))
+}
+
+#[tauri::command(async, rename_all = "snake_case")]
+fn sync_peer<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    s: State<'_, Linli>,
+    ticket: String,
+) -> Res<PeerSync> {
+    let r = s.api.sync_peer(&ticket)?;
+    if r.received > 0 {
+        let _ = app.emit(DOCS_CHANGED, r.received);
+    }
+    Ok(r)
+}
+
 #[tauri::command(async, rename_all = "snake_case")]
 fn sync_status(s: State<'_, Linli>) -> Res<SyncStatus> {
     s.api.sync_status()
@@ -341,6 +382,7 @@ pub fn app<R: Runtime>(
         .manage(Linli {
             api,
             sync: Mutex::new(None),
+            peers: Mutex::new(None),
         })
         .setup(move |app| {
             let linli = app.state::<Linli>();
@@ -396,6 +438,8 @@ pub fn app<R: Runtime>(
             notice,
             publish_notice,
             confirm_read,
+            serve_peers,
+            sync_peer,
             sync_status,
             set_relay,
             sync_now,
@@ -431,6 +475,7 @@ pub fn run() {
                 && let Some(linli) = handle.try_state::<Linli>()
             {
                 linli.sync.lock().unwrap_or_else(|p| p.into_inner()).take();
+                linli.peers.lock().unwrap_or_else(|p| p.into_inner()).take();
             }
         }),
         Err(e) => {

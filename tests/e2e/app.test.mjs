@@ -41,6 +41,7 @@ async function driver(data, env = {}) {
   const d = start(driverBin, ['--port', String(port), '--native-port', String(native)], {
     DISPLAY: display,
     LINLI_DATA: data,
+    LINLI_P2P_BIND: '127.0.0.1:0',
     LINLI_LOG: 'warn',
     ...env,
   })
@@ -122,9 +123,7 @@ test('a community from its first start: household, visit, request loop, and a ch
 
     // Everything reaches the relay.
     await s.click('[data-test=sync-now]')
-    await s.waitFor('[data-test=sync-status]', { text: '已同步', ms: 30000 })
-    const waiting = await s.text('[data-test=sync-status]')
-    assert.ok(!waiting.includes('待同步'), waiting)
+    await s.waitFor('[data-test=sync-status]', { text: '已同步', without: '待同步', ms: 30000 })
 
     // A second device joins, changes the phone and syncs; the app shows it after a sync.
     const b = join(tmp, 'b')
@@ -138,6 +137,34 @@ test('a community from its first start: household, visit, request loop, and a ch
     await s.click('[data-test=sync-now]')
     await s.waitFor('[data-test=phone]', { text: '139****1111', ms: 30000 })
     await s.screenshot(join(shots, 'household.png'))
+
+    // Directly, without the relay: the app syncs with the second device serving over iroh
+    // (loopback), then serves and the second device syncs with it.
+    linli(bin('linli'), b, '--user', '李四', 'edit', hit.id, 'phone', '13700002222')
+    const serve = start(bin('linli'), ['--data', b, 'p2p', 'serve', '--bind', '127.0.0.1:0'], { LINLI_LOG: 'warn' })
+    procs.push(serve)
+    const ticketB = (await serve.first).trim()
+    await s.click('[data-test=nav-settings]')
+    await s.type('[data-test=peer-ticket-input]', ticketB)
+    await s.click('[data-test=sync-peer]')
+    await s.waitFor('.el-message', { text: '已与', ms: 30000 })
+    await s.go(`#/household/${household}`)
+    await s.waitFor('[data-test=phone]', { text: '137****2222', ms: 30000 })
+    serve.stop()
+    await s.click('[data-test=nav-settings]')
+    await s.click('[data-test=serve-peers]')
+    await s.waitFor('[data-test=peer-ticket]')
+    const ticketA = await s.exec("const e = document.querySelector('[data-test=peer-ticket]'); return e.value ?? e.querySelector('textarea').value")
+    assert.match(ticketA, /^LINLIP1/)
+    await s.screenshot(join(shots, 'settings.png'))
+    await s.go(`#/household/${household}`)
+    await s.click('[data-test=edit-phone]')
+    await s.type('.el-message-box', '13600003333')
+    await s.click('.el-message-box__btns .el-button--primary')
+    await s.waitFor('[data-test=phone]', { text: '136****3333' })
+    const out = JSON.parse(linli(bin('linli'), b, '--json', 'p2p', 'sync', ticketA, '--bind', '127.0.0.1:0'))
+    assert.ok(out.created + out.changed >= 1, JSON.stringify(out))
+    assert.match(linli(bin('linli'), b, '--reveal', 'show', hit.id), /13600003333/)
   } finally {
     await stop()
   }

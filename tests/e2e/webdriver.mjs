@@ -34,8 +34,9 @@ export class Session {
     return r.map((e) => e[ELEMENT])
   }
 
-  /** Waits (at most `ms`) until `css` matches a displayed element, optionally with `text`. */
-  async waitFor(css, { text, ms = 20000 } = {}) {
+  /** Waits (at most `ms`) until `css` matches a displayed element, optionally with `text`
+   *  and without `without`. */
+  async waitFor(css, { text, without, ms = 20000 } = {}) {
     const deadline = Date.now() + ms
     let last = ''
     while (Date.now() < deadline) {
@@ -44,7 +45,7 @@ export class Session {
           const shown = await this.cmd(`/element/${el}/displayed`)
           if (!shown) continue
           last = await this.cmd(`/element/${el}/text`)
-          if (text === undefined || last.includes(text)) return el
+          if ((text === undefined || last.includes(text)) && (without === undefined || !last.includes(without))) return el
         }
       } catch {
         // the page is changing; look again

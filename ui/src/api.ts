@@ -277,6 +277,8 @@ export interface Notice {
 }
 export interface NoticeView { notice: Notice; confirmed: number; households: number }
 
+export interface PeerSync { peer: string; sent: number; received: number; ms: number }
+
 export const api = {
   status: () => invoke<AppStatus>('status'),
   createCommunity: (name: string, street: string, user: string) =>
@@ -322,6 +324,8 @@ export const api = {
   publishNotice: (title: string, body: string, receipts_required: boolean) =>
     invoke<string>('publish_notice', { title, body, receipts_required }),
   confirmRead: (id: string, household: string) => invoke<NoticeView>('confirm_read', { id, household }),
+  servePeers: (on: boolean) => invoke<string | null>('serve_peers', { on }),
+  syncPeer: (ticket: string) => invoke<PeerSync>('sync_peer', { ticket }),
   syncStatus: () => invoke<SyncStatus>('sync_status'),
   setRelay: (url: string) => invoke<SyncStatus>('set_relay', { url }),
   syncNow: () => invoke<SyncStatus>('sync_now'),

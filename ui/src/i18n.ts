@@ -103,6 +103,8 @@ export const zh = {
   settings: {
     title: '设置', device: '本设备', role: '角色', dataDir: '数据目录', invite: '邀请新设备',
     inviteRole: '角色', inviteGrids: '网格', makeInvite: '生成邀请码', inviteHint: '邀请码包含密钥，只出示一次。',
+    peers: '附近设备直连', serve: '允许附近设备与本机同步', ticket: '本机连接码（请对方扫码或输入）',
+    peerTicket: '对方的连接码', syncPeer: '与该设备同步', peerDone: '已与 {peer} 同步：发送 {sent} 项，收到 {received} 项',
   },
   time: { hours: '{n} 小时', days: '{n} 天' },
   error: {
@@ -217,6 +219,8 @@ export const en: Messages = {
     title: 'Settings', device: 'This device', role: 'Role', dataDir: 'Data directory', invite: 'Invite a device',
     inviteRole: 'Role', inviteGrids: 'Grids', makeInvite: 'Make an invitation',
     inviteHint: 'The code carries keys: show it once.',
+    peers: 'Nearby devices', serve: 'Let nearby devices sync with this one', ticket: "This device's code (scan or type it on the other device)",
+    peerTicket: "The other device's code", syncPeer: 'Sync with that device', peerDone: 'Synced with {peer}: sent {sent}, received {received}',
   },
   time: { hours: '{n} h', days: '{n} days' },
   error: {

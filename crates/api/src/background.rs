@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use linli_domain::Timestamp;
 use linli_sync::Store;
-use linli_sync::relay_client::{RelayClient, SyncError};
+use linli_sync::relay_client::RelayClient;
 use serde::Serialize;
 
 use crate::{Api, ApiError};
@@ -178,13 +178,9 @@ impl Api {
         let result = (|| -> Result<_, ApiError> {
             // Its own handle: the screens keep reading and writing meanwhile.
             let mut store = Store::open(&self.dir)?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| {
-                    ApiError::Sync(SyncError::Protocol(format!("cannot start a runtime: {e}")))
-                })?;
-            Ok(runtime.block_on(linli_sync::relay_client::sync(&mut store, &relay))?)
+            crate::peers::on_own_runtime(|rt| {
+                Ok(rt.block_on(linli_sync::relay_client::sync(&mut store, &relay))?)
+            })
         })();
         match result {
             Ok(report) => {

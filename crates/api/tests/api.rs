@@ -560,3 +560,41 @@ fn help_posts_and_notices_with_read_confirmations() {
     assert_eq!(v.notice.receipts.keys().next(), Some(&hh));
     assert_eq!(api.notices().unwrap()[0].title, "停水通知");
 }
+
+#[test]
+fn two_devices_sync_directly_without_the_relay() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Arc::new(staff(a_dir.path()));
+    let hh = a.add_household(&new_household("501")).unwrap();
+    let b = Api::open(b_dir.path()).unwrap();
+    b.join(&a.invite("grid", &["G01".into()]).unwrap(), "李四")
+        .unwrap();
+
+    let (tx, rx) = mpsc::channel();
+    let server =
+        linli_api::PeerServer::start(&a, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), move |e| {
+            let _ = tx.send(e);
+        })
+        .unwrap();
+    assert!(
+        b.sync_peer("LINLIP1-not-a-ticket")
+            .unwrap_err()
+            .to_string()
+            .contains("ticket")
+    );
+
+    let first = b.sync_peer(server.ticket()).unwrap();
+    assert!(first.received >= 3, "{first:?}");
+    let person = b.household(&hh).unwrap().members[0].person.id.clone();
+    assert!(b.edit(&person, "phone", "13900001111").unwrap());
+    let back = b.sync_peer(server.ticket()).unwrap();
+    assert_eq!(back.sent, 1, "{back:?}");
+    wait_for(
+        &rx,
+        "the served device to report the change",
+        |e| matches!(e, SyncEvent::Changed { received } if *received >= 1),
+    );
+    assert_eq!(a.household(&hh).unwrap().members[0].phone, "139****1111");
+    drop(server);
+}
