@@ -135,6 +135,7 @@ export interface NewVisit {
   method: 'in_person' | 'phone' | 'wechat'
   outcome: 'done' | 'not_home'
   retry_on?: string | null
+  changes?: { person: string; change: 'new' | 'moved_out' | 'deceased' | 'updated'; note: string }[]
   follow_up?: string
   notes?: string
 }

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use linli_domain::mask::{mask_id_number, mask_phone};
-use linli_domain::work::{PersonChange, VisitMethod, VisitOutcome};
+use linli_domain::work::{PersonChange, PersonChangeKind, VisitMethod, VisitOutcome};
 use linli_domain::{
     Address, AnyRecord, Area, Day, Gender, Household, IdType, Person, Relation, Residence, Scope,
     Sensitive, SensitiveFields, Tenure, Timestamp, Visit, validate_household,
@@ -393,7 +393,8 @@ impl Api {
         self.edit(person, field, &day.to_string())
     }
 
-    /// Records a visit; the household's last visit day follows. Returns the visit id.
+    /// Records a visit; the household's last visit day follows, and so do the people the visit
+    /// found moved out or deceased (today). Returns the visit id.
     pub fn record_visit(&self, input: &NewVisit) -> Result<String, ApiError> {
         let mut store = self.store();
         if !self.role(&store)?.may_edit_roster {
@@ -401,7 +402,7 @@ impl Api {
                 "this device's role may not record visits".into(),
             ));
         }
-        let (mut household, _) =
+        let (mut household, sensitive) =
             store
                 .household(&input.household)?
                 .ok_or_else(|| ApiError::NotFound {
@@ -436,9 +437,44 @@ impl Api {
             id: id.clone(),
             errors,
         })?;
+        // People who moved out or died, seen on the visit, change on the roster in the same
+        // write as the visit that records it.
+        let mut roster_changed = false;
+        for change in &input.changes {
+            let member = household
+                .members
+                .iter_mut()
+                .find(|m| m.id == change.person)
+                .ok_or_else(|| ApiError::NotFound {
+                    kind: "member of this household",
+                    id: change.person.clone(),
+                })?;
+            match change.change {
+                PersonChangeKind::MovedOut if member.moved_out.is_none() => {
+                    member.moved_out = Some(today);
+                    roster_changed = true;
+                }
+                PersonChangeKind::Deceased if member.deceased.is_none() => {
+                    member.deceased = Some(today);
+                    roster_changed = true;
+                }
+                _ => {}
+            }
+        }
+        if roster_changed {
+            validate_household(&household, &sensitive, today).map_err(|errors| {
+                StoreError::Invalid {
+                    id: household.id.clone(),
+                    errors,
+                }
+            })?;
+        }
         let mut records = vec![AnyRecord::Visit(visit)];
         if input.outcome == VisitOutcome::Done {
             household.last_visit = Some(at.day());
+            roster_changed = true;
+        }
+        if roster_changed {
             records.push(AnyRecord::Household(household));
         }
         store.put(records, "record visit")?;

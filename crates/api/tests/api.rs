@@ -181,10 +181,60 @@ fn demo_roster_visits_and_overview() {
     std::thread::sleep(Duration::from_millis(5)); // a later instant: newest first
     visit.outcome = VisitOutcome::Done;
     visit.notes = "老人身体不错".into();
-    let vid = api.record_visit(&visit).unwrap();
+    let done_visit = api.record_visit(&visit).unwrap();
+
+    // A third visit finds a member moved out: the roster follows, in the same write.
+    let page = api.household(&target).unwrap();
+    let leaving = page
+        .members
+        .iter()
+        .find(|m| m.person.moved_out.is_none() && m.person.deceased.is_none())
+        .unwrap()
+        .person
+        .id
+        .clone();
+    let present_before = page
+        .members
+        .iter()
+        .filter(|m| m.person.moved_out.is_none() && m.person.deceased.is_none())
+        .count();
+    std::thread::sleep(Duration::from_millis(5));
+    let mut moved = visit.clone();
+    moved.changes = vec![linli_domain::work::PersonChange {
+        person: leaving.clone(),
+        change: linli_domain::work::PersonChangeKind::MovedOut,
+        note: "搬去子女家".into(),
+    }];
+    moved.changes.push(linli_domain::work::PersonChange {
+        person: "p-nobody".into(),
+        change: linli_domain::work::PersonChangeKind::Deceased,
+        note: String::new(),
+    });
+    let err = api.record_visit(&moved).unwrap_err();
+    assert_eq!(err.code(), "not_found", "{err}");
+    moved.changes.pop();
+    let vid = api.record_visit(&moved).unwrap();
 
     let page = api.household(&target).unwrap();
-    assert_eq!(page.visits.len(), 2);
+    assert_eq!(page.visits.len(), 3);
+    assert_eq!(
+        (page.visits[0].id.as_str(), page.visits[1].id.as_str()),
+        (vid.as_str(), done_visit.as_str()),
+        "newest first"
+    );
+    let gone = page
+        .members
+        .iter()
+        .find(|m| m.person.id == leaving)
+        .unwrap();
+    assert_eq!(gone.person.moved_out, Some(linli_domain::today()));
+    assert_eq!(
+        page.members
+            .iter()
+            .filter(|m| m.person.moved_out.is_none() && m.person.deceased.is_none())
+            .count(),
+        present_before - 1
+    );
     assert_eq!(page.visits[0].id, vid);
     assert_eq!(page.household.last_visit, Some(linli_domain::today()));
     let after = api.overview().unwrap();
