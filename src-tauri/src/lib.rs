@@ -1,5 +1,5 @@
 //! Linli 邻里, the app: a thin Tauri v2 shell. Each command is one call into
-//! [`linli_api::Api`]; errors reach the front end as `{code, message}`; the background sync
+//! [`linli_api::Api`], run on the blocking pool; errors reach the front end as `{code, message}`; the background sync
 //! loop reports through the events `sync-status` (a [`SyncStatus`]) and `docs-changed`.
 //!
 //! Architecture invariant: only this crate serializes data for the front end, and the front
@@ -21,6 +21,18 @@ use tauri::{Emitter, Manager, Runtime, State};
 
 type Res<T> = Result<T, ApiError>;
 
+/// Runs a call of the API on the blocking pool: SQLite work (and a sync's own runtime) never
+/// holds up the async runtime that serves the window's other calls.
+async fn blocking<T: Send + 'static>(
+    api: &Arc<Api>,
+    f: impl FnOnce(&Api) -> Res<T> + Send + 'static,
+) -> Res<T> {
+    let api = api.clone();
+    tauri::async_runtime::spawn_blocking(move || f(&api))
+        .await
+        .unwrap_or_else(|e| Err(ApiError::Internal(format!("a call did not finish: {e}"))))
+}
+
 /// The app's state: the device's API and its background sync loop.
 pub struct Linli {
     api: Arc<Api>,
@@ -41,136 +53,149 @@ pub const SYNC_STATUS: &str = "sync-status";
 /// The event telling the front end that synced documents arrived.
 pub const DOCS_CHANGED: &str = "docs-changed";
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn status(s: State<'_, Linli>) -> Res<AppStatus> {
-    s.api.status()
+#[tauri::command(rename_all = "snake_case")]
+async fn status(s: State<'_, Linli>) -> Res<AppStatus> {
+    blocking(&s.api, move |api| api.status()).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn create_community(
+#[tauri::command(rename_all = "snake_case")]
+async fn create_community(
     s: State<'_, Linli>,
     name: String,
     street: String,
     user: String,
 ) -> Res<AppStatus> {
-    s.api.create_community(&name, &street, &user)
+    blocking(&s.api, move |api| {
+        api.create_community(&name, &street, &user)
+    })
+    .await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn start_demo(s: State<'_, Linli>, user: String) -> Res<AppStatus> {
-    s.api.start_demo(linli_api::DEMO_HOUSEHOLDS, &user)
+#[tauri::command(rename_all = "snake_case")]
+async fn start_demo(s: State<'_, Linli>, user: String) -> Res<AppStatus> {
+    blocking(&s.api, move |api| {
+        api.start_demo(linli_api::DEMO_HOUSEHOLDS, &user)
+    })
+    .await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn join(s: State<'_, Linli>, code: String, user: String) -> Res<AppStatus> {
-    let status = s.api.join(&code, &user);
+#[tauri::command(rename_all = "snake_case")]
+async fn join(s: State<'_, Linli>, code: String, user: String) -> Res<AppStatus> {
+    let status = blocking(&s.api, move |api| api.join(&code, &user)).await;
     s.sync_now();
     status
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn invite(s: State<'_, Linli>, role: String, grids: Vec<String>) -> Res<String> {
-    s.api.invite(&role, &grids)
+#[tauri::command(rename_all = "snake_case")]
+async fn invite(s: State<'_, Linli>, role: String, grids: Vec<String>) -> Res<String> {
+    blocking(&s.api, move |api| api.invite(&role, &grids)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn overview(s: State<'_, Linli>) -> Res<Overview> {
-    s.api.overview()
+#[tauri::command(rename_all = "snake_case")]
+async fn overview(s: State<'_, Linli>) -> Res<Overview> {
+    blocking(&s.api, move |api| api.overview()).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn compounds(s: State<'_, Linli>) -> Res<Vec<CompoundNode>> {
-    s.api.compounds()
+#[tauri::command(rename_all = "snake_case")]
+async fn compounds(s: State<'_, Linli>) -> Res<Vec<CompoundNode>> {
+    blocking(&s.api, move |api| api.compounds()).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn households(s: State<'_, Linli>, query: HouseholdQuery) -> Res<Vec<HouseholdRow>> {
-    s.api.households(&query)
+#[tauri::command(rename_all = "snake_case")]
+async fn households(s: State<'_, Linli>, query: HouseholdQuery) -> Res<Vec<HouseholdRow>> {
+    blocking(&s.api, move |api| api.households(&query)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn household(s: State<'_, Linli>, id: String) -> Res<HouseholdView> {
-    s.api.household(&id)
+#[tauri::command(rename_all = "snake_case")]
+async fn household(s: State<'_, Linli>, id: String) -> Res<HouseholdView> {
+    blocking(&s.api, move |api| api.household(&id)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn search(s: State<'_, Linli>, text: String) -> Res<Vec<linli_api::Hit>> {
-    s.api.search(&text, 50)
+#[tauri::command(rename_all = "snake_case")]
+async fn search(s: State<'_, Linli>, text: String) -> Res<Vec<linli_api::Hit>> {
+    blocking(&s.api, move |api| api.search(&text, 50)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn reveal(s: State<'_, Linli>, person: String, field: String) -> Res<String> {
-    s.api.reveal(&person, &field)
+#[tauri::command(rename_all = "snake_case")]
+async fn reveal(s: State<'_, Linli>, person: String, field: String) -> Res<String> {
+    blocking(&s.api, move |api| api.reveal(&person, &field)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn edit(s: State<'_, Linli>, id: String, field: String, value: String) -> Res<bool> {
-    s.api.edit(&id, &field, &value)
+#[tauri::command(rename_all = "snake_case")]
+async fn edit(s: State<'_, Linli>, id: String, field: String, value: String) -> Res<bool> {
+    blocking(&s.api, move |api| api.edit(&id, &field, &value)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn add_household(s: State<'_, Linli>, input: NewHousehold) -> Res<String> {
-    s.api.add_household(&input)
+#[tauri::command(rename_all = "snake_case")]
+async fn add_household(s: State<'_, Linli>, input: NewHousehold) -> Res<String> {
+    blocking(&s.api, move |api| api.add_household(&input)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn move_out(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
-    s.api.move_out(&person, day.as_deref())
+#[tauri::command(rename_all = "snake_case")]
+async fn move_out(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
+    blocking(&s.api, move |api| api.move_out(&person, day.as_deref())).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn mark_deceased(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
-    s.api.mark_deceased(&person, day.as_deref())
+#[tauri::command(rename_all = "snake_case")]
+async fn mark_deceased(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
+    blocking(&s.api, move |api| {
+        api.mark_deceased(&person, day.as_deref())
+    })
+    .await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn record_visit(s: State<'_, Linli>, input: NewVisit) -> Res<String> {
-    s.api.record_visit(&input)
+#[tauri::command(rename_all = "snake_case")]
+async fn record_visit(s: State<'_, Linli>, input: NewVisit) -> Res<String> {
+    blocking(&s.api, move |api| api.record_visit(&input)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn requests(s: State<'_, Linli>, query: RequestQuery) -> Res<Vec<RequestRow>> {
-    s.api.requests(&query)
+#[tauri::command(rename_all = "snake_case")]
+async fn requests(s: State<'_, Linli>, query: RequestQuery) -> Res<Vec<RequestRow>> {
+    blocking(&s.api, move |api| api.requests(&query)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn request(s: State<'_, Linli>, id: String) -> Res<RequestView> {
-    s.api.request(&id)
+#[tauri::command(rename_all = "snake_case")]
+async fn request(s: State<'_, Linli>, id: String) -> Res<RequestView> {
+    blocking(&s.api, move |api| api.request(&id)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn report_request(s: State<'_, Linli>, input: NewRequest) -> Res<String> {
-    s.api.report_request(&input)
+#[tauri::command(rename_all = "snake_case")]
+async fn report_request(s: State<'_, Linli>, input: NewRequest) -> Res<String> {
+    blocking(&s.api, move |api| api.report_request(&input)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn advance_request(
+#[tauri::command(rename_all = "snake_case")]
+async fn advance_request(
     s: State<'_, Linli>,
     id: String,
     to: RequestState,
     comment: String,
 ) -> Res<RequestView> {
-    s.api.advance_request(&id, to, &comment)
+    blocking(&s.api, move |api| api.advance_request(&id, to, &comment)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn settle_request(
+#[tauri::command(rename_all = "snake_case")]
+async fn settle_request(
     s: State<'_, Linli>,
     id: String,
     keep: String,
     comment: String,
 ) -> Res<RequestView> {
-    s.api.settle_request(&id, &keep, &comment)
+    blocking(&s.api, move |api| api.settle_request(&id, &keep, &comment)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn rate_request(s: State<'_, Linli>, id: String, satisfaction: Satisfaction) -> Res<RequestView> {
-    s.api.rate_request(&id, satisfaction)
+#[tauri::command(rename_all = "snake_case")]
+async fn rate_request(
+    s: State<'_, Linli>,
+    id: String,
+    satisfaction: Satisfaction,
+) -> Res<RequestView> {
+    blocking(&s.api, move |api| api.rate_request(&id, satisfaction)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn remind_request(s: State<'_, Linli>, id: String, comment: String) -> Res<RequestView> {
-    s.api.remind_request(&id, &comment)
+#[tauri::command(rename_all = "snake_case")]
+async fn remind_request(s: State<'_, Linli>, id: String, comment: String) -> Res<RequestView> {
+    blocking(&s.api, move |api| api.remind_request(&id, &comment)).await
 }
 
 #[tauri::command(async, rename_all = "snake_case")]
@@ -178,85 +203,93 @@ fn task_templates(s: State<'_, Linli>) -> Vec<Template> {
     s.api.task_templates()
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn tasks(s: State<'_, Linli>, grid: Option<String>) -> Res<Vec<TaskRow>> {
-    s.api.tasks(grid.as_deref())
+#[tauri::command(rename_all = "snake_case")]
+async fn tasks(s: State<'_, Linli>, grid: Option<String>) -> Res<Vec<TaskRow>> {
+    blocking(&s.api, move |api| api.tasks(grid.as_deref())).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn task(s: State<'_, Linli>, id: String) -> Res<TaskView> {
-    s.api.task(&id)
+#[tauri::command(rename_all = "snake_case")]
+async fn task(s: State<'_, Linli>, id: String) -> Res<TaskView> {
+    blocking(&s.api, move |api| api.task(&id)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn create_task(s: State<'_, Linli>, input: NewTask) -> Res<String> {
-    s.api.create_task(&input)
+#[tauri::command(rename_all = "snake_case")]
+async fn create_task(s: State<'_, Linli>, input: NewTask) -> Res<String> {
+    blocking(&s.api, move |api| api.create_task(&input)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn check_item(
+#[tauri::command(rename_all = "snake_case")]
+async fn check_item(
     s: State<'_, Linli>,
     task: String,
     item: String,
     ok: bool,
     note: String,
 ) -> Res<TaskView> {
-    s.api.check_item(&task, &item, ok, &note)
+    blocking(&s.api, move |api| api.check_item(&task, &item, ok, &note)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn item_to_request(s: State<'_, Linli>, task: String, item: String) -> Res<String> {
-    s.api.item_to_request(&task, &item)
+#[tauri::command(rename_all = "snake_case")]
+async fn item_to_request(s: State<'_, Linli>, task: String, item: String) -> Res<String> {
+    blocking(&s.api, move |api| api.item_to_request(&task, &item)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn posts(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
-    s.api.posts()
+#[tauri::command(rename_all = "snake_case")]
+async fn posts(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
+    blocking(&s.api, move |api| api.posts()).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn post(s: State<'_, Linli>, id: String) -> Res<HelpPost> {
-    s.api.post(&id)
+#[tauri::command(rename_all = "snake_case")]
+async fn post(s: State<'_, Linli>, id: String) -> Res<HelpPost> {
+    blocking(&s.api, move |api| api.post(&id)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn create_post(s: State<'_, Linli>, kind: PostKind, title: String, body: String) -> Res<String> {
-    s.api.create_post(kind, &title, &body)
+#[tauri::command(rename_all = "snake_case")]
+async fn create_post(
+    s: State<'_, Linli>,
+    kind: PostKind,
+    title: String,
+    body: String,
+) -> Res<String> {
+    blocking(&s.api, move |api| api.create_post(kind, &title, &body)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn reply_post(s: State<'_, Linli>, id: String, body: String) -> Res<HelpPost> {
-    s.api.reply_post(&id, &body)
+#[tauri::command(rename_all = "snake_case")]
+async fn reply_post(s: State<'_, Linli>, id: String, body: String) -> Res<HelpPost> {
+    blocking(&s.api, move |api| api.reply_post(&id, &body)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn move_post(s: State<'_, Linli>, id: String, to: PostStatus) -> Res<HelpPost> {
-    s.api.move_post(&id, to)
+#[tauri::command(rename_all = "snake_case")]
+async fn move_post(s: State<'_, Linli>, id: String, to: PostStatus) -> Res<HelpPost> {
+    blocking(&s.api, move |api| api.move_post(&id, to)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn notices(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
-    s.api.notices()
+#[tauri::command(rename_all = "snake_case")]
+async fn notices(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
+    blocking(&s.api, move |api| api.notices()).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn notice(s: State<'_, Linli>, id: String) -> Res<NoticeView> {
-    s.api.notice(&id)
+#[tauri::command(rename_all = "snake_case")]
+async fn notice(s: State<'_, Linli>, id: String) -> Res<NoticeView> {
+    blocking(&s.api, move |api| api.notice(&id)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn publish_notice(
+#[tauri::command(rename_all = "snake_case")]
+async fn publish_notice(
     s: State<'_, Linli>,
     title: String,
     body: String,
     receipts_required: bool,
 ) -> Res<String> {
-    s.api.publish_notice(&title, &body, receipts_required)
+    blocking(&s.api, move |api| {
+        api.publish_notice(&title, &body, receipts_required)
+    })
+    .await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn confirm_read(s: State<'_, Linli>, id: String, household: String) -> Res<NoticeView> {
-    s.api.confirm_read(&id, &household)
+#[tauri::command(rename_all = "snake_case")]
+async fn confirm_read(s: State<'_, Linli>, id: String, household: String) -> Res<NoticeView> {
+    blocking(&s.api, move |api| api.confirm_read(&id, &household)).await
 }
 
 /// Serves nearby devices (`on`) or stops; returns the ticket while serving. Binds every
@@ -286,35 +319,35 @@ fn serve_peers<R: Runtime>(
     Ok(peers.as_ref().map(|p| p.ticket().to_string()))
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn sync_peer<R: Runtime>(
+#[tauri::command(rename_all = "snake_case")]
+async fn sync_peer<R: Runtime>(
     app: tauri::AppHandle<R>,
     s: State<'_, Linli>,
     ticket: String,
 ) -> Res<PeerSync> {
-    let r = s.api.sync_peer(&ticket)?;
+    let r = blocking(&s.api, move |api| api.sync_peer(&ticket)).await?;
     if r.received > 0 {
         let _ = app.emit(DOCS_CHANGED, r.received);
     }
     Ok(r)
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn sync_status(s: State<'_, Linli>) -> Res<SyncStatus> {
-    s.api.sync_status()
+#[tauri::command(rename_all = "snake_case")]
+async fn sync_status(s: State<'_, Linli>) -> Res<SyncStatus> {
+    blocking(&s.api, move |api| api.sync_status()).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn set_relay(s: State<'_, Linli>, url: String) -> Res<SyncStatus> {
-    let status = s.api.set_relay(&url);
+#[tauri::command(rename_all = "snake_case")]
+async fn set_relay(s: State<'_, Linli>, url: String) -> Res<SyncStatus> {
+    let status = blocking(&s.api, move |api| api.set_relay(&url)).await;
     s.sync_now();
     status
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn sync_now(s: State<'_, Linli>) -> Res<SyncStatus> {
+#[tauri::command(rename_all = "snake_case")]
+async fn sync_now(s: State<'_, Linli>) -> Res<SyncStatus> {
     s.sync_now();
-    s.api.sync_status()
+    blocking(&s.api, |api| api.sync_status()).await
 }
 
 /// The app's identifier (as in `tauri.conf.json`): its data directory's name.

@@ -49,6 +49,9 @@ pub enum ApiError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The app itself failed (a call's thread stopped).
+    #[error("{0}")]
+    Internal(String),
     /// An invitation code could not be read.
     #[error("the invitation code cannot be read: {0}")]
     Invite(#[from] linli_wire::WireError),
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "invalid",
             ApiError::Invite(_) => "invite",
             ApiError::Read { .. } => "io",
+            ApiError::Internal(_) => "internal",
         }
     }
 
