@@ -1,6 +1,7 @@
 //! Linli 邻里, the app: a thin Tauri v2 shell. Each command is one call into
-//! [`linli_api::Api`], run on the blocking pool; errors reach the front end as `{code, message}`; the background sync
-//! loop reports through the events `sync-status` (a [`SyncStatus`]) and `docs-changed`.
+//! [`linli_api::Api`], run on the blocking pool; errors reach the front end as
+//! `{code, message}`; the background sync loop reports through the events `sync-status` (a
+//! [`SyncStatus`]) and `docs-changed`.
 //!
 //! Architecture invariant: only this crate serializes data for the front end, and the front
 //! end reaches the store only through these commands.
