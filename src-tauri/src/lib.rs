@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use linli_api::{
     Api, ApiError, AppStatus, Backoff, CompoundNode, HouseholdQuery, HouseholdRow, HouseholdView,
-    NewHousehold, NewRequest, NewTask, NewVisit, Overview, RequestQuery, RequestRow, RequestView,
-    SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
+    NewHousehold, NewMember, NewRequest, NewTask, NewVisit, Overview, RequestQuery, RequestRow,
+    RequestView, SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
 };
 use linli_api::{BoardRow, NoticeView, PeerServer, PeerSync};
 use linli_domain::board::{PostKind, PostStatus};
@@ -130,6 +130,11 @@ async fn edit(s: State<'_, Linli>, id: String, field: String, value: String) -> 
 #[tauri::command(rename_all = "snake_case")]
 async fn add_household(s: State<'_, Linli>, input: NewHousehold) -> Res<String> {
     blocking(&s.api, move |api| api.add_household(&input)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn add_member(s: State<'_, Linli>, household: String, input: NewMember) -> Res<String> {
+    blocking(&s.api, move |api| api.add_member(&household, &input)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -447,6 +452,7 @@ pub fn app<R: Runtime>(
             reveal,
             edit,
             add_household,
+            add_member,
             move_out,
             mark_deceased,
             record_visit,

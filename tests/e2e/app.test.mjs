@@ -98,6 +98,22 @@ test('a community from its first start: household, visit, request loop, and a ch
     await s.click('[data-test=reveal-phone]')
     await s.waitFor('[data-test=phone]', { text: '13812345678' })
 
+    // Edit a member's details; add a member (the ID number's check digit is validated).
+    await s.click('[data-test=edit-info]')
+    await s.type('[data-test=edit-value]', '张秀瑛')
+    await s.click('[data-test=edit-save]')
+    await s.waitFor('[data-test=member]', { text: '张秀瑛' })
+    await s.click('[data-test=add-member]')
+    await s.type('[data-test=member-name]', '王小明')
+    await s.click('[data-test=member-male]')
+    await s.type('[data-test=member-birth]', '2015-06-01', { enter: true })
+    await s.type('[data-test=member-id]', '110105201506010010')
+    await s.click('[data-test=member-save]')
+    await s.waitFor('.el-message', { text: 'members[1].id_number' })
+    await s.type('[data-test=member-id]', '110105201506010016')
+    await s.click('[data-test=member-save]')
+    await s.waitFor('[data-test=member]', { text: '王小明' })
+
     // Record a visit.
     await s.click('[data-test=record-visit]')
     await s.waitFor('[data-test=visit-household]', { text: '幸福里小区3栋2单元501室' })
@@ -130,7 +146,7 @@ test('a community from its first start: household, visit, request loop, and a ch
     const code = linli(bin('linli'), a, 'invite', '--role', 'staff').trim().split('\n').pop()
     linli(bin('linli'), b, 'join', code)
     linli(bin('linli'), b, 'sync')
-    const [hit] = JSON.parse(linli(bin('linli'), b, '--json', 'search', '张秀英'))
+    const [hit] = JSON.parse(linli(bin('linli'), b, '--json', 'search', '张秀瑛'))
     linli(bin('linli'), b, '--user', '李四', 'edit', hit.id, 'phone', '13900001111')
     linli(bin('linli'), b, 'sync')
     await s.go(`#/household/${household}`)

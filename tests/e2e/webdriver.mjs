@@ -75,7 +75,10 @@ export class Session {
   async type(css, text, { enter = false } = {}) {
     await this.waitFor(css)
     const inner = await this.find(`${css} input, ${css} textarea, ${css}:is(input, textarea)`)
-    await this.cmd(`/element/${inner}/clear`, 'POST', {})
+    // WebDriver's clear does not tell Vue: empty the field with an input event, then type.
+    await this.exec("arguments[0].value = ''; arguments[0].dispatchEvent(new Event('input', { bubbles: true }))", [
+      { [ELEMENT]: inner },
+    ])
     await this.cmd(`/element/${inner}/value`, 'POST', { text: text + (enter ? '\uE007' : '') })
   }
 

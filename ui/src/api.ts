@@ -130,6 +130,16 @@ export interface NewHousehold {
   phone: string
   tags: string[]
 }
+export interface NewMember {
+  name: string
+  gender: string
+  birth: string
+  relation: string
+  residence: string
+  id_type: string
+  id_number: string
+  phone: string
+}
 export interface NewVisit {
   household: string
   method: 'in_person' | 'phone' | 'wechat'
@@ -295,6 +305,7 @@ export const api = {
   reveal: (person: string, field: 'id_number' | 'phone') => invoke<string>('reveal', { person, field }),
   edit: (id: string, field: string, value: string) => invoke<boolean>('edit', { id, field, value }),
   addHousehold: (input: NewHousehold) => invoke<string>('add_household', { input }),
+  addMember: (household: string, input: NewMember) => invoke<string>('add_member', { household, input }),
   moveOut: (person: string) => invoke<boolean>('move_out', { person, day: null }),
   markDeceased: (person: string) => invoke<boolean>('mark_deceased', { person, day: null }),
   recordVisit: (input: NewVisit) => invoke<string>('record_visit', { input }),

@@ -48,7 +48,9 @@ export const zh = {
     deceased: '死亡', movedOut: '已迁出 {day}', diedOn: '已故 {day}', confirmMoveOut: '确认 {name} 已迁出？',
     confirmDeceased: '确认登记 {name} 死亡？', editPhone: '修改电话', editTags: '修改重点人群',
     area: '面积（㎡）', tenure: '房屋状况', newRequest: '登记诉求', noVisits: '还没有走访记录',
+    addMember: '新增成员', editInfo: '修改信息', field: '项目', value: '新的内容',
   },
+  field: { name: '姓名', relation: '与户主关系', residence: '户籍类型', ethnicity: '民族', workplace: '工作单位', notes: '备注', id_number: '证件号码' },
   add: {
     title: '新增住户', compound: '小区', building: '楼栋', unit: '单元', room: '房号', grid: '网格',
     headName: '户主姓名', gender: '性别', birth: '出生日期', idType: '证件类型', idNumber: '证件号码',
@@ -159,7 +161,9 @@ export const en: Messages = {
     deceased: 'Deceased', movedOut: 'Moved out {day}', diedOn: 'Died {day}', confirmMoveOut: 'Confirm that {name} moved out?',
     confirmDeceased: 'Record the death of {name}?', editPhone: 'Change phone', editTags: 'Change attention tags',
     area: 'Area (m²)', tenure: 'Tenure', newRequest: 'Report a request', noVisits: 'No visits yet',
+    addMember: 'Add a member', editInfo: 'Edit details', field: 'Field', value: 'New value',
   },
+  field: { name: 'Name', relation: 'Relation to head', residence: 'Residence', ethnicity: 'Ethnicity', workplace: 'Workplace', notes: 'Notes', id_number: 'ID number' },
   add: {
     title: 'Add household', compound: 'Compound', building: 'Building', unit: 'Unit', room: 'Room', grid: 'Grid',
     headName: "Head's name", gender: 'Gender', birth: 'Birth date', idType: 'ID type', idNumber: 'ID number',

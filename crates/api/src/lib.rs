@@ -35,7 +35,9 @@ pub use linli_sync::screens::{CompoundNode, HouseholdRow};
 pub use overview::Overview;
 pub use peers::{PeerServer, PeerSync};
 pub use requests::{NewRequest, RequestQuery, RequestRow, RequestView};
-pub use roster::{HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewVisit, VisitRow};
+pub use roster::{
+    HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewMember, NewVisit, VisitRow,
+};
 pub use tasks::{NewTask, TaskRow, TaskView, Template};
 
 /// Households in the demo community the app offers on first start.

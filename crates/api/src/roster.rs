@@ -110,6 +110,28 @@ pub struct NewHousehold {
     pub tags: Vec<String>,
 }
 
+/// A new member of an existing household (新增成员).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewMember {
+    /// Name.
+    pub name: String,
+    /// Gender.
+    pub gender: Gender,
+    /// Birth date, `YYYY-MM-DD`.
+    pub birth: String,
+    /// Relation to the head.
+    pub relation: Relation,
+    /// Registered, floating or staying.
+    pub residence: Residence,
+    /// ID type.
+    pub id_type: IdType,
+    /// ID number.
+    pub id_number: String,
+    /// Phone.
+    #[serde(default)]
+    pub phone: String,
+}
+
 /// A visit to record (入户走访).
 #[derive(Debug, Clone, Deserialize)]
 pub struct NewVisit {
@@ -371,6 +393,58 @@ impl Api {
             records.push(AnyRecord::Community(updated));
         }
         store.put(records, "add household")?;
+        Ok(id)
+    }
+
+    /// Adds a member to a household (moved in today); returns the person id.
+    pub fn add_member(&self, household: &str, input: &NewMember) -> Result<String, ApiError> {
+        let mut store = self.store();
+        if !self.role(&store)?.may_edit_roster {
+            return Err(ApiError::Forbidden(
+                "this device's role may not change the roster".into(),
+            ));
+        }
+        let (mut h, mut sensitive) =
+            store
+                .household(household)?
+                .ok_or_else(|| ApiError::NotFound {
+                    kind: "household",
+                    id: household.to_string(),
+                })?;
+        let id = new_id("p")?;
+        let today = linli_domain::today();
+        h.members.push(Person {
+            id: id.clone(),
+            name: required("name", &input.name)?.to_string(),
+            gender: input.gender,
+            birth: parse_day("birth", &input.birth)?,
+            relation: input.relation,
+            residence: input.residence,
+            ethnicity: "汉族".into(),
+            moved_in: Some(today),
+            moved_out: None,
+            deceased: None,
+            workplace: String::new(),
+            notes: String::new(),
+        });
+        sensitive.people.insert(
+            id.clone(),
+            SensitiveFields {
+                id_type: input.id_type,
+                id_number: input.id_number.trim().to_string(),
+                phone: input.phone.trim().to_string(),
+                tags: Vec::new(),
+                health: String::new(),
+            },
+        );
+        validate_household(&h, &sensitive, today).map_err(|errors| StoreError::Invalid {
+            id: h.id.clone(),
+            errors,
+        })?;
+        store.put(
+            vec![AnyRecord::Household(h), AnyRecord::Sensitive(sensitive)],
+            "add member",
+        )?;
         Ok(id)
     }
 

@@ -118,6 +118,45 @@ fn a_new_device_creates_a_community_and_keeps_its_roster() {
     assert!(api.edit(&person, "phone", "13900001111").unwrap());
     assert!(!api.edit(&person, "phone", "13900001111").unwrap());
 
+    let err = api
+        .add_member(
+            &id,
+            &linli_api::NewMember {
+                name: "王小明".into(),
+                gender: Gender::Male,
+                birth: "2015-06-01".into(),
+                relation: linli_domain::Relation::Grandchild,
+                residence: Residence::Registered,
+                id_type: IdType::ResidentId,
+                id_number: "110105201506010010".into(),
+                phone: String::new(),
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("members[1].id_number"), "{err}");
+    let kid = api
+        .add_member(
+            &id,
+            &linli_api::NewMember {
+                name: "王小明".into(),
+                gender: Gender::Male,
+                birth: "2015-06-01".into(),
+                relation: linli_domain::Relation::Grandchild,
+                residence: Residence::Registered,
+                id_type: IdType::ResidentId,
+                id_number: "110105201506010016".into(),
+                phone: String::new(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        api.households(&HouseholdQuery::default()).unwrap()[0].members,
+        2
+    );
+    assert_eq!(api.search("wxm", 5).unwrap()[0].id, kid);
+    assert!(api.edit(&kid, "workplace", "幸福里小学").unwrap());
+    assert!(api.move_out(&kid, None).unwrap());
+
     assert!(api.move_out(&person, None).unwrap());
     let rows = api.households(&HouseholdQuery::default()).unwrap();
     assert_eq!(rows[0].members, 0);
