@@ -59,7 +59,7 @@ fn load_notice(store: &Store, id: &str) -> Result<Notice, ApiError> {
 impl Api {
     fn board_rows(&self, collection: &str) -> Result<Vec<BoardRow>, ApiError> {
         let store = self.store();
-        let pending = self.pending_ids(&store)?;
+        let pending = self.pending_ids(&store, &[collection])?;
         Ok(store
             .records(collection, None, None)?
             .into_iter()

@@ -102,7 +102,7 @@ impl Api {
     pub fn requests(&self, q: &RequestQuery) -> Result<Vec<RequestRow>, ApiError> {
         let now = Timestamp::now().0;
         let store = self.store();
-        let pending = self.pending_ids(&store)?;
+        let pending = self.pending_ids(&store, &["requests"])?;
         let rows = store.records("requests", q.grid.as_deref(), None)?;
         Ok(rows
             .into_iter()
@@ -143,7 +143,7 @@ impl Api {
             .find(|c| c.code == r.category)
             .map(|c| c.name)
             .unwrap_or_else(|| r.category.clone());
-        let unsynced = self.pending_ids(store)?.contains(&r.id);
+        let unsynced = self.unsynced(store, &[&r.id])?;
         Ok(RequestView {
             overdue: r.is_overdue(Timestamp::now()),
             deadline: r.current_deadline().0,

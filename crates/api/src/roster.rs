@@ -185,7 +185,7 @@ impl Api {
             not_visited_since,
         };
         let store = self.store();
-        let pending = self.pending_ids(&store)?;
+        let pending = self.pending_ids(&store, &["households", "sensitive"])?;
         let mut rows = store.households(&filter)?;
         for r in &mut rows {
             r.unsynced = pending.contains(&r.id) || pending.contains(&Sensitive::doc_id(&r.id));
@@ -225,9 +225,8 @@ impl Api {
                 title: r.title,
             })
             .collect();
-        let pending = self.pending_ids(&store)?;
         Ok(HouseholdView {
-            unsynced: pending.contains(id) || pending.contains(&Sensitive::doc_id(id)),
+            unsynced: self.unsynced(&store, &[id, &Sensitive::doc_id(id)])?,
             household,
             members,
             visits,
@@ -555,11 +554,24 @@ impl Api {
         Ok(id)
     }
 
-    /// Ids of documents not yet at the relay (empty when no relay is set: nothing to wait for).
-    pub(crate) fn pending_ids(&self, store: &Store) -> Result<HashSet<String>, ApiError> {
+    /// Ids of the documents of `collections` not yet at the relay (none when no relay is set:
+    /// nothing waits).
+    pub(crate) fn pending_ids(
+        &self,
+        store: &Store,
+        collections: &[&str],
+    ) -> Result<HashSet<String>, ApiError> {
         let Some(peer) = self.relay_peer(store)? else {
             return Ok(HashSet::new());
         };
-        Ok(store.pending(&peer, usize::MAX)?.0.into_iter().collect())
+        Ok(store.pending_in(&peer, collections)?)
+    }
+
+    /// Whether any of `ids` has changes not yet at the relay.
+    pub(crate) fn unsynced(&self, store: &Store, ids: &[&str]) -> Result<bool, ApiError> {
+        let Some(peer) = self.relay_peer(store)? else {
+            return Ok(false);
+        };
+        Ok(store.is_pending(&peer, ids)?)
     }
 }

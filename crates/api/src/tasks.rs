@@ -106,7 +106,7 @@ impl Api {
     pub fn tasks(&self, grid: Option<&str>) -> Result<Vec<TaskRow>, ApiError> {
         let today = linli_domain::today().to_string();
         let store = self.store();
-        let pending = self.pending_ids(&store)?;
+        let pending = self.pending_ids(&store, &["tasks"])?;
         Ok(store
             .records("tasks", grid, None)?
             .into_iter()
@@ -132,7 +132,7 @@ impl Api {
         let store = self.store();
         let task = load(&store, id)?;
         Ok(TaskView {
-            unsynced: self.pending_ids(&store)?.contains(id),
+            unsynced: self.unsynced(&store, &[id])?,
             task,
         })
     }
@@ -241,7 +241,7 @@ impl Api {
             TaskStatus::InProgress
         };
         save(&mut store, vec![AnyRecord::Task(t.clone())], "check item")?;
-        let unsynced = self.pending_ids(&store)?.contains(task);
+        let unsynced = self.unsynced(&store, &[task])?;
         Ok(TaskView { task: t, unsynced })
     }
 

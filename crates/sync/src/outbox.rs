@@ -103,6 +103,39 @@ impl Store {
         Ok((ids, total))
     }
 
+    /// Ids of the documents of `collections` that `peer` is not known to have the latest of.
+    pub fn pending_in(
+        &self,
+        peer: &str,
+        collections: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT d.id FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+             WHERE d.collection = ?2 AND (p.heads IS NULL OR p.heads != d.heads)",
+        )?;
+        let mut out = std::collections::HashSet::new();
+        for c in collections {
+            for id in stmt.query_map(params![peer, c], |r| r.get::<_, String>(0))? {
+                out.insert(id?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `peer` is not known to have the latest of any of the documents `ids`.
+    pub fn is_pending(&self, peer: &str, ids: &[&str]) -> Result<bool, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+             WHERE d.id = ?2 AND (p.heads IS NULL OR p.heads != d.heads))",
+        )?;
+        for id in ids {
+            if stmt.query_row(params![peer, id], |r| r.get::<_, bool>(0))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// When this device last completed a sync with `peer` (ms since the epoch).
     pub fn peer_synced_ms(&self, peer: &str) -> Result<Option<i64>, StoreError> {
         use rusqlite::OptionalExtension;
