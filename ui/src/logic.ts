@@ -186,3 +186,12 @@ export const drafts = {
     store.removeItem(drafts.key(form, id))
   },
 }
+
+/** The codes of the roster's choices, as the backend knows them (labels come from i18n). */
+export const CODES = {
+  tags: ['独居老人', '残疾人', '低保', '退役军人', '流动人口', '重点关注'],
+  idTypes: ['resident_id', 'passport', 'hmt_permit', 'foreign_permanent', 'other'],
+  residence: ['registered', 'floating', 'staying'],
+  relation: ['head', 'spouse', 'child', 'parent', 'grandchild', 'other', 'tenant'],
+  tenure: ['owner_occupied', 'rented', 'empty'],
+} as const

@@ -14,7 +14,7 @@ use linli_sync::screens::{CompoundNode, HouseholdFilter, HouseholdRow};
 use linli_sync::{Hit, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::{Api, ApiError, new_id, required};
+use crate::{Api, ApiError, RoleInfo, new_id, required};
 
 /// Which households to list; `not_visited_since` is a day, `YYYY-MM-DD`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -155,6 +155,43 @@ pub struct NewVisit {
     pub notes: String,
 }
 
+/// A person moving into a household today. Ethnicity stays unknown until someone records it.
+fn arrival(
+    id: &str,
+    name: &str,
+    gender: Gender,
+    birth: Day,
+    relation: Relation,
+    residence: Residence,
+    today: Day,
+) -> Person {
+    Person {
+        id: id.to_string(),
+        name: name.to_string(),
+        gender,
+        birth,
+        relation,
+        residence,
+        ethnicity: String::new(),
+        moved_in: Some(today),
+        moved_out: None,
+        deceased: None,
+        workplace: String::new(),
+        notes: String::new(),
+    }
+}
+
+/// The domain's rules for a household and its sensitive part, as an API error.
+fn check_household(h: &Household, s: &Sensitive, today: Day) -> Result<(), ApiError> {
+    validate_household(h, s, today).map_err(|errors| {
+        StoreError::Invalid {
+            id: h.id.clone(),
+            errors,
+        }
+        .into()
+    })
+}
+
 pub(crate) fn parse_day(field: &str, s: &str) -> Result<Day, ApiError> {
     Day::parse(s).map_err(|m| ApiError::invalid(field, m))
 }
@@ -275,16 +312,26 @@ impl Api {
         Ok(store.edit(id, field, value)?.changed > 0)
     }
 
+    /// The device's role, if it may change the roster (and record visits and inspections);
+    /// otherwise an error saying it may not `what`.
+    pub(crate) fn roster_role(&self, store: &Store, what: &str) -> Result<RoleInfo, ApiError> {
+        let role = self.role(store)?;
+        if !role.may_edit_roster {
+            return Err(ApiError::Forbidden(format!(
+                "this device's role may not {what}"
+            )));
+        }
+        Ok(role)
+    }
+
     fn check_roster_write(&self, store: &Store, id: &str) -> Result<(), ApiError> {
         let roster = store.household_of(id)?.is_some()
             || matches!(
                 store.collection_of(id)?,
                 Some(linli_domain::Collection::Household | linli_domain::Collection::Sensitive)
             );
-        if roster && !self.role(store)?.may_edit_roster {
-            return Err(ApiError::Forbidden(
-                "this device's role may not change the roster".into(),
-            ));
+        if roster {
+            self.roster_role(store, "change the roster")?;
         }
         Ok(())
     }
@@ -292,12 +339,7 @@ impl Api {
     /// Adds a household with its head; returns the household id.
     pub fn add_household(&self, input: &NewHousehold) -> Result<String, ApiError> {
         let mut store = self.store();
-        let role = self.role(&store)?;
-        if !role.may_edit_roster {
-            return Err(ApiError::Forbidden(
-                "this device's role may not change the roster".into(),
-            ));
-        }
+        let role = self.roster_role(&store, "change the roster")?;
         let community = self.community(&store)?;
         let name = required("head_name", &input.head_name)?;
         let birth = parse_day("birth", &input.birth)?;
@@ -334,20 +376,15 @@ impl Api {
         let id = new_id("hh")?;
         let person_id = new_id("p")?;
         let today = linli_domain::today();
-        let head = Person {
-            id: person_id.clone(),
-            name: name.to_string(),
-            gender: input.gender,
+        let head = arrival(
+            &person_id,
+            name,
+            input.gender,
             birth,
-            relation: Relation::Head,
-            residence: input.residence,
-            ethnicity: "汉族".into(),
-            moved_in: Some(today),
-            moved_out: None,
-            deceased: None,
-            workplace: String::new(),
-            notes: String::new(),
-        };
+            Relation::Head,
+            input.residence,
+            today,
+        );
         let household = Household {
             id: id.clone(),
             collection: linli_domain::Collection::Household,
@@ -375,12 +412,7 @@ impl Api {
                 health: String::new(),
             },
         );
-        validate_household(&household, &sensitive, today).map_err(|errors| {
-            StoreError::Invalid {
-                id: id.clone(),
-                errors,
-            }
-        })?;
+        check_household(&household, &sensitive, today)?;
         let mut records = vec![
             AnyRecord::Household(household),
             AnyRecord::Sensitive(sensitive),
@@ -398,11 +430,7 @@ impl Api {
     /// Adds a member to a household (moved in today); returns the person id.
     pub fn add_member(&self, household: &str, input: &NewMember) -> Result<String, ApiError> {
         let mut store = self.store();
-        if !self.role(&store)?.may_edit_roster {
-            return Err(ApiError::Forbidden(
-                "this device's role may not change the roster".into(),
-            ));
-        }
+        self.roster_role(&store, "change the roster")?;
         let (mut h, mut sensitive) =
             store
                 .household(household)?
@@ -412,20 +440,15 @@ impl Api {
                 })?;
         let id = new_id("p")?;
         let today = linli_domain::today();
-        h.members.push(Person {
-            id: id.clone(),
-            name: required("name", &input.name)?.to_string(),
-            gender: input.gender,
-            birth: parse_day("birth", &input.birth)?,
-            relation: input.relation,
-            residence: input.residence,
-            ethnicity: "汉族".into(),
-            moved_in: Some(today),
-            moved_out: None,
-            deceased: None,
-            workplace: String::new(),
-            notes: String::new(),
-        });
+        h.members.push(arrival(
+            &id,
+            required("name", &input.name)?,
+            input.gender,
+            parse_day("birth", &input.birth)?,
+            input.relation,
+            input.residence,
+            today,
+        ));
         sensitive.people.insert(
             id.clone(),
             SensitiveFields {
@@ -436,10 +459,7 @@ impl Api {
                 health: String::new(),
             },
         );
-        validate_household(&h, &sensitive, today).map_err(|errors| StoreError::Invalid {
-            id: h.id.clone(),
-            errors,
-        })?;
+        check_household(&h, &sensitive, today)?;
         store.put(
             vec![AnyRecord::Household(h), AnyRecord::Sensitive(sensitive)],
             "add member",
@@ -470,11 +490,7 @@ impl Api {
     /// found moved out or deceased (today). Returns the visit id.
     pub fn record_visit(&self, input: &NewVisit) -> Result<String, ApiError> {
         let mut store = self.store();
-        if !self.role(&store)?.may_edit_roster {
-            return Err(ApiError::Forbidden(
-                "this device's role may not record visits".into(),
-            ));
-        }
+        self.roster_role(&store, "record visits")?;
         let (mut household, sensitive) =
             store
                 .household(&input.household)?
@@ -535,12 +551,7 @@ impl Api {
             }
         }
         if roster_changed {
-            validate_household(&household, &sensitive, today).map_err(|errors| {
-                StoreError::Invalid {
-                    id: household.id.clone(),
-                    errors,
-                }
-            })?;
+            check_household(&household, &sensitive, today)?;
         }
         let mut records = vec![AnyRecord::Visit(visit)];
         if input.outcome == VisitOutcome::Done {

@@ -225,11 +225,7 @@ impl Api {
         note: &str,
     ) -> Result<TaskView, ApiError> {
         let mut store = self.store();
-        if !self.role(&store)?.may_edit_roster {
-            return Err(ApiError::Forbidden(
-                "this device's role may not carry out inspections".into(),
-            ));
-        }
+        self.roster_role(&store, "carry out inspections")?;
         let mut t = load(&store, task)?;
         let entry = item_mut(&mut t, item)?;
         entry.ok = Some(ok);

@@ -48,6 +48,20 @@ fn new_household(room: &str) -> NewHousehold {
     }
 }
 
+/// A grandson moving in, with the ID number given.
+fn grandson(id_number: &str) -> linli_api::NewMember {
+    linli_api::NewMember {
+        name: "王小明".into(),
+        gender: Gender::Male,
+        birth: "2015-06-01".into(),
+        relation: linli_domain::Relation::Grandchild,
+        residence: Residence::Registered,
+        id_type: IdType::ResidentId,
+        id_number: id_number.into(),
+        phone: String::new(),
+    }
+}
+
 #[test]
 fn a_new_device_creates_a_community_and_keeps_its_roster() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,41 +133,24 @@ fn a_new_device_creates_a_community_and_keeps_its_roster() {
     assert!(!api.edit(&person, "phone", "13900001111").unwrap());
 
     let err = api
-        .add_member(
-            &id,
-            &linli_api::NewMember {
-                name: "王小明".into(),
-                gender: Gender::Male,
-                birth: "2015-06-01".into(),
-                relation: linli_domain::Relation::Grandchild,
-                residence: Residence::Registered,
-                id_type: IdType::ResidentId,
-                id_number: "110105201506010010".into(),
-                phone: String::new(),
-            },
-        )
+        .add_member(&id, &grandson("110105201506010010"))
         .unwrap_err();
     assert!(err.to_string().contains("members[1].id_number"), "{err}");
     let kid = api
-        .add_member(
-            &id,
-            &linli_api::NewMember {
-                name: "王小明".into(),
-                gender: Gender::Male,
-                birth: "2015-06-01".into(),
-                relation: linli_domain::Relation::Grandchild,
-                residence: Residence::Registered,
-                id_type: IdType::ResidentId,
-                id_number: "110105201506010016".into(),
-                phone: String::new(),
-            },
-        )
+        .add_member(&id, &grandson("110105201506010016"))
         .unwrap();
     assert_eq!(
         api.households(&HouseholdQuery::default()).unwrap()[0].members,
         2
     );
     assert_eq!(api.search("wxm", 5).unwrap()[0].id, kid);
+    let page = api.household(&id).unwrap();
+    let kid_view = page.members.iter().find(|m| m.person.id == kid).unwrap();
+    assert_eq!(
+        kid_view.person.ethnicity, "",
+        "not assumed: recorded when known"
+    );
+    assert_eq!(kid_view.person.moved_in, Some(linli_domain::today()));
     assert!(api.edit(&kid, "workplace", "幸福里小学").unwrap());
     assert!(api.move_out(&kid, None).unwrap());
 
