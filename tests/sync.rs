@@ -295,3 +295,69 @@ fn the_sync_benchmark_runs_its_three_phases_and_ends_in_step() {
     assert_eq!(out["reconnect"]["docs_received"], 3, "{out}");
     assert!(out["relay_peak_rss_mb"].as_f64().unwrap() > 0.0);
 }
+
+/// The JSON lines a child prints, read on a thread (each wait bounded).
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_watching_device_receives_changes_as_they_arrive_and_sends_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let relay = Relay::start(&tmp.path().join("relay"), 0);
+    ok(&a, &["demo", "--households", "20", "--seed", "3"]);
+    ok(&a, &["sync", "--relay", &relay.url]);
+    ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
+    let id = households(&a)[0]["id"].as_str().unwrap().to_string();
+
+    let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+        .arg("--json")
+        .arg("--data")
+        .arg(&b)
+        .args(["sync", "--watch", "--for", "60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut watcher);
+    let next = || {
+        lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap()
+    };
+    let first = next();
+    assert_eq!(first["event"], "synced", "{first}");
+    assert!(first["created"].as_u64().unwrap() > 40, "{first}");
+
+    // A's change reaches B while B waits, without B asking again.
+    ok(&a, &["edit", &id, "notes", "门禁已修好"]);
+    ok(&a, &["sync"]);
+    let got = next();
+    assert_eq!(got["event"], "received", "{got}");
+    assert_eq!(got["changed"], 1, "{got}");
+    assert_eq!(got["round_trips"], 1, "{got}");
+    assert_eq!(show(&b, &id)["notes"], "门禁已修好");
+
+    // A change made in B's store (here by another process) is sent at once.
+    ok(&b, &["edit", &id, "notes", "门禁已修好，已回访"]);
+    let sent = next();
+    assert_eq!(sent["event"], "sent", "{sent}");
+    assert_eq!(sent["sent"], 1, "{sent}");
+    let pulled = json(&a, &["sync"]);
+    assert_eq!(pulled["changed"], 1, "{pulled}");
+    assert_eq!(show(&a, &id)["notes"], "门禁已修好，已回访");
+
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}

@@ -572,7 +572,6 @@ mod tests {
             },
         )
         .map(|b| b.deserialize::<Value>().unwrap())
-        .map_err(|e| e)
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub(crate) fn on_own_runtime<T: Send>(
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ApiError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ApiError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -3,9 +3,11 @@
 //! while connected, reconnect after K offline edits. Prints one JSON object.
 //!
 //! Device A (the writer, this process) imports the roster and uploads it; device B (the reader)
-//! is a fresh staff device that syncs as a child process `linli sync`, so its peak memory is its
+//! is a fresh staff device that syncs as a child process `linli sync` (for the incremental
+//! phase, `linli sync --watch`, connected before A's first edit), so its peak memory is its
 //! own. Bytes are B's, counted by the relay at its sockets (TCP payload: HTTP headers and
-//! bodies), as the peer benchmark counts its reader's connection at the server.
+//! bodies), as the peer benchmark counts its reader's connection at the server: the relay
+//! listens on 127.0.0.1 for A and on [::1] for B, and counts each listener apart.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -116,7 +118,10 @@ fn original(records: &HashMap<String, Value>, e: &Edit) -> Value {
 
 struct RelayProc {
     child: Child,
+    /// A's address (127.0.0.1).
     url: String,
+    /// B's address ([::1]).
+    url_b: String,
 }
 
 impl Drop for RelayProc {
@@ -137,23 +142,28 @@ fn start_relay(dir: &Path) -> Result<RelayProc> {
     let mut child = Command::new(&bin)
         .arg("--data")
         .arg(dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--listen", "[::1]:0"])
         .env("LINLI_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let stdout = child.stdout.take().context("relay stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    ensure!(url.starts_with("http://"), "the relay said: {line}");
-    Ok(RelayProc { child, url })
+    let mut lines = BufReader::new(stdout);
+    let mut url = || -> Result<String> {
+        let mut line = String::new();
+        lines.read_line(&mut line)?;
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        ensure!(url.starts_with("http://"), "the relay said: {line}");
+        Ok(url)
+    };
+    let (url, url_b) = (url()?, url()?);
+    Ok(RelayProc { child, url, url_b })
 }
 
 /// The relay's socket totals (bytes in, bytes out), asked over a plain HTTP/1.0 request.
@@ -192,6 +202,55 @@ fn b_sync(dir: &Path, url: &str) -> Result<(Value, f64)> {
     Ok((serde_json::from_slice(&out.stdout)?, ms))
 }
 
+/// Device B staying connected (`linli sync --watch`), its JSON lines read on a thread.
+struct Watcher {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Watcher {
+    /// Starts B and waits for its first sync to finish.
+    fn start(dir: &Path, url: &str) -> Result<Watcher> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("--json")
+            .arg("--data")
+            .arg(dir)
+            .args(["sync", "--watch", "--relay", url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().context("device B's stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let mut w = Watcher { child, lines };
+        let first = w.next()?;
+        ensure!(first["event"] == "synced", "device B said {first}");
+        Ok(w)
+    }
+
+    fn next(&mut self) -> Result<Value> {
+        self.lines
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .context("device B said nothing for 2 minutes (or stopped)")
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the benchmark.
 pub fn run(community: &Path, edits_file: &Path, keep: Option<&Path>) -> Result<()> {
     let tmp = match keep {
@@ -218,10 +277,11 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let edits = read_edits(edits_file)?;
     let relay = start_relay(&tmp.join("relay"))?;
     let url = relay.url.clone();
+    let url_b = relay.url_b.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let net = || traffic(&url);
+    let net = || traffic(&url_b);
 
     // Setup: A imports the roster and uploads it.
     let a_dir = tmp.join("a");
@@ -253,10 +313,13 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
 
     // Initial: a fresh B fetches everything.
     let before = net()?;
-    let (initial, initial_ms) = b_sync(&b_dir, &url)?;
+    let (initial, initial_ms) = b_sync(&b_dir, &url_b)?;
     let initial_bytes = measure(before, net()?);
 
-    // Incremental: A edits and syncs while B is connected; B syncs.
+    // Incremental: A edits and pushes while B is connected (a long poll held open on the
+    // relay); the phase ends when B has merged every document A sent.
+    let mut watcher = Watcher::start(&b_dir, &url_b)?;
+    let before = net()?;
     let t = Instant::now();
     let mut applied = Vec::new();
     let mut refused = Vec::new();
@@ -269,10 +332,28 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     }
     let a_apply_ms = t.elapsed().as_secs_f64() * 1000.0;
     let a_push = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
-    let before = net()?;
-    let (incremental, _) = b_sync(&b_dir, &url)?;
-    let incremental_bytes = measure(before, net()?);
+    let mut received = 0;
+    let mut b_ms = 0;
+    let mut b_round_trips = 0;
+    let mut last = Value::Null;
+    while received < a_push.sent {
+        last = watcher.next()?;
+        received += (last["created"].as_u64().unwrap_or(0)
+            + last["changed"].as_u64().unwrap_or(0)
+            + last["unchanged"].as_u64().unwrap_or(0)) as usize;
+        b_ms += last["ms"].as_u64().unwrap_or(0);
+        b_round_trips += last["round_trips"].as_u64().unwrap_or(0);
+    }
     let incremental_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let incremental_bytes = measure(before, net()?);
+    let incremental = json!({
+        "round_trips": b_round_trips,
+        "peak_rss_mb": last["peak_rss_mb"],
+        "created": 0,
+        "changed": received,
+        "ms": b_ms,
+    });
+    drop(watcher);
 
     // Reconnect: B is away; A reverts every edit and syncs; then B comes back.
     // In reverse, so that two edits of one record end at its original value.
@@ -281,7 +362,7 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     }
     let a_back = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
     let before = net()?;
-    let (reconnect, reconnect_ms) = b_sync(&b_dir, &url)?;
+    let (reconnect, reconnect_ms) = b_sync(&b_dir, &url_b)?;
     let reconnect_bytes = measure(before, net()?);
 
     // B must now equal A, document for document.

@@ -9,12 +9,14 @@ mod p2p;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use linli_api::demo;
 use linli_api::setup::{import_file, init};
 use linli_domain::Collection;
+use linli_sync::relay_client::SyncReport;
 use linli_sync::{ListFilter, Store, WriteReport};
 use serde_json::json;
 
@@ -148,6 +150,14 @@ enum Command {
         /// The relay, e.g. http://127.0.0.1:8080 (default: the one from the invitation).
         #[arg(long)]
         relay: Option<String>,
+        /// Stay connected after syncing: receive what others send as the relay stores it and
+        /// send this store's changes as they are made, one line per exchange, until killed
+        /// (or for --for seconds). 保持连接。
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many seconds.
+        #[arg(long = "for", value_name = "SECONDS", requires = "watch")]
+        for_secs: Option<u64>,
     },
     /// Sync directly with another device over iroh (same network or hotspot). 设备直连。
     P2p {
@@ -442,7 +452,11 @@ fn run(cli: Cli) -> Result<()> {
                 },
             );
         }
-        Command::Sync { relay } => {
+        Command::Sync {
+            relay,
+            watch,
+            for_secs,
+        } => {
             let mut store = open_existing(&cli)?;
             let url = match relay {
                 Some(r) => r.clone(),
@@ -454,19 +468,85 @@ fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()?;
             let r = runtime.block_on(linli_sync::relay_client::sync(&mut store, &url))?;
-            out.emit(
-                &json!({"relay": url, "sent": r.sent, "created": r.created, "changed": r.changed,
-                        "unchanged": r.unchanged, "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
-                        "round_trips": r.round_trips, "ms": r.ms,
-                        "peak_rss_mb": (bench::peak_rss_mb_of(std::process::id()) * 10.0).round() / 10.0}),
-                || {
-                    say!(
-                        "已同步 Synced with {url}: 发送 sent {} documents · 收到 received {} new, {} changed, {} unchanged · ↑ {} B ↓ {} B · {} round trips · {} ms",
-                        r.sent, r.created, r.changed, r.unchanged, r.bytes_up, r.bytes_down, r.round_trips, r.ms
-                    );
-                },
-            );
+            if *watch {
+                let until = for_secs.map(|s| Instant::now() + Duration::from_secs(s));
+                return runtime.block_on(watch_relay(&mut store, &url, &r, until, &out));
+            }
+            out.emit(&sync_json(&url, "synced", &r), || say_synced(&url, &r));
         }
+    }
+    Ok(())
+}
+
+fn sync_json(url: &str, event: &str, r: &SyncReport) -> serde_json::Value {
+    json!({"relay": url, "event": event, "sent": r.sent, "created": r.created, "changed": r.changed,
+           "unchanged": r.unchanged, "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
+           "round_trips": r.round_trips, "ms": r.ms,
+           "peak_rss_mb": (bench::peak_rss_mb_of(std::process::id()) * 10.0).round() / 10.0})
+}
+
+fn say_synced(url: &str, r: &SyncReport) {
+    say!(
+        "已同步 Synced with {url}: 发送 sent {} documents · 收到 received {} new, {} changed, {} unchanged · ↑ {} B ↓ {} B · {} round trips · {} ms",
+        r.sent,
+        r.created,
+        r.changed,
+        r.unchanged,
+        r.bytes_up,
+        r.bytes_down,
+        r.round_trips,
+        r.ms
+    );
+}
+
+/// `linli sync --watch`: after the first sync, hold a long poll open on the relay; merge what
+/// arrives; push this store's own changes (seen on its change feed) as they are made.
+async fn watch_relay(
+    store: &mut Store,
+    url: &str,
+    first: &SyncReport,
+    until: Option<Instant>,
+    out: &Out,
+) -> Result<()> {
+    use linli_sync::relay_client::{Watched, sync, watch};
+    // One JSON object per line, so that a script can follow along.
+    let line = |event: &str, r: &SyncReport| {
+        if out.json {
+            say!("{}", sync_json(url, event, r));
+        } else {
+            say_synced(url, r);
+        }
+    };
+    line("synced", first);
+    let peer = linli_sync::relay_client::RelayClient::new(url)?.peer();
+    let mut head = store.feed_head()?;
+    let over = |until: Option<Instant>| until.is_some_and(|u| Instant::now() >= u);
+    while !over(until) {
+        let wait = until.map_or(Duration::from_secs(25), |u| {
+            u.saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(25))
+        });
+        let watched = watch(store, url, wait, Duration::from_millis(100), |s| {
+            over(until) || s.feed_head().is_ok_and(|h| h != head)
+        })
+        .await?;
+        match watched {
+            Watched::Arrived(r) => {
+                line("received", &r);
+                // A change made here while the merge ran moved the feed too: send it now.
+                if store.pending(&peer, 0)?.1 > 0 {
+                    let r = sync(store, url).await?;
+                    line("sent", &r);
+                }
+            }
+            Watched::Quiet(_) => {}
+            Watched::Interrupted if over(until) => break,
+            Watched::Interrupted => {
+                let r = sync(store, url).await?;
+                line("sent", &r);
+            }
+        }
+        head = store.feed_head()?;
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Response, Signed};
+use linli_wire::relay::{Blob, BlobKind, Body, MAX_WATCH_MS, NewBlob, PATH, Response, Signed};
 use linli_wire::{Grant, Membership, PublicKey, short};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -64,6 +64,9 @@ pub enum RelayError {
     /// The relay's own storage failed.
     #[error("relay storage: {0}")]
     Storage(#[from] rusqlite::Error),
+    /// A task of the relay failed.
+    #[error("{0}")]
+    Internal(String),
     /// The data directory cannot be used.
     #[error("{path}: {source}")]
     Io {
@@ -80,7 +83,9 @@ impl RelayError {
             RelayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RelayError::Forbidden(_) => StatusCode::FORBIDDEN,
             RelayError::Replayed(_) => StatusCode::CONFLICT,
-            RelayError::Storage(_) | RelayError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            RelayError::Storage(_) | RelayError::Io { .. } | RelayError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
@@ -97,7 +102,20 @@ pub struct Config {
 pub struct Relay {
     db: Arc<Mutex<Connection>>,
     config: Config,
-    traffic: Arc<Traffic>,
+    /// The sequence number of the last blob stored: watchers wake when it moves.
+    stored: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set when the relay stops: held watches answer at once.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// A watch that found nothing yet: what to pull again when blobs arrive.
+struct Waiting {
+    community: String,
+    grant: Grant,
+    device: PublicKey,
+    since: u64,
+    max_bytes: u64,
+    wait: std::time::Duration,
 }
 
 impl Relay {
@@ -115,14 +133,14 @@ impl Relay {
         Ok(Relay {
             db: Arc::new(Mutex::new(conn)),
             config,
-            traffic: Arc::default(),
+            stored: Arc::new(tokio::sync::watch::channel(0).0),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
 
     /// The HTTP routes: `POST /v1`, `GET /health` and `GET /traffic` (bytes in and out on
-    /// the relay's sockets since it started: totals only).
-    pub fn router(self) -> Router {
-        let traffic = self.traffic.clone();
+    /// the sockets of the listener asked, since it started: totals only).
+    fn router(self, traffic: Arc<Traffic>) -> Router {
         Router::new()
             .route(PATH, post(handle))
             .route("/health", get(|| async { "linli-relay ok\n" }))
@@ -137,23 +155,36 @@ impl Relay {
             .with_state(self)
     }
 
-    /// Serves until the listener fails or `shutdown` completes.
+    /// Serves until the listener fails or `shutdown` completes. Each listener counts its own
+    /// traffic (so a benchmark can tell one device's bytes from another's by the address it
+    /// gives each).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let traffic = Arc::new(Traffic::default());
         let listener = CountingListener {
             inner: listener,
-            traffic: self.traffic.clone(),
+            traffic: traffic.clone(),
         };
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+        let closing = self.closing.clone();
+        axum::serve(listener, self.router(traffic))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                closing.send_replace(true);
+            })
             .await
     }
 
-    /// Handles one encoded, signed request (what `POST /v1` does).
+    /// Handles one encoded, signed request (what `POST /v1` does), answering a
+    /// [`Body::Watch`] at once, as a pull.
     pub fn handle_bytes(&self, body: &[u8]) -> Result<Response, RelayError> {
+        self.handle_request(body).map(|(response, _)| response)
+    }
+
+    /// Handles a request; an empty answer to a watch comes with what to wait for.
+    fn handle_request(&self, body: &[u8]) -> Result<(Response, Option<Waiting>), RelayError> {
         let signed: Signed = linli_wire::decode("request", body)
             .map_err(|e| RelayError::BadRequest(e.to_string()))?;
         let request = signed
@@ -195,14 +226,91 @@ impl Relay {
             ],
         )?;
         let community = &request.membership.community;
+        let mut waiting = None;
         let response = match request.body {
             Body::Push { blobs } => push(&tx, community, &grant, &device, blobs)?,
             Body::Pull { since, max_bytes } => {
                 pull(&tx, community, &grant, &device, since, max_bytes)?
             }
+            Body::Watch {
+                since,
+                max_bytes,
+                wait_ms,
+            } => {
+                let response = pull(&tx, community, &grant, &device, since, max_bytes)?;
+                if let Response::Pulled { blobs, next, .. } = &response
+                    && blobs.is_empty()
+                    && wait_ms > 0
+                {
+                    waiting = Some(Waiting {
+                        community: community.clone(),
+                        grant: grant.clone(),
+                        device,
+                        since: *next,
+                        max_bytes,
+                        wait: std::time::Duration::from_millis(wait_ms.min(MAX_WATCH_MS)),
+                    });
+                }
+                response
+            }
         };
         tx.commit()?;
+        if let Response::Pushed { seqs } = &response
+            && let Some(last) = seqs.iter().max()
+        {
+            self.stored.send_replace(*last);
+        }
+        Ok((response, waiting))
+    }
+
+    /// Pulls again for a watch that was admitted moments ago (its request was checked then).
+    fn pull_again(&self, w: &Waiting) -> Result<Response, RelayError> {
+        let mut db = self
+            .db
+            .lock()
+            .map_err(|_| RelayError::BadRequest("relay busy after an internal failure".into()))?;
+        let tx = db.transaction()?;
+        let response = pull(&tx, &w.community, &w.grant, &w.device, w.since, w.max_bytes)?;
+        tx.commit()?;
         Ok(response)
+    }
+
+    /// Answers a request, holding an empty watch until blobs of its scopes are stored or its
+    /// wait is over.
+    async fn answer(self, body: Bytes) -> Result<Response, RelayError> {
+        // Subscribed before the first look, so that a push in between still wakes us.
+        let mut stored = self.stored.subscribe();
+        let mut closing = self.closing.subscribe();
+        let relay = self.clone();
+        let (response, waiting) = blocking(move || relay.handle_request(&body)).await?;
+        let Some(mut w) = waiting else {
+            return Ok(response);
+        };
+        // The answer so far: empty, with the cursor past blobs this device does not get.
+        let mut last = response;
+        let deadline = tokio::time::Instant::now() + w.wait;
+        loop {
+            if *closing.borrow() {
+                return Ok(last);
+            }
+            tokio::select! {
+                changed = tokio::time::timeout_at(deadline, stored.changed()) => match changed {
+                    Ok(Ok(())) => {}
+                    // The wait is over.
+                    Ok(Err(_)) | Err(_) => return Ok(last),
+                },
+                // The relay is stopping.
+                _ = closing.changed() => return Ok(last),
+            }
+            let relay = self.clone();
+            let (again, w2) = blocking(move || relay.pull_again(&w).map(|r| (r, w))).await?;
+            w = w2;
+            match &again {
+                Response::Pulled { blobs, next, .. } if blobs.is_empty() => w.since = *next,
+                _ => return Ok(again),
+            }
+            last = again;
+        }
     }
 
     /// Checks the sender's membership against the community's root, registering a new
@@ -388,17 +496,21 @@ fn pull(
     Ok(Response::Pulled { blobs, next, more })
 }
 
+/// Runs blocking work (SQLite) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RelayError> + Send + 'static,
+) -> Result<T, RelayError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RelayError::Internal(format!("relay task failed: {e}")))?
+}
+
 async fn handle(State(relay): State<Relay>, body: Bytes) -> (StatusCode, Vec<u8>) {
-    let result = tokio::task::spawn_blocking(move || relay.handle_bytes(&body)).await;
-    match result {
-        Ok(Ok(response)) => (StatusCode::OK, linli_wire::encode(&response)),
-        Ok(Err(e)) => {
+    match relay.answer(body).await {
+        Ok(response) => (StatusCode::OK, linli_wire::encode(&response)),
+        Err(e) => {
             tracing::info!(error = %e, "request refused");
             (e.status(), e.to_string().into_bytes())
         }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("relay task failed: {e}").into_bytes(),
-        ),
     }
 }

@@ -14,9 +14,10 @@ struct Args {
     /// Directory of the relay's database (created if missing).
     #[arg(long)]
     data: PathBuf,
-    /// Address to listen on, e.g. 127.0.0.1:8080.
+    /// Address to listen on, e.g. 127.0.0.1:8080; repeat to listen on several (say the
+    /// office LAN and localhost). Each prints a line `linli-relay listening on http://ADDR`.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
+    listen: Vec<String>,
     /// Refuse communities not registered yet (by default a community is registered on first
     /// contact from the device that created it).
     #[arg(long)]
@@ -44,15 +45,35 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        println!("linli-relay listening on http://{addr}");
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        relay.serve(listener, shutdown).await?;
+        let mut listeners = Vec::new();
+        for listen in &args.listen {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let addr = listener.local_addr()?;
+            // IPv6 addresses go in brackets in a URL.
+            println!("linli-relay listening on http://{addr}");
+            listeners.push(listener);
+        }
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let mut served = tokio::task::JoinSet::new();
+        for listener in listeners {
+            let mut stopped = stop.subscribe();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            served.spawn(relay.clone().serve(listener, shutdown));
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(ended) = served.join_next() => {
+                ended.context("a listener's task failed")??;
+            }
+        }
+        stop.send_replace(true);
+        while let Some(ended) = served.join_next().await {
+            ended.context("a listener's task failed")??;
+        }
         Ok(())
     })
 }

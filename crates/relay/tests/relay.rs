@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 use linli_wire::relay::{BlobKind, Body, NewBlob, Request, Response, Signed};
 use linli_wire::{Cert, DeviceKey, Grant, Membership, Role};
@@ -12,6 +14,8 @@ struct Relay {
     child: Child,
     url: String,
     dir: tempfile::TempDir,
+    /// The rest of its standard output (one line per further listener).
+    out: BufReader<ChildStdout>,
 }
 
 impl Drop for Relay {
@@ -32,12 +36,16 @@ fn start(extra: &[&str]) -> Relay {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    out.read_line(&mut line).unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    Relay { child, url, dir }
+    Relay {
+        child,
+        url,
+        dir,
+        out,
+    }
 }
 
 struct Device {
@@ -102,10 +110,14 @@ fn blob(scope: &str, doc: &str) -> NewBlob {
 }
 
 async fn post(relay: &Relay, bytes: Vec<u8>) -> (u16, Vec<u8>) {
+    post_to(&relay.url, bytes).await
+}
+
+async fn post_to(url: &str, bytes: Vec<u8>) -> (u16, Vec<u8>) {
     // The workspace's reqwest has rustls without a provider (iroh asks for it): name ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let r = reqwest::Client::new()
-        .post(format!("{}/v1", relay.url))
+        .post(format!("{url}/v1"))
         .body(bytes)
         .send()
         .await
@@ -298,5 +310,113 @@ fn a_snapshot_supersedes_the_older_blobs_it_covers() {
         assert_eq!(left.len(), 3, "{left:?}");
         assert_eq!(stored_blobs(&relay), 3);
         assert_eq!(left[0], b"opaque bytes of hh-2");
+    });
+}
+
+fn watch(since: u64, wait_ms: u64) -> Body {
+    Body::Watch {
+        since,
+        max_bytes: 1 << 20,
+        wait_ms,
+    }
+}
+
+fn pulled(status: u16, body: &[u8]) -> (Vec<(String, Vec<u8>)>, u64) {
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(body));
+    match linli_wire::decode::<Response>("response", body).unwrap() {
+        Response::Pulled { blobs, next, .. } => (
+            blobs.into_iter().map(|b| (b.scope, b.sealed)).collect(),
+            next,
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_watch_is_answered_when_a_blob_of_its_scopes_arrives() {
+    runtime().block_on(async {
+        let relay = Arc::new(start(&[]));
+        let mut root = Device::root("c1");
+        let mut g1 = root.member(Role::Grid, &["G01"]);
+        let push = |blobs| Body::Push { blobs };
+        let (status, _) = post(&relay, root.signed(push(vec![blob("G01", "hh-1")]))).await;
+        assert_eq!(status, 200);
+
+        // What is already there comes at once, however long the wait asked for.
+        let (status, body) = post(&relay, g1.signed(watch(0, 20_000))).await;
+        let (blobs, next) = pulled(status, &body);
+        assert_eq!(blobs.len(), 1);
+
+        // Nothing new: an empty answer after the wait.
+        let (status, body) = post(&relay, g1.signed(watch(next, 300))).await;
+        assert_eq!(pulled(status, &body), (vec![], next));
+
+        // Held open: another grid's blob does not answer it; its own grid's does.
+        let request = g1.signed(watch(next, 20_000));
+        let held = tokio::spawn({
+            let relay = relay.clone();
+            async move { post(&relay, request).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (status, _) = post(&relay, root.signed(push(vec![blob("G02", "hh-2")]))).await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!held.is_finished(), "answered by another grid's blob");
+        let (status, _) = post(&relay, root.signed(push(vec![blob("G01", "hh-3")]))).await;
+        assert_eq!(status, 200);
+        let (status, body) = tokio::time::timeout(Duration::from_secs(10), held)
+            .await
+            .expect("the watch was not answered")
+            .unwrap();
+        let (blobs, _) = pulled(status, &body);
+        assert_eq!(
+            blobs,
+            [("G01".to_string(), b"opaque bytes of hh-3".to_vec())]
+        );
+    });
+}
+
+#[test]
+fn each_listener_counts_its_own_traffic() {
+    runtime().block_on(async {
+        let mut relay = start(&["--listen", "[::1]:0"]);
+        let mut line = String::new();
+        relay.out.read_line(&mut line).unwrap();
+        let v6 = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(v6.starts_with("http://[::1]:"), "{line}");
+        let traffic = |url: String| async move {
+            let text = reqwest::get(format!("{url}/traffic"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let n: Vec<u64> = text
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
+            (n[0], n[1])
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let before = traffic(v6.clone()).await;
+        let mut root = Device::root("c1");
+        let (status, _) = post(
+            &relay,
+            root.signed(Body::Push {
+                blobs: vec![blob("G01", "hh-1")],
+            }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let after = traffic(v6.clone()).await;
+        // Only the two /traffic requests themselves passed on [::1].
+        let probe = traffic(v6.clone()).await;
+        assert_eq!(after.0 - before.0, probe.0 - after.0);
+        let v4 = traffic(relay.url.clone()).await;
+        assert!(v4.0 > 200, "the push went to 127.0.0.1: {v4:?}");
+        // Both addresses serve the relay.
+        let mut g1 = root.member(Role::Grid, &["G01"]);
+        let (status, body) = post_to(&v6, g1.signed(watch(0, 0))).await;
+        assert_eq!(pulled(status, &body).0.len(), 1);
     });
 }

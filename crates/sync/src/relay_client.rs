@@ -2,7 +2,7 @@
 //! arrived since the last cursor. Each pulled response is merged in one transaction together
 //! with the new cursor, so an interrupted sync resumes where it stopped and loses nothing.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Request, Response, Signed};
 use linli_wire::{Bundle, open_bundle, seal_bundle};
@@ -132,13 +132,12 @@ impl RelayClient {
         body: Body,
         report: &mut SyncReport,
     ) -> Result<Response, SyncError> {
-        let me = store.identity()?;
-        let request = Request {
-            membership: me.membership,
-            counter: store.next_counter()?,
-            body,
-        };
-        let bytes = linli_wire::encode(&Signed::sign(&me.key, &request));
+        let bytes = sign(store, body)?;
+        self.send(bytes, report).await
+    }
+
+    /// Sends a signed request. Holds no store, so that a long poll can wait beside other work.
+    async fn send(&self, bytes: Vec<u8>, report: &mut SyncReport) -> Result<Response, SyncError> {
         report.bytes_up += bytes.len() as u64;
         report.round_trips += 1;
         let unreachable = |e: reqwest::Error| SyncError::Unreachable {
@@ -164,6 +163,78 @@ impl RelayClient {
         }
         Ok(linli_wire::decode("relay response", &body)?)
     }
+}
+
+/// A request body signed by this device, with its next counter.
+fn sign(store: &Store, body: Body) -> Result<Vec<u8>, SyncError> {
+    let me = store.identity()?;
+    let request = Request {
+        membership: me.membership,
+        counter: store.next_counter()?,
+        body,
+    };
+    Ok(linli_wire::encode(&Signed::sign(&me.key, &request)))
+}
+
+/// How a [`watch`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watched {
+    /// Documents arrived and were merged (the report counts them).
+    Arrived(SyncReport),
+    /// The wait passed with nothing new.
+    Quiet(SyncReport),
+    /// `interrupt` asked to stop waiting (a local change to push, the app closing).
+    Interrupted,
+}
+
+/// Holds a long poll open on the relay for up to `wait` (the relay caps it at 30 s) and merges
+/// what other devices send the moment the relay stores it; what is already waiting comes at
+/// once. Every `tick`, `interrupt` is asked (with the store) whether to stop waiting. Sends
+/// nothing of this device's: call [`sync`] for that.
+pub async fn watch(
+    store: &mut Store,
+    url: &str,
+    wait: Duration,
+    tick: Duration,
+    mut interrupt: impl FnMut(&Store) -> bool,
+) -> Result<Watched, SyncError> {
+    let started = Instant::now();
+    let client = RelayClient::new(url)?;
+    let peer = client.peer();
+    let mut report = SyncReport::default();
+    let since = store.peer_cursor(&peer)?;
+    let body = Body::Watch {
+        since,
+        max_bytes: PULL_BYTES,
+        wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+    };
+    let bytes = sign(store, body)?;
+    let mut ticks = tokio::time::interval(tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    let response = {
+        let answer = client.send(bytes, &mut report);
+        tokio::pin!(answer);
+        loop {
+            tokio::select! {
+                r = &mut answer => break r?,
+                _ = ticks.tick() => if interrupt(store) {
+                    // Dropping the request closes it; the relay's hold ends by itself.
+                    return Ok(Watched::Interrupted);
+                },
+            }
+        }
+    };
+    let more = receive(store, &peer, since, response, &mut report)?;
+    if more {
+        pull(store, &client, &mut report).await?;
+    }
+    report.ms = started.elapsed().as_millis();
+    Ok(if report.created + report.changed + report.unchanged > 0 {
+        Watched::Arrived(report)
+    } else {
+        Watched::Quiet(report)
+    })
 }
 
 /// Syncs once with the relay at `url`: push, then pull.
@@ -307,29 +378,41 @@ async fn pull(
             since,
             max_bytes: PULL_BYTES,
         };
-        let (blobs, next, more) = match client.call(store, body, report).await? {
-            Response::Pulled { blobs, next, more } => (blobs, next, more),
-            other => {
-                return Err(SyncError::Protocol(format!(
-                    "the relay answered a pull with {other:?}"
-                )));
-            }
-        };
-        if next < since {
-            return Err(SyncError::Protocol(format!(
-                "the relay's cursor went back from {since} to {next}"
-            )));
-        }
-        let incoming = open_blobs(store, &blobs)?;
-        let merged = store.merge(&peer, incoming, Some(next))?;
-        report.created += merged.created;
-        report.changed += merged.changed;
-        report.unchanged += merged.unchanged;
-        if !more {
+        let response = client.call(store, body, report).await?;
+        if !receive(store, &peer, since, response, report)? {
             return Ok(());
         }
     }
     Err(SyncError::Protocol(format!(
         "still more to pull after {MAX_PULLS} requests; run sync again"
     )))
+}
+
+/// Merges a pull's answer with its new cursor in one transaction; true if the relay has more.
+fn receive(
+    store: &mut Store,
+    peer: &str,
+    since: u64,
+    response: Response,
+    report: &mut SyncReport,
+) -> Result<bool, SyncError> {
+    let (blobs, next, more) = match response {
+        Response::Pulled { blobs, next, more } => (blobs, next, more),
+        other => {
+            return Err(SyncError::Protocol(format!(
+                "the relay answered a pull with {other:?}"
+            )));
+        }
+    };
+    if next < since {
+        return Err(SyncError::Protocol(format!(
+            "the relay's cursor went back from {since} to {next}"
+        )));
+    }
+    let incoming = open_blobs(store, &blobs)?;
+    let merged = store.merge(peer, incoming, Some(next))?;
+    report.created += merged.created;
+    report.changed += merged.changed;
+    report.unchanged += merged.unchanged;
+    Ok(more)
 }

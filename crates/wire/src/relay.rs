@@ -66,7 +66,21 @@ pub enum Body {
         /// A soft limit on the response size.
         max_bytes: u64,
     },
+    /// As [`Body::Pull`], but when nothing is waiting, hold the answer until blobs of my
+    /// scopes arrive or `wait_ms` has passed (a long poll: a connected device hears of a
+    /// change as soon as the relay stores it, without asking again and again).
+    Watch {
+        /// The cursor.
+        since: u64,
+        /// A soft limit on the response size.
+        max_bytes: u64,
+        /// How long to hold an empty answer (the relay caps it at [`MAX_WATCH_MS`]).
+        wait_ms: u64,
+    },
 }
+
+/// The longest a relay holds a [`Body::Watch`] open.
+pub const MAX_WATCH_MS: u64 = 30_000;
 
 /// A request, before signing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
