@@ -240,7 +240,7 @@ enum Wake {
 }
 
 /// How often a held watch looks for a local change or a wake.
-const TICK: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(100);
 /// The longest one long poll is held (the relay caps it at 30 s).
 const WATCH: Duration = Duration::from_secs(25);
 
@@ -277,7 +277,12 @@ impl Api {
                     if left.is_zero() {
                         return Ok(Live::Sync);
                     }
+                    // The feed's head first: a change after this moment interrupts the
+                    // watch; one before it (made while the last sync ran) is caught here.
                     let head = store.feed_head()?;
+                    if store.any_pending(&peer)? {
+                        return Ok(Live::Sync);
+                    }
                     let watched = rt.block_on(linli_sync::relay_client::watch(
                         &mut store,
                         relay,
@@ -306,10 +311,6 @@ impl Api {
                             }
                             if let Ok(status) = self.sync_status() {
                                 notify(SyncEvent::Status(status));
-                            }
-                            // A change made here while the merge ran: send it now.
-                            if store.pending(&peer, 0)?.1 > 0 {
-                                return Ok(Live::Sync);
                             }
                         }
                         Watched::Quiet(_) => {}

@@ -519,9 +519,16 @@ async fn watch_relay(
     };
     line("synced", first);
     let peer = linli_sync::relay_client::RelayClient::new(url)?.peer();
-    let mut head = store.feed_head()?;
     let over = |until: Option<Instant>| until.is_some_and(|u| Instant::now() >= u);
     while !over(until) {
+        // The feed's head is read first: a change after this moment interrupts the watch
+        // below; one before it is caught by the outbox check.
+        let head = store.feed_head()?;
+        if store.any_pending(&peer)? {
+            let r = sync(store, url).await?;
+            line("sent", &r);
+            continue;
+        }
         let wait = until.map_or(Duration::from_secs(25), |u| {
             u.saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(25))
@@ -530,23 +537,9 @@ async fn watch_relay(
             over(until) || s.feed_head().is_ok_and(|h| h != head)
         })
         .await?;
-        match watched {
-            Watched::Arrived(r) => {
-                line("received", &r);
-                // A change made here while the merge ran moved the feed too: send it now.
-                if store.pending(&peer, 0)?.1 > 0 {
-                    let r = sync(store, url).await?;
-                    line("sent", &r);
-                }
-            }
-            Watched::Quiet(_) => {}
-            Watched::Interrupted if over(until) => break,
-            Watched::Interrupted => {
-                let r = sync(store, url).await?;
-                line("sent", &r);
-            }
+        if let Watched::Arrived(r) = watched {
+            line("received", &r);
         }
-        head = store.feed_head()?;
     }
     Ok(())
 }

@@ -103,6 +103,15 @@ impl Store {
         Ok((ids, total))
     }
 
+    /// Whether any document has changes `peer` is not known to have (stops at the first).
+    pub fn any_pending(&self, peer: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+             WHERE p.heads IS NULL OR p.heads != d.heads)",
+        )?
+        .query_row([peer], |r| r.get(0))?)
+    }
+
     /// Ids of the documents of `collections` that `peer` is not known to have the latest of.
     pub fn pending_in(
         &self,
