@@ -114,6 +114,8 @@ export interface Hit {
   address: string
   grid: string | null
   relation: string
+  /** Lives there now (not moved out, not deceased). */
+  present: boolean
   matched: string
 }
 export interface NewHousehold {
@@ -233,6 +235,8 @@ export interface SyncStatus {
   next_attempt_ms: number | null
   last_received: number
   last_sent: number
+  /** Connected: changes arrive as they are made. */
+  live: boolean
 }
 
 export interface Template { name: string; items: string[] }

@@ -25,7 +25,7 @@ export const zh = {
   sync: {
     unknown: '同步状态未知', noRelay: '未设置中继（仅本机）', syncing: '正在同步…',
     offline: '离线，稍后重试', failed: '同步失败，稍后重试', never: '尚未同步',
-    synced: '已同步（{ago}）', justNow: '刚刚', minutesAgo: '{n} 分钟前', waiting: '{n} 项待同步',
+    synced: '已同步（{ago}）', live: '已连接，实时同步', justNow: '刚刚', minutesAgo: '{n} 分钟前', waiting: '{n} 项待同步',
     now: '立即同步', relay: '街道中继地址', setRelay: '保存中继', lastError: '最近错误',
   },
   overview: {
@@ -138,7 +138,7 @@ export const en: Messages = {
   sync: {
     unknown: 'Sync status unknown', noRelay: 'No relay set (this device only)', syncing: 'Syncing…',
     offline: 'Offline, retrying later', failed: 'Sync failed, retrying later', never: 'Not synced yet',
-    synced: 'Synced ({ago})', justNow: 'just now', minutesAgo: '{n} min ago', waiting: '{n} waiting',
+    synced: 'Synced ({ago})', live: 'Connected, live', justNow: 'just now', minutesAgo: '{n} min ago', waiting: '{n} waiting',
     now: 'Sync now', relay: "Street office's relay", setRelay: 'Save relay', lastError: 'Last error',
   },
   overview: {

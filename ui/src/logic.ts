@@ -72,6 +72,7 @@ export function syncLabel(s: SyncStatus | null, now: number, t: T): { tone: 'ok'
     case 'failed':
       return { tone: 'warn', text: t(s.phase === 'offline' ? 'sync.offline' : 'sync.failed') + waiting }
     default: {
+      if (s.live && s.pending === 0) return { tone: 'ok', text: t('sync.live') }
       if (s.last_synced_ms === null) return { tone: 'off', text: t('sync.never') + waiting }
       const minutes = Math.max(0, Math.floor((now - s.last_synced_ms) / 60000))
       const ago = minutes === 0 ? t('sync.justNow') : t('sync.minutesAgo', { n: minutes })

@@ -33,7 +33,7 @@ describe('dates in China time', () => {
 function status(p: Partial<SyncStatus>): SyncStatus {
   return {
     phase: 'synced', relay: 'http://127.0.0.1:8080', last_synced_ms: null, pending: 0,
-    last_error: null, failures: 0, next_attempt_ms: null, last_received: 0, last_sent: 0, ...p,
+    last_error: null, failures: 0, next_attempt_ms: null, last_received: 0, last_sent: 0, live: false, ...p,
   }
 }
 
@@ -46,6 +46,12 @@ describe('the sync status line', () => {
     expect(syncLabel(status({ phase: 'syncing' }), T0, t).tone).toBe('busy')
     expect(syncLabel(status({ phase: 'no_relay', relay: null }), T0, t).tone).toBe('off')
     expect(syncLabel(null, T0, t).tone).toBe('off')
+  })
+  it('says when it is connected and changes arrive live', () => {
+    i18n.global.locale.value = 'zh-CN'
+    expect(syncLabel(status({ last_synced_ms: T0 - 30 * 60000, live: true }), T0, t)).toEqual({ tone: 'ok', text: '已连接，实时同步' })
+    // Something waiting to be sent still shows, connected or not.
+    expect(syncLabel(status({ last_synced_ms: T0, live: true, pending: 2 }), T0, t).text).toBe('已同步（刚刚） · 2 项待同步')
   })
   it('speaks English too', () => {
     i18n.global.locale.value = 'en'

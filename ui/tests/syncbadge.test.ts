@@ -11,7 +11,7 @@ describe('the sync badge', () => {
     state.now = Date.parse('2026-03-05T01:30:00Z')
     state.sync = {
       phase: 'offline', relay: 'http://127.0.0.1:1', last_synced_ms: null, pending: 4,
-      last_error: 'connection refused', failures: 2, next_attempt_ms: null, last_received: 0, last_sent: 0,
+      last_error: 'connection refused', failures: 2, next_attempt_ms: null, last_received: 0, last_sent: 0, live: false,
     }
     const w = mount(SyncBadge, { global: { plugins: [i18n, ElementPlus] } })
     expect(w.get('[data-test=sync-status]').text()).toContain('离线，稍后重试 · 4 项待同步')

@@ -60,6 +60,8 @@ pub struct SyncStatus {
     pub last_received: usize,
     /// Documents the last sync sent.
     pub last_sent: usize,
+    /// Connected: a long poll is held open on the relay, so changes arrive as they are made.
+    pub live: bool,
 }
 
 /// How long to wait between attempts.
@@ -114,6 +116,7 @@ pub(crate) fn initial_status(store: &Store) -> Result<SyncStatus, ApiError> {
         next_attempt_ms: None,
         last_received: 0,
         last_sent: 0,
+        live: false,
     })
 }
 
@@ -217,6 +220,7 @@ impl Api {
         s.last_error = Some(e.to_string());
         s.last_received = 0;
         s.last_sent = 0;
+        s.live = false;
         s.clone()
     }
 }
@@ -370,10 +374,17 @@ impl SyncHandle {
                     // Connected: stay so until the next full sync is due.
                     if let (Some(relay), 0) = (&status.relay, status.failures) {
                         let next = Timestamp::now().0 + backoff.period.as_millis() as i64;
-                        api.sync_lock().next_attempt_ms = Some(next);
+                        {
+                            let mut s = api.sync_lock();
+                            s.next_attempt_ms = Some(next);
+                            s.live = true;
+                        }
                         status.next_attempt_ms = Some(next);
+                        status.live = true;
                         notify(SyncEvent::Status(status.clone()));
-                        match api.live(relay, backoff.period, &rx, &notify) {
+                        let ended = api.live(relay, backoff.period, &rx, &notify);
+                        api.sync_lock().live = false;
+                        match ended {
                             Live::Sync => continue,
                             Live::Stop => break,
                             Live::Failed => {

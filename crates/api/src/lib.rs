@@ -36,7 +36,8 @@ pub use overview::Overview;
 pub use peers::{PeerServer, PeerSync};
 pub use requests::{NewRequest, RequestQuery, RequestRow, RequestView};
 pub use roster::{
-    HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewMember, NewVisit, VisitRow,
+    HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewMember, NewVisit, PersonView,
+    PlaceRow, VisitRow,
 };
 pub use tasks::{NewTask, TaskRow, TaskView, Template};
 

@@ -64,6 +64,44 @@ pub struct MemberView {
     pub health: String,
 }
 
+/// A person page: the person (sensitive values masked), where they live and have lived, and
+/// who revealed their ID number or phone on this device.
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonView {
+    /// The person, as on their current household.
+    pub member: MemberView,
+    /// The household they live in (or, gone, the one they left last).
+    pub household: String,
+    /// Its address.
+    pub address: Address,
+    /// Its grid.
+    pub grid: Option<String>,
+    /// Every household they are on, the current one first.
+    pub places: Vec<PlaceRow>,
+    /// Reveals of their ID number or phone on this device, newest first (only for roles
+    /// that may reveal; empty otherwise).
+    pub reveals: Vec<linli_sync::AuditEntry>,
+    /// Changed here and not yet at the relay.
+    pub unsynced: bool,
+}
+
+/// One household a person is or was on.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaceRow {
+    /// Household id.
+    pub household: String,
+    /// Its address.
+    pub address: Address,
+    /// Their relation to its head.
+    pub relation: Relation,
+    /// 迁入日期.
+    pub moved_in: Option<Day>,
+    /// 迁出日期.
+    pub moved_out: Option<Day>,
+    /// 死亡日期.
+    pub deceased: Option<Day>,
+}
+
 /// A visit in a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VisitRow {
@@ -182,6 +220,18 @@ fn arrival(
 }
 
 /// The domain's rules for a household and its sensitive part, as an API error.
+/// A member as screens show them: ID number and phone masked.
+fn masked(p: &Person, f: Option<&SensitiveFields>) -> MemberView {
+    MemberView {
+        person: p.clone(),
+        id_type: f.map_or(IdType::ResidentId, |f| f.id_type),
+        id_number: f.map(|f| mask_id_number(&f.id_number)).unwrap_or_default(),
+        phone: f.map(|f| mask_phone(&f.phone)).unwrap_or_default(),
+        tags: f.map(|f| f.tags.clone()).unwrap_or_default(),
+        health: f.map(|f| f.health.clone()).unwrap_or_default(),
+    }
+}
+
 fn check_household(h: &Household, s: &Sensitive, today: Day) -> Result<(), ApiError> {
     validate_household(h, s, today).map_err(|errors| {
         StoreError::Invalid {
@@ -240,17 +290,7 @@ impl Api {
         let members = household
             .members
             .iter()
-            .map(|p| {
-                let f = sensitive.people.get(&p.id);
-                MemberView {
-                    person: p.clone(),
-                    id_type: f.map_or(IdType::ResidentId, |f| f.id_type),
-                    id_number: f.map(|f| mask_id_number(&f.id_number)).unwrap_or_default(),
-                    phone: f.map(|f| mask_phone(&f.phone)).unwrap_or_default(),
-                    tags: f.map(|f| f.tags.clone()).unwrap_or_default(),
-                    health: f.map(|f| f.health.clone()).unwrap_or_default(),
-                }
-            })
+            .map(|p| masked(p, sensitive.people.get(&p.id)))
             .collect();
         let visits = store
             .records("visits", None, Some(id))?
@@ -268,6 +308,117 @@ impl Api {
             members,
             visits,
         })
+    }
+
+    /// A person page.
+    pub fn person(&self, id: &str) -> Result<PersonView, ApiError> {
+        let store = self.store();
+        let not_found = || ApiError::NotFound {
+            kind: "person",
+            id: id.to_string(),
+        };
+        let current = store.household_of(id)?.ok_or_else(not_found)?;
+        let mut places = Vec::new();
+        let mut member = None;
+        let mut homes = store.households_of(id)?;
+        // The current household first, then the others by id.
+        homes.sort_by_key(|(h, _)| (h != &current, h.clone()));
+        for (hh, _) in homes {
+            let Some((h, s)) = store.household(&hh)? else {
+                continue;
+            };
+            let Some(p) = h.member(id) else {
+                continue;
+            };
+            places.push(PlaceRow {
+                household: h.id.clone(),
+                address: h.address.clone(),
+                relation: p.relation,
+                moved_in: p.moved_in,
+                moved_out: p.moved_out,
+                deceased: p.deceased,
+            });
+            if member.is_none() {
+                member = Some((masked(p, s.people.get(id)), h));
+            }
+        }
+        let (member, h) = member.ok_or_else(not_found)?;
+        let reveals = if self.role(&store)?.may_reveal {
+            store.audit_of(id, 50)?
+        } else {
+            Vec::new()
+        };
+        Ok(PersonView {
+            unsynced: self.unsynced(&store, &[&h.id, &Sensitive::doc_id(&h.id)])?,
+            member,
+            household: h.id,
+            address: h.address,
+            grid: h.scope.grid,
+            places,
+            reveals,
+        })
+    }
+
+    /// Moves a person to another household of the community (户内迁移): they are marked moved
+    /// out of the one they live in and move into `to` today, with `relation` to its head,
+    /// taking their ID, phone, tags and health along. Both households change in one write.
+    pub fn move_person(&self, person: &str, to: &str, relation: Relation) -> Result<(), ApiError> {
+        let mut store = self.store();
+        self.roster_role(&store, "change the roster")?;
+        let from = store
+            .household_of(person)?
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "person",
+                id: person.to_string(),
+            })?;
+        if from == to {
+            return Err(ApiError::invalid(
+                "to",
+                "the person already lives in this household",
+            ));
+        }
+        let missing = |id: &str| ApiError::NotFound {
+            kind: "household",
+            id: id.to_string(),
+        };
+        let (mut old, old_s) = store.household(&from)?.ok_or_else(|| missing(&from))?;
+        let (mut new, mut new_s) = store.household(to)?.ok_or_else(|| missing(to))?;
+        let today = linli_domain::today();
+        let leaving = old
+            .members
+            .iter_mut()
+            .find(|m| m.id == person)
+            .ok_or_else(|| missing(&from))?;
+        if !leaving.is_present() {
+            return Err(ApiError::invalid(
+                "person",
+                "has moved out or died: there is nobody to move",
+            ));
+        }
+        let mut arriving = leaving.clone();
+        leaving.moved_out = Some(today);
+        arriving.relation = relation;
+        arriving.moved_in = Some(today);
+        arriving.moved_out = None;
+        // Someone moving back takes up their old entry (a household lists a person once).
+        match new.members.iter_mut().find(|m| m.id == person) {
+            Some(m) => *m = arriving,
+            None => new.members.push(arriving),
+        }
+        if let Some(f) = old_s.people.get(person) {
+            new_s.people.insert(person.to_string(), f.clone());
+        }
+        check_household(&old, &old_s, today)?;
+        check_household(&new, &new_s, today)?;
+        store.put(
+            vec![
+                AnyRecord::Household(old),
+                AnyRecord::Household(new),
+                AnyRecord::Sensitive(new_s),
+            ],
+            "move person",
+        )?;
+        Ok(())
     }
 
     /// People by name, pinyin initials, last four digits of ID or phone, or address.

@@ -167,6 +167,75 @@ fn a_new_device_creates_a_community_and_keeps_its_roster() {
 }
 
 #[test]
+fn a_person_moves_to_another_household_and_keeps_their_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = staff(dir.path());
+    let from = api.add_household(&new_household("501")).unwrap();
+    let mut other = new_household("502");
+    other.head_name = "李建国".into();
+    other.gender = Gender::Male;
+    other.birth = "1960-01-01".into();
+    other.id_number = "110105196001010033".into();
+    let to = api.add_household(&other).unwrap();
+    let kid = api
+        .add_member(&from, &grandson("110105201506010016"))
+        .unwrap();
+    api.edit(&kid, "phone", "13900001111").unwrap();
+    assert_eq!(api.reveal(&kid, "phone").unwrap(), "13900001111");
+
+    let page = api.person(&kid).unwrap();
+    assert_eq!(page.household, from);
+    assert_eq!(page.member.phone, "139****1111");
+    assert_eq!(page.places.len(), 1);
+    assert_eq!(page.reveals.len(), 1);
+    assert_eq!(page.reveals[0].detail, "phone");
+
+    api.move_person(&kid, &to, linli_domain::Relation::Other)
+        .unwrap();
+    let page = api.person(&kid).unwrap();
+    assert_eq!(page.household, to, "lives in the new household");
+    assert_eq!(page.places.len(), 2);
+    assert_eq!(page.places[0].household, to);
+    assert_eq!(page.places[0].relation, linli_domain::Relation::Other);
+    assert!(page.places[0].moved_out.is_none());
+    assert!(
+        page.places[1].moved_out.is_some(),
+        "moved out of the old one"
+    );
+    // ID and phone went along; the old household keeps him as history.
+    assert_eq!(api.reveal(&kid, "id_number").unwrap(), "110105201506010016");
+    let old = api.household(&from).unwrap();
+    assert!(
+        old.members
+            .iter()
+            .any(|m| m.person.id == kid && !m.person.is_present())
+    );
+    let rows = api.households(&HouseholdQuery::default()).unwrap();
+    let members = |id: &str| rows.iter().find(|r| r.id == id).unwrap().members;
+    assert_eq!((members(&from), members(&to)), (1, 2));
+    assert_eq!(api.search("wxm", 5).unwrap()[0].household, to);
+
+    // Not to where he already lives; not someone who has left.
+    let err = api
+        .move_person(&kid, &to, linli_domain::Relation::Other)
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid");
+    assert!(
+        api.move_person(&kid, "hh-none", linli_domain::Relation::Other)
+            .is_err()
+    );
+    // Moving back takes up his old entry.
+    api.move_person(&kid, &from, linli_domain::Relation::Grandchild)
+        .unwrap();
+    let back = api.household(&from).unwrap();
+    assert_eq!(
+        back.members.iter().filter(|m| m.person.id == kid).count(),
+        1
+    );
+    assert_eq!(api.person(&kid).unwrap().household, from);
+}
+
+#[test]
 fn demo_roster_visits_and_overview() {
     let dir = tempfile::tempdir().unwrap();
     let api = Api::open(dir.path()).unwrap();
@@ -554,11 +623,13 @@ fn connected_devices_hear_of_each_others_changes_at_once() {
         });
         (handle, rx)
     };
-    let synced = |e: &SyncEvent| matches!(e, SyncEvent::Status(s) if s.phase == SyncPhase::Synced);
+    let live =
+        |e: &SyncEvent| matches!(e, SyncEvent::Status(s) if s.phase == SyncPhase::Synced && s.live);
     let (a_handle, a_rx) = spawn(&a);
-    wait_for(&a_rx, "A's first sync", synced);
+    wait_for(&a_rx, "A connected", live);
     let (b_handle, b_rx) = spawn(&b);
-    wait_for(&b_rx, "B's first sync", synced);
+    wait_for(&b_rx, "B connected", live);
+    assert!(b.sync_status().unwrap().live);
     assert!(b.households(&HouseholdQuery::default()).unwrap().is_empty());
 
     // A adds a household and does nothing else: B hears of it.
@@ -582,6 +653,7 @@ fn connected_devices_hear_of_each_others_changes_at_once() {
     // Stopping does not wait for a held connection to time out.
     let t = Instant::now();
     drop(a_handle);
+    assert!(!a.sync_status().unwrap().live);
     drop(b_handle);
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     drop(relay);

@@ -43,10 +43,24 @@ impl Store {
 
     /// The latest `limit` audit entries, newest first.
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_where(None, limit)
+    }
+
+    /// The latest `limit` audit entries about `target` (a person id), newest first.
+    pub fn audit_of(&self, target: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_where(Some(target), limit)
+    }
+
+    fn audit_where(
+        &self,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT seq, at, user, action, target, detail FROM audit ORDER BY seq DESC LIMIT ?1",
+            "SELECT seq, at, user, action, target, detail FROM audit
+             WHERE ?1 IS NULL OR target = ?1 ORDER BY seq DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+        let rows = stmt.query_map(params![target, limit as i64], |r| {
             Ok(AuditEntry {
                 seq: r.get(0)?,
                 at: Timestamp(r.get(1)?),

@@ -60,6 +60,8 @@ pub struct Hit {
     pub grid: Option<String>,
     /// Relation to the head (code).
     pub relation: String,
+    /// Lives there now (not moved out, not deceased).
+    pub present: bool,
     /// What matched: `name`, `initials`, `id_number`, `phone`, `address`.
     pub matched: &'static str,
 }
@@ -134,8 +136,8 @@ impl Store {
         }
         let conn = self.conn();
         const SELECT: &str = "SELECT p.id, p.name, p.household,
-                 h.compound || h.building || '栋' || h.unit || '单元' || h.room || '室', p.grid, p.relation
-                 FROM q_people p JOIN q_households h ON h.id = p.household";
+                 h.compound || h.building || '栋' || h.unit || '单元' || h.room || '室', p.grid, p.relation,
+                 p.present FROM q_people p JOIN q_households h ON h.id = p.household";
         let mut hits: Vec<Hit> = Vec::new();
         let mut run = |sql: &str,
                        args: &[&dyn rusqlite::ToSql],
@@ -153,6 +155,7 @@ impl Store {
                     address: r.get(3)?,
                     grid: r.get(4)?,
                     relation: r.get(5)?,
+                    present: r.get(6)?,
                     matched,
                 })
             })?;
@@ -175,14 +178,14 @@ impl Store {
         if is_tail {
             run(
                 &format!(
-                    "{SELECT} JOIN q_pii i ON i.person = p.id AND i.doc = p.household || '.pii' WHERE i.id4 = ?1 ORDER BY h.sort LIMIT ?2"
+                    "{SELECT} JOIN q_pii i ON i.person = p.id AND i.doc = p.household || '.pii' WHERE i.id4 = ?1 ORDER BY p.present DESC, h.sort LIMIT ?2"
                 ),
                 &[&upper, &lim],
                 "id_number",
             )?;
             run(
                 &format!(
-                    "{SELECT} JOIN q_pii i ON i.person = p.id AND i.doc = p.household || '.pii' WHERE i.phone4 = ?1 ORDER BY h.sort LIMIT ?2"
+                    "{SELECT} JOIN q_pii i ON i.person = p.id AND i.doc = p.household || '.pii' WHERE i.phone4 = ?1 ORDER BY p.present DESC, h.sort LIMIT ?2"
                 ),
                 &[&upper, &lim],
                 "phone",
@@ -193,7 +196,7 @@ impl Store {
             let end = format!("{lower}\u{7f}");
             run(
                 &format!(
-                    "{SELECT} WHERE p.initials >= ?1 AND p.initials < ?2 ORDER BY length(p.initials), h.sort LIMIT ?3"
+                    "{SELECT} WHERE p.initials >= ?1 AND p.initials < ?2 ORDER BY p.present DESC, length(p.initials), h.sort LIMIT ?3"
                 ),
                 &[&lower, &end, &lim],
                 "initials",
@@ -202,13 +205,13 @@ impl Store {
         if !is_tail {
             let end = format!("{text}\u{10ffff}");
             run(
-                &format!("{SELECT} WHERE p.name = ?1 ORDER BY h.sort LIMIT ?2"),
+                &format!("{SELECT} WHERE p.name = ?1 ORDER BY p.present DESC, h.sort LIMIT ?2"),
                 &[&text, &lim],
                 "name",
             )?;
             run(
                 &format!(
-                    "{SELECT} WHERE p.name > ?1 AND p.name < ?2 ORDER BY p.name, h.sort LIMIT ?3"
+                    "{SELECT} WHERE p.name > ?1 AND p.name < ?2 ORDER BY p.present DESC, p.name, h.sort LIMIT ?3"
                 ),
                 &[&text, &end, &lim],
                 "name",
@@ -216,7 +219,9 @@ impl Store {
             if text.chars().count() >= 2 && !text.is_ascii() {
                 let like = format!("%{text}%");
                 run(
-                    &format!("{SELECT} WHERE p.name LIKE ?1 ORDER BY h.sort LIMIT ?2"),
+                    &format!(
+                        "{SELECT} WHERE p.name LIKE ?1 ORDER BY p.present DESC, h.sort LIMIT ?2"
+                    ),
                     &[&like, &lim],
                     "name",
                 )?;
@@ -230,7 +235,7 @@ impl Store {
             run(
                 &format!(
                     "{SELECT} WHERE h.compound LIKE ?1 AND (?2 IS NULL OR h.building = ?2) AND (?3 IS NULL OR h.unit = ?3)
-                     AND (?4 IS NULL OR h.room = ?4) ORDER BY h.sort, p.ord LIMIT ?5"
+                     AND (?4 IS NULL OR h.room = ?4) ORDER BY p.present DESC, h.sort, p.ord LIMIT ?5"
                 ),
                 &[&like, &b, &u, &r, &lim],
                 "address",

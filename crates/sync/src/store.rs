@@ -420,18 +420,23 @@ impl Store {
         stored_heads(&self.conn, id)
     }
 
+    /// Every household a person is on (they keep a row where they moved out from), with
+    /// whether they live there now.
+    pub fn households_of(&self, person: &str) -> Result<Vec<(String, bool)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT household, present FROM q_people WHERE id = ?1")?;
+        let rows = stmt.query_map([person], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The household a person belongs to.
     pub fn household_of(&self, person: &str) -> Result<Option<String>, StoreError> {
         // Present first, then the first household by id. Sorted here, not by SQLite: with
         // the planner's STAT4 statistics compiled in, an ORDER BY over this index made SQLite
         // re-plan the statement for every new id (4 % of an edit).
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT household, present FROM q_people WHERE id = ?1")?;
-        let mut rows = stmt.query([person])?;
         let mut best: Option<(bool, String)> = None;
-        while let Some(r) = rows.next()? {
-            let (household, present): (String, bool) = (r.get(0)?, r.get(1)?);
+        for (household, present) in self.households_of(person)? {
             let better = match &best {
                 None => true,
                 Some((p, h)) => {
