@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use linli_api::{
     Api, ApiError, AppStatus, Backoff, CompoundNode, HouseholdQuery, HouseholdRow, HouseholdView,
-    NewHousehold, NewMember, NewRequest, NewTask, NewVisit, Overview, RequestQuery, RequestRow,
-    RequestView, SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
+    NewHousehold, NewMember, NewRequest, NewTask, NewVisit, Overview, PersonView, RequestQuery,
+    RequestRow, RequestView, SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
 };
 use linli_api::{BoardRow, NoticeView, PeerServer, PeerSync};
 use linli_domain::board::{PostKind, PostStatus};
 use linli_domain::request::Satisfaction;
-use linli_domain::{HelpPost, RequestState};
+use linli_domain::{HelpPost, Relation, RequestState};
 use tauri::{Emitter, Manager, Runtime, State};
 
 type Res<T> = Result<T, ApiError>;
@@ -135,6 +135,21 @@ async fn add_household(s: State<'_, Linli>, input: NewHousehold) -> Res<String> 
 #[tauri::command(rename_all = "snake_case")]
 async fn add_member(s: State<'_, Linli>, household: String, input: NewMember) -> Res<String> {
     blocking(&s.api, move |api| api.add_member(&household, &input)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn person(s: State<'_, Linli>, id: String) -> Res<PersonView> {
+    blocking(&s.api, move |api| api.person(&id)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn move_person(
+    s: State<'_, Linli>,
+    person: String,
+    to: String,
+    relation: Relation,
+) -> Res<()> {
+    blocking(&s.api, move |api| api.move_person(&person, &to, relation)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -453,6 +468,8 @@ pub fn app<R: Runtime>(
             edit,
             add_household,
             add_member,
+            person,
+            move_person,
             move_out,
             mark_deceased,
             record_visit,

@@ -107,6 +107,25 @@ export interface HouseholdView {
   visits: VisitRow[]
   unsynced: boolean
 }
+export interface PlaceRow {
+  household: string
+  address: Address
+  relation: string
+  moved_in: string | null
+  moved_out: string | null
+  deceased: string | null
+}
+/** An entry of this device's audit log (who revealed what, when). */
+export interface AuditEntry { seq: number; at: number; user: string; action: string; target: string; detail: string }
+export interface PersonView {
+  member: MemberView
+  household: string
+  address: Address
+  grid: string | null
+  places: PlaceRow[]
+  reveals: AuditEntry[]
+  unsynced: boolean
+}
 export interface Hit {
   id: string
   name: string
@@ -305,6 +324,8 @@ export const api = {
   compounds: () => invoke<CompoundNode[]>('compounds'),
   households: (query: HouseholdQuery) => invoke<HouseholdRow[]>('households', { query }),
   household: (id: string) => invoke<HouseholdView>('household', { id }),
+  person: (id: string) => invoke<PersonView>('person', { id }),
+  movePerson: (person: string, to: string, relation: string) => invoke<null>('move_person', { person, to, relation }),
   search: (text: string) => invoke<Hit[]>('search', { text }),
   reveal: (person: string, field: 'id_number' | 'phone') => invoke<string>('reveal', { person, field }),
   edit: (id: string, field: string, value: string) => invoke<boolean>('edit', { id, field, value }),

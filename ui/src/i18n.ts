@@ -50,6 +50,12 @@ export const zh = {
     area: '面积（㎡）', tenure: '房屋状况', newRequest: '登记诉求', noVisits: '还没有走访记录',
     addMember: '新增成员', editInfo: '修改信息', field: '项目', value: '新的内容',
   },
+  person: {
+    household: '所在住户', places: '居住记录', movedIn: '{day} 迁入', since: '{day} 起', present: '在住',
+    moveTo: '迁往本社区其他住户', target: '迁入住户', targetHint: '输入地址或姓名查找住户',
+    relation: '与新户主关系', moved: '已迁往 {address}', reveals: '本机查看记录',
+    revealed: '{user} 查看了{field}', noReveals: '本机没有查看记录', age: '{n} 岁',
+  },
   field: { name: '姓名', relation: '与户主关系', residence: '户籍类型', ethnicity: '民族', workplace: '工作单位', notes: '备注', id_number: '证件号码' },
   add: {
     title: '新增住户', compound: '小区', building: '楼栋', unit: '单元', room: '房号', grid: '网格',
@@ -162,6 +168,12 @@ export const en: Messages = {
     confirmDeceased: 'Record the death of {name}?', editPhone: 'Change phone', editTags: 'Change attention tags',
     area: 'Area (m²)', tenure: 'Tenure', newRequest: 'Report a request', noVisits: 'No visits yet',
     addMember: 'Add a member', editInfo: 'Edit details', field: 'Field', value: 'New value',
+  },
+  person: {
+    household: 'Household', places: 'Where they have lived', movedIn: 'moved in {day}', since: 'since {day}', present: 'Lives here',
+    moveTo: 'Move to another household here', target: 'Moving into', targetHint: 'Type an address or a name to find the household',
+    relation: 'Relation to the new head', moved: 'Moved to {address}', reveals: 'Shown in full on this device',
+    revealed: '{user} showed the {field}', noReveals: 'Not shown in full on this device', age: '{n} years',
   },
   field: { name: 'Name', relation: 'Relation to head', residence: 'Residence', ethnicity: 'Ethnicity', workplace: 'Workplace', notes: 'Notes', id_number: 'ID number' },
   add: {

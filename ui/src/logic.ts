@@ -1,5 +1,5 @@
 // The UI's logic, kept out of components so that it is tested on its own (tests/logic.test.ts).
-import type { HouseholdRow, RequestState, SyncStatus } from './api'
+import type { Hit, HouseholdRow, RequestState, SyncStatus } from './api'
 
 /** The time zone every instant is shown in: China Standard Time. */
 export const ZONE = 'Asia/Shanghai'
@@ -196,3 +196,23 @@ export const CODES = {
   relation: ['head', 'spouse', 'child', 'parent', 'grandchild', 'other', 'tenant'],
   tenure: ['owner_occupied', 'rented', 'empty'],
 } as const
+
+/** Age in whole years on `day` (both `YYYY-MM-DD`). */
+export function ageOn(birth: string, day: string): number {
+  const [by, bm, bd] = birth.split('-').map(Number)
+  const [y, m, d] = day.split('-').map(Number)
+  return y - by - (m < bm || (m === bm && d < bd) ? 1 : 0)
+}
+
+/** The households a person could move into, from search hits: each once, in the order found,
+ *  without the one they live in. */
+export function moveTargets(hits: Hit[], current: string): { household: string; address: string }[] {
+  const seen = new Set([current])
+  const out: { household: string; address: string }[] = []
+  for (const h of hits) {
+    if (seen.has(h.household)) continue
+    seen.add(h.household)
+    out.push({ household: h.household, address: h.address })
+  }
+  return out
+}

@@ -8,6 +8,7 @@ export const router = createRouter({
     { path: '/overview', component: () => import('./views/Overview.vue') },
     { path: '/roster', component: () => import('./views/Roster.vue') },
     { path: '/household/:id', component: () => import('./views/Household.vue'), props: true },
+    { path: '/person/:id', component: () => import('./views/Person.vue'), props: true },
     { path: '/visits', component: () => import('./views/Visits.vue') },
     { path: '/requests', component: () => import('./views/Requests.vue') },
     { path: '/request/:id', component: () => import('./views/Request.vue'), props: true },

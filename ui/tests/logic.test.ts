@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { HouseholdRow, SyncStatus } from '../src/api'
 import {
   addDays, addressOf, dayStartMs, deadlineText, formatDay, formatTime, groupByUnit, monthStart,
-  needsReason, nextHousehold, stateTone, syncLabel, today,
+  ageOn, moveTargets, needsReason, nextHousehold, stateTone, syncLabel, today,
 } from '../src/logic'
 import { i18n } from '../src/i18n'
 
@@ -109,5 +109,23 @@ describe('drafts', () => {
     expect(drafts.load(store, 'visit', 'hh-3', blank)).toEqual(blank)
     drafts.clear(store, 'visit', 'hh-1')
     expect(drafts.load(store, 'visit', 'hh-1', blank)).toEqual(blank)
+  })
+})
+
+describe('person pages', () => {
+  it('counts age in whole years, birthdays included', () => {
+    expect(ageOn('2015-06-01', '2026-05-31')).toBe(10)
+    expect(ageOn('2015-06-01', '2026-06-01')).toBe(11)
+    expect(ageOn('1949-12-31', '2026-11-25')).toBe(76)
+  })
+  it('offers each other household once to move into', () => {
+    const hit = (id: string, household: string, address: string) => ({
+      id, name: '王小明', household, address, grid: 'G01', relation: 'child', present: true, matched: 'address',
+    })
+    const hits = [hit('p1', 'hh-1', '3栋2单元501室'), hit('p2', 'hh-2', '3栋2单元502室'), hit('p3', 'hh-2', '3栋2单元502室'), hit('p4', 'hh-3', '3栋2单元503室')]
+    expect(moveTargets(hits, 'hh-1')).toEqual([
+      { household: 'hh-2', address: '3栋2单元502室' },
+      { household: 'hh-3', address: '3栋2单元503室' },
+    ])
   })
 })
