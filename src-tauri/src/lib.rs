@@ -664,6 +664,26 @@ mod tests {
         let hits = call(&w, "search", json!({"text": "zxy"})).unwrap();
         assert_eq!(hits[0]["name"], "张秀英");
 
+        let page = call(&w, "person", json!({"id": person})).unwrap();
+        assert_eq!(page["household"], id.as_str());
+        assert_eq!(page["member"]["phone"], "138****5678");
+        assert_eq!(page["reveals"][0]["detail"], "phone", "{page}");
+        assert!(!page.to_string().contains("13812345678"), "{page}");
+        let err = call(
+            &w,
+            "move_person",
+            json!({"person": person, "to": id, "relation": "other"}),
+        )
+        .unwrap_err();
+        assert_eq!(err["code"], "invalid");
+        let err = call(
+            &w,
+            "move_person",
+            json!({"person": person, "to": id, "relation": "cousin"}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cousin"), "{err}");
+
         let rq = call(
             &w,
             "report_request",
