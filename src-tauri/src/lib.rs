@@ -724,7 +724,16 @@ mod tests {
         let sync = call(&w, "sync_status", json!({})).unwrap();
         assert_eq!(sync["phase"], "no_relay");
         let err = call(&w, "set_relay", json!({"url": "ftp://x"})).unwrap_err();
-        assert_eq!(err["code"], "offline");
+        assert_eq!(err["code"], "invalid");
+        assert!(
+            err["message"].as_str().unwrap().starts_with("url: "),
+            "{err}"
+        );
+        assert_eq!(
+            call(&w, "sync_status", json!({})).unwrap()["phase"],
+            "no_relay",
+            "nothing was saved"
+        );
 
         let task = call(
             &w,

@@ -165,6 +165,14 @@ impl Api {
     /// Sets the street office's relay (`http://host:port`); the next sync uses it.
     pub fn set_relay(&self, url: &str) -> Result<SyncStatus, ApiError> {
         let url = url.trim().trim_end_matches('/');
+        let rest = url.strip_prefix("http://").unwrap_or_default();
+        if rest.is_empty() || rest.contains(char::is_whitespace) {
+            return Err(ApiError::invalid(
+                "url",
+                "the relay's address looks like http://HOST:PORT (this build speaks plain HTTP \
+                 to a relay on the street office's network)",
+            ));
+        }
         RelayClient::new(url)?;
         self.store().remember_relay(url)?;
         self.sync_status()
