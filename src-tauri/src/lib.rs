@@ -734,6 +734,14 @@ mod tests {
             "no_relay",
             "nothing was saved"
         );
+        // A relay set, then changed: the new address is the one used.
+        for url in ["http://127.0.0.1:9", "http://127.0.0.1:10/"] {
+            call(&w, "set_relay", json!({"url": url})).unwrap();
+        }
+        assert_eq!(
+            call(&w, "sync_status", json!({})).unwrap()["relay"],
+            "http://127.0.0.1:10"
+        );
 
         let task = call(
             &w,

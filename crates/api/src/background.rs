@@ -174,7 +174,7 @@ impl Api {
             ));
         }
         RelayClient::new(url)?;
-        self.store().remember_relay(url)?;
+        self.store().set_relay(url)?;
         self.sync_status()
     }
 

@@ -245,6 +245,11 @@ impl Store {
         get_meta(self.conn(), "relay")
     }
 
+    /// Makes `url` this store's relay (the user changed it).
+    pub fn set_relay(&self, url: &str) -> Result<(), StoreError> {
+        set_meta(self.conn(), "relay", url)
+    }
+
     /// Remembers `url` as this store's relay if it has none yet.
     pub fn remember_relay(&self, url: &str) -> Result<(), StoreError> {
         if self.default_relay()?.is_none() {
