@@ -14,7 +14,8 @@ use linli_api::{
     NewHousehold, NewMember, NewRequest, NewTask, NewVisit, Overview, PersonView, RequestQuery,
     RequestRow, RequestView, SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
 };
-use linli_api::{BoardRow, NoticeView, PeerServer, PeerSync};
+use linli_api::{BoardRow, KnownPeer, NoticeView, PeerServer, PeerSync};
+
 use linli_domain::board::{PostKind, PostStatus};
 use linli_domain::request::Satisfaction;
 use linli_domain::{HelpPost, Relation, RequestState};
@@ -321,23 +322,67 @@ fn serve_peers<R: Runtime>(
     s: State<'_, Linli>,
     on: bool,
 ) -> Res<Option<String>> {
-    let mut peers = s.peers.lock().unwrap_or_else(|p| p.into_inner());
+    s.api.set_serving_wanted(on)?;
     if !on {
-        peers.take();
+        s.peers.lock().unwrap_or_else(|p| p.into_inner()).take();
         return Ok(None);
     }
-    if peers.is_none() {
-        let bind = std::env::var("LINLI_P2P_BIND")
-            .ok()
-            .and_then(|b| b.parse().ok())
-            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-        *peers = Some(PeerServer::start(&s.api, bind, move |e| {
+    start_serving(&app, &s).map(Some)
+}
+
+/// Serves nearby devices (if not yet): on the port used last time, so that the tickets they
+/// remember stay good, or on any port if that one is taken. Returns the ticket.
+fn start_serving<R: Runtime>(app: &tauri::AppHandle<R>, s: &Linli) -> Res<String> {
+    let mut peers = s.peers.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = peers.as_ref() {
+        return Ok(p.ticket().to_string());
+    }
+    let default = std::env::var("LINLI_P2P_BIND")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let emit = |app: tauri::AppHandle<R>| {
+        move |e| {
             if let SyncEvent::Changed { received } = e {
                 let _ = app.emit(DOCS_CHANGED, received);
             }
-        })?);
-    }
-    Ok(peers.as_ref().map(|p| p.ticket().to_string()))
+        }
+    };
+    let server = match PeerServer::start(&s.api, s.api.serving_bind(default)?, emit(app.clone())) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::info!(error = %e, "the port served on before is taken; serving on another");
+            PeerServer::start(&s.api, default, emit(app.clone()))?
+        }
+    };
+    let ticket = server.ticket().to_string();
+    *peers = Some(server);
+    Ok(ticket)
+}
+
+/// Direct sync as Settings shows it: this device's ticket while it serves, and the devices
+/// it synced with before.
+#[derive(Debug, Clone, serde::Serialize)]
+struct PeersStatus {
+    ticket: Option<String>,
+    known: Vec<KnownPeer>,
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn peers_status(s: State<'_, Linli>) -> Res<PeersStatus> {
+    let ticket = s
+        .peers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|p| p.ticket().to_string());
+    let known = blocking(&s.api, move |api| api.known_peers()).await?;
+    Ok(PeersStatus { ticket, known })
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn forget_peer(s: State<'_, Linli>, key: String) -> Res<bool> {
+    blocking(&s.api, move |api| api.forget_peer(&key)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -451,6 +496,12 @@ pub fn app<R: Runtime>(
                 }
             });
             *linli.sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync);
+            // Left serving nearby devices last time: serve again, on the same port.
+            if linli.api.serving_wanted().unwrap_or(false)
+                && let Err(e) = start_serving(app.handle(), &linli)
+            {
+                tracing::warn!(error = %e, "cannot serve nearby devices");
+            }
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
@@ -497,6 +548,8 @@ pub fn app<R: Runtime>(
             confirm_read,
             serve_peers,
             sync_peer,
+            peers_status,
+            forget_peer,
             sync_status,
             set_relay,
             sync_now,

@@ -168,6 +168,8 @@ test('a community from its first start: household, visit, request loop, and a ch
     await s.waitFor('[data-test=phone]', { text: '137****2222', ms: 30000 })
     serve.stop()
     await s.click('[data-test=nav-settings]')
+    // The app remembers the device it synced with; its background loop tries it again.
+    await s.waitFor('[data-test=known-peer]')
     await s.click('[data-test=serve-peers]')
     await s.waitFor('[data-test=peer-ticket]')
     const ticketA = await s.exec("const e = document.querySelector('[data-test=peer-ticket]'); return e.value ?? e.querySelector('textarea').value")

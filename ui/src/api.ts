@@ -126,6 +126,9 @@ export interface PersonView {
   reveals: AuditEntry[]
   unsynced: boolean
 }
+/** A device synced with directly before; the background loop syncs with it when it answers. */
+export interface KnownPeer { key: string; ticket: string; label: string; last_synced_ms: number | null; last_error: string | null }
+export interface PeersStatus { ticket: string | null; known: KnownPeer[] }
 export interface Hit {
   id: string
   name: string
@@ -363,6 +366,8 @@ export const api = {
   confirmRead: (id: string, household: string) => invoke<NoticeView>('confirm_read', { id, household }),
   servePeers: (on: boolean) => invoke<string | null>('serve_peers', { on }),
   syncPeer: (ticket: string) => invoke<PeerSync>('sync_peer', { ticket }),
+  peersStatus: () => invoke<PeersStatus>('peers_status'),
+  forgetPeer: (key: string) => invoke<boolean>('forget_peer', { key }),
   syncStatus: () => invoke<SyncStatus>('sync_status'),
   setRelay: (url: string) => invoke<SyncStatus>('set_relay', { url }),
   syncNow: () => invoke<SyncStatus>('sync_now'),

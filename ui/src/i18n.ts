@@ -113,6 +113,8 @@ export const zh = {
     inviteRole: '角色', inviteGrids: '网格', makeInvite: '生成邀请码', inviteHint: '邀请码包含密钥，只出示一次。',
     peers: '附近设备直连', serve: '允许附近设备与本机同步', ticket: '本机连接码（请对方扫码或输入）',
     peerTicket: '对方的连接码', syncPeer: '与该设备同步', peerDone: '已与 {peer} 同步：发送 {sent} 项，收到 {received} 项',
+    known: '同步过的设备', knownHint: '它们在附近并允许同步时，本机会在后台自动与它们同步。',
+    lastSynced: '上次同步 {time}', notReached: '最近未连上', forget: '忘记',
   },
   time: { hours: '{n} 小时', days: '{n} 天' },
   error: {
@@ -237,6 +239,8 @@ export const en: Messages = {
     inviteHint: 'The code carries keys: show it once.',
     peers: 'Nearby devices', serve: 'Let nearby devices sync with this one', ticket: "This device's code (scan or type it on the other device)",
     peerTicket: "The other device's code", syncPeer: 'Sync with that device', peerDone: 'Synced with {peer}: sent {sent}, received {received}',
+    known: 'Devices synced with before', knownHint: 'When one is nearby and lets devices sync, this one syncs with it in the background.',
+    lastSynced: 'last synced {time}', notReached: 'not reached lately', forget: 'Forget',
   },
   time: { hours: '{n} h', days: '{n} days' },
   error: {

@@ -258,8 +258,10 @@ const WATCH: Duration = Duration::from_secs(25);
 
 /// Why the live wait ended.
 enum Live {
-    /// Time for a full sync (the period passed, a change here, "sync now").
+    /// Time for a full sync (the period passed, a change here).
     Sync,
+    /// "Sync now": a full sync, known peers included.
+    Now,
     /// The loop should stop.
     Stop,
     /// The relay failed: back to retrying with backoff.
@@ -329,7 +331,8 @@ impl Api {
                         Watched::Interrupted => {
                             return Ok(match woken.get() {
                                 Some(Wake::Stop) => Live::Stop,
-                                _ => Live::Sync,
+                                Some(Wake::Now) => Live::Now,
+                                None => Live::Sync,
                             });
                         }
                     }
@@ -366,6 +369,9 @@ impl SyncHandle {
         let thread = std::thread::Builder::new()
             .name("linli-sync".into())
             .spawn(move || {
+                // Known peers are tried once a period, and at once on "sync now".
+                let mut peers_due = true;
+                let mut peers_tried = std::time::Instant::now();
                 loop {
                     let mut status = api.sync_status().unwrap_or_else(|e| api.record_failure(&e));
                     if status.relay.is_some() {
@@ -377,6 +383,17 @@ impl SyncHandle {
                             notify(SyncEvent::Changed {
                                 received: status.last_received,
                             });
+                        }
+                    }
+                    // Then the devices synced with directly before, if they answer (after the
+                    // relay: a peer that is elsewhere takes a few seconds to give up on).
+                    if peers_due || peers_tried.elapsed() >= backoff.period {
+                        peers_due = false;
+                        peers_tried = std::time::Instant::now();
+                        match api.sync_known_peers() {
+                            Ok(0) => {}
+                            Ok(received) => notify(SyncEvent::Changed { received }),
+                            Err(e) => tracing::warn!(error = %e, "syncing with known peers failed"),
                         }
                     }
                     // Connected: stay so until the next full sync is due.
@@ -394,6 +411,10 @@ impl SyncHandle {
                         api.sync_lock().live = false;
                         match ended {
                             Live::Sync => continue,
+                            Live::Now => {
+                                peers_due = true;
+                                continue;
+                            }
                             Live::Stop => break,
                             Live::Failed => {
                                 status =
@@ -401,9 +422,14 @@ impl SyncHandle {
                             }
                         }
                     }
-                    // Without a relay, wait for "sync now" (a relay may have been set).
+                    // Without a relay, wait for "sync now" (a relay may have been set), or the
+                    // next round of known peers.
                     let wait = if status.relay.is_none() {
-                        Duration::from_secs(3600)
+                        if api.known_peers().is_ok_and(|p| !p.is_empty()) {
+                            backoff.period
+                        } else {
+                            Duration::from_secs(3600)
+                        }
                     } else {
                         backoff.delay(status.failures)
                     };
@@ -412,7 +438,8 @@ impl SyncHandle {
                     status.next_attempt_ms = status.relay.is_some().then_some(next);
                     notify(SyncEvent::Status(status));
                     match rx.recv_timeout(wait) {
-                        Ok(Wake::Now) | Err(RecvTimeoutError::Timeout) => {}
+                        Ok(Wake::Now) => peers_due = true,
+                        Err(RecvTimeoutError::Timeout) => {}
                         Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }

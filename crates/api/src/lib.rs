@@ -31,6 +31,7 @@ pub use background::{Backoff, SyncEvent, SyncHandle, SyncPhase, SyncStatus};
 pub use board::{BoardRow, NoticeView};
 pub use error::ApiError;
 pub use linli_sync::Hit;
+pub use linli_sync::KnownPeer;
 pub use linli_sync::screens::{CompoundNode, HouseholdRow};
 pub use overview::Overview;
 pub use peers::{PeerServer, PeerSync};

@@ -1,15 +1,18 @@
 //! Direct sync with nearby devices (same office Wi-Fi or a phone's hotspot) over iroh, without
 //! the relay: a device may serve (it shows a ticket, as text or a QR code) and another syncs
-//! with it by that ticket. Serving is switched on by the user, never by default.
+//! with it by that ticket. Serving is switched on by the user, never by default; it keeps its
+//! port from one time to the next, so the ticket stays good. A device remembers the peers it
+//! synced with, and the background loop syncs with them again whenever they answer.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use linli_sync::Store;
 use linli_sync::p2p::Server;
 use linli_sync::relay_client::SyncError;
+use linli_sync::{KnownPeer, PeerReport, Store};
 use linli_wire::peer::Ticket;
 use serde::Serialize;
 
@@ -50,11 +53,32 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ApiError> {
         .map_err(|e| ApiError::Sync(SyncError::Protocol(format!("cannot start a runtime: {e}"))))
 }
 
+/// How long the background loop gives a known peer to answer.
+const KNOWN_PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn hex(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Api {
-    /// Syncs once, directly, with the device that shows `ticket`.
+    /// Syncs once, directly, with the device that shows `ticket`, and remembers it.
     pub fn sync_peer(&self, ticket: &str) -> Result<PeerSync, ApiError> {
         let ticket = Ticket::decode(ticket.trim())
             .map_err(|e| ApiError::invalid("ticket", format!("cannot be read: {e}")))?;
+        let r = self.sync_ticket(&ticket, None)?;
+        Ok(PeerSync {
+            peer: r.peer,
+            sent: r.sent,
+            received: r.created + r.changed,
+            ms: r.ms as u64,
+        })
+    }
+
+    fn sync_ticket(
+        &self,
+        ticket: &Ticket,
+        limit: Option<Duration>,
+    ) -> Result<PeerReport, ApiError> {
         // A ticket of this machine's loopback (tests, two stores on one PC) is reached from
         // loopback; any other from every interface.
         let bind = if ticket.addrs.iter().all(|a| a.ip().is_loopback()) {
@@ -63,15 +87,77 @@ impl Api {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
         };
         let mut store = Store::open(&self.dir)?;
-        let r =
-            on_own_runtime(
-                |rt| Ok(rt.block_on(linli_sync::p2p::sync(&mut store, &ticket, bind))?),
-            )?;
-        Ok(PeerSync {
-            peer: r.peer,
-            sent: r.sent,
-            received: r.created + r.changed,
-            ms: r.ms as u64,
+        let key = hex(&ticket.key);
+        let result = on_own_runtime(|rt| {
+            let sync = linli_sync::p2p::sync(&mut store, ticket, bind);
+            Ok(match limit {
+                None => rt.block_on(sync)?,
+                Some(limit) => rt
+                    .block_on(async { tokio::time::timeout(limit, sync).await })
+                    .map_err(|_| SyncError::PeerLink {
+                        peer: key.clone(),
+                        reason: format!("no answer within {} s", limit.as_secs()),
+                    })??,
+            })
+        });
+        match &result {
+            Ok(r) => store.remember_peer(KnownPeer {
+                key,
+                ticket: ticket.encode(),
+                label: r.peer.clone(),
+                last_synced_ms: Some(linli_domain::Timestamp::now().0),
+                last_error: None,
+            })?,
+            Err(e) => store.peer_failed(&key, &e.to_string())?,
+        }
+        result
+    }
+
+    /// The devices this one has synced with directly, most recent first.
+    pub fn known_peers(&self) -> Result<Vec<KnownPeer>, ApiError> {
+        Ok(self.store().known_peers()?)
+    }
+
+    /// Forgets a known peer (by its key); the background loop stops trying it.
+    pub fn forget_peer(&self, key: &str) -> Result<bool, ApiError> {
+        Ok(self.store().forget_peer(key)?)
+    }
+
+    /// Syncs with every known peer that answers within a few seconds; returns how many
+    /// documents arrived. A peer that does not answer is normal (it is elsewhere): its error
+    /// is recorded on it, not raised.
+    pub fn sync_known_peers(&self) -> Result<usize, ApiError> {
+        let mut received = 0;
+        for peer in self.known_peers()? {
+            let Ok(ticket) = Ticket::decode(&peer.ticket) else {
+                continue;
+            };
+            match self.sync_ticket(&ticket, Some(KNOWN_PEER_TIMEOUT)) {
+                Ok(r) => received += r.created + r.changed,
+                Err(e) => {
+                    tracing::debug!(peer = %peer.label, error = %e, "a known peer did not answer")
+                }
+            }
+        }
+        Ok(received)
+    }
+
+    /// Whether this device was left serving nearby devices (the app serves again at start).
+    pub fn serving_wanted(&self) -> Result<bool, ApiError> {
+        Ok(self.store().serving_wanted()?)
+    }
+
+    /// Records whether this device should serve nearby devices.
+    pub fn set_serving_wanted(&self, on: bool) -> Result<(), ApiError> {
+        Ok(self.store().set_serving_wanted(on)?)
+    }
+
+    /// Where to serve nearby devices: `default`'s address with the port used last time, so
+    /// that the tickets other devices remember stay good.
+    pub fn serving_bind(&self, default: SocketAddr) -> Result<SocketAddr, ApiError> {
+        Ok(match self.store().serving_port()? {
+            Some(port) if default.port() == 0 => SocketAddr::new(default.ip(), port),
+            _ => default,
         })
     }
 }
@@ -138,6 +224,12 @@ impl PeerServer {
         let ticket = ready_rx
             .recv()
             .map_err(|_| ApiError::Sync(SyncError::Protocol("the peer server stopped".into())))??;
+        if let Some(port) = Ticket::decode(&ticket)
+            .ok()
+            .and_then(|t| t.addrs.first().map(SocketAddr::port))
+        {
+            api.store().set_serving_port(port)?;
+        }
         Ok(PeerServer {
             ticket,
             stop: Some(stop_tx),

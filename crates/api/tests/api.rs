@@ -811,3 +811,61 @@ fn two_devices_sync_directly_without_the_relay() {
     assert_eq!(a.household(&hh).unwrap().members[0].phone, "139****1111");
     drop(server);
 }
+
+#[test]
+fn a_device_syncs_again_with_a_peer_it_knows_whenever_it_answers() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Arc::new(staff(a_dir.path()));
+    let b = Arc::new(Api::open(b_dir.path()).unwrap());
+    b.join(&a.invite("staff", &[]).unwrap(), "李四").unwrap();
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let serve = |api: &Arc<Api>| {
+        let bind = api.serving_bind(loopback).unwrap();
+        linli_api::PeerServer::start(api, bind, |_| {}).unwrap()
+    };
+
+    // Once by ticket: B remembers A.
+    let server = serve(&a);
+    b.sync_peer(server.ticket()).unwrap();
+    let known = b.known_peers().unwrap();
+    assert_eq!(known.len(), 1);
+    assert!(known[0].last_synced_ms.is_some() && known[0].last_error.is_none());
+
+    // B's background loop (no relay at all) brings A's new household without a ticket.
+    let (tx, rx) = mpsc::channel();
+    let backoff = Backoff {
+        period: Duration::from_millis(300),
+        base: Duration::from_millis(100),
+        max: Duration::from_millis(400),
+    };
+    let handle = SyncHandle::spawn(b.clone(), backoff, move |e| {
+        let _ = tx.send(e);
+    });
+    let first = a.add_household(&new_household("701")).unwrap();
+    wait_for(&rx, "A's household at B", |_| b.household(&first).is_ok());
+
+    // A stops serving: B notes it and carries on. A serves again, on the port it used
+    // before, so B's remembered ticket still reaches it.
+    let ticket = server.ticket().to_string();
+    drop(server);
+    let second = a.add_household(&new_household("702")).unwrap();
+    wait_for(&rx, "B to note that A is away", |_| {
+        b.known_peers().unwrap()[0].last_error.is_some()
+    });
+    assert!(b.household(&second).is_err());
+    let server = serve(&a);
+    assert_eq!(server.ticket(), ticket, "the same port, the same ticket");
+    wait_for(&rx, "A's second household at B", |_| {
+        b.household(&second).is_ok()
+    });
+    assert!(b.known_peers().unwrap()[0].last_error.is_none());
+
+    assert!(
+        b.forget_peer(&b.known_peers().unwrap()[0].key.clone())
+            .unwrap()
+    );
+    assert!(b.known_peers().unwrap().is_empty());
+    drop(handle);
+    drop(server);
+}

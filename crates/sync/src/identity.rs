@@ -269,3 +269,89 @@ impl Store {
         Ok(next)
     }
 }
+
+/// A device this one has synced with directly, remembered so that syncing with it again
+/// needs no new ticket: the app's background loop tries it whenever it may be reachable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KnownPeer {
+    /// Its device key (hex): one entry per device.
+    pub key: String,
+    /// The ticket it was last reached by.
+    pub ticket: String,
+    /// Who it is, in words (its role and label).
+    pub label: String,
+    /// When the last sync with it completed (ms).
+    pub last_synced_ms: Option<i64>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+}
+
+impl Store {
+    /// The devices this one has synced with directly, most recent first.
+    pub fn known_peers(&self) -> Result<Vec<KnownPeer>, StoreError> {
+        match get_meta(self.conn(), "known_peers")? {
+            None => Ok(Vec::new()),
+            Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::Field {
+                id: "meta".into(),
+                field: "known_peers".into(),
+                message: format!("is damaged: {e}"),
+            }),
+        }
+    }
+
+    /// Adds or updates a known peer (by its key), putting it first.
+    pub fn remember_peer(&self, peer: KnownPeer) -> Result<(), StoreError> {
+        let mut peers = self.known_peers()?;
+        peers.retain(|p| p.key != peer.key);
+        peers.insert(0, peer);
+        self.save_peers(&peers)
+    }
+
+    /// Records a failed attempt to reach a known peer.
+    pub fn peer_failed(&self, key: &str, error: &str) -> Result<(), StoreError> {
+        let mut peers = self.known_peers()?;
+        if let Some(p) = peers.iter_mut().find(|p| p.key == key) {
+            p.last_error = Some(error.to_string());
+        }
+        self.save_peers(&peers)
+    }
+
+    /// Forgets a known peer; true if it was known.
+    pub fn forget_peer(&self, key: &str) -> Result<bool, StoreError> {
+        let mut peers = self.known_peers()?;
+        let before = peers.len();
+        peers.retain(|p| p.key != key);
+        self.save_peers(&peers)?;
+        Ok(peers.len() < before)
+    }
+
+    fn save_peers(&self, peers: &[KnownPeer]) -> Result<(), StoreError> {
+        let json = serde_json::to_string(peers).map_err(|e| StoreError::Field {
+            id: "meta".into(),
+            field: "known_peers".into(),
+            message: e.to_string(),
+        })?;
+        set_meta(self.conn(), "known_peers", &json)
+    }
+
+    /// The port this device served nearby devices on last time (so that the tickets they
+    /// keep stay good), if any.
+    pub fn serving_port(&self) -> Result<Option<u16>, StoreError> {
+        Ok(get_meta(self.conn(), "serving_port")?.and_then(|p| p.parse().ok()))
+    }
+
+    /// Whether the user left this device serving nearby devices (it serves again at start).
+    pub fn serving_wanted(&self) -> Result<bool, StoreError> {
+        Ok(get_meta(self.conn(), "serving")?.as_deref() == Some("on"))
+    }
+
+    /// Records whether this device should serve nearby devices.
+    pub fn set_serving_wanted(&self, on: bool) -> Result<(), StoreError> {
+        set_meta(self.conn(), "serving", if on { "on" } else { "off" })
+    }
+
+    /// Remembers the port this device serves nearby devices on.
+    pub fn set_serving_port(&self, port: u16) -> Result<(), StoreError> {
+        set_meta(self.conn(), "serving_port", &port.to_string())
+    }
+}

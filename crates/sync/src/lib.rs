@@ -25,7 +25,7 @@ pub use audit::AuditEntry;
 pub use codec::TRAIN_AFTER;
 pub use error::StoreError;
 pub use history::HistoryEntry;
-pub use identity::Identity;
+pub use identity::{Identity, KnownPeer};
 pub use outbox::Outgoing;
 pub use query::{Hit, ListFilter, Row};
 pub use replica::{PeerReport, Replica};
