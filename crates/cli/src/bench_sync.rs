@@ -354,15 +354,25 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
         }
         Ok(true)
     };
-    let (mut received, mut b_ms, mut b_round_trips) = (0, 0, 0);
+    let (mut received, mut b_ms, mut b_round_trips, mut events) = (0, 0, 0, 0);
     let mut last = Value::Null;
-    while !in_step()? {
+    // B may have merged before the first look: the phase then ends at that look, and B's
+    // report of it is read after.
+    let mut done_ms = None;
+    loop {
+        if done_ms.is_none() && in_step()? {
+            done_ms = Some(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        if done_ms.is_some() && events > 0 {
+            break;
+        }
         last = b_watch.next()?;
+        events += 1;
         received += last["created"].as_u64().unwrap_or(0) + last["changed"].as_u64().unwrap_or(0);
         b_ms += last["ms"].as_u64().unwrap_or(0);
         b_round_trips += last["round_trips"].as_u64().unwrap_or(0);
     }
-    let incremental_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let incremental_ms = done_ms.unwrap_or_default();
     let incremental_bytes = measure(before, net()?);
     let incremental = json!({
         "round_trips": b_round_trips,
