@@ -361,3 +361,81 @@ fn a_watching_device_receives_changes_as_they_arrive_and_sends_its_own() {
     let _ = watcher.kill();
     let _ = watcher.wait();
 }
+
+/// Rows of the relay's tables (read while it runs: WAL mode allows it).
+fn relay_rows(relay: &Relay, table: &str) -> i64 {
+    let db = rusqlite::Connection::open(relay.dir.join("relay.sqlite")).unwrap();
+    db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn compacting_the_relay_keeps_every_change_and_new_devices_download_less() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let relay = Relay::start(&tmp.path().join("relay"), 0);
+    ok(&a, &["demo", "--households", "40", "--seed", "9"]);
+    ok(&a, &["sync", "--relay", &relay.url]);
+    // B joins and syncs now; it will come back after the compaction with an old cursor.
+    ok(
+        &b,
+        &["join", &invite(&a, &["--role", "grid", "--grid", "G01"])],
+    );
+    ok(&b, &["sync"]);
+    let ids: Vec<String> = households(&a)
+        .iter()
+        .filter(|h| h["scope"]["grid"] == "G01")
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect();
+    // Many small syncs: one change blob each.
+    for (i, id) in ids.iter().take(6).enumerate() {
+        ok(&a, &["edit", id, "notes", &format!("第{i}次走访")]);
+        ok(&a, &["sync"]);
+    }
+    let before = relay_rows(&relay, "blobs");
+    assert!(before >= 7, "{before}");
+
+    let r = json(&a, &["compact"]);
+    assert!(r["docs"].as_u64().unwrap() > 80, "{r}");
+    let after = relay_rows(&relay, "blobs");
+    assert_eq!(
+        after,
+        r["blobs"].as_i64().unwrap(),
+        "only the snapshots remain: {r}"
+    );
+    assert!(after < before, "{after} < {before}");
+    assert_eq!(
+        relay_rows(&relay, "blob_docs"),
+        r["docs"].as_i64().unwrap(),
+        "one blob per document"
+    );
+
+    // A new staff device gets everything from the snapshots alone.
+    ok(&c, &["join", &invite(&a, &["--role", "staff"])]);
+    let got = json(&c, &["sync"]);
+    assert_eq!(got["created"], r["docs"], "{got}");
+    assert_eq!(households(&c), households(&a));
+    for id in ids.iter().take(6) {
+        assert_eq!(show(&c, id), show(&a, id));
+    }
+    // The grid worker, last synced before the edits, catches up from the snapshots too.
+    ok(&b, &["sync"]);
+    for id in ids.iter().take(6) {
+        assert_eq!(show(&b, id)["notes"], show(&a, id)["notes"]);
+    }
+    // A change after the compaction travels as before.
+    ok(&c, &["edit", &ids[0], "notes", "压缩之后"]);
+    ok(&c, &["sync"]);
+    ok(&b, &["sync"]);
+    assert_eq!(show(&b, &ids[0])["notes"], "压缩之后");
+    // A grid worker may compact only its own grid.
+    let g = json(&b, &["compact"]);
+    assert!(
+        g["docs"].as_u64().unwrap() < r["docs"].as_u64().unwrap(),
+        "{g}"
+    );
+}

@@ -159,6 +159,14 @@ enum Command {
         #[arg(long = "for", value_name = "SECONDS", requires = "watch")]
         for_secs: Option<u64>,
     },
+    /// Replace, on the relay, each document's changes by one sealed snapshot (after a sync),
+    /// so that new devices download documents once, compact. Staff devices compact every
+    /// scope; others the scopes they may write. 压缩中继数据。
+    Compact {
+        /// The relay (default: this store's).
+        #[arg(long)]
+        relay: Option<String>,
+    },
     /// Sync directly with another device over iroh (same network or hotspot). 设备直连。
     P2p {
         #[command(subcommand)]
@@ -448,6 +456,33 @@ fn run(cli: Cli) -> Result<()> {
                         grant.community,
                         grant.describe(),
                         if invite.relay.is_some() { "" } else { " --relay URL" }
+                    );
+                },
+            );
+        }
+        Command::Compact { relay } => {
+            let mut store = open_existing(&cli)?;
+            let url = match relay {
+                Some(r) => r.clone(),
+                None => store
+                    .default_relay()?
+                    .context("no relay known for this store: give --relay http://HOST:PORT")?,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let r = runtime.block_on(linli_sync::relay_client::compact(&mut store, &url))?;
+            out.emit(
+                &json!({"relay": url, "docs": r.docs, "blobs": r.blobs, "covers": r.covers,
+                        "bytes_up": r.bytes_up, "ms": r.ms, "synced": sync_json(&url, "synced", &r.synced)}),
+                || {
+                    say!(
+                        "已压缩 Compacted on {url}: {} documents in {} snapshot blobs ({} B), replacing their blobs up to #{} · {} ms",
+                        r.docs,
+                        r.blobs,
+                        r.bytes_up,
+                        r.covers,
+                        r.ms
                     );
                 },
             );

@@ -253,7 +253,6 @@ pub async fn sync(store: &mut Store, url: &str) -> Result<SyncReport, SyncError>
 /// scope this device may not write.
 pub fn seal_outbox(store: &Store, peer: &str) -> Result<(Vec<NewBlob>, Heads), SyncError> {
     let me = store.identity()?;
-    let community = me.membership.community.clone();
     let outbox = store.outbox(peer)?;
     if let Some(o) = outbox.iter().find(|o| !me.grant.may_use(&o.scope)) {
         let shown: Vec<&str> = o.docs.iter().take(3).map(|d| d.id.as_str()).collect();
@@ -264,6 +263,17 @@ pub fn seal_outbox(store: &Store, peer: &str) -> Result<(Vec<NewBlob>, Heads), S
             o.docs.len(),
         ));
     }
+    seal_groups(store, outbox, BlobKind::Changes, 0)
+}
+
+/// Seals documents grouped by scope into blobs of `kind` of at most [`BUNDLE_BYTES`] each.
+fn seal_groups(
+    store: &Store,
+    outbox: Vec<crate::Outgoing>,
+    kind: BlobKind,
+    covers: u64,
+) -> Result<(Vec<NewBlob>, Heads), SyncError> {
+    let community = store.identity()?.membership.community;
     let mut blobs = Vec::new();
     let mut heads = Vec::new();
     for o in outbox {
@@ -280,9 +290,9 @@ pub fn seal_outbox(store: &Store, peer: &str) -> Result<(Vec<NewBlob>, Heads), S
             let sealed = seal_bundle(&key, &community, &o.scope, bundle)?;
             blobs.push(NewBlob {
                 scope: o.scope.clone(),
-                kind: BlobKind::Changes,
+                kind,
                 docs,
-                covers: 0,
+                covers,
                 sealed,
             });
             bundle.docs.clear();
@@ -312,8 +322,20 @@ async fn push(
     if blobs.is_empty() {
         return Ok(());
     }
+    let sent = send_blobs(store, client, blobs, report).await?;
+    store.mark_sent(&peer, &heads)?;
+    report.sent += sent;
+    Ok(())
+}
+
+/// Sends blobs in requests of at most [`PUSH_BYTES`]; returns how many documents they hold.
+async fn send_blobs(
+    store: &Store,
+    client: &RelayClient,
+    blobs: Vec<NewBlob>,
+    report: &mut SyncReport,
+) -> Result<usize, SyncError> {
     let sent: usize = blobs.iter().map(|b| b.docs.len()).sum();
-    // Requests of at most PUSH_BYTES; the heads are marked only after every request is stored.
     let mut batch = Vec::new();
     let mut size = 0;
     let mut batches = Vec::new();
@@ -339,9 +361,57 @@ async fn push(
             }
         }
     }
-    store.mark_sent(&peer, &heads)?;
-    report.sent += sent;
-    Ok(())
+    Ok(sent)
+}
+
+/// What [`compact`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The sync that came first.
+    pub synced: SyncReport,
+    /// Documents uploaded whole.
+    pub docs: usize,
+    /// Snapshot blobs uploaded.
+    pub blobs: usize,
+    /// The relay sequence number they cover: older blobs of these documents are dropped.
+    pub covers: u64,
+    /// Request bytes of the upload.
+    pub bytes_up: u64,
+    /// Wall time.
+    pub ms: u128,
+}
+
+/// A peer name no sync uses: its outbox is every document, whole.
+const WHOLE: &str = "snapshot (every document, whole)";
+
+/// Replaces on the relay the change blobs of every document of the scopes this device may
+/// write by one sealed snapshot of it, so that a new device downloads each document once,
+/// compact, not every change since the beginning. Syncs first: the snapshots then hold every
+/// change the relay had up to this device's cursor, which they declare they cover (blobs after
+/// it stay). The relay still sees only sealed bytes.
+pub async fn compact(store: &mut Store, url: &str) -> Result<CompactReport, SyncError> {
+    let started = Instant::now();
+    let synced = sync(store, url).await?;
+    let client = RelayClient::new(url)?;
+    let covers = store.peer_cursor(&client.peer())?;
+    let grant = store.identity()?.grant;
+    let groups: Vec<crate::Outgoing> = store
+        .outbox(WHOLE)?
+        .into_iter()
+        .filter(|o| grant.may_use(&o.scope))
+        .collect();
+    let (blobs, _) = seal_groups(store, groups, BlobKind::Snapshot, covers)?;
+    let mut report = SyncReport::default();
+    let count = blobs.len();
+    let docs = send_blobs(store, &client, blobs, &mut report).await?;
+    Ok(CompactReport {
+        synced,
+        docs,
+        blobs: count,
+        covers,
+        bytes_up: report.bytes_up,
+        ms: started.elapsed().as_millis(),
+    })
 }
 
 /// Opens pulled blobs into documents to merge.
