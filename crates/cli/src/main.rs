@@ -461,16 +461,7 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Compact { relay } => {
-            let mut store = open_existing(&cli)?;
-            let url = match relay {
-                Some(r) => r.clone(),
-                None => store
-                    .default_relay()?
-                    .context("no relay known for this store: give --relay http://HOST:PORT")?,
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;
             let r = runtime.block_on(linli_sync::relay_client::compact(&mut store, &url))?;
             out.emit(
                 &json!({"relay": url, "docs": r.docs, "blobs": r.blobs, "covers": r.covers,
@@ -492,16 +483,7 @@ fn run(cli: Cli) -> Result<()> {
             watch,
             for_secs,
         } => {
-            let mut store = open_existing(&cli)?;
-            let url = match relay {
-                Some(r) => r.clone(),
-                None => store
-                    .default_relay()?
-                    .context("no relay known for this store: give --relay http://HOST:PORT")?,
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;
             let r = runtime.block_on(linli_sync::relay_client::sync(&mut store, &url))?;
             if *watch {
                 let until = for_secs.map(|s| Instant::now() + Duration::from_secs(s));
@@ -511,6 +493,24 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The store, the relay to use (given, or the store's) and a runtime to talk to it.
+fn relay_session(
+    cli: &Cli,
+    relay: Option<&str>,
+) -> Result<(Store, String, tokio::runtime::Runtime)> {
+    let store = open_existing(cli)?;
+    let url = match relay {
+        Some(r) => r.to_string(),
+        None => store
+            .default_relay()?
+            .context("no relay known for this store: give --relay http://HOST:PORT")?,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok((store, url, runtime))
 }
 
 fn sync_json(url: &str, event: &str, r: &SyncReport) -> serde_json::Value {
