@@ -154,6 +154,11 @@ async fn move_person(
 }
 
 #[tauri::command(rename_all = "snake_case")]
+async fn set_head(s: State<'_, Linli>, household: String, person: String) -> Res<()> {
+    blocking(&s.api, move |api| api.set_head(&household, &person)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
 async fn move_out(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
     blocking(&s.api, move |api| api.move_out(&person, day.as_deref())).await
 }
@@ -521,6 +526,7 @@ pub fn app<R: Runtime>(
             add_member,
             person,
             move_person,
+            set_head,
             move_out,
             mark_deceased,
             record_visit,

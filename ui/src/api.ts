@@ -329,6 +329,7 @@ export const api = {
   household: (id: string) => invoke<HouseholdView>('household', { id }),
   person: (id: string) => invoke<PersonView>('person', { id }),
   movePerson: (person: string, to: string, relation: string) => invoke<null>('move_person', { person, to, relation }),
+  setHead: (household: string, person: string) => invoke<null>('set_head', { household, person }),
   search: (text: string) => invoke<Hit[]>('search', { text }),
   reveal: (person: string, field: 'id_number' | 'phone') => invoke<string>('reveal', { person, field }),
   edit: (id: string, field: string, value: string) => invoke<boolean>('edit', { id, field, value }),

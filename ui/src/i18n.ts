@@ -49,6 +49,7 @@ export const zh = {
     confirmDeceased: '确认登记 {name} 死亡？', editPhone: '修改电话', editTags: '修改重点人群',
     area: '面积（㎡）', tenure: '房屋状况', newRequest: '登记诉求', noVisits: '还没有走访记录',
     addMember: '新增成员', editInfo: '修改信息', field: '项目', value: '新的内容',
+    makeHead: '设为户主', confirmHead: '将 {name} 设为户主？原户主的关系将改为“其他”。',
   },
   person: {
     household: '所在住户', places: '居住记录', movedIn: '{day} 迁入', since: '{day} 起', present: '在住',
@@ -170,6 +171,7 @@ export const en: Messages = {
     confirmDeceased: 'Record the death of {name}?', editPhone: 'Change phone', editTags: 'Change attention tags',
     area: 'Area (m²)', tenure: 'Tenure', newRequest: 'Report a request', noVisits: 'No visits yet',
     addMember: 'Add a member', editInfo: 'Edit details', field: 'Field', value: 'New value',
+    makeHead: 'Make head', confirmHead: 'Make {name} the head of household? The former head becomes "other".',
   },
   person: {
     household: 'Household', places: 'Where they have lived', movedIn: 'moved in {day}', since: 'since {day}', present: 'Lives here',

@@ -220,6 +220,22 @@ fn arrival(
 }
 
 /// The domain's rules for a household and its sensitive part, as an API error.
+/// The head (户主) may not leave while others still live in the household: a new head is named
+/// first (`set_head`). The last one living there may leave.
+fn head_may_leave(h: &Household, person: &str) -> Result<(), ApiError> {
+    let others = h.members.iter().any(|m| m.id != person && m.is_present());
+    if h.head.as_deref() == Some(person) && others {
+        let name = h.member(person).map_or(person, |m| m.name.as_str());
+        return Err(ApiError::invalid(
+            "head",
+            format!(
+                "{name} is the head of this household (户主): make another member the head first"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A member as screens show them: ID number and phone masked.
 fn masked(p: &Person, f: Option<&SensitiveFields>) -> MemberView {
     MemberView {
@@ -384,6 +400,7 @@ impl Api {
         let (mut old, old_s) = store.household(&from)?.ok_or_else(|| missing(&from))?;
         let (mut new, mut new_s) = store.household(to)?.ok_or_else(|| missing(to))?;
         let today = linli_domain::today();
+        head_may_leave(&old, person)?;
         let leaving = old
             .members
             .iter_mut()
@@ -634,7 +651,45 @@ impl Api {
             Some(d) => parse_day(field, d)?,
             None => linli_domain::today(),
         };
+        {
+            let store = self.store();
+            if let Some(hh) = store.household_of(person)?
+                && let Some((h, _)) = store.household(&hh)?
+            {
+                head_may_leave(&h, person)?;
+            }
+        }
         self.edit(person, field, &day.to_string())
+    }
+
+    /// Makes a present member the head of their household (户主变更); the former head, if
+    /// still living there, is then listed as "other" until someone sets their relation.
+    pub fn set_head(&self, household: &str, person: &str) -> Result<(), ApiError> {
+        let mut store = self.store();
+        self.roster_role(&store, "change the roster")?;
+        let (mut h, s) = store
+            .household(household)?
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "household",
+                id: household.to_string(),
+            })?;
+        if !h.member(person).is_some_and(Person::is_present) {
+            return Err(ApiError::invalid(
+                "person",
+                "the new head must be a member who lives in the household",
+            ));
+        }
+        let former = h.head.replace(person.to_string());
+        for m in &mut h.members {
+            if m.id == person {
+                m.relation = Relation::Head;
+            } else if Some(&m.id) == former.as_ref() && m.relation == Relation::Head {
+                m.relation = Relation::Other;
+            }
+        }
+        check_household(&h, &s, linli_domain::today())?;
+        store.put(vec![AnyRecord::Household(h)], "change head")?;
+        Ok(())
     }
 
     /// Records a visit; the household's last visit day follows, and so do the people the visit

@@ -224,6 +224,35 @@ fn a_person_moves_to_another_household_and_keeps_their_page() {
         api.move_person(&kid, "hh-none", linli_domain::Relation::Other)
             .is_err()
     );
+    // The head may not leave while others live there; once another member is the head, she may.
+    let head = api.household(&to).unwrap().household.head.clone().unwrap();
+    let err = api.move_out(&head, None).unwrap_err();
+    assert_eq!(err.code(), "invalid");
+    assert!(err.to_string().contains("李建国"), "{err}");
+    assert_eq!(
+        api.move_person(&head, &from, linli_domain::Relation::Other)
+            .unwrap_err()
+            .code(),
+        "invalid"
+    );
+    assert!(api.set_head(&to, "p-nobody").is_err());
+    api.set_head(&to, &kid).unwrap();
+    let page = api.household(&to).unwrap();
+    assert_eq!(page.household.head.as_deref(), Some(kid.as_str()));
+    let relation = |id: &str| {
+        page.members
+            .iter()
+            .find(|m| m.person.id == id)
+            .unwrap()
+            .person
+            .relation
+    };
+    assert_eq!(
+        (relation(&kid), relation(&head)),
+        (linli_domain::Relation::Head, linli_domain::Relation::Other)
+    );
+    api.set_head(&to, &head).unwrap();
+
     // Moving back takes up his old entry.
     api.move_person(&kid, &from, linli_domain::Relation::Grandchild)
         .unwrap();
