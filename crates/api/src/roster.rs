@@ -757,6 +757,23 @@ impl Api {
             }
         }
         if roster_changed {
+            // The head leaving with others staying: a new head is named first (a whole family
+            // moving out together may go).
+            if let Some(head) = &household.head
+                && input.changes.iter().any(|c| &c.person == head)
+                && !household.member(head).is_some_and(Person::is_present)
+                && household.members.iter().any(Person::is_present)
+            {
+                let name = household
+                    .member(head)
+                    .map_or(head.as_str(), |m| m.name.as_str());
+                return Err(ApiError::invalid(
+                    "changes",
+                    format!(
+                        "{name} is the head of this household (户主): make another member the head first"
+                    ),
+                ));
+            }
             check_household(&household, &sensitive, today)?;
         }
         let mut records = vec![AnyRecord::Visit(visit)];

@@ -317,12 +317,29 @@ fn demo_roster_visits_and_overview() {
     visit.notes = "老人身体不错".into();
     let done_visit = api.record_visit(&visit).unwrap();
 
-    // A third visit finds a member moved out: the roster follows, in the same write.
+    // A third visit finds a member moved out: the roster follows, in the same write. (Not
+    // the head while others stay: another member is made head first.)
     let page = api.household(&target).unwrap();
+    let present =
+        |m: &&linli_api::MemberView| m.person.moved_out.is_none() && m.person.deceased.is_none();
+    let head = page.household.head.clone().unwrap();
+    assert!(
+        page.members.iter().filter(present).count() >= 2,
+        "a household of several"
+    );
+    let mut head_leaves = visit.clone();
+    head_leaves.changes = vec![linli_domain::work::PersonChange {
+        person: head.clone(),
+        change: linli_domain::work::PersonChangeKind::Deceased,
+        note: String::new(),
+    }];
+    let err = api.record_visit(&head_leaves).unwrap_err();
+    assert!(err.to_string().contains("head of this household"), "{err}");
     let leaving = page
         .members
         .iter()
-        .find(|m| m.person.moved_out.is_none() && m.person.deceased.is_none())
+        .filter(present)
+        .find(|m| m.person.id != head)
         .unwrap()
         .person
         .id
