@@ -43,7 +43,7 @@ impl Store {
         let mut out: Vec<Outgoing> = Vec::new();
         for (id, grid, heads, known) in rows {
             let scope = grid.unwrap_or_else(|| linli_wire::COMMUNITY_WIDE.to_string());
-            let Some((collection, mut doc)) = self.load_doc(&id)? else {
+            let Some((collection, mut doc)) = self.load_doc_at(&id, &heads)? else {
                 continue;
             };
             let bytes = match known {

@@ -385,6 +385,19 @@ impl Store {
         load_doc(&self.conn, &self.dicts, id)
     }
 
+    /// Loads a document whose stored heads are `heads`, from the cache of recent documents
+    /// when it holds them.
+    pub(crate) fn load_doc_at(
+        &self,
+        id: &str,
+        heads: &[u8],
+    ) -> Result<Option<(Collection, AutoCommit)>, StoreError> {
+        match self.recent.doc(id, heads) {
+            Some(cached) => Ok(Some(cached)),
+            None => self.load_doc(id),
+        }
+    }
+
     /// Reads a record (from the cache of recent documents when it holds the stored heads).
     pub fn get(&self, id: &str) -> Result<Option<AnyRecord>, StoreError> {
         let Some(heads) = stored_heads(&self.conn, id)? else {
