@@ -196,6 +196,10 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
     await s.screenshot(join(shots, 'overview.png'))
     const first = Number(await s.exec('return document.documentElement.dataset.firstScreenMs ?? "0"'))
     assert.ok(first > 0, 'the first screen reported its time')
+    // The menu reminds of overdue requests, as many as the overview counts.
+    const overdue = await s.text('.card.late .n')
+    assert.ok(Number(overdue) > 0, `the demo has overdue requests: ${overdue}`)
+    await s.waitFor('[data-test=overdue-badge]', { text: overdue })
 
     await s.click('[data-test=nav-roster]')
     await s.waitFor('[data-test=household-row]')

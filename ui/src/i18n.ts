@@ -72,7 +72,7 @@ export const zh = {
   method: { in_person: '入户', phone: '电话', wechat: '微信' },
   outcome: { done: '完成', not_home: '未遇' },
   requests: {
-    title: '居民诉求', new: '登记诉求', onlyOpen: '只看未结', onlyOverdue: '只看超期',
+    title: '居民诉求', new: '登记诉求', onlyOpen: '只看未结', onlyOverdue: '只看超期', overdueBadge: '{n} 件诉求已超期',
     state: '状态', created: '登记时间', deadline: '办理期限', category: '类别', titleField: '诉求内容',
     description: '详细描述', reporter: '反映人', household: '相关住户', left: '剩余 {span}',
     lateBy: '已超期 {span}', overdue: '超期', steps: '办理过程', move: '办理', reason: '原因或说明',
@@ -194,7 +194,7 @@ export const en: Messages = {
   method: { in_person: 'In person', phone: 'Phone', wechat: 'WeChat' },
   outcome: { done: 'Done', not_home: 'Nobody home' },
   requests: {
-    title: 'Service requests', new: 'Report a request', onlyOpen: 'Open only', onlyOverdue: 'Overdue only',
+    title: 'Service requests', new: 'Report a request', onlyOpen: 'Open only', onlyOverdue: 'Overdue only', overdueBadge: '{n} requests overdue',
     state: 'State', created: 'Reported', deadline: 'Deadline', category: 'Category', titleField: 'Request',
     description: 'Details', reporter: 'Reported by', household: 'Household', left: '{span} left',
     lateBy: '{span} overdue', overdue: 'Overdue', steps: 'Steps', move: 'Move to', reason: 'Reason or note',

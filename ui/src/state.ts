@@ -11,11 +11,27 @@ export const state = reactive({
   sync: null as SyncStatus | null,
   changes: 0,
   now: Date.now(),
+  /** Open requests past their deadline that this device sees: the reminder in the menu. */
+  overdue: 0,
 })
 
 export async function refreshStatus() {
   state.status = await api.status()
   state.sync = await api.syncStatus()
+  await refreshOverdue()
+}
+
+/** Counts the open requests past their deadline (none before a community exists). */
+export async function refreshOverdue() {
+  if (!state.status?.community) {
+    state.overdue = 0
+    return
+  }
+  try {
+    state.overdue = (await api.requests({ open: true, overdue: true })).length
+  } catch {
+    // shown again at the next refresh
+  }
 }
 
 /** Listens to the backend's events; the clock ticks for "synced N minutes ago". */
@@ -25,9 +41,12 @@ export async function listenToBackend() {
   })
   await onDocsChanged(() => {
     state.changes++
+    void refreshOverdue()
   })
   setInterval(() => {
     state.now = Date.now()
+    // Deadlines pass with time, not only with changes.
+    void refreshOverdue()
   }, 30000)
 }
 
