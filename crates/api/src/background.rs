@@ -285,56 +285,54 @@ impl Api {
             let peer = RelayClient::new(relay)?.peer();
             // This is the loop's own thread, outside any runtime.
             let rt = crate::peers::runtime()?;
-            {
-                loop {
-                    let left = until.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return Ok(Live::Sync);
-                    }
-                    // The feed's head first: a change after this moment interrupts the
-                    // watch; one before it (made while the last sync ran) is caught here.
-                    let head = store.feed_head()?;
-                    if store.any_pending(&peer)? {
-                        return Ok(Live::Sync);
-                    }
-                    let watched = rt.block_on(linli_sync::relay_client::watch(
-                        &mut store,
-                        relay,
-                        left.min(WATCH),
-                        TICK,
-                        |s| {
-                            match rx.try_recv() {
-                                Ok(w) => woken.set(Some(w)),
-                                Err(TryRecvError::Disconnected) => woken.set(Some(Wake::Stop)),
-                                Err(TryRecvError::Empty) => {}
-                            }
-                            woken.get().is_some() || s.feed_head().is_ok_and(|h| h != head)
-                        },
-                    ))?;
-                    match watched {
-                        Watched::Arrived(r) => {
-                            let received = r.created + r.changed;
-                            tracing::info!(received, "changes arrived from the relay");
-                            {
-                                let mut s = self.sync_lock();
-                                s.last_synced_ms = Some(Timestamp::now().0);
-                                s.last_received = received;
-                            }
-                            if received > 0 {
-                                notify(SyncEvent::Changed { received });
-                            }
-                            if let Ok(status) = self.sync_status() {
-                                notify(SyncEvent::Status(status));
-                            }
+            loop {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(Live::Sync);
+                }
+                // The feed's head first: a change after this moment interrupts the
+                // watch; one before it (made while the last sync ran) is caught here.
+                let head = store.feed_head()?;
+                if store.any_pending(&peer)? {
+                    return Ok(Live::Sync);
+                }
+                let watched = rt.block_on(linli_sync::relay_client::watch(
+                    &mut store,
+                    relay,
+                    left.min(WATCH),
+                    TICK,
+                    |s| {
+                        match rx.try_recv() {
+                            Ok(w) => woken.set(Some(w)),
+                            Err(TryRecvError::Disconnected) => woken.set(Some(Wake::Stop)),
+                            Err(TryRecvError::Empty) => {}
                         }
-                        Watched::Quiet(_) => {}
-                        Watched::Interrupted => {
-                            return Ok(match woken.get() {
-                                Some(Wake::Stop) => Live::Stop,
-                                Some(Wake::Now) => Live::Now,
-                                None => Live::Sync,
-                            });
+                        woken.get().is_some() || s.feed_head().is_ok_and(|h| h != head)
+                    },
+                ))?;
+                match watched {
+                    Watched::Arrived(r) => {
+                        let received = r.created + r.changed;
+                        tracing::info!(received, "changes arrived from the relay");
+                        {
+                            let mut s = self.sync_lock();
+                            s.last_synced_ms = Some(Timestamp::now().0);
+                            s.last_received = received;
                         }
+                        if received > 0 {
+                            notify(SyncEvent::Changed { received });
+                        }
+                        if let Ok(status) = self.sync_status() {
+                            notify(SyncEvent::Status(status));
+                        }
+                    }
+                    Watched::Quiet(_) => {}
+                    Watched::Interrupted => {
+                        return Ok(match woken.get() {
+                            Some(Wake::Stop) => Live::Stop,
+                            Some(Wake::Now) => Live::Now,
+                            None => Live::Sync,
+                        });
                     }
                 }
             }
