@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS communities (
 );
 CREATE TABLE IF NOT EXISTS devices (
     key BLOB PRIMARY KEY, community TEXT NOT NULL, role TEXT NOT NULL, grids TEXT NOT NULL,
-    label TEXT NOT NULL, counter INTEGER NOT NULL, seen_ms INTEGER NOT NULL
+    label TEXT NOT NULL, counter INTEGER NOT NULL, seen_ms INTEGER NOT NULL,
+    pulled INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS blobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, community TEXT NOT NULL, scope TEXT NOT NULL,
@@ -130,6 +131,15 @@ impl Relay {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Relays made before devices' pulls were tracked: add the column.
+        let has_pulled: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('devices') WHERE name = 'pulled'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_pulled {
+            conn.execute_batch("ALTER TABLE devices ADD COLUMN pulled INTEGER NOT NULL DEFAULT 0")?;
+        }
         Ok(Relay {
             db: Arc::new(Mutex::new(conn)),
             config,
@@ -213,8 +223,11 @@ impl Relay {
             )));
         }
         tx.execute(
-            "INSERT OR REPLACE INTO devices (key, community, role, grids, label, counter, seen_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO devices (key, community, role, grids, label, counter, seen_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (key) DO UPDATE SET community = excluded.community, role = excluded.role,
+               grids = excluded.grids, label = excluded.label, counter = excluded.counter,
+               seen_ms = excluded.seen_ms",
             params![
                 &device[..],
                 request.membership.community,
@@ -394,6 +407,16 @@ fn push(
                 .join(", ")
         )));
     }
+    // A snapshot may only cover what its sender holds: every blob of its scopes up to `covers`
+    // was handed to it by a pull, or sent by it.
+    if let Some(covers) = blobs
+        .iter()
+        .filter(|b| b.kind == BlobKind::Snapshot)
+        .map(|b| b.covers)
+        .max()
+    {
+        unseen_below(tx, community, grant, device, covers)?;
+    }
     let mut seqs = Vec::with_capacity(blobs.len());
     for b in blobs {
         tx.execute(
@@ -449,6 +472,41 @@ fn supersede(
     Ok(())
 }
 
+/// Refuses a snapshot covering a blob of the device's scopes that it has neither pulled nor sent.
+fn unseen_below(
+    tx: &Connection,
+    community: &str,
+    grant: &Grant,
+    device: &PublicKey,
+    covers: u64,
+) -> Result<(), RelayError> {
+    let pulled: i64 = tx
+        .query_row(
+            "SELECT pulled FROM devices WHERE key = ?1",
+            [&device[..]],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let covers = i64::try_from(covers).unwrap_or(i64::MAX);
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, scope, sender FROM blobs WHERE community = ?1 AND seq > ?2 AND seq <= ?3
+         ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![community, pulled, covers])?;
+    while let Some(row) = rows.next()? {
+        let (seq, scope, sender): (i64, String, Vec<u8>) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        if sender.as_slice() != &device[..] && grant.may_use(&scope) {
+            return Err(RelayError::Forbidden(format!(
+                "device {} sent a snapshot covering blobs up to #{covers}, but it has pulled only up \
+                 to #{pulled} and not blob #{seq}: pull first; nothing was stored",
+                short(device)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn pull(
     tx: &Connection,
     community: &str,
@@ -493,6 +551,10 @@ fn pull(
         });
         next = seq as u64;
     }
+    tx.execute(
+        "UPDATE devices SET pulled = MAX(pulled, ?2) WHERE key = ?1",
+        params![&device[..], i64::try_from(next).unwrap_or(i64::MAX)],
+    )?;
     Ok(Response::Pulled { blobs, next, more })
 }
 

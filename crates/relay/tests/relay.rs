@@ -313,6 +313,55 @@ fn a_snapshot_supersedes_the_older_blobs_it_covers() {
     });
 }
 
+#[test]
+fn a_snapshot_may_cover_only_what_its_sender_has_pulled_or_sent() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let mut root = Device::root("c1");
+        let mut staff = root.member(Role::Staff, &[]);
+        let mut g2 = root.member(Role::Grid, &["G02"]);
+        let push = |blobs| Body::Push { blobs };
+        assert_eq!(
+            post(&relay, root.signed(push(vec![blob("G01", "hh-1")])))
+                .await
+                .0,
+            200
+        );
+        let snapshot = |covers| NewBlob {
+            kind: BlobKind::Snapshot,
+            covers,
+            ..blob("G01", "hh-1")
+        };
+        // Staff has not pulled blob 1: its snapshot may not claim to cover it.
+        let (status, body) = post(&relay, staff.signed(push(vec![snapshot(1)]))).await;
+        assert_eq!(status, 403);
+        let reason = String::from_utf8_lossy(&body);
+        assert!(
+            reason.contains("pull first") && reason.contains("#1"),
+            "{reason}"
+        );
+        assert_eq!(stored_blobs(&relay), 1);
+        // A grid worker of G02 never gets G01's blob, so it does not stand in its way.
+        assert!(pull(&relay, &mut g2).await.is_empty());
+        let g2_snapshot = NewBlob {
+            kind: BlobKind::Snapshot,
+            covers: 1,
+            ..blob("G02", "hh-2")
+        };
+        assert_eq!(
+            post(&relay, g2.signed(push(vec![g2_snapshot]))).await.0,
+            200
+        );
+        // After a pull, staff may.
+        assert_eq!(pull(&relay, &mut staff).await.len(), 2);
+        assert_eq!(
+            post(&relay, staff.signed(push(vec![snapshot(1)]))).await.0,
+            200
+        );
+        assert_eq!(stored_blobs(&relay), 2, "blob 1 superseded");
+    });
+}
+
 fn watch(since: u64, wait_ms: u64) -> Body {
     Body::Watch {
         since,
