@@ -73,6 +73,9 @@ pub struct Backoff {
     pub base: Duration,
     /// The longest wait after failures.
     pub max: Duration,
+    /// How often a staff device compacts the relay (uploads every document whole so that the
+    /// relay can drop the changes they hold; new devices then download each document once).
+    pub compact_every: Duration,
 }
 
 impl Default for Backoff {
@@ -81,6 +84,7 @@ impl Default for Backoff {
             period: Duration::from_secs(60),
             base: Duration::from_secs(5),
             max: Duration::from_secs(300),
+            compact_every: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -213,6 +217,46 @@ impl Api {
                     .unwrap_or_else(|e| self.record_failure(&e))
             }
             Err(e) => self.record_failure(&e),
+        }
+    }
+
+    /// Compacts the relay if this is a staff device (it may write every scope) and the last
+    /// compaction is older than `every`. A failure is logged, not raised: the relay works
+    /// without it, and the next period tries again.
+    pub fn compact_relay_if_due(&self, every: Duration) {
+        let Ok(Some(relay)) = self.sync_status().map(|s| s.relay) else {
+            return;
+        };
+        let relay = relay.as_str();
+        let due = (|| -> Result<bool, ApiError> {
+            let store = self.store();
+            if !self.role(&store)?.may_manage {
+                return Ok(false);
+            }
+            // The clock starts at the device's first sync: a new device does not upload
+            // everything it has just downloaded.
+            let Some(last) = store.compacted_ms()? else {
+                store.set_compacted_ms(Timestamp::now().0)?;
+                return Ok(false);
+            };
+            let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+            Ok(Timestamp::now().0.saturating_sub(last) >= every)
+        })();
+        if !due.unwrap_or(false) {
+            return;
+        }
+        let result = (|| -> Result<_, ApiError> {
+            let mut store = Store::open(&self.dir)?;
+            let r = crate::peers::on_own_runtime(|rt| {
+                Ok(rt.block_on(linli_sync::relay_client::compact(&mut store, relay))?)
+            })?;
+            store.set_compacted_ms(Timestamp::now().0)?;
+            Ok(r)
+        })();
+        match result {
+            Ok(r) => tracing::info!(docs = r.docs, blobs = r.blobs, covers = r.covers, ms = %r.ms,
+                "compacted the relay"),
+            Err(e) => tracing::warn!(error = %e, "compacting the relay failed"),
         }
     }
 
@@ -394,8 +438,10 @@ impl SyncHandle {
                             Err(e) => tracing::warn!(error = %e, "syncing with known peers failed"),
                         }
                     }
-                    // Connected: stay so until the next full sync is due.
+                    // Connected: now and then compact the relay, then stay connected until
+                    // the next full sync is due.
                     if let (Some(relay), 0) = (&status.relay, status.failures) {
+                        api.compact_relay_if_due(backoff.compact_every);
                         let next = Timestamp::now().0 + backoff.period.as_millis() as i64;
                         {
                             let mut s = api.sync_lock();

@@ -624,6 +624,7 @@ fn background_sync_backs_off_while_offline_and_catches_up() {
         period: Duration::from_millis(300),
         base: Duration::from_millis(100),
         max: Duration::from_millis(400),
+        ..Backoff::default()
     };
     let handle = SyncHandle::spawn(api.clone(), backoff, move |e| {
         let _ = tx.send(e);
@@ -648,6 +649,66 @@ fn background_sync_backs_off_while_offline_and_catches_up() {
 }
 
 #[test]
+fn a_staff_device_compacts_the_relay_when_it_is_due() {
+    let relay_dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(relay_dir.path(), 0);
+    let rows = |table: &str| -> i64 {
+        let db = rusqlite::Connection::open(relay_dir.path().join("relay.sqlite")).unwrap();
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let api = Arc::new(staff(dir.path()));
+    api.set_relay(&relay.url).unwrap();
+    let hh = api.add_household(&new_household("801")).unwrap();
+    // Many small syncs: a change blob each.
+    for i in 0..5 {
+        api.edit(&hh, "notes", &format!("第{i}次")).unwrap();
+        assert_eq!(api.sync_once().phase, SyncPhase::Synced);
+    }
+    let blobs = rows("blobs");
+    assert!(blobs >= 6, "{blobs}");
+    let docs = rows("blob_docs");
+
+    let (tx, rx) = mpsc::channel();
+    let backoff = Backoff {
+        period: Duration::from_millis(300),
+        base: Duration::from_millis(100),
+        max: Duration::from_millis(400),
+        compact_every: Duration::ZERO,
+    };
+    let handle = SyncHandle::spawn(api.clone(), backoff, move |e| {
+        let _ = tx.send(e);
+    });
+    // The clock starts at the first sync; the next round compacts: a snapshot per scope (G01
+    // and community-wide), one row per document (community, household, its sensitive part).
+    wait_for(&rx, "a compaction", |_| rows("blob_docs") == 3);
+    assert_eq!(rows("blobs"), 2);
+    assert!(docs > 3, "{docs}");
+    drop(handle);
+
+    // A grid worker's device never compacts (it holds only some scopes and travels on mobile data).
+    let g_dir = tempfile::tempdir().unwrap();
+    let g = Arc::new(Api::open(g_dir.path()).unwrap());
+    g.join(&api.invite("grid", &["G01".into()]).unwrap(), "李四")
+        .unwrap();
+    assert_eq!(g.sync_once().phase, SyncPhase::Synced);
+    let last = || -> i64 {
+        let db = rusqlite::Connection::open(relay_dir.path().join("relay.sqlite")).unwrap();
+        db.query_row("SELECT MAX(seq) FROM blobs", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = last();
+    g.compact_relay_if_due(Duration::ZERO);
+    g.compact_relay_if_due(Duration::ZERO);
+    assert_eq!(last(), before, "nothing uploaded");
+    // The staff device, whose clock runs since its first sync, uploads new snapshots.
+    api.compact_relay_if_due(Duration::ZERO);
+    assert!(last() > before);
+    drop(relay);
+}
+
+#[test]
 fn connected_devices_hear_of_each_others_changes_at_once() {
     let relay_dir = tempfile::tempdir().unwrap();
     let relay = Relay::start(relay_dir.path(), 0);
@@ -661,6 +722,7 @@ fn connected_devices_hear_of_each_others_changes_at_once() {
         period: Duration::from_secs(3600),
         base: Duration::from_millis(100),
         max: Duration::from_millis(400),
+        ..Backoff::default()
     };
     let spawn = |api: &Arc<Api>| {
         let (tx, rx) = mpsc::channel();
@@ -884,6 +946,7 @@ fn a_device_syncs_again_with_a_peer_it_knows_whenever_it_answers() {
         period: Duration::from_millis(300),
         base: Duration::from_millis(100),
         max: Duration::from_millis(400),
+        ..Backoff::default()
     };
     let handle = SyncHandle::spawn(b.clone(), backoff, move |e| {
         let _ = tx.send(e);

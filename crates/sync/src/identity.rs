@@ -350,6 +350,16 @@ impl Store {
         set_meta(self.conn(), "serving", if on { "on" } else { "off" })
     }
 
+    /// When this device last compacted its relay (`relay_client::compact`), in ms.
+    pub fn compacted_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(get_meta(self.conn(), "compacted_ms")?.and_then(|v| v.parse().ok()))
+    }
+
+    /// Records that this device compacted its relay at `ms`.
+    pub fn set_compacted_ms(&self, ms: i64) -> Result<(), StoreError> {
+        set_meta(self.conn(), "compacted_ms", &ms.to_string())
+    }
+
     /// Remembers the port this device serves nearby devices on.
     pub fn set_serving_port(&self, port: u16) -> Result<(), StoreError> {
         set_meta(self.conn(), "serving_port", &port.to_string())
