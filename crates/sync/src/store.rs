@@ -126,6 +126,8 @@ const MIGRATIONS: &[&str] = &[
     // 5: a task's checklist progress (`checked/all`) for task lists.
     "ALTER TABLE q_records ADD COLUMN progress TEXT;
      INSERT OR REPLACE INTO meta (key, value) VALUES ('reindex', '1');",
+    // 6: documents by collection, for the "not yet synced" marks of one list.
+    "CREATE INDEX docs_collection ON docs (collection);",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
