@@ -439,3 +439,32 @@ fn compacting_the_relay_keeps_every_change_and_new_devices_download_less() {
         "{g}"
     );
 }
+
+#[test]
+fn a_serving_device_keeps_serving_when_its_output_is_closed() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&a, &["demo", "--households", "10", "--seed", "4"]);
+    ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+        .arg("--data")
+        .arg(&a)
+        .args(["p2p", "serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ticket = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ticket)
+        .unwrap();
+    // The reader is gone now: the next report line cannot be written.
+    for _ in 0..2 {
+        let r = json(&b, &["p2p", "sync", ticket.trim(), "--bind", "127.0.0.1:0"]);
+        assert!(r["round_trips"].as_u64().unwrap() >= 1, "{r}");
+    }
+    assert!(child.try_wait().unwrap().is_none(), "still serving");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -553,6 +553,7 @@ async fn watch_relay(
         }
     };
     line("synced", first);
+    output::SERVING.store(true, std::sync::atomic::Ordering::Relaxed);
     let peer = linli_sync::relay_client::RelayClient::new(url)?.peer();
     let over = |until: Option<Instant>| until.is_some_and(|u| Instant::now() >= u);
     while !over(until) {

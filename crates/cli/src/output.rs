@@ -4,16 +4,23 @@ use linli_sync::{HistoryEntry, Hit, Row};
 use serde::Serialize;
 use serde_json::Value;
 
-/// `println!` that ends the process quietly when the reader has gone (`linli list | head`).
+/// `println!` that ends the process quietly when the reader has gone (`linli list | head`),
+/// except in a command that serves until stopped ([`SERVING`]).
 #[macro_export]
 macro_rules! say {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($t)*).is_err() {
+        if writeln!(std::io::stdout(), $($t)*).is_err()
+            && !$crate::output::SERVING.load(std::sync::atomic::Ordering::Relaxed)
+        {
             std::process::exit(0);
         }
     }};
 }
+
+/// Set by commands that run until stopped (`p2p serve`, `sync --watch`): their report lines are
+/// a log, and a reader that has gone does not stop them.
+pub static SERVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Output settings.
 pub struct Out {

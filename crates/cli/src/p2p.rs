@@ -74,6 +74,7 @@ pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
 async fn serve(store: Store, bind: SocketAddr, out: &Out) -> Result<()> {
     let (server, mut sessions) = Server::start(store, bind).await?;
     say!("{}", server.ticket().encode());
+    crate::output::SERVING.store(true, std::sync::atomic::Ordering::Relaxed);
     let addrs: Vec<String> = server
         .ticket()
         .addrs
