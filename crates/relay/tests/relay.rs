@@ -469,3 +469,40 @@ fn each_listener_counts_its_own_traffic() {
         assert_eq!(pulled(status, &body).0.len(), 1);
     });
 }
+
+#[test]
+fn stopping_the_relay_answers_held_watches_at_once() {
+    runtime().block_on(async {
+        let mut relay = start(&[]);
+        let mut root = Device::root("c1");
+        let push = Body::Push {
+            blobs: vec![blob("G01", "hh-1")],
+        };
+        assert_eq!(post(&relay, root.signed(push)).await.0, 200);
+        let mut g1 = root.member(Role::Grid, &["G01"]);
+        let (_, next) = {
+            let (status, body) = post(&relay, g1.signed(watch(0, 0))).await;
+            pulled(status, &body)
+        };
+        let request = g1.signed(watch(next, 30_000));
+        let url = relay.url.clone();
+        let held = tokio::spawn(async move { post_to(&url, request).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!held.is_finished());
+        // Ctrl-C.
+        let t = std::time::Instant::now();
+        let killed = Command::new("kill")
+            .args(["-INT", &relay.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let (status, body) = tokio::time::timeout(Duration::from_secs(10), held)
+            .await
+            .expect("the held watch was answered")
+            .unwrap();
+        assert_eq!(pulled(status, &body), (vec![], next));
+        let code = relay.child.wait().unwrap();
+        assert!(code.success(), "{code:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    });
+}
