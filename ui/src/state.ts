@@ -18,7 +18,8 @@ export const state = reactive({
 export async function refreshStatus() {
   state.status = await api.status()
   state.sync = await api.syncStatus()
-  await refreshOverdue()
+  // Not awaited: the first screen does not wait for the menu's count.
+  void refreshOverdue()
 }
 
 /** Counts the open requests past their deadline (none before a community exists). */
