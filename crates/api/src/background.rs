@@ -196,7 +196,7 @@ impl Api {
         let result = (|| -> Result<_, ApiError> {
             // Its own handle: the screens keep reading and writing meanwhile.
             let mut store = Store::open(&self.dir)?;
-            crate::peers::on_own_runtime(|rt| {
+            crate::rt::on_own_runtime(|rt| {
                 Ok(rt.block_on(linli_sync::relay_client::sync(&mut store, &relay))?)
             })
         })();
@@ -247,7 +247,7 @@ impl Api {
         }
         let result = (|| -> Result<_, ApiError> {
             let mut store = Store::open(&self.dir)?;
-            let r = crate::peers::on_own_runtime(|rt| {
+            let r = crate::rt::on_own_runtime(|rt| {
                 Ok(rt.block_on(linli_sync::relay_client::compact(&mut store, relay))?)
             })?;
             store.set_compacted_ms(Timestamp::now().0)?;
@@ -328,7 +328,7 @@ impl Api {
             let mut store = Store::open(&self.dir)?;
             let peer = RelayClient::new(relay)?.peer();
             // This is the loop's own thread, outside any runtime.
-            let rt = crate::peers::runtime()?;
+            let rt = crate::rt::runtime()?;
             loop {
                 let left = until.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {

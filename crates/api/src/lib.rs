@@ -15,6 +15,7 @@ mod overview;
 mod peers;
 mod requests;
 mod roster;
+mod rt;
 pub mod setup;
 mod tasks;
 

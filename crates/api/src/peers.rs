@@ -17,6 +17,7 @@ use linli_wire::peer::Ticket;
 use serde::Serialize;
 
 use crate::background::SyncEvent;
+use crate::rt::{on_own_runtime, runtime};
 use crate::{Api, ApiError};
 
 /// What a direct sync did.
@@ -30,27 +31,6 @@ pub struct PeerSync {
     pub received: usize,
     /// Wall time (ms).
     pub ms: u64,
-}
-
-/// Runs `f` with a runtime of its own on a thread of its own: the caller may be a task of an
-/// async runtime (a Tauri command), inside which another runtime cannot block.
-pub(crate) fn on_own_runtime<T: Send>(
-    f: impl FnOnce(&tokio::runtime::Runtime) -> Result<T, ApiError> + Send,
-) -> Result<T, ApiError> {
-    std::thread::scope(|scope| {
-        scope.spawn(|| f(&runtime()?)).join().unwrap_or_else(|_| {
-            Err(ApiError::Sync(SyncError::Protocol(
-                "a sync thread panicked".into(),
-            )))
-        })
-    })
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ApiError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ApiError::Sync(SyncError::Protocol(format!("cannot start a runtime: {e}"))))
 }
 
 /// How long the background loop gives a known peer to answer.

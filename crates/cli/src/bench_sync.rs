@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail, ensure};
 use linli_sync::Store;
 use serde_json::{Value, json};
 
-use crate::bench::peak_rss_mb_of;
+use crate::rss::peak_rss_mb_of;
 
 /// One edit line of `gen_community.py --edits`.
 struct Edit {

@@ -16,7 +16,6 @@ use std::collections::HashSet;
 use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
-use crate::roster::RequestCategory;
 use crate::validate::Validator;
 use crate::value::Timestamp;
 use crate::{Collection, Scope, ValidationErrors, record_impl, str_enum};
@@ -471,6 +470,18 @@ record_impl!(
         }
     }
 );
+
+/// A category of service requests with its deadline (处置时限).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
+pub struct RequestCategory {
+    /// Code, e.g. `utilities`.
+    #[key]
+    pub code: String,
+    /// Display name, e.g. `水电气暖`.
+    pub name: String,
+    /// Hours from report to the deadline.
+    pub deadline_hours: u32,
+}
 
 /// Request categories with the deadlines seen in practice.
 pub fn default_categories() -> Vec<RequestCategory> {

@@ -7,6 +7,7 @@ use std::fmt;
 use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
+pub use crate::request::RequestCategory;
 use crate::validate::{IdSex, check_credit_code, check_phone, parse_id_number};
 use crate::value::{Area, Day, Timestamp};
 use crate::{Collection, Scope, ValidationErrors, record_impl, str_enum};
@@ -145,18 +146,6 @@ pub struct Compound {
     pub name: String,
     /// Gated, half-open or open.
     pub kind: CompoundKind,
-}
-
-/// A category of service requests with its deadline (处置时限).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
-pub struct RequestCategory {
-    /// Code, e.g. `utilities`.
-    #[key]
-    pub code: String,
-    /// Display name, e.g. `水电气暖`.
-    pub name: String,
-    /// Hours from report to the deadline.
-    pub deadline_hours: u32,
 }
 
 /// 社区 the community: one document with its grids, compounds and settings.

@@ -63,6 +63,21 @@ pub enum SyncError {
     Peer(#[from] crate::peer::PeerError),
 }
 
+/// The refusal of a device that holds documents of a scope it may not use.
+pub(crate) fn not_allowed(
+    grant: &linli_wire::Grant,
+    scope: &str,
+    shown: &[&str],
+    count: usize,
+) -> SyncError {
+    SyncError::NotAllowed(format!(
+        "this device is {}, but holds {count} document(s) of scope {scope} ({}{}); it may not send them, so nothing was sent",
+        grant.describe(),
+        shown.join(", "),
+        if count > shown.len() { ", …" } else { "" }
+    ))
+}
+
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -256,12 +271,7 @@ pub fn seal_outbox(store: &Store, peer: &str) -> Result<(Vec<NewBlob>, Heads), S
     let outbox = store.outbox(peer)?;
     if let Some(o) = outbox.iter().find(|o| !me.grant.may_use(&o.scope)) {
         let shown: Vec<&str> = o.docs.iter().take(3).map(|d| d.id.as_str()).collect();
-        return Err(crate::replica::not_allowed(
-            &me.grant,
-            &o.scope,
-            &shown,
-            o.docs.len(),
-        ));
+        return Err(not_allowed(&me.grant, &o.scope, &shown, o.docs.len()));
     }
     seal_groups(store, outbox, BlobKind::Changes, 0)
 }

@@ -130,21 +130,11 @@ pub(crate) fn check_scopes(items: &[Item], grant: &Grant) -> Result<(), SyncErro
         .filter(|i| i.scope == scope)
         .map(|i| i.id.as_str())
         .collect();
-    Err(not_allowed(
+    Err(crate::relay_client::not_allowed(
         grant,
         scope,
         &ids[..ids.len().min(3)],
         ids.len(),
-    ))
-}
-
-/// The refusal of a device that holds documents of a scope it may not use.
-pub(crate) fn not_allowed(grant: &Grant, scope: &str, shown: &[&str], count: usize) -> SyncError {
-    SyncError::NotAllowed(format!(
-        "this device is {}, but holds {count} document(s) of scope {scope} ({}{}); it may not send them, so nothing was sent",
-        grant.describe(),
-        shown.join(", "),
-        if count > shown.len() { ", …" } else { "" }
     ))
 }
 
