@@ -103,8 +103,9 @@ pub struct Config {
 pub struct Relay {
     db: Arc<Mutex<Connection>>,
     config: Config,
-    /// The sequence number of the last blob stored: watchers wake when it moves.
-    stored: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Per community, the sequence number of its last blob stored: its watchers wake when it
+    /// moves (a push to one community wakes no other's).
+    stored: Arc<Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<u64>>>>,
     /// Set when the relay stops: held watches answer at once.
     closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -143,7 +144,7 @@ impl Relay {
         Ok(Relay {
             db: Arc::new(Mutex::new(conn)),
             config,
-            stored: Arc::new(tokio::sync::watch::channel(0).0),
+            stored: Arc::default(),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
@@ -271,9 +272,17 @@ impl Relay {
         if let Response::Pushed { seqs } = &response
             && let Some(last) = seqs.iter().max()
         {
-            self.stored.send_replace(*last);
+            self.stored_channel(community).send_replace(*last);
         }
         Ok((response, waiting))
+    }
+
+    /// The channel of a community's last stored sequence number (made on first use).
+    fn stored_channel(&self, community: &str) -> tokio::sync::watch::Sender<u64> {
+        let mut map = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(community.to_string())
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .clone()
     }
 
     /// Pulls again for a watch that was admitted moments ago (its request was checked then).
@@ -291,14 +300,15 @@ impl Relay {
     /// Answers a request, holding an empty watch until blobs of its scopes are stored or its
     /// wait is over.
     async fn answer(self, body: Bytes) -> Result<Response, RelayError> {
-        // Subscribed before the first look, so that a push in between still wakes us.
-        let mut stored = self.stored.subscribe();
         let mut closing = self.closing.subscribe();
         let relay = self.clone();
         let (response, waiting) = blocking(move || relay.handle_request(&body)).await?;
         let Some(mut w) = waiting else {
             return Ok(response);
         };
+        let mut stored = self.stored_channel(&w.community).subscribe();
+        // A push stored between the first look and subscribing has a sequence number past it.
+        let mut missed = *stored.borrow_and_update() > w.since;
         // The answer so far: empty, with the cursor past blobs this device does not get.
         let mut last = response;
         let deadline = tokio::time::Instant::now() + w.wait;
@@ -306,14 +316,16 @@ impl Relay {
             if *closing.borrow() {
                 return Ok(last);
             }
-            tokio::select! {
-                changed = tokio::time::timeout_at(deadline, stored.changed()) => match changed {
-                    Ok(Ok(())) => {}
-                    // The wait is over.
-                    Ok(Err(_)) | Err(_) => return Ok(last),
-                },
-                // The relay is stopping.
-                _ = closing.changed() => return Ok(last),
+            if !std::mem::take(&mut missed) {
+                tokio::select! {
+                    changed = tokio::time::timeout_at(deadline, stored.changed()) => match changed {
+                        Ok(Ok(())) => {}
+                        // The wait is over.
+                        Ok(Err(_)) | Err(_) => return Ok(last),
+                    },
+                    // The relay is stopping.
+                    _ = closing.changed() => return Ok(last),
+                }
             }
             let relay = self.clone();
             let (again, w2) = blocking(move || relay.pull_again(&w).map(|r| (r, w))).await?;
