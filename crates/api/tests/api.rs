@@ -494,6 +494,25 @@ fn a_request_goes_around_its_loop() {
     assert_eq!(api.overview().unwrap().open_requests, 0);
 }
 
+/// Background sync in test time: periods of `period`, retries after 100–400 ms.
+fn quick(period: Duration) -> Backoff {
+    Backoff {
+        period,
+        base: Duration::from_millis(100),
+        max: Duration::from_millis(400),
+        ..Backoff::default()
+    }
+}
+
+/// Starts a device's background loop; its events come on the receiver.
+fn spawn_loop(api: &Arc<Api>, backoff: Backoff) -> (SyncHandle, mpsc::Receiver<SyncEvent>) {
+    let (tx, rx) = mpsc::channel();
+    let handle = SyncHandle::spawn(api.clone(), backoff, move |e| {
+        let _ = tx.send(e);
+    });
+    (handle, rx)
+}
+
 fn wait_for(rx: &mpsc::Receiver<SyncEvent>, what: &str, ok: impl Fn(&SyncEvent) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -619,16 +638,7 @@ fn background_sync_backs_off_while_offline_and_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let api = Arc::new(staff(dir.path()));
     api.set_relay(&relay.url).unwrap();
-    let (tx, rx) = mpsc::channel();
-    let backoff = Backoff {
-        period: Duration::from_millis(300),
-        base: Duration::from_millis(100),
-        max: Duration::from_millis(400),
-        ..Backoff::default()
-    };
-    let handle = SyncHandle::spawn(api.clone(), backoff, move |e| {
-        let _ = tx.send(e);
-    });
+    let (handle, rx) = spawn_loop(&api, quick(Duration::from_millis(300)));
     let synced = |e: &SyncEvent| matches!(e, SyncEvent::Status(s) if s.phase == SyncPhase::Synced && s.pending == 0);
     wait_for(&rx, "a first sync", synced);
 
@@ -670,16 +680,11 @@ fn a_staff_device_compacts_the_relay_when_it_is_due() {
     assert!(blobs >= 6, "{blobs}");
     let docs = rows("blob_docs");
 
-    let (tx, rx) = mpsc::channel();
     let backoff = Backoff {
-        period: Duration::from_millis(300),
-        base: Duration::from_millis(100),
-        max: Duration::from_millis(400),
         compact_every: Duration::ZERO,
+        ..quick(Duration::from_millis(300))
     };
-    let handle = SyncHandle::spawn(api.clone(), backoff, move |e| {
-        let _ = tx.send(e);
-    });
+    let (handle, rx) = spawn_loop(&api, backoff);
     // The clock starts at the first sync; the next round compacts: a snapshot per scope (G01
     // and community-wide), one row per document (community, household, its sensitive part).
     wait_for(&rx, "a compaction", |_| rows("blob_docs") == 3);
@@ -718,19 +723,7 @@ fn connected_devices_hear_of_each_others_changes_at_once() {
     let b = Arc::new(Api::open(b_dir.path()).unwrap());
     b.join(&a.invite("staff", &[]).unwrap(), "王五").unwrap();
     // A period of an hour: only the held connection can bring a change within the test.
-    let backoff = Backoff {
-        period: Duration::from_secs(3600),
-        base: Duration::from_millis(100),
-        max: Duration::from_millis(400),
-        ..Backoff::default()
-    };
-    let spawn = |api: &Arc<Api>| {
-        let (tx, rx) = mpsc::channel();
-        let handle = SyncHandle::spawn(api.clone(), backoff, move |e| {
-            let _ = tx.send(e);
-        });
-        (handle, rx)
-    };
+    let spawn = |api: &Arc<Api>| spawn_loop(api, quick(Duration::from_secs(3600)));
     let live =
         |e: &SyncEvent| matches!(e, SyncEvent::Status(s) if s.phase == SyncPhase::Synced && s.live);
     let (a_handle, a_rx) = spawn(&a);
@@ -941,16 +934,7 @@ fn a_device_syncs_again_with_a_peer_it_knows_whenever_it_answers() {
     assert!(known[0].last_synced_ms.is_some() && known[0].last_error.is_none());
 
     // B's background loop (no relay at all) brings A's new household without a ticket.
-    let (tx, rx) = mpsc::channel();
-    let backoff = Backoff {
-        period: Duration::from_millis(300),
-        base: Duration::from_millis(100),
-        max: Duration::from_millis(400),
-        ..Backoff::default()
-    };
-    let handle = SyncHandle::spawn(b.clone(), backoff, move |e| {
-        let _ = tx.send(e);
-    });
+    let (handle, rx) = spawn_loop(&b, quick(Duration::from_millis(300)));
     let first = a.add_household(&new_household("701")).unwrap();
     wait_for(&rx, "A's household at B", |_| b.household(&first).is_ok());
 
