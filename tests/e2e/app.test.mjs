@@ -110,6 +110,8 @@ test('a community from its first start: household, visit, request loop, and a ch
     await s.type('[data-test=member-id]', '110105201506010010')
     await s.click('[data-test=member-save]')
     await s.waitFor('.el-message', { text: 'members[1].id_number' })
+    // Read: close it (every copy), so that it stays out of the later screenshots.
+    await s.exec("document.querySelectorAll('.el-message--error .el-message__closeBtn').forEach((b) => b.click())")
     await s.type('[data-test=member-id]', '110105201506010016')
     await s.click('[data-test=member-save]')
     await s.waitFor('[data-test=member]', { text: '王小明' })

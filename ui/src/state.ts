@@ -65,9 +65,9 @@ export async function afterWrite() {
 export function showError(e: unknown) {
   const t = i18n.global.t
   if (isApiError(e)) {
-    ElMessage({ type: 'error', message: `${t('error.' + e.code)}: ${e.message}`, duration: 6000, showClose: true })
+    ElMessage({ type: 'error', message: `${t('error.' + e.code)}: ${e.message}`, duration: 6000, showClose: true, grouping: true })
   } else {
-    ElMessage({ type: 'error', message: String(e), duration: 6000, showClose: true })
+    ElMessage({ type: 'error', message: String(e), duration: 6000, showClose: true, grouping: true })
   }
 }
 
