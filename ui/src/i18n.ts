@@ -50,6 +50,7 @@ export const zh = {
     area: '面积（㎡）', tenure: '房屋状况', newRequest: '登记诉求', noVisits: '还没有走访记录',
     addMember: '新增成员', editInfo: '修改信息', field: '项目', value: '新的内容',
     makeHead: '设为户主', confirmHead: '将 {name} 设为户主？原户主的关系将改为“其他”。',
+    headFirst: '户主迁出或死亡前，请先将其他在住成员设为户主',
   },
   person: {
     household: '所在住户', places: '居住记录', movedIn: '{day} 迁入', since: '{day} 起', present: '在住',
@@ -172,6 +173,7 @@ export const en: Messages = {
     area: 'Area (m²)', tenure: 'Tenure', newRequest: 'Report a request', noVisits: 'No visits yet',
     addMember: 'Add a member', editInfo: 'Edit details', field: 'Field', value: 'New value',
     makeHead: 'Make head', confirmHead: 'Make {name} the head of household? The former head becomes "other".',
+    headFirst: 'Before the head moves out or dies, make another member who lives here the head',
   },
   person: {
     household: 'Household', places: 'Where they have lived', movedIn: 'moved in {day}', since: 'since {day}', present: 'Lives here',

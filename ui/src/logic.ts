@@ -216,3 +216,13 @@ export function moveTargets(hits: Hit[], current: string): { household: string; 
   }
   return out
 }
+
+/** Whether `person` is the head (户主) of a household where others still live: they may not
+ *  leave until another member is made head (the backend refuses it too). */
+export function headMustStay(
+  members: { person: { id: string; moved_out: string | null; deceased: string | null } }[],
+  head: string | null,
+  person: string,
+): boolean {
+  return head === person && members.some((m) => m.person.id !== person && !m.person.moved_out && !m.person.deceased)
+}

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { HouseholdRow, SyncStatus } from '../src/api'
 import {
   addDays, addressOf, dayStartMs, deadlineText, formatDay, formatTime, groupByUnit, monthStart,
-  ageOn, moveTargets, needsReason, nextHousehold, stateTone, syncLabel, today,
+  ageOn, headMustStay, moveTargets, needsReason, nextHousehold, stateTone, syncLabel, today,
 } from '../src/logic'
 import { i18n } from '../src/i18n'
 
@@ -127,5 +127,14 @@ describe('person pages', () => {
       { household: 'hh-2', address: '3栋2单元502室' },
       { household: 'hh-3', address: '3栋2单元503室' },
     ])
+  })
+})
+
+describe('the head of a household', () => {
+  const m = (id: string, gone = false) => ({ person: { id, moved_out: gone ? '2026-01-01' : null, deceased: null } })
+  it('stays while others live there', () => {
+    expect(headMustStay([m('a'), m('b')], 'a', 'a')).toBe(true)
+    expect(headMustStay([m('a'), m('b', true)], 'a', 'a')).toBe(false)
+    expect(headMustStay([m('a'), m('b')], 'a', 'b')).toBe(false)
   })
 })
