@@ -522,17 +522,7 @@ fn sync_json(url: &str, event: &str, r: &SyncReport) -> serde_json::Value {
 }
 
 fn say_synced(url: &str, r: &SyncReport) {
-    say!(
-        "已同步 Synced with {url}: 发送 sent {} documents · 收到 received {} new, {} changed, {} unchanged · ↑ {} B ↓ {} B · {} round trips · {} ms",
-        r.sent,
-        r.created,
-        r.changed,
-        r.unchanged,
-        r.bytes_up,
-        r.bytes_down,
-        r.round_trips,
-        r.ms
-    );
+    output::say_counts("已同步 Synced with", url, r, "");
 }
 
 /// `linli sync --watch`: after the first sync, hold a long poll open on the relay; merge what

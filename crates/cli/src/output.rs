@@ -22,6 +22,22 @@ macro_rules! say {
 /// a log, and a reader that has gone does not stop them.
 pub static SERVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// One line of what a sync did: `{what} {with}: sent … · received … · ↑ ↓ … · round trips · ms`;
+/// `wire` says how the bytes were counted (e.g. ` (UDP)`).
+pub fn say_counts(what: &str, with: &str, r: &linli_sync::relay_client::SyncReport, wire: &str) {
+    say!(
+        "{what} {with}: 发送 sent {} documents · 收到 received {} new, {} changed, {} unchanged · ↑ {} B ↓ {} B{wire} · {} round trips · {} ms",
+        r.sent,
+        r.created,
+        r.changed,
+        r.unchanged,
+        r.bytes_up,
+        r.bytes_down,
+        r.round_trips,
+        r.ms
+    );
+}
+
 /// Output settings.
 pub struct Out {
     /// Print JSON.

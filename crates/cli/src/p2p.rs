@@ -38,18 +38,7 @@ fn report_json(r: &PeerReport) -> serde_json::Value {
 }
 
 fn say_report(what: &str, r: &PeerReport) {
-    say!(
-        "{what} {}: 发送 sent {} documents · 收到 received {} new, {} changed, {} unchanged · ↑ {} B ↓ {} B (UDP) · {} round trips · {} ms",
-        r.peer,
-        r.sent,
-        r.created,
-        r.changed,
-        r.unchanged,
-        r.bytes_up,
-        r.bytes_down,
-        r.round_trips,
-        r.ms
-    );
+    crate::output::say_counts(what, &r.peer, &r.counts(), " (UDP)");
 }
 
 /// Runs a p2p command on `store`.

@@ -38,6 +38,23 @@ pub struct PeerReport {
     pub ms: u128,
 }
 
+impl PeerReport {
+    /// What went each way, as a relay sync reports it (the same counts without the peer and
+    /// the reconciliation rounds).
+    pub fn counts(&self) -> crate::relay_client::SyncReport {
+        crate::relay_client::SyncReport {
+            sent: self.sent,
+            created: self.created,
+            changed: self.changed,
+            unchanged: self.unchanged,
+            bytes_up: self.bytes_up,
+            bytes_down: self.bytes_down,
+            round_trips: self.round_trips,
+            ms: self.ms,
+        }
+    }
+}
+
 impl Store {
     /// Every document as the reconciliation sees it: id, scope, heads.
     pub fn summary(&self) -> Result<Vec<Item>, StoreError> {
