@@ -45,9 +45,10 @@ need_app_tools() {
   fi
 }
 
-# End-to-end tests: a virtual display, WebKit's WebDriver, screenshots; tauri-driver.
+# End-to-end tests: a virtual display, WebKit's WebDriver, screenshots; tauri-driver. The
+# local-network discovery tests run in a network namespace of their own (unshare, ip).
 need_e2e_tools() {
-  apt_need xvfb xauth imagemagick webkit2gtk-driver x11-utils
+  apt_need xvfb xauth imagemagick webkit2gtk-driver x11-utils util-linux iproute2
   local tools="$HOME/.cache/linli/tools"
   if [ ! -x "$tools/bin/tauri-driver" ]; then
     CARGO_TARGET_DIR="$tools/target" cargo install tauri-driver@2.1.0 --locked --root "$tools"

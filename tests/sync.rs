@@ -468,3 +468,34 @@ fn a_serving_device_keeps_serving_when_its_output_is_closed() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `linli p2p sync` without a ticket finds the community's serving device on the local network
+/// (multicast DNS on the loopback of the test's own network namespace) and syncs with it; a
+/// serving device of another community is not tried; with nobody serving it says so.
+#[test]
+fn p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network() {
+    if !linli_sync::lan::isolated(
+        "p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, x) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("x"),
+    );
+    ok(&a, &["demo", "--households", "10", "--seed", "4"]);
+    ok(&x, &["demo", "--households", "5", "--seed", "5"]);
+    ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
+    let look = ["p2p", "sync", "--bind", "127.0.0.1:0", "--wait", "1.5"];
+    let msg = err(&b, &look);
+    assert!(msg.contains("no device of this community"), "{msg}");
+
+    let _stranger = Serve::start_with(&x, &["--lan", "on"]);
+    let _a = Serve::start_with(&a, &["--lan", "on"]);
+    let r = json(&b, &look);
+    assert!(r["created"].as_u64().unwrap() > 10, "{r}");
+    assert_eq!(r["peer"], "committee staff");
+    assert_eq!(households(&b), households(&a));
+}

@@ -14,7 +14,7 @@ use linli_api::{
     NewHousehold, NewMember, NewRequest, NewTask, NewVisit, Overview, PersonView, RequestQuery,
     RequestRow, RequestView, SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
 };
-use linli_api::{BoardRow, KnownPeer, NoticeView, PeerServer, PeerSync};
+use linli_api::{BoardRow, KnownPeer, NearbyPeer, NoticeView, PeerServer, PeerSync};
 
 use linli_domain::board::{PostKind, PostStatus};
 use linli_domain::request::Satisfaction;
@@ -353,11 +353,15 @@ fn start_serving<R: Runtime>(app: &tauri::AppHandle<R>, s: &Linli) -> Res<String
             }
         }
     };
-    let server = match PeerServer::start(&s.api, s.api.serving_bind(default)?, emit(app.clone())) {
+    // On a network, also announce and look for the community's devices there; a loopback
+    // address (tests) keeps everything on this machine and needs no discovery.
+    let lan = !default.ip().is_loopback();
+    let bind = s.api.serving_bind(default)?;
+    let server = match PeerServer::start(&s.api, bind, lan, emit(app.clone())) {
         Ok(server) => server,
         Err(e) => {
             tracing::info!(error = %e, "the port served on before is taken; serving on another");
-            PeerServer::start(&s.api, default, emit(app.clone()))?
+            PeerServer::start(&s.api, default, lan, emit(app.clone()))?
         }
     };
     let ticket = server.ticket().to_string();
@@ -371,6 +375,8 @@ fn start_serving<R: Runtime>(app: &tauri::AppHandle<R>, s: &Linli) -> Res<String
 struct PeersStatus {
     ticket: Option<String>,
     known: Vec<KnownPeer>,
+    /// The community's devices announced on the local network (while serving there).
+    nearby: Vec<NearbyPeer>,
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -382,7 +388,12 @@ async fn peers_status(s: State<'_, Linli>) -> Res<PeersStatus> {
         .as_ref()
         .map(|p| p.ticket().to_string());
     let known = blocking(&s.api, move |api| api.known_peers()).await?;
-    Ok(PeersStatus { ticket, known })
+    let nearby = s.api.nearby_peers();
+    Ok(PeersStatus {
+        ticket,
+        known,
+        nearby,
+    })
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -55,10 +55,16 @@ pub struct Serve {
 impl Serve {
     /// Starts serving the store in `dir` and waits for its ticket.
     pub fn start(dir: &Path) -> Serve {
+        Serve::start_with(dir, &[])
+    }
+
+    /// The same with more arguments to `p2p serve`.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_linli"))
             .arg("--data")
             .arg(dir)
             .args(["p2p", "serve", "--bind", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -128,7 +128,9 @@ export interface PersonView {
 }
 /** A device synced with directly before; the background loop syncs with it when it answers. */
 export interface KnownPeer { key: string; ticket: string; label: string; last_synced_ms: number | null; last_error: string | null }
-export interface PeersStatus { ticket: string | null; known: KnownPeer[] }
+/** A device of this community announced on the local network (while this one serves there). */
+export interface NearbyPeer { key: string; addrs: string[] }
+export interface PeersStatus { ticket: string | null; known: KnownPeer[]; nearby: NearbyPeer[] }
 export interface Hit {
   id: string
   name: string

@@ -117,6 +117,8 @@ export const zh = {
     peerTicket: '对方的连接码', syncPeer: '与该设备同步', peerDone: '已与 {peer} 同步：发送 {sent} 项，收到 {received} 项',
     known: '同步过的设备', knownHint: '它们在附近并允许同步时，本机会在后台自动与它们同步。',
     lastSynced: '上次同步 {time}', notReached: '最近未连上', forget: '忘记',
+    serveHint: '打开后，本机在所在局域网（办公室 Wi-Fi、手机热点）中公告自己，并自动与同一网络中同样打开此项的本社区设备同步，无需连接码。',
+    nearby: '在附近', nearbyDevice: '本社区设备 {key}', devices: '设备',
   },
   time: { hours: '{n} 小时', days: '{n} 天' },
   error: {
@@ -245,6 +247,8 @@ export const en: Messages = {
     peerTicket: "The other device's code", syncPeer: 'Sync with that device', peerDone: 'Synced with {peer}: sent {sent}, received {received}',
     known: 'Devices synced with before', knownHint: 'When one is nearby and lets devices sync, this one syncs with it in the background.',
     lastSynced: 'last synced {time}', notReached: 'not reached lately', forget: 'Forget',
+    serveHint: 'While on, this device announces itself on the local network (office Wi-Fi, a phone hotspot) and syncs by itself with the devices of this community there that have this on too; no code needed.',
+    nearby: 'Nearby', nearbyDevice: 'Device of this community {key}', devices: 'Devices',
   },
   time: { hours: '{n} h', days: '{n} days' },
   error: {

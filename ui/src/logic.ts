@@ -226,3 +226,18 @@ export function headMustStay(
 ): boolean {
   return head === person && members.some((m) => m.person.id !== person && !m.person.moved_out && !m.person.deceased)
 }
+
+/** The devices Settings lists: every known one (marked when it is announced on this network),
+ *  then the community's devices announced nearby that were never synced with. */
+export function peerRows(
+  known: { key: string; label: string }[],
+  nearby: { key: string }[],
+): { key: string; label: string | null; known: boolean; nearby: boolean }[] {
+  const here = new Set(nearby.map((n) => n.key))
+  const rows = known.map((k) => ({ key: k.key, label: k.label as string | null, known: true, nearby: here.has(k.key) }))
+  const seen = new Set(known.map((k) => k.key))
+  for (const n of nearby) {
+    if (!seen.has(n.key)) rows.push({ key: n.key, label: null, known: false, nearby: true })
+  }
+  return rows
+}

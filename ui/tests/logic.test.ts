@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { HouseholdRow, SyncStatus } from '../src/api'
 import {
   addDays, addressOf, dayStartMs, deadlineText, formatDay, formatTime, groupByUnit, monthStart,
-  ageOn, headMustStay, moveTargets, needsReason, nextHousehold, stateTone, syncLabel, today,
+  ageOn, headMustStay, moveTargets, peerRows, needsReason, nextHousehold, stateTone, syncLabel, today,
 } from '../src/logic'
 import { i18n } from '../src/i18n'
 
@@ -136,5 +136,17 @@ describe('the head of a household', () => {
     expect(headMustStay([m('a'), m('b')], 'a', 'a')).toBe(true)
     expect(headMustStay([m('a'), m('b', true)], 'a', 'a')).toBe(false)
     expect(headMustStay([m('a'), m('b')], 'a', 'b')).toBe(false)
+  })
+})
+
+describe('nearby devices', () => {
+  it('marks known devices announced nearby and lists new ones after them', () => {
+    const known = [{ key: 'k1', label: '社区工作人员' }, { key: 'k2', label: '网格员 G01' }]
+    expect(peerRows(known, [{ key: 'k3' }, { key: 'k2' }])).toEqual([
+      { key: 'k1', label: '社区工作人员', known: true, nearby: false },
+      { key: 'k2', label: '网格员 G01', known: true, nearby: true },
+      { key: 'k3', label: null, known: false, nearby: true },
+    ])
+    expect(peerRows([], [])).toEqual([])
   })
 })

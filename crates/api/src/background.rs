@@ -290,7 +290,7 @@ pub enum SyncEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wake {
+pub(crate) enum Wake {
     Now,
     Stop,
 }
@@ -408,6 +408,7 @@ impl SyncHandle {
         notify: impl Fn(SyncEvent) + Send + 'static,
     ) -> SyncHandle {
         let (tx, rx) = mpsc::channel();
+        *api.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
         let thread = std::thread::Builder::new()
             .name("linli-sync".into())
             .spawn(move || {
@@ -469,7 +470,9 @@ impl SyncHandle {
                     // Without a relay, wait for "sync now" (a relay may have been set), or the
                     // next round of known peers.
                     let wait = if status.relay.is_none() {
-                        if api.known_peers().is_ok_and(|p| !p.is_empty()) {
+                        if api.known_peers().is_ok_and(|p| !p.is_empty())
+                            || !api.nearby_peers().is_empty()
+                        {
                             backoff.period
                         } else {
                             Duration::from_secs(3600)
@@ -487,6 +490,7 @@ impl SyncHandle {
                         Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
+                *api.waker.lock().unwrap_or_else(|p| p.into_inner()) = None;
             });
         let thread = match thread {
             Ok(t) => Some(t),

@@ -35,7 +35,7 @@ pub use linli_sync::Hit;
 pub use linli_sync::KnownPeer;
 pub use linli_sync::screens::{CompoundNode, HouseholdRow};
 pub use overview::Overview;
-pub use peers::{PeerServer, PeerSync};
+pub use peers::{NearbyPeer, PeerServer, PeerSync};
 pub use requests::{NewRequest, RequestQuery, RequestRow, RequestView};
 pub use roster::{
     HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewMember, NewVisit, PersonView,
@@ -51,6 +51,11 @@ pub struct Api {
     dir: PathBuf,
     store: Mutex<Store>,
     sync: Mutex<SyncStatus>,
+    /// Devices of this community announced on the local network (by key, hex), while this
+    /// device serves.
+    nearby: Mutex<std::collections::BTreeMap<String, linli_sync::lan::Nearby>>,
+    /// Wakes the background loop (set while it runs).
+    waker: Mutex<Option<std::sync::mpsc::Sender<background::Wake>>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -129,6 +134,8 @@ impl Api {
             dir: dir.to_path_buf(),
             store: Mutex::new(store),
             sync: Mutex::new(status),
+            nearby: Mutex::default(),
+            waker: Mutex::default(),
         })
     }
 

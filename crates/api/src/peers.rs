@@ -3,6 +3,11 @@
 //! with it by that ticket. Serving is switched on by the user, never by default; it keeps its
 //! port from one time to the next, so the ticket stays good. A device remembers the peers it
 //! synced with, and the background loop syncs with them again whenever they answer.
+//!
+//! While it serves on a network (not on loopback), a device also announces itself on the local
+//! network and looks for the community's other devices there ([`linli_sync::lan`]): devices
+//! that both serve find each other and sync without a ticket, and a known device whose address
+//! changed (a new hotspot) is found again.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -10,6 +15,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use linli_sync::lan::{Lan, LanEvent, LanScope, Nearby};
 use linli_sync::p2p::Server;
 use linli_sync::relay_client::SyncError;
 use linli_sync::{KnownPeer, PeerReport, Store};
@@ -31,6 +37,15 @@ pub struct PeerSync {
     pub received: usize,
     /// Wall time (ms).
     pub ms: u64,
+}
+
+/// A device of this community announced on the local network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NearbyPeer {
+    /// Its device key (hex), as in [`KnownPeer::key`].
+    pub key: String,
+    /// Where it serves.
+    pub addrs: Vec<String>,
 }
 
 /// How long the background loop gives a known peer to answer.
@@ -103,23 +118,82 @@ impl Api {
         Ok(self.store().forget_peer(key)?)
     }
 
-    /// Syncs with every known peer that answers within a few seconds; returns how many
-    /// documents arrived. A peer that does not answer is normal (it is elsewhere): its error
-    /// is recorded on it, not raised.
+    /// Syncs with every known peer and every device of the community announced nearby that
+    /// answers within a few seconds; returns how many documents arrived. A known peer announced
+    /// nearby is dialled at its announced addresses first (they are the fresh ones). A peer that
+    /// does not answer is normal (it is elsewhere): its error is recorded on it, not raised.
     pub fn sync_known_peers(&self) -> Result<usize, ApiError> {
-        let mut received = 0;
+        let mut nearby = self.nearby_lock().clone();
+        let mut tickets = Vec::new();
         for peer in self.known_peers()? {
-            let Ok(ticket) = Ticket::decode(&peer.ticket) else {
+            let Ok(mut ticket) = Ticket::decode(&peer.ticket) else {
                 continue;
             };
+            if let Some(n) = nearby.remove(&peer.key) {
+                let old = std::mem::replace(&mut ticket.addrs, n.addrs);
+                for a in old {
+                    if !ticket.addrs.contains(&a) {
+                        ticket.addrs.push(a);
+                    }
+                }
+            }
+            tickets.push((peer.label, ticket));
+        }
+        tickets.extend(
+            nearby
+                .into_values()
+                .map(|n| ("nearby device".to_string(), n.ticket())),
+        );
+        let mut received = 0;
+        for (label, ticket) in tickets {
             match self.sync_ticket(&ticket, Some(KNOWN_PEER_TIMEOUT)) {
                 Ok(r) => received += r.created + r.changed,
                 Err(e) => {
-                    tracing::debug!(peer = %peer.label, error = %e, "a known peer did not answer")
+                    tracing::debug!(peer = %label, error = %e, "a peer did not answer")
                 }
             }
         }
         Ok(received)
+    }
+
+    /// The community's devices announced on the local network (while this device serves).
+    pub fn nearby_peers(&self) -> Vec<NearbyPeer> {
+        self.nearby_lock()
+            .iter()
+            .map(|(key, n)| NearbyPeer {
+                key: key.clone(),
+                addrs: n.addrs.iter().map(SocketAddr::to_string).collect(),
+            })
+            .collect()
+    }
+
+    fn nearby_lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Nearby>> {
+        self.nearby.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the local network said: a device found (new, or at new addresses) wakes the
+    /// background loop, which syncs with it at once.
+    fn on_lan(&self, event: LanEvent) {
+        match event {
+            LanEvent::Found(n) => {
+                let key = hex(&n.key);
+                let new = self.nearby_lock().insert(key, n.clone()).as_ref() != Some(&n);
+                if new {
+                    tracing::info!("a device of this community is nearby");
+                    if let Some(waker) = self
+                        .waker
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_ref()
+                    {
+                        let _ = waker.send(crate::background::Wake::Now);
+                    }
+                }
+            }
+            LanEvent::Lost(key) => {
+                self.nearby_lock().remove(&hex(&key));
+            }
+        }
     }
 
     /// Whether this device was left serving nearby devices (the app serves again at start).
@@ -146,6 +220,9 @@ impl Api {
 #[derive(Debug)]
 pub struct PeerServer {
     ticket: String,
+    /// Announcing and looking on the local network, while serving there.
+    lan: Option<Lan>,
+    api: std::sync::Weak<Api>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -153,12 +230,17 @@ pub struct PeerServer {
 impl PeerServer {
     /// Serves the store of `api` on `bind` (`0.0.0.0:0`: every interface, any port) on a thread
     /// of its own; each session that brought documents is reported as [`SyncEvent::Changed`].
+    /// With `lan`, it also announces itself and looks for the community's devices on the local
+    /// network (on loopback only when `bind` is a loopback address).
     pub fn start(
         api: &Arc<Api>,
         bind: SocketAddr,
+        lan: bool,
         notify: impl Fn(SyncEvent) + Send + 'static,
     ) -> Result<PeerServer, ApiError> {
         let store = Store::open(&api.dir)?;
+        let me = store.identity()?.key.public();
+        let community = store.community_id()?;
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, ApiError>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -210,8 +292,37 @@ impl PeerServer {
         {
             api.store().set_serving_port(port)?;
         }
+        let lan = match (lan, community) {
+            (true, Some(community)) => {
+                let parsed = Ticket::decode(&ticket)
+                    .map_err(|e| ApiError::Sync(SyncError::Protocol(format!("own ticket: {e}"))))?;
+                let weak = Arc::downgrade(api);
+                let found = Lan::start(
+                    &community,
+                    me,
+                    Some(&parsed),
+                    LanScope::of(bind),
+                    move |e| {
+                        if let Some(api) = weak.upgrade() {
+                            api.on_lan(e);
+                        }
+                    },
+                );
+                match found {
+                    Ok(lan) => Some(lan),
+                    // Serving by ticket still works without discovery.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot look for devices on the local network");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         Ok(PeerServer {
             ticket,
+            lan,
+            api: Arc::downgrade(api),
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -225,6 +336,12 @@ impl PeerServer {
 
 impl Drop for PeerServer {
     fn drop(&mut self) {
+        // Withdraw the announcement first: peers stop dialling a device that is going away.
+        if self.lan.take().is_some()
+            && let Some(api) = self.api.upgrade()
+        {
+            api.nearby_lock().clear();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -883,11 +883,15 @@ fn two_devices_sync_directly_without_the_relay() {
         .unwrap();
 
     let (tx, rx) = mpsc::channel();
-    let server =
-        linli_api::PeerServer::start(&a, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), move |e| {
+    let server = linli_api::PeerServer::start(
+        &a,
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        false,
+        move |e| {
             let _ = tx.send(e);
-        })
-        .unwrap();
+        },
+    )
+    .unwrap();
     assert!(
         b.sync_peer("LINLIP1-not-a-ticket")
             .unwrap_err()
@@ -920,7 +924,7 @@ fn a_device_syncs_again_with_a_peer_it_knows_whenever_it_answers() {
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let serve = |api: &Arc<Api>| {
         let bind = api.serving_bind(loopback).unwrap();
-        linli_api::PeerServer::start(api, bind, |_| {}).unwrap()
+        linli_api::PeerServer::start(api, bind, false, |_| {}).unwrap()
     };
 
     // Once by ticket: B remembers A.
@@ -958,4 +962,43 @@ fn a_device_syncs_again_with_a_peer_it_knows_whenever_it_answers() {
     assert!(b.known_peers().unwrap().is_empty());
     drop(handle);
     drop(server);
+}
+
+/// Two devices that serve on the same network find each other (multicast DNS, here on the
+/// loopback of a network namespace of the test's own) and sync without a ticket; a device of
+/// another community serving there is not tried.
+#[test]
+fn devices_serving_nearby_find_each_other_and_sync_without_a_ticket() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    if !linli_sync::lan::isolated(
+        "devices_serving_nearby_find_each_other_and_sync_without_a_ticket",
+    ) {
+        return;
+    }
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = Arc::new(staff(dirs[0].path()));
+    let b = Arc::new(Api::open(dirs[1].path()).unwrap());
+    b.join(&a.invite("staff", &[]).unwrap(), "李四").unwrap();
+    let stranger = Arc::new(staff(dirs[2].path()));
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let hh = a.add_household(&new_household("801")).unwrap();
+    let _a_serves = linli_api::PeerServer::start(&a, loopback, true, |_| {}).unwrap();
+    let _s_serves = linli_api::PeerServer::start(&stranger, loopback, true, |_| {}).unwrap();
+    // B's loop runs with no relay and no known peer: only what the network announces.
+    let (handle, rx) = spawn_loop(&b, quick(Duration::from_secs(3600)));
+    let _b_serves = linli_api::PeerServer::start(&b, loopback, true, |_| {}).unwrap();
+    wait_for(&rx, "A's household at B, found nearby", |_| {
+        b.household(&hh).is_ok()
+    });
+    let nearby = b.nearby_peers();
+    assert_eq!(
+        nearby.len(),
+        1,
+        "only A, not the other community's device: {nearby:?}"
+    );
+    let known = b.known_peers().unwrap();
+    assert_eq!(known.len(), 1, "{known:?}");
+    assert_eq!(known[0].key, nearby[0].key);
+    assert!(known[0].last_error.is_none());
+    drop(handle);
 }

@@ -1,15 +1,29 @@
-//! `linli p2p serve` and `linli p2p sync TICKET`: sync directly with another device over iroh.
+//! `linli p2p serve` and `linli p2p sync [TICKET]`: sync directly with another device over
+//! iroh, by its ticket or found on the local network.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use linli_sync::lan::{Lan, LanScope};
 use linli_sync::p2p::Server;
 use linli_sync::{PeerReport, Store};
 use linli_wire::peer::Ticket;
 use serde_json::json;
 
 use crate::output::Out;
+
+/// Whether to announce on the local network.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LanMode {
+    /// When bound to a network address (not loopback).
+    Auto,
+    /// Always (on loopback only when bound to loopback).
+    On,
+    /// Never.
+    Off,
+}
 
 /// Peer-to-peer commands.
 #[derive(Subcommand, Debug)]
@@ -20,14 +34,23 @@ pub enum P2p {
         /// The address to listen on (port 0: any free port).
         #[arg(long, default_value = "0.0.0.0:0")]
         bind: SocketAddr,
+        /// Announce this device to the community's devices on the local network (mDNS).
+        /// 在局域网中公告本机。
+        #[arg(long, value_enum, default_value = "auto")]
+        lan: LanMode,
     },
-    /// Sync once with the device that printed TICKET, then exit. 与设备直连同步一次。
+    /// Sync once with the device that printed TICKET, or, without a ticket, with every device
+    /// of this community announced on the local network, then exit. 与设备直连同步一次。
     Sync {
-        /// The ticket `linli p2p serve` printed.
-        ticket: String,
-        /// The local address to use (port 0: any free port).
+        /// The ticket `linli p2p serve` printed (none: look on the local network).
+        ticket: Option<String>,
+        /// The local address to use (port 0: any free port); a loopback address looks for
+        /// devices on loopback only.
         #[arg(long, default_value = "0.0.0.0:0")]
         bind: SocketAddr,
+        /// How long to look on the local network (seconds).
+        #[arg(long, default_value_t = 3.0)]
+        wait: f64,
     },
 }
 
@@ -47,8 +70,19 @@ pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
         .enable_all()
         .build()?;
     match cmd {
-        P2p::Serve { bind } => runtime.block_on(serve(store, *bind, out)),
-        P2p::Sync { ticket, bind } => {
+        P2p::Serve { bind, lan } => {
+            let lan = match lan {
+                LanMode::Auto => !bind.ip().is_loopback(),
+                LanMode::On => true,
+                LanMode::Off => false,
+            };
+            runtime.block_on(serve(store, *bind, lan, out))
+        }
+        P2p::Sync {
+            ticket: Some(ticket),
+            bind,
+            ..
+        } => {
             let ticket = Ticket::decode(ticket).context("cannot read the ticket")?;
             let mut store = store;
             let r = runtime.block_on(linli_sync::p2p::sync(&mut store, &ticket, *bind))?;
@@ -57,12 +91,51 @@ pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
             });
             Ok(())
         }
+        P2p::Sync {
+            ticket: None,
+            bind,
+            wait,
+        } => {
+            let community = store
+                .community_id()?
+                .context("this store has no community yet (create one or join)")?;
+            let me = store.identity()?.key.public();
+            let wait = Duration::try_from_secs_f64(*wait).context("--wait: seconds")?;
+            let found = Lan::look(&community, me, LanScope::of(*bind), wait)?;
+            anyhow::ensure!(
+                !found.is_empty(),
+                "no device of this community announced itself on the local network within {:.1} s \
+                 (is one serving? `linli p2p serve`); or give its ticket",
+                wait.as_secs_f64()
+            );
+            let mut store = store;
+            for n in found {
+                let r = runtime.block_on(linli_sync::p2p::sync(&mut store, &n.ticket(), *bind))?;
+                out.emit(&report_json(&r), || {
+                    say_report("已同步 Synced with", &r);
+                });
+            }
+            Ok(())
+        }
     }
 }
 
-async fn serve(store: Store, bind: SocketAddr, out: &Out) -> Result<()> {
+async fn serve(store: Store, bind: SocketAddr, lan: bool, out: &Out) -> Result<()> {
+    let community = store.community_id()?;
+    let me = store.identity()?.key.public();
     let (server, mut sessions) = Server::start(store, bind).await?;
     say!("{}", server.ticket().encode());
+    // Announced until this returns (dropping it withdraws the announcement).
+    let _announced = match (lan, community) {
+        (true, Some(c)) => Some(Lan::start(
+            &c,
+            me,
+            Some(server.ticket()),
+            LanScope::of(bind),
+            |_| {},
+        )?),
+        _ => None,
+    };
     crate::output::SERVING.store(true, std::sync::atomic::Ordering::Relaxed);
     let addrs: Vec<String> = server
         .ticket()

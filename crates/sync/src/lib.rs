@@ -11,6 +11,7 @@ mod error;
 mod history;
 mod identity;
 pub mod index;
+pub mod lan;
 mod outbox;
 pub mod p2p;
 pub mod peer;
