@@ -165,13 +165,14 @@ test('a community from its first start: household, visit, request loop, and a ch
     await s.click('[data-test=nav-settings]')
     await s.type('[data-test=peer-ticket-input]', ticketB)
     await s.click('[data-test=sync-peer]')
-    await s.waitFor('.el-message', { text: '已与', ms: 30000 })
+    // The other device is named by its role in the screen's language.
+    await s.waitFor('.el-message', { text: '已与 社区工作人员 同步', ms: 30000 })
     await s.go(`#/household/${household}`)
     await s.waitFor('[data-test=phone]', { text: '137****2222', ms: 30000 })
     serve.stop()
     await s.click('[data-test=nav-settings]')
     // The app remembers the device it synced with; its background loop tries it again.
-    await s.waitFor('[data-test=known-peer]')
+    await s.waitFor('[data-test=known-peer]', { text: '社区工作人员' })
     await s.click('[data-test=serve-peers]')
     await s.waitFor('[data-test=peer-ticket]')
     const ticketA = await s.exec("const e = document.querySelector('[data-test=peer-ticket]'); return e.value ?? e.querySelector('textarea').value")

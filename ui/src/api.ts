@@ -127,7 +127,16 @@ export interface PersonView {
   unsynced: boolean
 }
 /** A device synced with directly before; the background loop syncs with it when it answers. */
-export interface KnownPeer { key: string; ticket: string; label: string; last_synced_ms: number | null; last_error: string | null }
+export interface KnownPeer {
+  key: string
+  ticket: string
+  /** The role in words (English, from the device itself); `role`/`grids` name it on screen. */
+  label: string
+  role: string | null
+  grids: string[]
+  last_synced_ms: number | null
+  last_error: string | null
+}
 /** A device of this community announced on the local network (while this one serves there). */
 export interface NearbyPeer { key: string; addrs: string[] }
 export interface PeersStatus { ticket: string | null; known: KnownPeer[]; nearby: NearbyPeer[] }
@@ -316,7 +325,7 @@ export interface Notice {
 }
 export interface NoticeView { notice: Notice; confirmed: number; households: number }
 
-export interface PeerSync { peer: string; sent: number; received: number; ms: number }
+export interface PeerSync { peer: string; role: string | null; grids: string[]; sent: number; received: number; ms: number }
 
 export const api = {
   status: () => invoke<AppStatus>('status'),

@@ -241,3 +241,17 @@ export function peerRows(
   }
   return rows
 }
+
+/** A device named in the screen's language: its role and a grid worker's grids; a device never
+ *  synced with (only seen on the network) by the start of its key. */
+export function peerName(
+  t: T,
+  p: { role: string | null; grids: string[]; label?: string | null } | null | undefined,
+  key = '',
+): string {
+  if (p?.role) {
+    const role = t(`roles.${p.role}`)
+    return p.grids.length ? `${role} ${p.grids.join('、')}` : role
+  }
+  return p?.label || t('settings.nearbyDevice', { key: key.slice(0, 8) })
+}

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { HouseholdRow, SyncStatus } from '../src/api'
 import {
   addDays, addressOf, dayStartMs, deadlineText, formatDay, formatTime, groupByUnit, monthStart,
-  ageOn, headMustStay, moveTargets, peerRows, needsReason, nextHousehold, stateTone, syncLabel, today,
+  ageOn, headMustStay, moveTargets, peerName, peerRows, needsReason, nextHousehold, stateTone, syncLabel, today,
 } from '../src/logic'
 import { i18n } from '../src/i18n'
 
@@ -148,5 +148,11 @@ describe('nearby devices', () => {
       { key: 'k3', label: null, known: false, nearby: true },
     ])
     expect(peerRows([], [])).toEqual([])
+  })
+  it('names a device by its role in the screen language', () => {
+    expect(peerName(t, { role: 'grid', grids: ['G01', 'G02'], label: 'a grid worker for G01, G02' })).toBe('网格员 G01、G02')
+    expect(peerName(t, { role: 'staff', grids: [] })).toBe('社区工作人员')
+    expect(peerName(t, { role: null, grids: [], label: 'committee staff' })).toBe('committee staff')
+    expect(peerName(t, undefined, 'abcdef0123456789')).toBe('本社区设备 abcdef01')
   })
 })

@@ -31,6 +31,10 @@ use crate::{Api, ApiError};
 pub struct PeerSync {
     /// The other device, in words (its role).
     pub peer: String,
+    /// Its role code (`staff`, `grid`, `owners`).
+    pub role: Option<String>,
+    /// A grid worker's grids.
+    pub grids: Vec<String>,
     /// Documents sent.
     pub sent: usize,
     /// Documents received that were new or changed here.
@@ -63,6 +67,8 @@ impl Api {
         let r = self.sync_ticket(&ticket, None)?;
         Ok(PeerSync {
             peer: r.peer,
+            role: r.role.map(str::to_string),
+            grids: r.grids,
             sent: r.sent,
             received: r.created + r.changed,
             ms: r.ms as u64,
@@ -100,6 +106,8 @@ impl Api {
                 key,
                 ticket: ticket.encode(),
                 label: r.peer.clone(),
+                role: r.role.map(str::to_string),
+                grids: r.grids.clone(),
                 last_synced_ms: Some(linli_domain::Timestamp::now().0),
                 last_error: None,
             })?,

@@ -280,6 +280,12 @@ pub struct KnownPeer {
     pub ticket: String,
     /// Who it is, in words (its role and label).
     pub label: String,
+    /// Its role code (`staff`, `grid`, `owners`), for the screens to name it in their language.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// A grid worker's grids.
+    #[serde(default)]
+    pub grids: Vec<String>,
     /// When the last sync with it completed (ms).
     pub last_synced_ms: Option<i64>,
     /// Why the last attempt failed, if it did.

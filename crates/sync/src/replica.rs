@@ -18,6 +18,10 @@ use crate::{Incoming, MergeReport, Store, StoreError};
 pub struct PeerReport {
     /// The peer's role, in words.
     pub peer: String,
+    /// The peer's role code (`staff`, `grid`, `owners`), once it showed its membership.
+    pub role: Option<&'static str>,
+    /// The grids of a grid worker's device.
+    pub grids: Vec<String>,
     /// Documents sent.
     pub sent: usize,
     /// Documents received that were new here.
@@ -287,6 +291,8 @@ impl<'a> Replica<'a> {
                 .peer
                 .as_ref()
                 .map_or_else(|| "unknown".into(), Grant::describe),
+            role: o.peer.as_ref().map(|g| g.role.code()),
+            grids: o.peer.as_ref().map(|g| g.grids.clone()).unwrap_or_default(),
             sent: o.sent,
             created: self.merged.created,
             changed: self.merged.changed,
