@@ -124,7 +124,7 @@ export const zh = {
   error: {
     no_community: '这台设备还没有社区', invalid: '输入有误', forbidden: '没有权限', not_found: '找不到记录',
     conflict: '有冲突，请先处理', step: '不能这样办理', offline: '无法连接', refused: '被拒绝',
-    store: '存储错误', sync: '同步错误', invite: '邀请码无效', io: '文件错误', has_community: '已加入社区', internal: '程序错误',
+    store: '存储错误', storage_full: '存储空间已满，本次修改没有保存（腾出空间后重试）', sync: '同步错误', invite: '邀请码无效', io: '文件错误', has_community: '已加入社区', internal: '程序错误',
   },
 }
 
@@ -254,7 +254,8 @@ export const en: Messages = {
   error: {
     no_community: 'This device has no community yet', invalid: 'Invalid input', forbidden: 'Not allowed',
     not_found: 'Not found', conflict: 'In conflict: settle it first', step: 'This step is not allowed',
-    offline: 'Cannot connect', refused: 'Refused', store: 'Storage error', sync: 'Sync error',
+    offline: 'Cannot connect', refused: 'Refused', store: 'Storage error',
+    storage_full: 'Storage is full: this change was not saved (free some space and try again)', sync: 'Sync error',
     invite: 'Invalid invitation code', io: 'File error', has_community: 'Already in a community', internal: 'Internal error',
   },
 }

@@ -71,6 +71,7 @@ impl ApiError {
             ApiError::Store(StoreError::NoCommunity) | ApiError::NoCommunity => "no_community",
             ApiError::Store(StoreError::HasCommunity(_)) => "has_community",
             ApiError::Store(StoreError::Identity(_)) | ApiError::Forbidden(_) => "forbidden",
+            ApiError::Store(e) if e.is_storage_full() => "storage_full",
             ApiError::Store(_) => "store",
             ApiError::Sync(SyncError::Unreachable { .. } | SyncError::PeerLink { .. }) => "offline",
             ApiError::Sync(SyncError::Refused { .. } | SyncError::NotAllowed(_)) => "refused",

@@ -1002,3 +1002,38 @@ fn devices_serving_nearby_find_each_other_and_sync_without_a_ticket() {
     assert!(known[0].last_error.is_none());
     drop(handle);
 }
+
+/// A full disk: a write is refused whole with `storage_full` (the screens say so), nothing of
+/// it is stored, earlier work is intact, and the same write succeeds once there is room.
+#[test]
+fn a_full_disk_refuses_a_write_whole_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = staff(dir.path());
+    let first = api.add_household(&new_household("901")).unwrap();
+    let count = |api: &Api| api.households(&HouseholdQuery::default()).unwrap().len();
+    api.simulate_full_disk(Some(0)).unwrap();
+    // The free pages left in the file take a few more; then the disk is full.
+    let mut added = 0;
+    let refused = loop {
+        assert!(added < 500, "the disk never filled");
+        match api.add_household(&new_household(&format!("{}", 1000 + added))) {
+            Ok(_) => added += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refused.code(), "storage_full", "{refused}");
+    assert_eq!(
+        count(&api),
+        1 + added,
+        "nothing of the refused write is stored"
+    );
+    assert!(api.household(&first).is_ok(), "earlier work is intact");
+    let again = format!("{}", 1000 + added);
+    api.simulate_full_disk(None).unwrap();
+    let last = api.add_household(&new_household(&again)).unwrap();
+    assert!(api.household(&last).is_ok());
+    // Reopened from disk: everything is there, once.
+    drop(api);
+    let api = Api::open(dir.path()).unwrap();
+    assert_eq!(count(&api), 2 + added);
+}

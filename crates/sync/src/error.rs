@@ -116,3 +116,15 @@ pub enum StoreError {
         supported: i64,
     },
 }
+
+impl StoreError {
+    /// Whether SQLite refused the write because the disk (or the store's size limit) is full.
+    /// The transaction was rolled back: nothing of it was written.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+}

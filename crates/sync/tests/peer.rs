@@ -398,6 +398,37 @@ fn a_cut_connection_resumes_without_loss_or_duplicates() {
     );
 }
 
+/// The receiving device's disk fills during a sync: the batch that did not fit is refused
+/// whole (the session fails with the full-disk error), every batch before it stays, and the
+/// next sync with room brings exactly the rest.
+#[test]
+fn a_full_disk_stops_a_sync_without_loss_and_the_next_sync_completes() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut staff = root_with(&tmp.path().join("staff"), 600);
+    let mut other = member(&tmp.path().join("other"), &staff, Role::Staff, &[]);
+    // Room for a few batches (of 600 households and their sensitive documents), not all.
+    other
+        .simulate_full_disk(Some(150))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = match sync_with(&mut other, &mut staff, &mut Faults::default()) {
+        Err(NetError::Failed { error, .. }) => error,
+        other => panic!("the sync should fail: {other:?}"),
+    };
+    assert!(
+        matches!(&err, SyncError::Store(e) if e.is_storage_full()),
+        "{err}"
+    );
+    let partial = state(&other).len();
+    assert!(partial > 0 && partial < state(&staff).len(), "{partial}");
+    other
+        .simulate_full_disk(None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (o, _) = sync(&mut other, &mut staff);
+    assert_eq!(o.created + partial, state(&staff).len(), "{o:?}");
+    assert_eq!(o.changed, 0, "nothing received twice: {o:?}");
+    assert_eq!(state(&other), state(&staff));
+}
+
 #[test]
 fn damaged_and_out_of_scope_messages_are_refused_and_nothing_is_stored() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
