@@ -26,7 +26,11 @@ impl Drop for Relay {
 }
 
 fn start(extra: &[&str]) -> Relay {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), extra)
+}
+
+/// Starts the relay on a data directory prepared beforehand.
+fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Relay {
     let mut child = Command::new(env!("CARGO_BIN_EXE_linli-relay"))
         .arg("--data")
         .arg(dir.path())
@@ -505,4 +509,59 @@ fn stopping_the_relay_answers_held_watches_at_once() {
         assert!(code.success(), "{code:?}");
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     });
+}
+
+/// A relay database made before the relay tracked how far each device pulled (its `devices`
+/// table has no `pulled` column) is upgraded in place when the relay starts: the community and
+/// its device are kept, and pushes, pulls and the pull tracking work.
+#[test]
+fn a_relay_database_from_before_pulls_were_tracked_is_upgraded_in_place() {
+    let mut root = Device::root("c-old");
+    let mut staff = root.member(Role::Staff, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = rusqlite::Connection::open(dir.path().join("relay.sqlite")).unwrap();
+        db.execute_batch(
+            "CREATE TABLE communities (id TEXT PRIMARY KEY, root BLOB NOT NULL, created_ms INTEGER NOT NULL);
+             CREATE TABLE devices (key BLOB PRIMARY KEY, community TEXT NOT NULL, role TEXT NOT NULL,
+                 grids TEXT NOT NULL, label TEXT NOT NULL, counter INTEGER NOT NULL, seen_ms INTEGER NOT NULL);",
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO communities VALUES ('c-old', ?1, 1)",
+            [root.key.public().to_vec()],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO devices VALUES (?1, 'c-old', 'staff', '', 'root', 0, 1)",
+            [root.key.public().to_vec()],
+        )
+        .unwrap();
+    }
+    // First contact off: the community must be the one already stored.
+    let relay = start_in(dir, &["--no-first-contact"]);
+    runtime().block_on(async {
+        let (status, body) = post(
+            &relay,
+            root.signed(Body::Push {
+                blobs: vec![blob(linli_wire::COMMUNITY_WIDE, "doc-1")],
+            }),
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(pull(&relay, &mut staff).await.len(), 1);
+    });
+    let db = rusqlite::Connection::open(relay.dir.path().join("relay.sqlite")).unwrap();
+    let rows: Vec<(String, i64)> = db
+        .prepare("SELECT label, pulled FROM devices ORDER BY label")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [("root".to_string(), 0), ("test".to_string(), 1)],
+        "the old device kept; the new one's pull recorded"
+    );
 }
