@@ -15,6 +15,7 @@ pub mod ballot;
 pub mod board;
 pub mod interchange;
 pub mod mask;
+mod patch;
 pub mod request;
 pub mod roster;
 pub mod validate;
@@ -190,6 +191,17 @@ macro_rules! any_record {
             /// Moves the record to another community (import into a store).
             pub fn set_community(&mut self, community: &str) {
                 match self { $(AnyRecord::$variant(r) => r.scope.community = community.to_string()),+ }
+            }
+            /// Writes the record into the document that holds `old` (as hydrated from it),
+            /// reading and writing only the fields that differ (see [`patch`]) for the records
+            /// edited most; the others are reconciled whole.
+            pub fn reconcile_changes(&self, old: &AnyRecord, doc: &mut automerge::AutoCommit) -> Result<(), autosurgeon::ReconcileError> {
+                match (old, self) {
+                    (AnyRecord::Household(o), AnyRecord::Household(n)) => patch::household(doc, o, n),
+                    (AnyRecord::Sensitive(o), AnyRecord::Sensitive(n)) => patch::sensitive(doc, o, n),
+                    (AnyRecord::Task(o), AnyRecord::Task(n)) => patch::task(doc, o, n),
+                    _ => self.reconcile_into(doc),
+                }
             }
             /// Writes the record into an Automerge document (a minimal diff when the document
             /// already holds an earlier version).

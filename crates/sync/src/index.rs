@@ -1,8 +1,9 @@
 //! Derived query tables: what screens need fast, computed from the documents and rebuildable
 //! from them at any time ([`crate::Store::rebuild_index`]).
 //!
-//! Architecture invariant: every derived row comes from exactly one document, and is deleted
-//! and re-inserted whenever that document is written, in the same transaction.
+//! Architecture invariant: every derived row comes from exactly one document, and is brought up
+//! to date whenever that document is written, in the same transaction (a table whose rows
+//! changed is rewritten for that document; one whose rows did not is left alone).
 //!
 //! | table | from | for |
 //! |---|---|---|
@@ -14,7 +15,8 @@
 
 use linli_domain::{AnyRecord, Household, Sensitive, mask};
 use pinyin::ToPinyin;
-use rusqlite::{Transaction, params};
+use rusqlite::Transaction;
+use rusqlite::types::Value;
 
 use crate::StoreError;
 
@@ -65,163 +67,288 @@ fn address_key(h: &Household) -> String {
     )
 }
 
-/// Deletes every row derived from document `id`.
-pub(crate) fn unindex(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
-    for sql in [
-        "DELETE FROM q_records WHERE id = ?1",
-        "DELETE FROM q_households WHERE id = ?1",
-        "DELETE FROM q_people WHERE household = ?1",
-        "DELETE FROM q_pii WHERE doc = ?1",
-        "DELETE FROM q_tags WHERE doc = ?1",
-    ] {
-        tx.prepare_cached(sql)?.execute([id])?;
-    }
-    Ok(())
+/// The rows one document contributes to one derived table.
+struct Rows {
+    table: &'static str,
+    /// The column naming the document.
+    key: &'static str,
+    /// The columns, in insert order (the key among them).
+    cols: &'static [&'static str],
+    /// `INSERT OR IGNORE` (a row may repeat, e.g. a tag given twice).
+    or_ignore: bool,
+    rows: Vec<Vec<Value>>,
 }
 
-/// Inserts the rows derived from one record. The caller has removed the old ones.
-pub(crate) fn index(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreError> {
+/// Every derived row of a record, per table of its collection (a table it has no rows in is
+/// listed empty, so that stale rows are removed).
+fn derived(rec: &AnyRecord) -> Vec<Rows> {
     match rec {
-        AnyRecord::Household(h) => index_household(tx, h),
-        AnyRecord::Sensitive(s) => index_sensitive(tx, s),
-        other => {
-            let (mut due, mut reference, mut progress) = (None::<i64>, None::<&str>, None);
-            let (compound, building, status, sort) = match other {
-                AnyRecord::Task(t) => {
-                    due = t.due.map(|d| d.end_ms());
-                    let (checked, all) = t.progress();
-                    progress = Some(format!("{checked}/{all}"));
-                    (
-                        t.compound.clone(),
-                        t.building.clone(),
-                        t.status.code().to_string(),
-                        t.due.map(|d| d.to_string()).unwrap_or_default(),
-                    )
-                }
-                AnyRecord::Request(r) => {
-                    if r.state().is_none_or(|s| s.is_open()) {
-                        due = Some(r.current_deadline().0);
-                    }
-                    reference = r.household.as_deref();
-                    (
-                        String::new(),
-                        String::new(),
-                        r.state()
-                            .map(|s| s.code())
-                            .unwrap_or("conflict")
-                            .to_string(),
-                        r.created.0.to_string(),
-                    )
-                }
-                AnyRecord::Visit(v) => {
-                    reference = Some(&v.household);
-                    (
-                        String::new(),
-                        String::new(),
-                        v.outcome.code().into(),
-                        v.at.0.to_string(),
-                    )
-                }
-                AnyRecord::Post(p) => (
-                    String::new(),
-                    String::new(),
-                    p.status.code().into(),
-                    p.at.0.to_string(),
-                ),
-                AnyRecord::Notice(n) => (
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    n.published.0.to_string(),
-                ),
-                AnyRecord::Ballot(b) => (
-                    b.compound.clone(),
-                    String::new(),
-                    b.status.code().into(),
-                    b.opens.to_string(),
-                ),
-                AnyRecord::Organisation(o) => (
-                    o.address.compound.clone(),
-                    o.address.building.clone(),
-                    o.kind.code().into(),
-                    natural_key(&o.name),
-                ),
-                _ => (String::new(), String::new(), String::new(), String::new()),
-            };
-            tx.prepare_cached(
-                "INSERT INTO q_records (id, collection, grid, compound, building, title, status, sort, due, ref, progress)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                other.id(),
-                other.collection().code(),
-                other.scope().grid,
-                compound,
-                building,
-                other.title(),
-                status,
-                sort,
-                due,
-                reference,
-                progress
-            ])?;
-            Ok(())
+        AnyRecord::Household(h) => household_rows(h),
+        AnyRecord::Sensitive(s) => sensitive_rows(s),
+        other => vec![record_rows(other)],
+    }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+fn opt_text(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, text)
+}
+
+fn record_rows(rec: &AnyRecord) -> Rows {
+    let (mut due, mut reference, mut progress) = (None::<i64>, None::<&str>, None);
+    let (compound, building, status, sort) = match rec {
+        AnyRecord::Task(t) => {
+            due = t.due.map(|d| d.end_ms());
+            let (checked, all) = t.progress();
+            progress = Some(format!("{checked}/{all}"));
+            (
+                t.compound.clone(),
+                t.building.clone(),
+                t.status.code().to_string(),
+                t.due.map(|d| d.to_string()).unwrap_or_default(),
+            )
         }
+        AnyRecord::Request(r) => {
+            if r.state().is_none_or(|s| s.is_open()) {
+                due = Some(r.current_deadline().0);
+            }
+            reference = r.household.as_deref();
+            (
+                String::new(),
+                String::new(),
+                r.state()
+                    .map(|s| s.code())
+                    .unwrap_or("conflict")
+                    .to_string(),
+                r.created.0.to_string(),
+            )
+        }
+        AnyRecord::Visit(v) => {
+            reference = Some(&v.household);
+            (
+                String::new(),
+                String::new(),
+                v.outcome.code().into(),
+                v.at.0.to_string(),
+            )
+        }
+        AnyRecord::Post(p) => (
+            String::new(),
+            String::new(),
+            p.status.code().into(),
+            p.at.0.to_string(),
+        ),
+        AnyRecord::Notice(n) => (
+            String::new(),
+            String::new(),
+            String::new(),
+            n.published.0.to_string(),
+        ),
+        AnyRecord::Ballot(b) => (
+            b.compound.clone(),
+            String::new(),
+            b.status.code().into(),
+            b.opens.to_string(),
+        ),
+        AnyRecord::Organisation(o) => (
+            o.address.compound.clone(),
+            o.address.building.clone(),
+            o.kind.code().into(),
+            natural_key(&o.name),
+        ),
+        _ => (String::new(), String::new(), String::new(), String::new()),
+    };
+    let scope = rec.scope();
+    Rows {
+        table: "q_records",
+        key: "id",
+        cols: &[
+            "id",
+            "collection",
+            "grid",
+            "compound",
+            "building",
+            "title",
+            "status",
+            "sort",
+            "due",
+            "ref",
+            "progress",
+        ],
+        or_ignore: false,
+        rows: vec![vec![
+            text(rec.id()),
+            text(rec.collection().code()),
+            opt_text(scope.grid.as_deref()),
+            Value::Text(compound),
+            Value::Text(building),
+            Value::Text(rec.title()),
+            Value::Text(status),
+            Value::Text(sort),
+            due.map_or(Value::Null, Value::Integer),
+            opt_text(reference),
+            progress.map_or(Value::Null, Value::Text),
+        ]],
     }
 }
 
-fn index_household(tx: &Transaction<'_>, h: &Household) -> Result<(), StoreError> {
+fn household_rows(h: &Household) -> Vec<Rows> {
     let a = &h.address;
-    tx.prepare_cached(
-        "INSERT INTO q_households (id, grid, compound, building, unit, room, tenure, members, head, sort)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        h.id,
-        h.scope.grid,
-        a.compound,
-        a.building,
-        a.unit,
-        a.room,
-        h.tenure.code(),
-        h.members.iter().filter(|m| m.is_present()).count() as i64,
-        h.head,
-        address_key(h)
-    ])?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO q_people (id, household, grid, name, initials, relation, present, ord)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for (i, m) in h.members.iter().enumerate() {
-        stmt.execute(params![
-            m.id,
-            h.id,
-            h.scope.grid,
-            m.name,
-            initials(&m.name),
-            m.relation.code(),
-            m.is_present(),
-            i as i64
-        ])?;
-    }
-    Ok(())
+    let grid = opt_text(h.scope.grid.as_deref());
+    let household = Rows {
+        table: "q_households",
+        key: "id",
+        cols: &[
+            "id", "grid", "compound", "building", "unit", "room", "tenure", "members", "head",
+            "sort",
+        ],
+        or_ignore: false,
+        rows: vec![vec![
+            text(&h.id),
+            grid.clone(),
+            text(&a.compound),
+            text(&a.building),
+            text(&a.unit),
+            text(&a.room),
+            text(h.tenure.code()),
+            Value::Integer(h.members.iter().filter(|m| m.is_present()).count() as i64),
+            opt_text(h.head.as_deref()),
+            Value::Text(address_key(h)),
+        ]],
+    };
+    let people = Rows {
+        table: "q_people",
+        key: "household",
+        cols: &[
+            "id",
+            "household",
+            "grid",
+            "name",
+            "initials",
+            "relation",
+            "present",
+            "ord",
+        ],
+        or_ignore: false,
+        rows: h
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                vec![
+                    text(&m.id),
+                    text(&h.id),
+                    grid.clone(),
+                    text(&m.name),
+                    Value::Text(initials(&m.name)),
+                    text(m.relation.code()),
+                    Value::Integer(i64::from(m.is_present())),
+                    Value::Integer(i as i64),
+                ]
+            })
+            .collect(),
+    };
+    vec![household, people]
 }
 
-fn index_sensitive(tx: &Transaction<'_>, s: &Sensitive) -> Result<(), StoreError> {
-    let mut pii =
-        tx.prepare_cached("INSERT INTO q_pii (doc, person, id4, phone4) VALUES (?1, ?2, ?3, ?4)")?;
-    let mut tags =
-        tx.prepare_cached("INSERT OR IGNORE INTO q_tags (doc, person, tag) VALUES (?1, ?2, ?3)")?;
+fn sensitive_rows(s: &Sensitive) -> Vec<Rows> {
+    let mut pii = Vec::new();
+    let mut tags = Vec::new();
     for (person, f) in &s.people {
         let phone4 = if f.phone.trim().is_empty() {
-            None
+            Value::Null
         } else {
-            Some(mask::last4(&f.phone))
+            Value::Text(mask::last4(&f.phone))
         };
-        pii.execute(params![s.id, person, mask::last4(&f.id_number), phone4])?;
+        pii.push(vec![
+            text(&s.id),
+            text(person),
+            Value::Text(mask::last4(&f.id_number)),
+            phone4,
+        ]);
         for t in &f.tags {
-            tags.execute(params![s.id, person, t])?;
+            let row = vec![text(&s.id), text(person), text(t)];
+            if !tags.contains(&row) {
+                tags.push(row);
+            }
         }
+    }
+    vec![
+        Rows {
+            table: "q_pii",
+            key: "doc",
+            cols: &["doc", "person", "id4", "phone4"],
+            or_ignore: false,
+            rows: pii,
+        },
+        Rows {
+            table: "q_tags",
+            key: "doc",
+            cols: &["doc", "person", "tag"],
+            or_ignore: true,
+            rows: tags,
+        },
+    ]
+}
+
+fn insert(tx: &Transaction<'_>, rows: &Rows) -> Result<(), StoreError> {
+    if rows.rows.is_empty() {
+        return Ok(());
+    }
+    let marks: Vec<String> = (1..=rows.cols.len()).map(|i| format!("?{i}")).collect();
+    let mut stmt = tx.prepare_cached(&format!(
+        "INSERT {}INTO {} ({}) VALUES ({})",
+        if rows.or_ignore { "OR IGNORE " } else { "" },
+        rows.table,
+        rows.cols.join(", "),
+        marks.join(", ")
+    ))?;
+    for row in &rows.rows {
+        stmt.execute(rusqlite::params_from_iter(row))?;
+    }
+    Ok(())
+}
+
+/// Whether the stored rows of document `id` in `rows.table` are exactly `rows.rows`.
+fn same_as_stored(tx: &Transaction<'_>, id: &str, rows: &Rows) -> Result<bool, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {} FROM {} WHERE {} = ?1",
+        rows.cols.join(", "),
+        rows.table,
+        rows.key
+    ))?;
+    let n = rows.cols.len();
+    let stored = stmt
+        .query_map([id], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())?
+        .collect::<Result<Vec<Vec<Value>>, _>>()?;
+    Ok(stored.len() == rows.rows.len() && rows.rows.iter().all(|row| stored.contains(row)))
+}
+
+/// Inserts the rows derived from a new document.
+pub(crate) fn index(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreError> {
+    for rows in derived(rec) {
+        insert(tx, &rows)?;
+    }
+    Ok(())
+}
+
+/// Brings the rows derived from a changed document up to date: a table whose rows did not
+/// change (most edits touch one field) is left alone; one whose rows did is rewritten.
+pub(crate) fn reindex(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreError> {
+    let id = rec.id();
+    for rows in derived(rec) {
+        if same_as_stored(tx, id, &rows)? {
+            continue;
+        }
+        tx.prepare_cached(&format!(
+            "DELETE FROM {} WHERE {} = ?1",
+            rows.table, rows.key
+        ))?
+        .execute([id])?;
+        insert(tx, &rows)?;
     }
     Ok(())
 }

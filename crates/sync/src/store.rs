@@ -952,7 +952,7 @@ pub(crate) fn write_in(
         }
         doc.set_actor(author.actor.clone());
         let before = doc.get_heads();
-        rec.reconcile_into(&mut doc)
+        rec.reconcile_changes(&stored, &mut doc)
             .map_err(|source| StoreError::Reconcile {
                 id: id.to_string(),
                 source: Box::new(source),
@@ -963,8 +963,7 @@ pub(crate) fn write_in(
         }
         store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
         seq += 1;
-        index::unindex(tx, id)?;
-        index::index(tx, rec)?;
+        index::reindex(tx, rec)?;
         report.changed += 1;
         let heads = encode_heads(&doc.get_heads());
         recent.keep(id, heads, collection, doc, Some((*rec).clone()));
@@ -1129,8 +1128,7 @@ pub(crate) fn merge_in(
         }
         if existed {
             store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
-            index::unindex(tx, id)?;
-            index::index(tx, &rec)?;
+            index::reindex(tx, &rec)?;
             report.changed += 1;
             seq += 1;
         } else {
