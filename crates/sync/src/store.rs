@@ -681,40 +681,70 @@ fn stored_heads(conn: &Connection, id: &str) -> Result<Option<Vec<u8>>, StoreErr
 }
 
 /// A stored document row: collection, snapshot as stored, its dictionary, chunk count.
-type DocRow = (String, Vec<u8>, Option<i64>, i64);
+/// A stored document as read from SQLite, not yet decoded.
+pub(crate) struct StoredDoc {
+    collection: String,
+    snapshot: Vec<u8>,
+    dict: Option<i64>,
+    chunks: Vec<Vec<u8>>,
+}
+
+/// Reads a stored document's bytes (the SQLite part of [`load_doc`]).
+pub(crate) fn read_doc(conn: &Connection, id: &str) -> Result<Option<StoredDoc>, StoreError> {
+    let row: Option<(String, Vec<u8>, Option<i64>, i64)> = conn
+        .prepare_cached("SELECT collection, snapshot, dict, chunks FROM docs WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let Some((collection, snapshot, dict, n)) = row else {
+        return Ok(None);
+    };
+    let mut chunks = Vec::new();
+    if n > 0 {
+        let mut stmt = conn.prepare_cached("SELECT data FROM chunks WHERE doc = ?1 ORDER BY n")?;
+        let mut rows = stmt.query([id])?;
+        while let Some(row) = rows.next()? {
+            chunks.push(row.get(0)?);
+        }
+    }
+    Ok(Some(StoredDoc {
+        collection,
+        snapshot,
+        dict,
+        chunks,
+    }))
+}
+
+/// Decodes a stored document (the CPU part of [`load_doc`]: decompression and Automerge).
+pub(crate) fn decode_doc(
+    dicts: &Dicts,
+    id: &str,
+    stored: StoredDoc,
+) -> Result<(Collection, AutoCommit), StoreError> {
+    let snapshot = dicts.unpack(id, stored.dict, stored.snapshot)?;
+    let damaged = |source| StoreError::Automerge {
+        id: id.to_string(),
+        source: Box::new(source),
+    };
+    let mut doc = AutoCommit::load(&snapshot).map_err(damaged)?;
+    for data in &stored.chunks {
+        doc.load_incremental(data).map_err(damaged)?;
+    }
+    let collection = Collection::parse(&stored.collection).ok_or_else(|| StoreError::Field {
+        id: id.to_string(),
+        field: "collection".into(),
+        message: format!("unknown stored collection {}", stored.collection),
+    })?;
+    Ok((collection, doc))
+}
 
 pub(crate) fn load_doc(
     conn: &Connection,
     dicts: &Dicts,
     id: &str,
 ) -> Result<Option<(Collection, AutoCommit)>, StoreError> {
-    let row: Option<DocRow> = conn
-        .prepare_cached("SELECT collection, snapshot, dict, chunks FROM docs WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .optional()?;
-    let Some((collection, snapshot, dict, chunks)) = row else {
-        return Ok(None);
-    };
-    let snapshot = dicts.unpack(id, dict, snapshot)?;
-    let damaged = |source| StoreError::Automerge {
-        id: id.to_string(),
-        source: Box::new(source),
-    };
-    let mut doc = AutoCommit::load(&snapshot).map_err(damaged)?;
-    if chunks > 0 {
-        let mut stmt = conn.prepare_cached("SELECT data FROM chunks WHERE doc = ?1 ORDER BY n")?;
-        let mut rows = stmt.query([id])?;
-        while let Some(row) = rows.next()? {
-            let data: Vec<u8> = row.get(0)?;
-            doc.load_incremental(&data).map_err(damaged)?;
-        }
-    }
-    let collection = Collection::parse(&collection).ok_or_else(|| StoreError::Field {
-        id: id.to_string(),
-        field: "collection".into(),
-        message: format!("unknown stored collection {collection}"),
-    })?;
-    Ok(Some((collection, doc)))
+    read_doc(conn, id)?
+        .map(|stored| decode_doc(dicts, id, stored))
+        .transpose()
 }
 
 pub(crate) fn hydrate(
@@ -799,15 +829,18 @@ fn par_map<T: Sync, S, R: Send>(
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, &T) -> Result<R, StoreError> + Sync,
 ) -> Result<Vec<R>, StoreError> {
-    // Asked only for large batches: the answer reads cgroup files, which costs more than a
-    // single edit.
-    let threads = if items.len() < 256 {
+    // The machine's parallelism is asked once (the answer reads cgroup files); small batches
+    // stay on this thread.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = if items.len() < 32 {
         1
     } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(8)
+        *THREADS.get_or_init(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(8)
+        })
     };
     if threads == 1 {
         let mut state = init();
@@ -1041,6 +1074,95 @@ pub fn scope_name(scope: &Scope) -> &str {
 /// load as Automerge, read as its collection, and belong to the scope it came in; one that
 /// does not fails the whole merge. A document the peer was in step with before (new here, or
 /// nothing unsent to it) is recorded as held by the peer at its merged heads.
+/// How many received documents are merged at a time.
+const MERGE_SLICE: usize = 512;
+
+/// A received document with what is stored of it.
+struct MergeJob<'a> {
+    inc: &'a Incoming,
+    parts: &'a [Vec<u8>],
+    /// Taken by the worker that decodes it.
+    stored: std::sync::Mutex<Option<StoredDoc>>,
+    /// The heads the peer was last known to have of it.
+    known: Option<Vec<u8>>,
+}
+
+/// A received document merged into what was stored (not yet written).
+struct Merged {
+    existed: bool,
+    /// The peer had exactly what was stored before: record what it has now.
+    in_step: bool,
+    before: Vec<ChangeHash>,
+    after: Vec<ChangeHash>,
+    doc: AutoCommit,
+    /// The record, when the document changed.
+    rec: Option<AnyRecord>,
+    collection: Collection,
+}
+
+/// Decodes what is stored of a received document, applies the received changes and reads
+/// the record if anything changed: the CPU part of a merge, run on any thread.
+fn merge_one(dicts: &Dicts, community: &str, job: &MergeJob<'_>) -> Result<Merged, StoreError> {
+    let inc = job.inc;
+    let id = inc.id.as_str();
+    let refuse = |message: String| StoreError::Field {
+        id: id.to_string(),
+        field: "sync".into(),
+        message,
+    };
+    let collection = Collection::parse(&inc.collection)
+        .ok_or_else(|| refuse(format!("unknown collection {}", inc.collection)))?;
+    let stored = job
+        .stored
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .map(|s| decode_doc(dicts, id, s))
+        .transpose()?;
+    let existed = stored.is_some();
+    let mut doc = match stored {
+        Some((c, _)) if c != collection => {
+            return Err(refuse(format!(
+                "arrived as {}, stored as {}",
+                collection.code(),
+                c.code()
+            )));
+        }
+        Some((_, doc)) => doc,
+        None => AutoCommit::new(),
+    };
+    let before = doc.get_heads();
+    let in_step = !existed || job.known == Some(encode_heads(&before));
+    for bytes in job.parts {
+        doc.load_incremental(bytes)
+            .map_err(|e| refuse(format!("the received changes do not load: {e}")))?;
+    }
+    let after = doc.get_heads();
+    let rec = if after == before {
+        None
+    } else {
+        let rec = hydrate(id, collection, &doc)?;
+        if rec.scope().community != community || scope_name(rec.scope()) != inc.scope {
+            return Err(refuse(format!(
+                "belongs to scope {}/{}, but came sealed for scope {}",
+                rec.scope().community,
+                scope_name(rec.scope()),
+                inc.scope
+            )));
+        }
+        Some(rec)
+    };
+    Ok(Merged {
+        existed,
+        in_step,
+        before,
+        after,
+        doc,
+        rec,
+        collection,
+    })
+}
+
 pub(crate) fn merge_in(
     tx: &Transaction<'_>,
     dicts: &Dicts,
@@ -1072,74 +1194,61 @@ pub(crate) fn merge_in(
             }
         }
     }
-    for (inc, parts) in grouped {
-        let id = inc.id.as_str();
-        let refuse = |message: String| StoreError::Field {
-            id: id.to_string(),
-            field: "sync".into(),
-            message,
-        };
-        let collection = Collection::parse(&inc.collection)
-            .ok_or_else(|| refuse(format!("unknown collection {}", inc.collection)))?;
-        let stored = load_doc(tx, dicts, id)?;
-        let existed = stored.is_some();
-        let mut doc = match stored {
-            Some((c, _)) if c != collection => {
-                return Err(refuse(format!(
-                    "arrived as {}, stored as {}",
-                    collection.code(),
-                    c.code()
-                )));
-            }
-            Some((_, doc)) => doc,
-            None => AutoCommit::new(),
-        };
-        let before = doc.get_heads();
-        let in_step = !existed || {
-            let known: Option<Vec<u8>> = tx
-                .prepare_cached("SELECT heads FROM peer_heads WHERE peer = ?1 AND doc = ?2")?
-                .query_row(params![peer, id], |r| r.get(0))
-                .optional()?;
-            known == Some(encode_heads(&before))
-        };
-        for bytes in &parts {
-            doc.load_incremental(bytes)
-                .map_err(|e| refuse(format!("the received changes do not load: {e}")))?;
-        }
-        let after = doc.get_heads();
-        if in_step {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![peer, id, encode_heads(&after)])?;
-        }
-        if after == before {
-            report.unchanged += 1;
-            continue;
-        }
-        let rec = hydrate(id, collection, &doc)?;
-        if rec.scope().community != community || scope_name(rec.scope()) != inc.scope {
-            return Err(refuse(format!(
-                "belongs to scope {}/{}, but came sealed for scope {}",
-                rec.scope().community,
-                scope_name(rec.scope()),
-                inc.scope
-            )));
-        }
-        if existed {
-            store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
-            index::reindex(tx, &rec)?;
-            report.changed += 1;
-            seq += 1;
-        } else {
-            let heads = encode_heads(&after);
-            fresh.push((
+    // In slices: the reads, then the CPU work (decoding, merging, reading the records) on
+    // every core, then the writes in order. A slice bounds what is held in memory at once.
+    for slice in grouped.chunks(MERGE_SLICE) {
+        let jobs = slice
+            .iter()
+            .map(|(inc, parts)| {
+                let known: Option<Vec<u8>> = tx
+                    .prepare_cached("SELECT heads FROM peer_heads WHERE peer = ?1 AND doc = ?2")?
+                    .query_row(params![peer, inc.id], |r| r.get(0))
+                    .optional()?;
+                Ok(MergeJob {
+                    inc,
+                    parts,
+                    stored: std::sync::Mutex::new(read_doc(tx, &inc.id)?),
+                    known,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let merged = par_map(&jobs, || (), |_, job| merge_one(dicts, community, job))?;
+        for (job, m) in jobs.iter().zip(merged) {
+            let id = job.inc.id.as_str();
+            let Merged {
+                existed,
+                in_step,
+                before,
+                after,
+                mut doc,
                 rec,
-                Built {
-                    snapshot: save(&mut doc),
-                    heads,
-                },
-            ));
+                collection,
+            } = m;
+            if in_step {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![peer, id, encode_heads(&after)])?;
+            }
+            let Some(rec) = rec else {
+                report.unchanged += 1;
+                continue;
+            };
+            if existed {
+                store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
+                index::reindex(tx, &rec)?;
+                report.changed += 1;
+                seq += 1;
+            } else {
+                let heads = encode_heads(&after);
+                fresh.push((
+                    rec,
+                    Built {
+                        snapshot: save(&mut doc),
+                        heads,
+                    },
+                ));
+            }
         }
     }
     // New documents are written last, so that a collection reaching its dictionary threshold
