@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use linli_api::{
     Api, ApiError, AppStatus, Backoff, CompoundNode, HouseholdQuery, HouseholdRow, HouseholdView,
-    NewHousehold, NewMember, NewRequest, NewTask, NewVisit, Overview, PersonView, RequestQuery,
-    RequestRow, RequestView, SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView, Template,
+    NewHousehold, NewMember, NewRequest, NewTask, NewVisit, Overview, PersonView, Reminder,
+    RequestQuery, RequestRow, RequestView, SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView,
+    Template,
 };
 use linli_api::{BoardRow, KnownPeer, NearbyPeer, NoticeView, PeerServer, PeerSync};
 
@@ -179,6 +180,12 @@ async fn record_visit(s: State<'_, Linli>, input: NewVisit) -> Res<String> {
 #[tauri::command(rename_all = "snake_case")]
 async fn requests(s: State<'_, Linli>, query: RequestQuery) -> Res<Vec<RequestRow>> {
     blocking(&s.api, move |api| api.requests(&query)).await
+}
+
+/// The requests that became overdue or nearly due since the last look (each once).
+#[tauri::command(rename_all = "snake_case")]
+async fn reminders(s: State<'_, Linli>) -> Res<Vec<Reminder>> {
+    blocking(&s.api, |api| api.reminders()).await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -542,6 +549,7 @@ pub fn app<R: Runtime>(
             mark_deceased,
             record_visit,
             requests,
+            reminders,
             request,
             report_request,
             advance_request,
@@ -769,6 +777,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(view["status"]["state"], "accepted");
+        // Just reported (24 h left of 24 h): nothing to remind of yet.
+        assert_eq!(call(&w, "reminders", json!({})).unwrap(), json!([]));
         let err = call(
             &w,
             "advance_request",

@@ -195,6 +195,12 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
   const { s, stop } = await driver(join(tmp, 'demo'), { LINLI_DEMO: '2000' })
   try {
     await s.waitFor('[data-test=card-households]', { text: '2000', ms: 60000 })
+    // The demo's overdue requests are reminded once, shortly after the first screen.
+    await s.waitFor('.reminder', { text: '已超期', ms: 20000 })
+    await sleep(600) // it slides in
+    await s.screenshot(join(shots, 'reminder.png'))
+    await s.click('.reminder .el-notification__closeBtn')
+    for (let i = 0; i < 50 && (await s.findAll('.reminder')).length; i++) await sleep(100)
     await sleep(800) // the charts animate in
     await s.screenshot(join(shots, 'overview.png'))
     const first = Number(await s.exec('return document.documentElement.dataset.firstScreenMs ?? "0"'))

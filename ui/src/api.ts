@@ -189,6 +189,8 @@ export type RequestState =
   | 'reported' | 'accepted' | 'dispatched' | 'in_progress' | 'done'
   | 'verified' | 'closed' | 'rejected' | 'returned' | 'reopened'
 export interface RequestQuery { state?: string; grid?: string; open?: boolean; overdue?: boolean }
+/** An open request that became overdue or nearly due since the last look (shown once). */
+export interface Reminder { id: string; title: string; grid: string | null; kind: 'overdue' | 'due_soon'; deadline: number }
 export interface RequestRow {
   id: string
   grid: string | null
@@ -350,6 +352,7 @@ export const api = {
   markDeceased: (person: string) => invoke<boolean>('mark_deceased', { person, day: null }),
   recordVisit: (input: NewVisit) => invoke<string>('record_visit', { input }),
   requests: (query: RequestQuery) => invoke<RequestRow[]>('requests', { query }),
+  reminders: () => invoke<Reminder[]>('reminders'),
   request: (id: string) => invoke<RequestView>('request', { id }),
   reportRequest: (input: NewRequest) => invoke<string>('report_request', { input }),
   advanceRequest: (id: string, to: RequestState, comment: string) =>

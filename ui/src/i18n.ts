@@ -110,6 +110,9 @@ export const zh = {
     foreign_permanent: '外国人永久居留身份证', other: '其他证件',
   },
   tag: { 独居老人: '独居老人', 残疾人: '残疾人', 低保: '低保', 退役军人: '退役军人', 流动人口: '流动人口', 重点关注: '重点关注' },
+  reminders: {
+    title: '诉求提醒', overdue: '{n} 件已超期', dueSoon: '{n} 件即将到期', and: '，', more: ' 等',
+  },
   settings: {
     title: '设置', device: '本设备', role: '角色', dataDir: '数据目录', invite: '邀请新设备',
     inviteRole: '角色', inviteGrids: '网格', makeInvite: '生成邀请码', inviteHint: '邀请码包含密钥，只出示一次。',
@@ -238,6 +241,9 @@ export const en: Messages = {
   tag: {
     独居老人: 'Elderly living alone', 残疾人: 'Disabled', 低保: 'Subsistence allowance', 退役军人: 'Veteran',
     流动人口: 'Floating population', 重点关注: 'Under attention',
+  },
+  reminders: {
+    title: 'Request reminders', overdue: '{n} overdue', dueSoon: '{n} due soon', and: ', ', more: ' and more',
   },
   settings: {
     title: 'Settings', device: 'This device', role: 'Role', dataDir: 'Data directory', invite: 'Invite a device',

@@ -255,3 +255,24 @@ export function peerName(
   }
   return p?.label || t('settings.nearbyDevice', { key: key.slice(0, 8) })
 }
+
+/** The reminder the app shows for requests that became overdue or nearly due: a title, a line
+ *  with the counts and the first titles, and where a click leads. */
+export function reminderText(
+  t: T,
+  reminders: { title: string; kind: 'overdue' | 'due_soon' }[],
+): { title: string; message: string; path: string } {
+  const overdue = reminders.filter((r) => r.kind === 'overdue').length
+  const soon = reminders.length - overdue
+  const counts = [
+    overdue ? t('reminders.overdue', { n: overdue }) : '',
+    soon ? t('reminders.dueSoon', { n: soon }) : '',
+  ].filter(Boolean).join(t('reminders.and'))
+  const titles = reminders.slice(0, 3).map((r) => r.title).join('、')
+  const more = reminders.length > 3 ? t('reminders.more') : ''
+  return {
+    title: t('reminders.title'),
+    message: `${counts}：${titles}${more}`,
+    path: overdue ? '/requests?overdue=1' : '/requests?open=1',
+  }
+}

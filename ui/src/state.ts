@@ -2,9 +2,11 @@
 // counter that screens watch to reload when synced documents arrive.
 import { reactive } from 'vue'
 import { invoke } from '@tauri-apps/api/core'
-import { ElMessage } from 'element-plus'
+import { ElMessage, ElNotification } from 'element-plus'
+import { getCurrentWindow, UserAttentionType } from '@tauri-apps/api/window'
 import { api, isApiError, onDocsChanged, onSyncStatus, type AppStatus, type SyncStatus } from './api'
 import { i18n } from './i18n'
+import { reminderText } from './logic'
 
 export const state = reactive({
   status: null as AppStatus | null,
@@ -83,4 +85,19 @@ export function firstScreenShown() {
       document.documentElement.dataset.firstScreenMs = String(ms)
     })
     .catch(() => {})
+}
+
+/** Shows the requests that became overdue or nearly due since the last look (each once per
+ *  device), and asks the desktop for attention when the window is in the background. */
+export async function checkReminders(open: (path: string) => void) {
+  if (!state.status?.community) return
+  try {
+    const due = await api.reminders()
+    if (!due.length) return
+    const { title, message, path } = reminderText(i18n.global.t, due)
+    ElNotification({ title, message, type: 'warning', duration: 15000, customClass: 'reminder', onClick: () => open(path) })
+    if (!document.hasFocus()) await getCurrentWindow().requestUserAttention(UserAttentionType.Informational)
+  } catch {
+    // tried again at the next look
+  }
 }

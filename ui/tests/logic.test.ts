@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { HouseholdRow, SyncStatus } from '../src/api'
 import {
   addDays, addressOf, dayStartMs, deadlineText, formatDay, formatTime, groupByUnit, monthStart,
-  ageOn, headMustStay, moveTargets, peerName, peerRows, needsReason, nextHousehold, stateTone, syncLabel, today,
+  ageOn, headMustStay, moveTargets, peerName, peerRows, reminderText, needsReason, nextHousehold, stateTone, syncLabel, today,
 } from '../src/logic'
 import { i18n } from '../src/i18n'
 
@@ -154,5 +154,19 @@ describe('nearby devices', () => {
     expect(peerName(t, { role: 'staff', grids: [] })).toBe('社区工作人员')
     expect(peerName(t, { role: null, grids: [], label: 'committee staff' })).toBe('committee staff')
     expect(peerName(t, undefined, 'abcdef0123456789')).toBe('本社区设备 abcdef01')
+  })
+})
+
+describe('reminders', () => {
+  it('counts overdue and nearly due requests and names the first three', () => {
+    const r = (title: string, kind: 'overdue' | 'due_soon') => ({ title, kind })
+    expect(reminderText(t, [r('楼道灯不亮', 'overdue'), r('电梯异响', 'overdue'), r('垃圾桶满溢', 'due_soon'), r('门禁损坏', 'due_soon')])).toEqual({
+      title: '诉求提醒',
+      message: '2 件已超期，2 件即将到期：楼道灯不亮、电梯异响、垃圾桶满溢 等',
+      path: '/requests?overdue=1',
+    })
+    expect(reminderText(t, [r('楼道灯不亮', 'due_soon')])).toEqual({
+      title: '诉求提醒', message: '1 件即将到期：楼道灯不亮', path: '/requests?open=1',
+    })
   })
 })

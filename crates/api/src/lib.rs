@@ -36,7 +36,7 @@ pub use linli_sync::KnownPeer;
 pub use linli_sync::screens::{CompoundNode, HouseholdRow};
 pub use overview::Overview;
 pub use peers::{NearbyPeer, PeerServer, PeerSync};
-pub use requests::{NewRequest, RequestQuery, RequestRow, RequestView};
+pub use requests::{NewRequest, Reminder, ReminderKind, RequestQuery, RequestRow, RequestView};
 pub use roster::{
     HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewMember, NewVisit, PersonView,
     PlaceRow, VisitRow,

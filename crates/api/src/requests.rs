@@ -66,6 +66,42 @@ pub struct RequestView {
     pub unsynced: bool,
 }
 
+/// Why a request needs attention now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReminderKind {
+    /// Past its deadline (逾期).
+    Overdue,
+    /// Less than a quarter of its time left (即将到期).
+    DueSoon,
+}
+
+/// 提醒 An open request to remind the user of, once per device and deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reminder {
+    /// The request.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// 网格.
+    pub grid: Option<String>,
+    /// Why.
+    pub kind: ReminderKind,
+    /// Its deadline (ms).
+    pub deadline: i64,
+}
+
+/// Whether an open request reported at `created` with `deadline` needs a reminder at `now`.
+pub fn reminder_kind(created: i64, deadline: i64, now: i64) -> Option<ReminderKind> {
+    if deadline < now {
+        Some(ReminderKind::Overdue)
+    } else if (deadline - now).saturating_mul(4) < deadline.saturating_sub(created) {
+        Some(ReminderKind::DueSoon)
+    } else {
+        None
+    }
+}
+
 /// A request to report.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NewRequest {
@@ -121,6 +157,48 @@ impl Api {
             .filter(|r| !q.open || r.deadline.is_some())
             .filter(|r| !q.overdue || r.overdue)
             .collect())
+    }
+
+    /// The open requests that became overdue or nearly due since this device last asked
+    /// (each once per deadline: an extended deadline reminds again), most urgent first. For
+    /// the roles that handle requests (staff, grid workers); none for others.
+    pub fn reminders(&self) -> Result<Vec<Reminder>, ApiError> {
+        if !self.role(&self.store())?.may_edit_roster {
+            return Ok(Vec::new());
+        }
+        let now = Timestamp::now().0;
+        let due: Vec<(String, Reminder)> = self
+            .requests(&RequestQuery {
+                open: true,
+                ..RequestQuery::default()
+            })?
+            .into_iter()
+            .filter_map(|r| {
+                let deadline = r.deadline?;
+                let kind = reminder_kind(r.created, deadline, now)?;
+                let key = format!("{}|{kind:?}|{deadline}", r.id);
+                Some((
+                    key,
+                    Reminder {
+                        id: r.id,
+                        title: r.title,
+                        grid: r.grid,
+                        kind,
+                        deadline,
+                    },
+                ))
+            })
+            .collect();
+        let store = self.store();
+        let shown = store.reminded()?;
+        store.set_reminded(&due.iter().map(|(k, _)| k.clone()).collect())?;
+        let mut fresh: Vec<Reminder> = due
+            .into_iter()
+            .filter(|(k, _)| !shown.contains(k))
+            .map(|(_, r)| r)
+            .collect();
+        fresh.sort_by_key(|r| r.deadline);
+        Ok(fresh)
     }
 
     /// One request with where it stands and what may come next.
@@ -279,5 +357,31 @@ impl Api {
             "request reminder",
         )?;
         self.request_view(&store, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_due_soon_in_its_last_quarter_and_overdue_after() {
+        let h = 3_600_000;
+        // Reported at 0 with 24 h: due soon from 18 h, overdue after 24 h.
+        assert_eq!(reminder_kind(0, 24 * h, 17 * h), None);
+        assert_eq!(
+            reminder_kind(0, 24 * h, 19 * h),
+            Some(ReminderKind::DueSoon)
+        );
+        assert_eq!(
+            reminder_kind(0, 24 * h, 24 * h),
+            Some(ReminderKind::DueSoon)
+        );
+        assert_eq!(
+            reminder_kind(0, 24 * h, 25 * h),
+            Some(ReminderKind::Overdue)
+        );
+        // Just reported: not yet.
+        assert_eq!(reminder_kind(10 * h, 12 * h, 10 * h), None);
     }
 }

@@ -1037,3 +1037,48 @@ fn a_full_disk_refuses_a_write_whole_and_loses_nothing() {
     let api = Api::open(dir.path()).unwrap();
     assert_eq!(count(&api), 2 + added);
 }
+
+/// The demo's overdue requests are reminded once: not again at the next look, nor after the
+/// app restarts; an owners' committee device is not reminded of requests at all.
+#[test]
+fn overdue_requests_are_reminded_once_per_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::open(dir.path()).unwrap();
+    api.start_demo(200, "王芳").unwrap();
+    let overdue = api
+        .requests(&linli_api::RequestQuery {
+            overdue: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!overdue.is_empty(), "the demo has overdue requests");
+    let first = api.reminders().unwrap();
+    let reminded: Vec<&str> = first
+        .iter()
+        .filter(|r| r.kind == linli_api::ReminderKind::Overdue)
+        .map(|r| r.id.as_str())
+        .collect();
+    let mut expected: Vec<&str> = overdue.iter().map(|r| r.id.as_str()).collect();
+    expected.sort_unstable();
+    let mut got = reminded.clone();
+    got.sort_unstable();
+    assert_eq!(got, expected);
+    assert!(
+        first.windows(2).all(|w| w[0].deadline <= w[1].deadline),
+        "most urgent first"
+    );
+    assert!(api.reminders().unwrap().is_empty(), "once");
+    drop(api);
+    let api = Api::open(dir.path()).unwrap();
+    assert!(
+        api.reminders().unwrap().is_empty(),
+        "not again after a restart"
+    );
+
+    let owners_dir = tempfile::tempdir().unwrap();
+    let owners = Api::open(owners_dir.path()).unwrap();
+    owners
+        .join(&api.invite("owners", &[]).unwrap(), "业委会")
+        .unwrap();
+    assert!(owners.reminders().unwrap().is_empty());
+}

@@ -366,6 +366,31 @@ impl Store {
         set_meta(self.conn(), "compacted_ms", &ms.to_string())
     }
 
+    /// The reminders this device has shown (opaque keys, see the app's reminders).
+    pub fn reminded(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        match get_meta(self.conn(), "reminded")? {
+            None => Ok(Default::default()),
+            Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::Field {
+                id: "meta".into(),
+                field: "reminded".into(),
+                message: format!("is damaged: {e}"),
+            }),
+        }
+    }
+
+    /// Records the reminders shown (replacing the list: keys no longer due are dropped).
+    pub fn set_reminded(
+        &self,
+        keys: &std::collections::BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(keys).map_err(|e| StoreError::Field {
+            id: "meta".into(),
+            field: "reminded".into(),
+            message: e.to_string(),
+        })?;
+        set_meta(self.conn(), "reminded", &json)
+    }
+
     /// Remembers the port this device serves nearby devices on.
     pub fn set_serving_port(&self, port: u16) -> Result<(), StoreError> {
         set_meta(self.conn(), "serving_port", &port.to_string())
