@@ -30,6 +30,60 @@ macro_rules! changed_fields {
     }};
 }
 
+/// Defines `fn $name(doc, obj, old, new)`: the changed fields of one `$ty` at `obj`.
+macro_rules! element_patch {
+    ($name:ident, $ty:ident { $($f:ident),* $(,)? }) => {
+        fn $name(
+            doc: &mut AutoCommit,
+            obj: &ObjId,
+            old: &$ty,
+            new: &$ty,
+        ) -> Result<(), ReconcileError> {
+            changed_fields!(doc, obj, old, new, $ty { $($f),* });
+            Ok(())
+        }
+    };
+}
+
+element_patch!(
+    person,
+    Person {
+        id,
+        name,
+        gender,
+        birth,
+        relation,
+        residence,
+        ethnicity,
+        moved_in,
+        moved_out,
+        deceased,
+        workplace,
+        notes,
+    }
+);
+element_patch!(
+    sensitive_fields,
+    SensitiveFields {
+        id_type,
+        id_number,
+        phone,
+        tags,
+        health
+    }
+);
+element_patch!(
+    item,
+    ChecklistItem {
+        id,
+        item,
+        ok,
+        note,
+        photos,
+        request
+    }
+);
+
 /// The object at `prop` of `obj`, if it is one.
 fn child(doc: &AutoCommit, obj: &ObjId, prop: impl Into<automerge::Prop>) -> Option<ObjId> {
     match doc.get(obj, prop) {
@@ -71,35 +125,6 @@ where
     Ok(())
 }
 
-fn person(
-    doc: &mut AutoCommit,
-    obj: &ObjId,
-    old: &Person,
-    new: &Person,
-) -> Result<(), ReconcileError> {
-    changed_fields!(
-        doc,
-        obj,
-        old,
-        new,
-        Person {
-            id,
-            name,
-            gender,
-            birth,
-            relation,
-            residence,
-            ethnicity,
-            moved_in,
-            moved_out,
-            deceased,
-            workplace,
-            notes,
-        }
-    );
-    Ok(())
-}
-
 /// A household, its members element by element.
 pub(crate) fn household(
     doc: &mut AutoCommit,
@@ -119,28 +144,6 @@ pub(crate) fn household(
         |p| &p.id,
         person,
     )
-}
-
-fn sensitive_fields(
-    doc: &mut AutoCommit,
-    obj: &ObjId,
-    old: &SensitiveFields,
-    new: &SensitiveFields,
-) -> Result<(), ReconcileError> {
-    changed_fields!(
-        doc,
-        obj,
-        old,
-        new,
-        SensitiveFields {
-            id_type,
-            id_number,
-            phone,
-            tags,
-            health,
-        }
-    );
-    Ok(())
 }
 
 /// A household's sensitive document, person by person.
@@ -166,29 +169,6 @@ pub(crate) fn sensitive(
             None => reconcile_prop(doc, &map, key.as_str(), b)?,
         }
     }
-    Ok(())
-}
-
-fn item(
-    doc: &mut AutoCommit,
-    obj: &ObjId,
-    old: &ChecklistItem,
-    new: &ChecklistItem,
-) -> Result<(), ReconcileError> {
-    changed_fields!(
-        doc,
-        obj,
-        old,
-        new,
-        ChecklistItem {
-            id,
-            item,
-            ok,
-            note,
-            photos,
-            request
-        }
-    );
     Ok(())
 }
 

@@ -295,14 +295,7 @@ pub struct KnownPeer {
 impl Store {
     /// The devices this one has synced with directly, most recent first.
     pub fn known_peers(&self) -> Result<Vec<KnownPeer>, StoreError> {
-        match get_meta(self.conn(), "known_peers")? {
-            None => Ok(Vec::new()),
-            Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::Field {
-                id: "meta".into(),
-                field: "known_peers".into(),
-                message: format!("is damaged: {e}"),
-            }),
-        }
+        self.meta_json("known_peers")
     }
 
     /// Adds or updates a known peer (by its key), putting it first.
@@ -332,12 +325,35 @@ impl Store {
     }
 
     fn save_peers(&self, peers: &[KnownPeer]) -> Result<(), StoreError> {
-        let json = serde_json::to_string(peers).map_err(|e| StoreError::Field {
+        self.set_meta_json("known_peers", &peers)
+    }
+
+    /// A value kept as JSON in the meta table (its default when absent).
+    fn meta_json<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<T, StoreError> {
+        let damaged = |message: String| StoreError::Field {
             id: "meta".into(),
-            field: "known_peers".into(),
+            field: key.into(),
+            message,
+        };
+        match get_meta(self.conn(), key)? {
+            None => Ok(T::default()),
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| damaged(format!("is damaged: {e}")))
+            }
+        }
+    }
+
+    /// Keeps a value as JSON in the meta table.
+    fn set_meta_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let json = serde_json::to_string(value).map_err(|e| StoreError::Field {
+            id: "meta".into(),
+            field: key.into(),
             message: e.to_string(),
         })?;
-        set_meta(self.conn(), "known_peers", &json)
+        set_meta(self.conn(), key, &json)
     }
 
     /// The port this device served nearby devices on last time (so that the tickets they
@@ -368,14 +384,7 @@ impl Store {
 
     /// The reminders this device has shown (opaque keys, see the app's reminders).
     pub fn reminded(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        match get_meta(self.conn(), "reminded")? {
-            None => Ok(Default::default()),
-            Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::Field {
-                id: "meta".into(),
-                field: "reminded".into(),
-                message: format!("is damaged: {e}"),
-            }),
-        }
+        self.meta_json("reminded")
     }
 
     /// Records the reminders shown (replacing the list: keys no longer due are dropped).
@@ -383,12 +392,7 @@ impl Store {
         &self,
         keys: &std::collections::BTreeSet<String>,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(keys).map_err(|e| StoreError::Field {
-            id: "meta".into(),
-            field: "reminded".into(),
-            message: e.to_string(),
-        })?;
-        set_meta(self.conn(), "reminded", &json)
+        self.set_meta_json("reminded", keys)
     }
 
     /// Remembers the port this device serves nearby devices on.
