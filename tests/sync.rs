@@ -499,3 +499,60 @@ fn p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network() {
     assert_eq!(r["peer"], "committee staff");
     assert_eq!(households(&b), households(&a));
 }
+
+/// A relay serving TLS with its own certificate: devices reach it by the address it prints
+/// (`https://…#sha256=PIN`, carried by invitations), a wrong pin or plain http is refused with
+/// a clear message, and the certificate (so the pin) survives a restart.
+#[test]
+fn a_relay_serving_tls_is_trusted_by_its_pin_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let relay_dir = tmp.path().join("relay");
+    let mut relay = Relay::start_with(&relay_dir, 0, &["--tls"]);
+    let (addr, pin) = relay.url.split_once("#sha256=").unwrap();
+    assert!(
+        addr.starts_with("https://") && pin.len() == 64,
+        "{}",
+        relay.url
+    );
+
+    ok(&a, &["demo", "--households", "20", "--seed", "6"]);
+    let sent = json(&a, &["sync", "--relay", &relay.url]);
+    assert!(sent["sent"].as_u64().unwrap() > 40, "{sent}");
+    ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
+    let got = json(&b, &["sync"]);
+    assert!(got["created"].as_u64().unwrap() > 40, "{got}");
+    assert_eq!(households(&b), households(&a));
+
+    // Another pin: refused before anything is sent.
+    let last = pin.chars().last().unwrap();
+    let other = format!(
+        "{addr}#sha256={}{}",
+        &pin[..63],
+        if last == '0' { '1' } else { '0' }
+    );
+    let msg = err(&b, &["sync", "--relay", &other]);
+    assert!(msg.contains("pin"), "{msg}");
+    let msg = err(&b, &["sync", "--relay", addr]);
+    assert!(msg.contains("#sha256="), "{msg}");
+    let plain = addr.replace("https://", "http://");
+    let msg = err(&b, &["sync", "--relay", &plain]);
+    assert!(msg.contains("cannot reach the relay"), "{msg}");
+
+    // The key is the owner's alone, and a restart keeps the certificate.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(relay_dir.join("tls/key.der"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    let port = relay.port();
+    let url = relay.url.clone();
+    relay.kill();
+    let relay = Relay::start_with(&relay_dir, port, &["--tls"]);
+    assert_eq!(relay.url, url);
+    ok(&b, &["sync"]);
+}

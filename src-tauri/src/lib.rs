@@ -814,6 +814,14 @@ mod tests {
             "no_relay",
             "nothing was saved"
         );
+        // An https relay needs its certificate's pin.
+        let err = call(&w, "set_relay", json!({"url": "https://127.0.0.1:9"})).unwrap_err();
+        assert!(
+            err["message"].as_str().unwrap().contains("#sha256="),
+            "{err}"
+        );
+        let pinned = format!("https://127.0.0.1:9#sha256={}", "ab".repeat(32));
+        call(&w, "set_relay", json!({"url": pinned})).unwrap();
         // A relay set, then changed: the new address is the one used.
         for url in ["http://127.0.0.1:9", "http://127.0.0.1:10/"] {
             call(&w, "set_relay", json!({"url": url})).unwrap();

@@ -44,11 +44,17 @@ impl Relay {
     /// Starts `linli-relay --data DIR --listen 127.0.0.1:PORT` (0: any free port) and waits for
     /// its address.
     pub fn start(dir: &Path, port: u16) -> Relay {
+        Relay::start_with(dir, port, &[])
+    }
+
+    /// The same with more arguments (`--tls`: the address is `https://…#sha256=PIN`).
+    pub fn start_with(dir: &Path, port: u16, extra: &[&str]) -> Relay {
         let mut child = Command::new(relay_bin())
             .arg("--data")
             .arg(dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .env("LINLI_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -56,7 +62,10 @@ impl Relay {
             .expect("start linli-relay");
         let line = first_line(&mut child, "the relay did not print its address");
         let url = line.trim().rsplit(' ').next().expect("address").to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        assert!(
+            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+            "{line}"
+        );
         Relay {
             child,
             url,
@@ -66,7 +75,8 @@ impl Relay {
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.url.rsplit(':').next().unwrap().parse().unwrap()
+        let addr = self.url.split('#').next().unwrap();
+        addr.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     /// Kills it (SIGKILL) and waits.

@@ -166,18 +166,24 @@ impl Api {
         Ok(s.clone())
     }
 
-    /// Sets the street office's relay (`http://host:port`); the next sync uses it.
+    /// Sets the street office's relay (`http://host:port`, or `https://host:port#sha256=PIN`
+    /// for a relay serving TLS); the next sync uses it.
     pub fn set_relay(&self, url: &str) -> Result<SyncStatus, ApiError> {
         let url = url.trim().trim_end_matches('/');
-        let rest = url.strip_prefix("http://").unwrap_or_default();
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .unwrap_or_default();
         if rest.is_empty() || rest.contains(char::is_whitespace) {
             return Err(ApiError::invalid(
                 "url",
-                "the relay's address looks like http://HOST:PORT (this build speaks plain HTTP \
-                 to a relay on the street office's network)",
+                "the relay's address looks like http://HOST:PORT, or https://HOST:PORT#sha256=PIN \
+                 for a relay serving TLS (the line linli-relay prints)",
             ));
         }
-        RelayClient::new(url)?;
+        if let Err(e) = RelayClient::new(url) {
+            return Err(ApiError::invalid("url", e.to_string()));
+        }
         self.store().set_relay(url)?;
         self.sync_status()
     }

@@ -23,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::traffic::{CountingListener, Traffic};
 
+pub mod tls;
 mod traffic;
 
 /// The database file inside the relay's data directory.
@@ -76,6 +77,9 @@ pub enum RelayError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The relay's certificate cannot be made or used.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl RelayError {
@@ -84,9 +88,10 @@ impl RelayError {
             RelayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RelayError::Forbidden(_) => StatusCode::FORBIDDEN,
             RelayError::Replayed(_) => StatusCode::CONFLICT,
-            RelayError::Storage(_) | RelayError::Io { .. } | RelayError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            RelayError::Storage(_)
+            | RelayError::Io { .. }
+            | RelayError::Internal(_)
+            | RelayError::Tls(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -179,6 +184,31 @@ impl Relay {
             inner: listener,
             traffic: traffic.clone(),
         };
+        self.serve_on(listener, traffic, shutdown).await
+    }
+
+    /// Serves HTTPS on `listener` with the relay's certificate (see [`tls`]) until `shutdown`.
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: tls::Tls,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let traffic = Arc::new(Traffic::default());
+        let listener = tls::TlsListener::new(listener, traffic.clone(), &tls)?;
+        self.serve_on(listener, traffic, shutdown).await
+    }
+
+    async fn serve_on<L>(
+        self,
+        listener: L,
+        traffic: Arc<Traffic>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()>
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let closing = self.closing.clone();
         axum::serve(listener, self.router(traffic))
             .with_graceful_shutdown(async move {

@@ -18,6 +18,10 @@ struct Args {
     /// office LAN and localhost). Each prints a line `linli-relay listening on http://ADDR`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: Vec<String>,
+    /// Serve HTTPS with the relay's own certificate (made on first start in DATA/tls); each
+    /// address line then ends with `#sha256=PIN`, which devices need in the relay's address.
+    #[arg(long)]
+    tls: bool,
     /// Refuse communities not registered yet (by default a community is registered on first
     /// contact from the device that created it).
     #[arg(long)]
@@ -40,6 +44,14 @@ fn main() -> Result<()> {
         },
     )
     .with_context(|| format!("cannot open the relay's data in {}", args.data.display()))?;
+    let tls = if args.tls {
+        Some(
+            linli_relay::tls::load_or_create(&args.data)
+                .with_context(|| format!("cannot set up TLS in {}", args.data.display()))?,
+        )
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -52,7 +64,10 @@ fn main() -> Result<()> {
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let addr = listener.local_addr()?;
             // IPv6 addresses go in brackets in a URL.
-            println!("linli-relay listening on http://{addr}");
+            match &tls {
+                Some(tls) => println!("linli-relay listening on https://{addr}#sha256={}", tls.pin),
+                None => println!("linli-relay listening on http://{addr}"),
+            }
             listeners.push(listener);
         }
         let (stop, _) = tokio::sync::watch::channel(false);
@@ -62,7 +77,10 @@ fn main() -> Result<()> {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            served.spawn(relay.clone().serve(listener, shutdown));
+            match &tls {
+                Some(tls) => served.spawn(relay.clone().serve_tls(listener, tls.clone(), shutdown)),
+                None => served.spawn(relay.clone().serve(listener, shutdown)),
+            };
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}

@@ -59,6 +59,13 @@ pub struct CountingStream {
     traffic: Arc<Traffic>,
 }
 
+impl CountingStream {
+    /// Counts the bytes of `inner` into `traffic`.
+    pub(crate) fn new(inner: TcpStream, traffic: Arc<Traffic>) -> CountingStream {
+        CountingStream { inner, traffic }
+    }
+}
+
 impl AsyncRead for CountingStream {
     fn poll_read(
         mut self: Pin<&mut Self>,

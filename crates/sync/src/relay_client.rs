@@ -2,6 +2,7 @@
 //! arrived since the last cursor. Each pulled response is merged in one transaction together
 //! with the new cursor, so an interrupted sync resumes where it stopped and loses nothing.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Request, Response, Signed};
@@ -17,6 +18,119 @@ const PUSH_BYTES: usize = 16 * 1024 * 1024;
 const PULL_BYTES: u64 = 16 * 1024 * 1024;
 /// Pull requests per sync (a bound on the loop; a sync that hits it says so).
 const MAX_PULLS: usize = 10_000;
+
+/// An error with its causes (reqwest's own message hides them: "error sending request"
+/// says nothing of a refused certificate or a reset connection).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// A certificate pin: 64 hex digits.
+fn parse_pin(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut pin = [0u8; 32];
+    for (i, b) in pin.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(pin)
+}
+
+/// TLS that accepts exactly the server certificate whose SHA-256 is `pin` (and checks the
+/// handshake's signatures with it, as any TLS client does).
+fn pinned_tls(pin: [u8; 32]) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedCert {
+        pin,
+        provider: provider.clone(),
+    });
+    // The ring provider supports the safe default versions: the error cannot happen, but a
+    // client without TLS then fails to connect, which names the problem.
+    match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => b
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
+        Err(_) => rustls::ClientConfig::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
+    }
+}
+
+/// Trusts one certificate, named by its SHA-256.
+#[derive(Debug)]
+struct PinnedCert {
+    pin: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use sha2::Digest;
+        if sha2::Sha256::digest(end_entity.as_ref()).as_slice() == self.pin {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the relay's certificate does not match the pin in its address".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
 
 /// What can stop a sync.
 #[derive(Debug, thiserror::Error)]
@@ -110,30 +224,56 @@ pub struct RelayClient {
 }
 
 impl RelayClient {
-    /// A client for the relay at `url` (`http://host:port`).
+    /// A client for the relay at `url`: `http://host:port`, or `https://host:port#sha256=PIN`
+    /// for a relay serving TLS with its own certificate (the pin `linli-relay --tls` prints;
+    /// the connection is made only to the server holding that certificate).
     pub fn new(url: &str) -> Result<RelayClient, SyncError> {
-        let url = url.trim_end_matches('/').to_string();
-        if !url.starts_with("http://") {
-            return Err(SyncError::Unreachable {
-                url,
-                reason: "the relay address must start with http:// (this build has no TLS; \
-                         put the relay behind the street office's HTTPS proxy on its network)"
-                    .into(),
-            });
-        }
+        let url = url.trim();
+        let refuse = |reason: &str| SyncError::Unreachable {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let (base, pin) = match url.split_once('#') {
+            Some((base, fragment)) => {
+                let pin = fragment
+                    .strip_prefix("sha256=")
+                    .and_then(parse_pin)
+                    .ok_or_else(|| {
+                        refuse("after # comes sha256= and the 64 hex digits linli-relay printed")
+                    })?;
+                (base, Some(pin))
+            }
+            None => (url, None),
+        };
+        let base = base.trim_end_matches('/').to_string();
         // iroh brings reqwest's TLS support without a crypto provider; reqwest insists on one
         // even for plain http. Use ring, the provider iroh already uses (an error only means
         // one is installed).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(300))
-            .build()
-            .map_err(|e| SyncError::Unreachable {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(RelayClient { http, url })
+            .timeout(std::time::Duration::from_secs(300));
+        match (base.starts_with("https://"), pin) {
+            (true, Some(pin)) => builder = builder.tls_backend_preconfigured(pinned_tls(pin)),
+            (true, None) => {
+                return Err(refuse(
+                    "an https relay address ends with #sha256=PIN (the pin linli-relay --tls \
+                     prints): this build trusts a relay by its certificate, not by an authority",
+                ));
+            }
+            (false, Some(_)) if base.starts_with("http://") => {
+                return Err(refuse("a pin goes with an https:// address"));
+            }
+            (false, _) if base.starts_with("http://") => {}
+            (false, _) => {
+                return Err(refuse("the relay address starts with http:// or https://"));
+            }
+        }
+        let http = builder.build().map_err(|e| SyncError::Unreachable {
+            url: base.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(RelayClient { http, url: base })
     }
 
     /// The peer name this relay's sync state is kept under.
@@ -157,7 +297,7 @@ impl RelayClient {
         report.round_trips += 1;
         let unreachable = |e: reqwest::Error| SyncError::Unreachable {
             url: self.url.clone(),
-            reason: e.to_string(),
+            reason: with_causes(&e),
         };
         let response = self
             .http
