@@ -137,14 +137,15 @@ impl Relay {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
-        // Relays made before devices' pulls were tracked: add the column.
+        // Relays made before devices' pulls were tracked: add the column, unknown (NULL) for
+        // the devices already there: each one's next pull is taken as its starting point.
         let has_pulled: bool = conn.query_row(
             "SELECT COUNT(*) FROM pragma_table_info('devices') WHERE name = 'pulled'",
             [],
             |r| r.get::<_, i64>(0).map(|n| n > 0),
         )?;
         if !has_pulled {
-            conn.execute_batch("ALTER TABLE devices ADD COLUMN pulled INTEGER NOT NULL DEFAULT 0")?;
+            conn.execute_batch("ALTER TABLE devices ADD COLUMN pulled INTEGER")?;
         }
         Ok(Relay {
             db: Arc::new(Mutex::new(conn)),
@@ -254,8 +255,8 @@ impl Relay {
             )));
         }
         tx.execute(
-            "INSERT INTO devices (key, community, role, grids, label, counter, seen_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO devices (key, community, role, grids, label, counter, seen_ms, pulled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
              ON CONFLICT (key) DO UPDATE SET community = excluded.community, role = excluded.role,
                grids = excluded.grids, label = excluded.label, counter = excluded.counter,
                seen_ms = excluded.seen_ms",
@@ -526,9 +527,10 @@ fn unseen_below(
         .query_row(
             "SELECT pulled FROM devices WHERE key = ?1",
             [&device[..]],
-            |r| r.get(0),
+            |r| r.get::<_, Option<i64>>(0),
         )
         .optional()?
+        .flatten()
         .unwrap_or(0);
     let covers = i64::try_from(covers).unwrap_or(i64::MAX);
     let mut stmt = tx.prepare_cached(
@@ -593,9 +595,17 @@ fn pull(
         });
         next = seq as u64;
     }
+    // How far the device has pulled moves only when this pull started where it had got to (or
+    // before): a device asking from a later cursor skipped blobs, and must not claim them (a
+    // snapshot it sends may cover only what it has seen, see `unseen_below`).
     tx.execute(
-        "UPDATE devices SET pulled = MAX(pulled, ?2) WHERE key = ?1",
-        params![&device[..], i64::try_from(next).unwrap_or(i64::MAX)],
+        "UPDATE devices SET pulled = MAX(COALESCE(pulled, 0), ?2)
+         WHERE key = ?1 AND (pulled IS NULL OR pulled >= ?3)",
+        params![
+            &device[..],
+            i64::try_from(next).unwrap_or(i64::MAX),
+            i64::try_from(since).unwrap_or(i64::MAX)
+        ],
     )?;
     Ok(Response::Pulled { blobs, next, more })
 }
