@@ -556,3 +556,66 @@ fn a_relay_serving_tls_is_trusted_by_its_pin_only() {
     assert_eq!(relay.url, url);
     ok(&b, &["sync"]);
 }
+
+/// Two devices sync with one serving device at the same moment: both sessions complete, and
+/// the three end equal.
+#[test]
+fn a_serving_device_syncs_with_two_devices_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    ok(&a, &["demo", "--households", "60", "--seed", "8"]);
+    ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
+    ok(&c, &["join", &invite(&a, &["--role", "staff"])]);
+    let serve = Serve::start(&a);
+    let run = |dir: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+            .arg("--data")
+            .arg(dir)
+            .args([
+                "--json",
+                "p2p",
+                "sync",
+                &serve.ticket,
+                "--bind",
+                "127.0.0.1:0",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (pb, pc) = (run(&b), run(&c));
+    for p in [pb, pc] {
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(r["created"].as_u64().unwrap() > 100, "{r}");
+    }
+    // Each changes a household and syncs again, at once; then once more to collect the other's.
+    let hh = households(&a);
+    let (hb, hc) = (hh[0]["id"].as_str().unwrap(), hh[1]["id"].as_str().unwrap());
+    ok(&b, &["edit", hb, "notes", "乙到此一访"]);
+    ok(&c, &["edit", hc, "notes", "丙到此一访"]);
+    let (pb, pc) = (run(&b), run(&c));
+    for p in [pb, pc] {
+        assert!(p.wait_with_output().unwrap().status.success());
+    }
+    for dir in [&b, &c] {
+        ok(
+            dir,
+            &["p2p", "sync", &serve.ticket, "--bind", "127.0.0.1:0"],
+        );
+    }
+    assert_eq!(show(&a, hb)["notes"], "乙到此一访");
+    assert_eq!(show(&a, hc)["notes"], "丙到此一访");
+    assert_eq!(households(&b), households(&a));
+    assert_eq!(households(&c), households(&a));
+}

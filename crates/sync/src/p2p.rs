@@ -9,14 +9,13 @@
 //! before reading the next, so a connection cut at any point loses nothing.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey};
 use linli_wire::peer::{ALPN, MAX_WIRE_FRAME, Ticket};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 
 use crate::peer::{Side, TIMEOUT_MS};
 use crate::relay_client::SyncError;
@@ -180,7 +179,9 @@ pub type SessionResult = Result<PeerReport, String>;
 
 #[derive(Debug, Clone)]
 struct Handler {
-    store: Arc<Mutex<Store>>,
+    /// The store's directory: each session opens a handle of its own, so that sessions with
+    /// several devices run at once (SQLite in WAL mode serializes their writes).
+    dir: std::path::PathBuf,
     events: mpsc::UnboundedSender<SessionResult>,
 }
 
@@ -191,9 +192,8 @@ impl Handler {
             .await
             .map_err(|_| unreachable("the peer opened no stream"))?
             .map_err(unreachable)?;
-        // One session at a time per store: sessions write to the same SQLite file.
         let result = {
-            let mut store = self.store.lock().await;
+            let mut store = Store::open(&self.dir)?;
             match Replica::new(&mut store, Side::Responder, peer, 0) {
                 Ok(mut replica) => run(&mut replica, &mut send, &mut recv)
                     .await
@@ -257,10 +257,12 @@ impl Server {
             )));
         }
         let (events, rx) = mpsc::unbounded_channel();
-        let handler = Handler {
-            store: Arc::new(Mutex::new(store)),
-            events,
-        };
+        let dir = store
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let handler = Handler { dir, events };
         let router = Router::builder(ep).accept(ALPN, handler).spawn();
         Ok((
             Server {
