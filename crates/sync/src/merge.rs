@@ -1,0 +1,272 @@
+//! Merging documents received from another device (the relay or a peer) into the store: in
+//! slices, the reads first, then decoding, applying and reading the records on every core, then
+//! the writes in order, all inside the caller's transaction.
+
+use std::collections::HashMap;
+
+use automerge::{AutoCommit, ChangeHash};
+use linli_domain::{AnyRecord, Collection, Scope};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::codec::{self, Dicts};
+use crate::store::{
+    Built, Packers, StoredDoc, decode_doc, encode_heads, hydrate, next_seq, par_map, read_doc,
+    save, set_meta, store_update,
+};
+use crate::{StoreError, index};
+
+/// A document received from another device: its scope as the sealed bundle said, and its
+/// Automerge bytes.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The scope of the bundle it came in (a grid id or `*`).
+    pub scope: String,
+    /// Document id.
+    pub id: String,
+    /// Collection code.
+    pub collection: String,
+    /// Automerge bytes (a document or changes).
+    pub bytes: Vec<u8>,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Documents that were new here.
+    pub created: usize,
+    /// Documents that gained changes.
+    pub changed: usize,
+    /// Documents that already had everything.
+    pub unchanged: usize,
+    /// Compression dictionaries trained by this merge (see [`crate::codec`]).
+    pub dictionaries: usize,
+}
+
+/// The scope name of a record (`*` for community-wide ones).
+pub fn scope_name(scope: &Scope) -> &str {
+    scope.grid.as_deref().unwrap_or(linli_wire::COMMUNITY_WIDE)
+}
+
+/// Merges documents received from `peer`; runs inside the caller's transaction. Each must
+/// load as Automerge, read as its collection, and belong to the scope it came in; one that
+/// does not fails the whole merge. A document the peer was in step with before (new here, or
+/// nothing unsent to it) is recorded as held by the peer at its merged heads.
+/// How many received documents are merged at a time.
+const MERGE_SLICE: usize = 512;
+
+/// A received document with what is stored of it.
+struct MergeJob<'a> {
+    inc: &'a Incoming,
+    parts: &'a [Vec<u8>],
+    /// Taken by the worker that decodes it.
+    stored: std::sync::Mutex<Option<StoredDoc>>,
+    /// The heads the peer was last known to have of it.
+    known: Option<Vec<u8>>,
+}
+
+/// A received document merged into what was stored (not yet written).
+struct Merged {
+    existed: bool,
+    /// The peer had exactly what was stored before: record what it has now.
+    in_step: bool,
+    before: Vec<ChangeHash>,
+    after: Vec<ChangeHash>,
+    doc: AutoCommit,
+    /// The record, when the document changed.
+    rec: Option<AnyRecord>,
+    collection: Collection,
+}
+
+/// Decodes what is stored of a received document, applies the received changes and reads
+/// the record if anything changed: the CPU part of a merge, run on any thread.
+fn merge_one(dicts: &Dicts, community: &str, job: &MergeJob<'_>) -> Result<Merged, StoreError> {
+    let inc = job.inc;
+    let id = inc.id.as_str();
+    let refuse = |message: String| StoreError::Field {
+        id: id.to_string(),
+        field: "sync".into(),
+        message,
+    };
+    let collection = Collection::parse(&inc.collection)
+        .ok_or_else(|| refuse(format!("unknown collection {}", inc.collection)))?;
+    let stored = job
+        .stored
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .map(|s| decode_doc(dicts, id, s))
+        .transpose()?;
+    let existed = stored.is_some();
+    let mut doc = match stored {
+        Some((c, _)) if c != collection => {
+            return Err(refuse(format!(
+                "arrived as {}, stored as {}",
+                collection.code(),
+                c.code()
+            )));
+        }
+        Some((_, doc)) => doc,
+        None => AutoCommit::new(),
+    };
+    let before = doc.get_heads();
+    let in_step = !existed || job.known == Some(encode_heads(&before));
+    for bytes in job.parts {
+        doc.load_incremental(bytes)
+            .map_err(|e| refuse(format!("the received changes do not load: {e}")))?;
+    }
+    let after = doc.get_heads();
+    let rec = if after == before {
+        None
+    } else {
+        let rec = hydrate(id, collection, &doc)?;
+        if rec.scope().community != community || scope_name(rec.scope()) != inc.scope {
+            return Err(refuse(format!(
+                "belongs to scope {}/{}, but came sealed for scope {}",
+                rec.scope().community,
+                scope_name(rec.scope()),
+                inc.scope
+            )));
+        }
+        Some(rec)
+    };
+    Ok(Merged {
+        existed,
+        in_step,
+        before,
+        after,
+        doc,
+        rec,
+        collection,
+    })
+}
+
+pub(crate) fn merge_in(
+    tx: &Transaction<'_>,
+    dicts: &Dicts,
+    community: &str,
+    peer: &str,
+    incoming: Vec<Incoming>,
+) -> Result<MergeReport, StoreError> {
+    let mut report = MergeReport::default();
+    let mut seq = next_seq(tx)?;
+    let mut packers = Packers::new(dicts);
+    let mut fresh: Vec<(AnyRecord, Built)> = Vec::new();
+    // The same document may come in several bundles: merge all its parts at once.
+    let mut grouped: Vec<(Incoming, Vec<Vec<u8>>)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for mut inc in incoming {
+        let bytes = std::mem::take(&mut inc.bytes);
+        match at.get(&inc.id) {
+            Some(&i) if grouped[i].0.scope == inc.scope => grouped[i].1.push(bytes),
+            Some(_) => {
+                return Err(StoreError::Field {
+                    id: inc.id,
+                    field: "sync".into(),
+                    message: "arrived sealed for two different scopes".into(),
+                });
+            }
+            None => {
+                at.insert(inc.id.clone(), grouped.len());
+                grouped.push((inc, vec![bytes]));
+            }
+        }
+    }
+    // In slices: the reads, then the CPU work (decoding, merging, reading the records) on
+    // every core, then the writes in order. A slice bounds what is held in memory at once.
+    for slice in grouped.chunks(MERGE_SLICE) {
+        let jobs = slice
+            .iter()
+            .map(|(inc, parts)| {
+                let known: Option<Vec<u8>> = tx
+                    .prepare_cached("SELECT heads FROM peer_heads WHERE peer = ?1 AND doc = ?2")?
+                    .query_row(params![peer, inc.id], |r| r.get(0))
+                    .optional()?;
+                Ok(MergeJob {
+                    inc,
+                    parts,
+                    stored: std::sync::Mutex::new(read_doc(tx, &inc.id)?),
+                    known,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let merged = par_map(&jobs, || (), |_, job| merge_one(dicts, community, job))?;
+        for (job, m) in jobs.iter().zip(merged) {
+            let id = job.inc.id.as_str();
+            let Merged {
+                existed,
+                in_step,
+                before,
+                after,
+                mut doc,
+                rec,
+                collection,
+            } = m;
+            if in_step {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![peer, id, encode_heads(&after)])?;
+            }
+            let Some(rec) = rec else {
+                report.unchanged += 1;
+                continue;
+            };
+            if existed {
+                store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
+                index::reindex(tx, &rec)?;
+                report.changed += 1;
+                seq += 1;
+            } else {
+                let heads = encode_heads(&after);
+                fresh.push((
+                    rec,
+                    Built {
+                        snapshot: save(&mut doc),
+                        heads,
+                    },
+                ));
+            }
+        }
+    }
+    // New documents are written last, so that a collection reaching its dictionary threshold
+    // trains one before they are stored (as `write_in` does).
+    drop(packers);
+    let mut touched: Vec<&str> = fresh.iter().map(|(r, _)| r.collection().code()).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    let samples: Vec<(&str, &[u8])> = fresh
+        .iter()
+        .map(|(r, b)| (r.collection().code(), b.snapshot.as_slice()))
+        .collect();
+    let reloaded;
+    report.dictionaries = codec::train_where_due(tx, dicts, &touched, &samples)?;
+    let dicts = if report.dictionaries > 0 {
+        reloaded = Dicts::load(tx)?;
+        &reloaded
+    } else {
+        dicts
+    };
+    let mut packers = Packers::new(dicts);
+    for (rec, built) in &fresh {
+        let (snapshot, dict) = packers.pack(rec.collection(), &built.snapshot)?;
+        tx.prepare_cached(
+            "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, dict, chunks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+        )?
+        .execute(params![
+            rec.id(),
+            rec.collection().code(),
+            rec.scope().community,
+            rec.scope().grid,
+            seq,
+            built.heads,
+            snapshot,
+            dict
+        ])?;
+        index::index(tx, rec)?;
+        report.created += 1;
+        seq += 1;
+    }
+    set_meta(tx, "seq", &(seq - 1).to_string())?;
+    Ok(report)
+}
