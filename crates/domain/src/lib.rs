@@ -13,6 +13,7 @@
 
 pub mod ballot;
 pub mod board;
+mod hydrate;
 pub mod interchange;
 pub mod mask;
 mod patch;
@@ -68,13 +69,15 @@ str_enum! {
 
 /// Where a record belongs, for partial replication: its community and, for records of one
 /// grid (households, people, tasks, visits), that grid. `grid: None` = community-wide.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Reconcile)]
 pub struct Scope {
     /// 社区 community id
     pub community: String,
     /// 网格 grid id (`G01`), or none for community-wide records
     pub grid: Option<String>,
 }
+
+crate::hydrate::hydrate_by_fields!(Scope { community, grid });
 
 impl Scope {
     /// A community-wide scope.

@@ -209,9 +209,7 @@ record_impl!(
 );
 
 /// 标准地址 a standard address: compound + building + unit + room.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Hydrate, Reconcile,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Reconcile)]
 pub struct Address {
     /// 小区
     pub compound: String,
@@ -222,6 +220,13 @@ pub struct Address {
     /// 房屋 (room number, floor first), e.g. `501`
     pub room: String,
 }
+
+crate::hydrate::hydrate_by_fields!(Address {
+    compound,
+    building,
+    unit,
+    room
+});
 
 impl Address {
     fn validate(&self, v: &mut crate::validate::Validator) {
@@ -254,7 +259,7 @@ pub struct Owner {
 }
 
 /// 户 a household and the dwelling it lives in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile)]
 pub struct Household {
     /// Household id, e.g. `hh-000123`.
     pub id: String,
@@ -283,6 +288,22 @@ pub struct Household {
     /// 最近走访 the day of the last visit.
     pub last_visit: Option<Day>,
 }
+
+crate::hydrate::hydrate_by_fields!(Household {
+    id,
+    collection,
+    scope,
+    address,
+    area,
+    usage,
+    tenure,
+    owners,
+    head,
+    members,
+    tags,
+    notes,
+    last_visit
+});
 
 impl Household {
     /// The member with this person id.
@@ -323,7 +344,7 @@ record_impl!(
 /// phone, attention tags, health) are not here: they live in the household's [`Sensitive`]
 /// document, so that they can be withheld from roles that may not see them, encrypted and
 /// erased on their own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile)]
 pub struct Person {
     /// Person id, e.g. `p-0000123`: stable for life, even when the person moves household.
     #[key]
@@ -351,6 +372,21 @@ pub struct Person {
     /// 备注 (visit notes)
     pub notes: String,
 }
+
+crate::hydrate::hydrate_by_fields!(Person {
+    id,
+    name,
+    gender,
+    birth,
+    relation,
+    residence,
+    ethnicity,
+    moved_in,
+    moved_out,
+    deceased,
+    workplace,
+    notes
+});
 
 impl Person {
     /// Whether the person still lives here (not moved out, not deceased).
@@ -393,7 +429,7 @@ impl Person {
 }
 
 /// The sensitive fields of a person (个人敏感信息).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Reconcile)]
 pub struct SensitiveFields {
     /// 证件类型
     pub id_type: IdType,
@@ -406,6 +442,14 @@ pub struct SensitiveFields {
     /// 健康状况
     pub health: String,
 }
+
+crate::hydrate::hydrate_by_fields!(SensitiveFields {
+    id_type,
+    id_number,
+    phone,
+    tags,
+    health
+});
 
 impl SensitiveFields {
     fn validate_into(&self, v: &mut crate::validate::Validator, person: &Person, today: Day) {
@@ -463,7 +507,7 @@ impl SensitiveFields {
 /// A household's sensitive document (id `<household id>.pii`): each member's
 /// [`SensitiveFields`] by person id. A map, so that concurrent edits of different people (and
 /// of different fields of one person) merge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile)]
 pub struct Sensitive {
     /// Document id: `<household id>.pii`.
     pub id: String,
@@ -476,6 +520,14 @@ pub struct Sensitive {
     /// Person id → sensitive fields.
     pub people: BTreeMap<String, SensitiveFields>,
 }
+
+crate::hydrate::hydrate_by_fields!(Sensitive {
+    id,
+    collection,
+    scope,
+    household,
+    people
+});
 
 impl Sensitive {
     /// The document id of a household's sensitive part.

@@ -119,7 +119,7 @@ str_enum! {
 }
 
 /// One item of an inspection checklist.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Reconcile)]
 pub struct ChecklistItem {
     /// Item id, unique in the task (`c1`, `c2` …), so concurrent ticks merge per item.
     #[key]
@@ -136,8 +136,17 @@ pub struct ChecklistItem {
     pub request: Option<String>,
 }
 
+crate::hydrate::hydrate_by_fields!(ChecklistItem {
+    id,
+    item,
+    ok,
+    note,
+    photos,
+    request
+});
+
 /// 巡查任务 an inspection task on one building.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Reconcile)]
 pub struct Task {
     /// Task id.
     pub id: String,
@@ -164,6 +173,21 @@ pub struct Task {
     /// 备注
     pub notes: String,
 }
+
+crate::hydrate::hydrate_by_fields!(Task {
+    id,
+    collection,
+    scope,
+    title,
+    kind,
+    compound,
+    building,
+    due,
+    status,
+    assignee,
+    checklist,
+    notes
+});
 
 impl Task {
     /// (checked items, all items).
