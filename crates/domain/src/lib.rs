@@ -77,7 +77,7 @@ pub struct Scope {
     pub grid: Option<String>,
 }
 
-crate::hydrate::hydrate_by_fields!(Scope { community, grid });
+crate::hydrate::record_fields!(Scope { community, grid });
 
 impl Scope {
     /// A community-wide scope.

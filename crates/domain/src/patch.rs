@@ -8,81 +8,14 @@
 //! written are the same as those of a whole reconcile (autosurgeon writes only differences
 //! either way); the reads are far fewer.
 //!
-//! Each struct's fields are listed once, in a destructuring pattern without `..`: a field added
-//! to a struct and not listed here does not compile.
+//! The fields compared are those listed for hydration (`record_fields!`), in patterns
+//! without `..`: a field added to a struct and not listed there does not compile.
 
 use automerge::{AutoCommit, ObjId, ROOT, ReadDoc, Value};
 use autosurgeon::{ReconcileError, reconcile_prop};
 
-use crate::roster::{Household, Person, Sensitive, SensitiveFields};
-use crate::work::{ChecklistItem, Task};
-
-/// Reconciles each listed field of `$new` (a reference to a `$ty`) whose value differs from
-/// `$old`'s, at `$obj`. Fields after `;` are handled by the caller.
-macro_rules! changed_fields {
-    ($doc:ident, $obj:expr, $old:ident, $new:ident, $ty:ident { $($f:ident),* $(,)? $(; $($skip:ident),*)? }) => {{
-        let $ty { $($f,)* $($($skip: _,)*)? } = $new;
-        $(
-            if $old.$f != *$f {
-                reconcile_prop($doc, $obj, stringify!($f), $f)?;
-            }
-        )*
-    }};
-}
-
-/// Defines `fn $name(doc, obj, old, new)`: the changed fields of one `$ty` at `obj`.
-macro_rules! element_patch {
-    ($name:ident, $ty:ident { $($f:ident),* $(,)? }) => {
-        fn $name(
-            doc: &mut AutoCommit,
-            obj: &ObjId,
-            old: &$ty,
-            new: &$ty,
-        ) -> Result<(), ReconcileError> {
-            changed_fields!(doc, obj, old, new, $ty { $($f),* });
-            Ok(())
-        }
-    };
-}
-
-element_patch!(
-    person,
-    Person {
-        id,
-        name,
-        gender,
-        birth,
-        relation,
-        residence,
-        ethnicity,
-        moved_in,
-        moved_out,
-        deceased,
-        workplace,
-        notes,
-    }
-);
-element_patch!(
-    sensitive_fields,
-    SensitiveFields {
-        id_type,
-        id_number,
-        phone,
-        tags,
-        health
-    }
-);
-element_patch!(
-    item,
-    ChecklistItem {
-        id,
-        item,
-        ok,
-        note,
-        photos,
-        request
-    }
-);
+use crate::roster::{Household, Sensitive};
+use crate::work::Task;
 
 /// The object at `prop` of `obj`, if it is one.
 fn child(doc: &AutoCommit, obj: &ObjId, prop: impl Into<automerge::Prop>) -> Option<ObjId> {
@@ -131,10 +64,7 @@ pub(crate) fn household(
     old: &Household,
     new: &Household,
 ) -> Result<(), ReconcileError> {
-    changed_fields!(doc, ROOT, old, new, Household {
-        id, collection, scope, address, area, usage, tenure, owners, head, tags, notes, last_visit;
-        members
-    });
+    new.patch_fields(old, doc, &ROOT)?;
     list(
         doc,
         &ROOT,
@@ -142,7 +72,7 @@ pub(crate) fn household(
         &old.members,
         &new.members,
         |p| &p.id,
-        person,
+        |doc, obj, a, b| b.patch_fields(a, doc, obj),
     )
 }
 
@@ -152,7 +82,7 @@ pub(crate) fn sensitive(
     old: &Sensitive,
     new: &Sensitive,
 ) -> Result<(), ReconcileError> {
-    changed_fields!(doc, ROOT, old, new, Sensitive { id, collection, scope, household; people });
+    new.patch_fields(old, doc, &ROOT)?;
     if old.people == new.people {
         return Ok(());
     }
@@ -165,7 +95,7 @@ pub(crate) fn sensitive(
             continue;
         }
         match child(doc, &map, key.as_str()) {
-            Some(obj) => sensitive_fields(doc, &obj, a, b)?,
+            Some(obj) => b.patch_fields(a, doc, &obj)?,
             None => reconcile_prop(doc, &map, key.as_str(), b)?,
         }
     }
@@ -174,10 +104,7 @@ pub(crate) fn sensitive(
 
 /// An inspection task, its checklist item by item.
 pub(crate) fn task(doc: &mut AutoCommit, old: &Task, new: &Task) -> Result<(), ReconcileError> {
-    changed_fields!(doc, ROOT, old, new, Task {
-        id, collection, scope, title, kind, compound, building, due, status, assignee, notes;
-        checklist
-    });
+    new.patch_fields(old, doc, &ROOT)?;
     list(
         doc,
         &ROOT,
@@ -185,7 +112,7 @@ pub(crate) fn task(doc: &mut AutoCommit, old: &Task, new: &Task) -> Result<(), R
         &old.checklist,
         &new.checklist,
         |i| &i.id,
-        item,
+        |doc, obj, a, b| b.patch_fields(a, doc, obj),
     )
 }
 

@@ -221,7 +221,7 @@ pub struct Address {
     pub room: String,
 }
 
-crate::hydrate::hydrate_by_fields!(Address {
+crate::hydrate::record_fields!(Address {
     compound,
     building,
     unit,
@@ -289,7 +289,7 @@ pub struct Household {
     pub last_visit: Option<Day>,
 }
 
-crate::hydrate::hydrate_by_fields!(Household {
+crate::hydrate::record_fields!(Household {
     id,
     collection,
     scope,
@@ -299,10 +299,10 @@ crate::hydrate::hydrate_by_fields!(Household {
     tenure,
     owners,
     head,
-    members,
     tags,
     notes,
-    last_visit
+    last_visit;
+    members
 });
 
 impl Household {
@@ -373,7 +373,7 @@ pub struct Person {
     pub notes: String,
 }
 
-crate::hydrate::hydrate_by_fields!(Person {
+crate::hydrate::record_fields!(Person {
     id,
     name,
     gender,
@@ -443,7 +443,7 @@ pub struct SensitiveFields {
     pub health: String,
 }
 
-crate::hydrate::hydrate_by_fields!(SensitiveFields {
+crate::hydrate::record_fields!(SensitiveFields {
     id_type,
     id_number,
     phone,
@@ -521,11 +521,11 @@ pub struct Sensitive {
     pub people: BTreeMap<String, SensitiveFields>,
 }
 
-crate::hydrate::hydrate_by_fields!(Sensitive {
+crate::hydrate::record_fields!(Sensitive {
     id,
     collection,
     scope,
-    household,
+    household;
     people
 });
 

@@ -136,7 +136,7 @@ pub struct ChecklistItem {
     pub request: Option<String>,
 }
 
-crate::hydrate::hydrate_by_fields!(ChecklistItem {
+crate::hydrate::record_fields!(ChecklistItem {
     id,
     item,
     ok,
@@ -174,7 +174,7 @@ pub struct Task {
     pub notes: String,
 }
 
-crate::hydrate::hydrate_by_fields!(Task {
+crate::hydrate::record_fields!(Task {
     id,
     collection,
     scope,
@@ -185,8 +185,8 @@ crate::hydrate::hydrate_by_fields!(Task {
     due,
     status,
     assignee,
-    checklist,
-    notes
+    notes;
+    checklist
 });
 
 impl Task {
