@@ -3,7 +3,7 @@
 
 use automerge::ChangeHash;
 use linli_wire::DocPayload;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::{Store, StoreError};
 
@@ -27,17 +27,21 @@ pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
 
 impl Store {
     /// Every document whose heads differ from what `peer` is known to have, grouped by scope.
+    /// Only documents written after the feed position everything had been sent at
+    /// ([`Store::set_sent_seq`]) are looked at: a push costs what changed, not the store's size.
     pub fn outbox(&self, peer: &str) -> Result<Vec<Outgoing>, StoreError> {
         type Row = (String, Option<String>, Vec<u8>, Option<Vec<u8>>);
+        let since = self.sent_seq(peer)?;
         let rows: Vec<Row> = {
-            let mut stmt = self.conn().prepare(
+            let mut stmt = self.conn().prepare_cached(
                 "SELECT d.id, d.grid, d.heads, p.heads FROM docs d
                  LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
-                 WHERE p.heads IS NULL OR p.heads != d.heads
+                 WHERE d.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads)
                  ORDER BY d.grid, d.id",
             )?;
-            let rows =
-                stmt.query_map([peer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = stmt.query_map(params![peer, since], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out: Vec<Outgoing> = Vec::new();
@@ -66,6 +70,27 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The feed position up to which every document was sent to `peer` (0: none known).
+    pub fn sent_seq(&self, peer: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT sent_seq FROM peers WHERE peer = ?1")?
+            .query_row([peer], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Records that every document written up to feed position `seq` has reached `peer` (call
+    /// it with the feed head read before the outbox that was sent whole).
+    pub fn set_sent_seq(&self, peer: &str, seq: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO peers (peer, sent_seq) VALUES (?1, ?2)
+             ON CONFLICT (peer) DO UPDATE SET sent_seq = MAX(sent_seq, ?2)",
+            params![peer, seq],
+        )?;
+        Ok(())
     }
 
     /// Records that `peer` now has these heads.

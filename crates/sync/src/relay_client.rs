@@ -492,13 +492,15 @@ async fn push(
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     let peer = client.peer();
+    // Read before the outbox: a write made meanwhile stays after the mark.
+    let head = store.feed_head()?;
     let (blobs, heads) = seal_outbox(store, &peer)?;
-    if blobs.is_empty() {
-        return Ok(());
+    if !blobs.is_empty() {
+        let sent = send_blobs(store, client, blobs, report).await?;
+        store.mark_sent(&peer, &heads)?;
+        report.sent += sent;
     }
-    let sent = send_blobs(store, client, blobs, report).await?;
-    store.mark_sent(&peer, &heads)?;
-    report.sent += sent;
+    store.set_sent_seq(&peer, head)?;
     Ok(())
 }
 

@@ -128,6 +128,8 @@ const MIGRATIONS: &[&str] = &[
      INSERT OR REPLACE INTO meta (key, value) VALUES ('reindex', '1');",
     // 6: documents by collection, for the "not yet synced" marks of one list.
     "CREATE INDEX docs_collection ON docs (collection);",
+    // 7: how far in the change feed everything was sent to each peer (the outbox looks after it).
+    "ALTER TABLE peers ADD COLUMN sent_seq INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
