@@ -28,7 +28,8 @@ pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
 impl Store {
     /// Every document whose heads differ from what `peer` is known to have, grouped by scope.
     /// Only documents written after the feed position everything had been sent at
-    /// ([`Store::set_sent_seq`]) are looked at: a push costs what changed, not the store's size.
+    /// ([`Store::set_sent_seq`]) are looked at, here and in the other questions of what waits:
+    /// they cost what changed, not the store's size.
     pub fn outbox(&self, peer: &str) -> Result<Vec<Outgoing>, StoreError> {
         type Row = (String, Option<String>, Vec<u8>, Option<Vec<u8>>);
         let since = self.sent_seq(peer)?;
@@ -114,11 +115,11 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT d.id FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
-             WHERE p.heads IS NULL OR p.heads != d.heads ORDER BY d.seq DESC",
+             WHERE d.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads) ORDER BY d.seq DESC",
         )?;
         let mut ids = Vec::new();
         let mut total = 0;
-        let mut rows = stmt.query([peer])?;
+        let mut rows = stmt.query(params![peer, self.sent_seq(peer)?])?;
         while let Some(r) = rows.next()? {
             if ids.len() < limit {
                 ids.push(r.get(0)?);
@@ -132,9 +133,9 @@ impl Store {
     pub fn any_pending(&self, peer: &str) -> Result<bool, StoreError> {
         Ok(self.conn().prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
-             WHERE p.heads IS NULL OR p.heads != d.heads)",
+             WHERE d.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads))",
         )?
-        .query_row([peer], |r| r.get(0))?)
+        .query_row(params![peer, self.sent_seq(peer)?], |r| r.get(0))?)
     }
 
     /// Ids of the documents of `collections` that `peer` is not known to have the latest of.
@@ -145,11 +146,12 @@ impl Store {
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT d.id FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
-             WHERE d.collection = ?2 AND (p.heads IS NULL OR p.heads != d.heads)",
+             WHERE d.collection = ?2 AND d.seq > ?3 AND (p.heads IS NULL OR p.heads != d.heads)",
         )?;
+        let since = self.sent_seq(peer)?;
         let mut out = std::collections::HashSet::new();
         for c in collections {
-            for id in stmt.query_map(params![peer, c], |r| r.get::<_, String>(0))? {
+            for id in stmt.query_map(params![peer, c, since], |r| r.get::<_, String>(0))? {
                 out.insert(id?);
             }
         }
