@@ -20,6 +20,11 @@ fn invite(dir: &Path, args: &[&str]) -> String {
     out.lines().last().unwrap().trim().to_string()
 }
 
+/// Store directories named `names` inside `tmp`.
+fn dirs<const N: usize>(tmp: &Path, names: [&str; N]) -> [std::path::PathBuf; N] {
+    names.map(|n| tmp.join(n))
+}
+
 /// Everything a store shows of one record (for comparing replicas).
 fn show(dir: &Path, id: &str) -> Value {
     json(dir, &["--reveal", "show", id])
@@ -28,11 +33,7 @@ fn show(dir: &Path, id: &str) -> Value {
 #[test]
 fn staff_and_grid_worker_sync_through_the_relay() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-        tmp.path().join("c"),
-    );
+    let [a, b, c] = dirs(tmp.path(), ["a", "b", "c"]);
     let relay = Relay::start(&tmp.path().join("relay"), 0);
 
     ok(&a, &["demo", "--households", "150", "--seed", "5"]);
@@ -103,7 +104,7 @@ fn staff_and_grid_worker_sync_through_the_relay() {
 #[test]
 fn a_grid_worker_cannot_send_another_grids_household() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let [a, b] = dirs(tmp.path(), ["a", "b"]);
     let relay = Relay::start(&tmp.path().join("relay"), 0);
     ok(&a, &["demo", "--households", "80", "--seed", "2"]);
     ok(&a, &["sync", "--relay", &relay.url]);
@@ -133,7 +134,7 @@ fn a_grid_worker_cannot_send_another_grids_household() {
 #[test]
 fn the_relay_killed_mid_upload_loses_nothing_after_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let [a, b] = dirs(tmp.path(), ["a", "b"]);
     ok(&a, &["demo", "--households", "600", "--seed", "9"]);
     let code = invite(&a, &["--role", "staff"]);
     ok(&b, &["join", &code]);
@@ -169,11 +170,7 @@ fn the_relay_killed_mid_upload_loses_nothing_after_a_restart() {
 #[test]
 fn three_stores_converge_over_the_relay_and_over_iroh() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-        tmp.path().join("c"),
-    );
+    let [a, b, c] = dirs(tmp.path(), ["a", "b", "c"]);
     let relay = Relay::start(&tmp.path().join("relay"), 0);
     ok(&a, &["demo", "--households", "120", "--seed", "9"]);
     let code = invite(&a, &["--role", "grid", "--grid", "G01"]);
@@ -223,11 +220,7 @@ fn three_stores_converge_over_the_relay_and_over_iroh() {
 #[test]
 fn p2p_refuses_a_device_outside_its_scope_and_a_stranger() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, x) = (
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-        tmp.path().join("x"),
-    );
+    let [a, b, x] = dirs(tmp.path(), ["a", "b", "x"]);
     ok(&a, &["demo", "--households", "30", "--seed", "3"]);
     let code = invite(&a, &["--role", "grid", "--grid", "G01"]);
     ok(&b, &["join", &code]);
@@ -315,7 +308,7 @@ fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<Value>
 #[test]
 fn a_watching_device_receives_changes_as_they_arrive_and_sends_its_own() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let [a, b] = dirs(tmp.path(), ["a", "b"]);
     let relay = Relay::start(&tmp.path().join("relay"), 0);
     ok(&a, &["demo", "--households", "20", "--seed", "3"]);
     ok(&a, &["sync", "--relay", &relay.url]);
@@ -372,11 +365,7 @@ fn relay_rows(relay: &Relay, table: &str) -> i64 {
 #[test]
 fn compacting_the_relay_keeps_every_change_and_new_devices_download_less() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-        tmp.path().join("c"),
-    );
+    let [a, b, c] = dirs(tmp.path(), ["a", "b", "c"]);
     let relay = Relay::start(&tmp.path().join("relay"), 0);
     ok(&a, &["demo", "--households", "40", "--seed", "9"]);
     ok(&a, &["sync", "--relay", &relay.url]);
@@ -444,7 +433,7 @@ fn compacting_the_relay_keeps_every_change_and_new_devices_download_less() {
 fn a_serving_device_keeps_serving_when_its_output_is_closed() {
     use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let [a, b] = dirs(tmp.path(), ["a", "b"]);
     ok(&a, &["demo", "--households", "10", "--seed", "4"]);
     ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
@@ -480,11 +469,7 @@ fn p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, x) = (
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-        tmp.path().join("x"),
-    );
+    let [a, b, x] = dirs(tmp.path(), ["a", "b", "x"]);
     ok(&a, &["demo", "--households", "10", "--seed", "4"]);
     ok(&x, &["demo", "--households", "5", "--seed", "5"]);
     ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
@@ -506,7 +491,7 @@ fn p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network() {
 #[test]
 fn a_relay_serving_tls_is_trusted_by_its_pin_only() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let [a, b] = dirs(tmp.path(), ["a", "b"]);
     let relay_dir = tmp.path().join("relay");
     let mut relay = Relay::start_with(&relay_dir, 0, &["--tls"]);
     let (addr, pin) = relay.url.split_once("#sha256=").unwrap();
@@ -562,11 +547,7 @@ fn a_relay_serving_tls_is_trusted_by_its_pin_only() {
 #[test]
 fn a_serving_device_syncs_with_two_devices_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-        tmp.path().join("c"),
-    );
+    let [a, b, c] = dirs(tmp.path(), ["a", "b", "c"]);
     ok(&a, &["demo", "--households", "60", "--seed", "8"]);
     ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
     ok(&c, &["join", &invite(&a, &["--role", "staff"])]);

@@ -191,7 +191,11 @@ impl Api {
             .collect();
         let store = self.store();
         let shown = store.reminded()?;
-        store.set_reminded(&due.iter().map(|(k, _)| k.clone()).collect())?;
+        let keys: std::collections::BTreeSet<String> = due.iter().map(|(k, _)| k.clone()).collect();
+        // Asked every minute: written only when the set changed.
+        if keys != shown {
+            store.set_reminded(&keys)?;
+        }
         let mut fresh: Vec<Reminder> = due
             .into_iter()
             .filter(|(k, _)| !shown.contains(k))
