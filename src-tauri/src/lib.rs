@@ -182,6 +182,33 @@ async fn requests(s: State<'_, Linli>, query: RequestQuery) -> Res<Vec<RequestRo
     blocking(&s.api, move |api| api.requests(&query)).await
 }
 
+/// The draft of a form (what was typed and not saved yet), if one was kept.
+#[tauri::command(rename_all = "snake_case")]
+async fn draft(
+    s: State<'_, Linli>,
+    form: String,
+    subject: String,
+) -> Res<Option<serde_json::Value>> {
+    blocking(&s.api, move |api| api.draft(&form, &subject)).await
+}
+
+/// Keeps what was typed into a form (called as it is typed).
+#[tauri::command(rename_all = "snake_case")]
+async fn save_draft(
+    s: State<'_, Linli>,
+    form: String,
+    subject: String,
+    value: serde_json::Value,
+) -> Res<()> {
+    blocking(&s.api, move |api| api.save_draft(&form, &subject, &value)).await
+}
+
+/// Forgets a draft: its form was saved or discarded.
+#[tauri::command(rename_all = "snake_case")]
+async fn clear_draft(s: State<'_, Linli>, form: String, subject: String) -> Res<()> {
+    blocking(&s.api, move |api| api.clear_draft(&form, &subject)).await
+}
+
 /// The requests that became overdue or nearly due since the last look (each once).
 #[tauri::command(rename_all = "snake_case")]
 async fn reminders(s: State<'_, Linli>) -> Res<Vec<Reminder>> {
@@ -550,6 +577,9 @@ pub fn app<R: Runtime>(
             record_visit,
             requests,
             reminders,
+            draft,
+            save_draft,
+            clear_draft,
             request,
             report_request,
             advance_request,
@@ -882,5 +912,31 @@ mod tests {
         let (_app, w) = start(dir.path());
         let err = call(&w, "household", json!({})).unwrap_err();
         assert!(err.to_string().contains("id"), "{err}");
+    }
+
+    #[test]
+    fn a_draft_is_kept_read_back_and_cleared_through_the_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_app, w) = start(dir.path());
+        let args = json!({"form": "request.new", "subject": ""});
+        assert_eq!(call(&w, "draft", args.clone()).unwrap(), Value::Null);
+        let value = json!({"title": "楼道灯坏了", "description": "三楼"});
+        call(
+            &w,
+            "save_draft",
+            json!({"form": "request.new", "subject": "", "value": value}),
+        )
+        .unwrap();
+        assert_eq!(call(&w, "draft", args.clone()).unwrap(), value);
+        let err = call(
+            &w,
+            "save_draft",
+            json!({"form": "Request", "subject": "", "value": value}),
+        )
+        .unwrap_err();
+        assert_eq!(err["code"], "invalid", "{err}");
+        assert!(err["message"].as_str().unwrap().contains("form"), "{err}");
+        call(&w, "clear_draft", args.clone()).unwrap();
+        assert_eq!(call(&w, "draft", args).unwrap(), Value::Null);
     }
 }

@@ -10,6 +10,7 @@
 pub mod background;
 mod board;
 pub mod demo;
+mod drafts;
 mod error;
 mod overview;
 mod peers;

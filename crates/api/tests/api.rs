@@ -1082,3 +1082,44 @@ fn overdue_requests_are_reminded_once_per_device() {
         .unwrap();
     assert!(owners.reminders().unwrap().is_empty());
 }
+
+/// What was typed and not saved stays on the device that typed it: kept across a restart,
+/// never sent, gone once saved or discarded.
+#[test]
+fn drafts_stay_on_the_device_until_saved() {
+    let relay_dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(relay_dir.path(), 0);
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = staff(a_dir.path());
+    a.set_relay(&relay.url).unwrap();
+    let draft = serde_json::json!({"head_name": "钱草稿", "id_number": "11010519491231002X"});
+    a.save_draft("household.new", "", &draft).unwrap();
+    assert_eq!(a.sync_once().phase, SyncPhase::Synced);
+    drop(a);
+    let a = Api::open(a_dir.path()).unwrap();
+    assert_eq!(
+        a.draft("household.new", "").unwrap(),
+        Some(draft.clone()),
+        "kept across a restart"
+    );
+
+    let b = Api::open(b_dir.path()).unwrap();
+    b.join(&a.invite("staff", &[]).unwrap(), "李四").unwrap();
+    assert_eq!(b.sync_once().phase, SyncPhase::Synced);
+    assert_eq!(b.draft("household.new", "").unwrap(), None, "never synced");
+    drop(relay);
+    for file in std::fs::read_dir(relay_dir.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows("钱草稿".len())
+                .any(|w| w == "钱草稿".as_bytes()),
+            "the relay never saw it"
+        );
+    }
+
+    let e = a.save_draft("household new", "", &draft).unwrap_err();
+    assert_eq!(e.code(), "invalid", "{e}");
+    a.clear_draft("household.new", "").unwrap();
+    assert_eq!(a.draft("household.new", "").unwrap(), None);
+}

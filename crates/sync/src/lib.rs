@@ -6,6 +6,7 @@
 
 mod audit;
 mod codec;
+mod drafts;
 mod edit;
 mod error;
 mod history;

@@ -130,6 +130,14 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX docs_collection ON docs (collection);",
     // 7: how far in the change feed everything was sent to each peer (the outbox looks after it).
     "ALTER TABLE peers ADD COLUMN sent_seq INTEGER NOT NULL DEFAULT 0;",
+    // 8: what people typed and did not save yet (see `drafts`): local, never synced.
+    "CREATE TABLE drafts (
+        form TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        value TEXT NOT NULL,
+        saved_ms INTEGER NOT NULL,
+        PRIMARY KEY (form, subject)
+     ) WITHOUT ROWID;",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
