@@ -192,7 +192,7 @@ test('a community from its first start: household, visit, request loop, and a ch
 })
 
 test('the demo community on a desktop and on a tablet, portrait and landscape', async () => {
-  const { s, stop } = await driver(join(tmp, 'demo'), { LINLI_DEMO: '2000' })
+  let { s, stop } = await driver(join(tmp, 'demo'), { LINLI_DEMO: '2000' })
   try {
     await s.waitFor('[data-test=card-households]', { text: '2000', ms: 60000 })
     // The demo's overdue requests are reminded once, shortly after the first screen.
@@ -281,9 +281,34 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
       // Touch targets: the outcome buttons are at least 44 px high.
       const height = await s.exec("return document.querySelector('[data-test=outcome-done] .el-radio-button__inner').getBoundingClientRect().height")
       assert.ok(height >= 44, `touch target ${height}px`)
+      await sleep(500) // the second time, the draft of the first size is read back: let the buttons settle
       await s.screenshot(join(shots, name))
       await s.go('#/roster')
     }
+
+    // Nothing typed is lost by closing the app: a request being written survives a restart
+    // as a draft, and is gone once saved.
+    await s.resize(1280, 800)
+    await s.go('#/requests')
+    await s.click('[data-test=new-request]')
+    await s.type('[data-test=request-title]', '电梯异响')
+    await s.type('[data-test=request-description]', '5栋2单元，夜间明显')
+    await sleep(1000) // each keystroke is written as it is typed; let the last write land
+    await stop()
+    ;({ s, stop } = await driver(join(tmp, 'demo')))
+    await s.waitFor('[data-test=card-households]', { text: '2000', ms: 60000 })
+    await s.go('#/requests')
+    await s.waitFor('[data-test=has-draft]', { text: '有草稿' })
+    await s.click('[data-test=new-request]')
+    await s.waitFor('[data-test=draft-restored]', { text: '已恢复上次未保存的内容' })
+    const field = (name) => s.exec(`return document.querySelector(':is(input, textarea)[data-test=${name}], [data-test=${name}] :is(input, textarea)').value`)
+    assert.equal(await field('request-title'), '电梯异响')
+    assert.equal(await field('request-description'), '5栋2单元，夜间明显')
+    await s.click('[data-test=request-save]')
+    await s.waitFor('[data-test=request-title]', { text: '电梯异响' })
+    await s.go('#/requests')
+    await s.waitFor('[data-test=request-row]')
+    assert.equal((await s.findAll('[data-test=has-draft]')).length, 0, 'saved: no draft left')
   } finally {
     await stop()
   }

@@ -22,6 +22,7 @@ export const zh = {
     name: '社区名称', street: '所属街道', user: '你的姓名', code: '邀请码', working: '正在准备…',
   },
   roles: { staff: '社区工作人员', grid: '网格员', owners: '业委会成员' },
+  draft: { restored: '已恢复上次未保存的内容', discard: '舍弃草稿', has: '（有草稿）' },
   sync: {
     unknown: '同步状态未知', noRelay: '未设置中继（仅本机）', syncing: '正在同步…',
     offline: '离线，稍后重试', failed: '同步失败，稍后重试', never: '尚未同步',
@@ -150,6 +151,7 @@ export const en: Messages = {
     name: 'Community name', street: 'Street office', user: 'Your name', code: 'Invitation code', working: 'Preparing…',
   },
   roles: { staff: 'Committee staff', grid: 'Grid worker', owners: "Owners' committee" },
+  draft: { restored: 'Restored what was typed and not saved', discard: 'Discard draft', has: ' (draft)' },
   sync: {
     unknown: 'Sync status unknown', noRelay: 'No relay set (this device only)', syncing: 'Syncing…',
     offline: 'Offline, retrying later', failed: 'Sync failed, retrying later', never: 'Not synced yet',

@@ -159,33 +159,68 @@ export function dayStartMs(day: string): number {
   return Date.parse(`${day}T00:00:00+08:00`)
 }
 
-/** Where drafts live: `localStorage` in the app, any map in tests. */
-export interface DraftStore {
-  getItem(key: string): string | null
-  setItem(key: string, value: string): void
-  removeItem(key: string): void
+/** Writes a form's draft as it is typed: the latest state only, one write at a time and in
+ *  order (a slow write is never overtaken by an older one); `null` forgets the draft. A failed
+ *  write is reported once, until a write succeeds again; the next keystroke tries again. */
+export class DraftSaver {
+  /** What the store holds as far as known (`undefined`: not known). */
+  private saved: string | null | undefined = undefined
+  private next: string | null | undefined = undefined
+  private running: Promise<void> | null = null
+  private failing = false
+
+  constructor(
+    private readonly write: (json: string | null) => Promise<void>,
+    private readonly failed: (e: unknown) => void = () => {},
+  ) {}
+
+  /** The store holds `json` (just read from it): writing it again is needless. */
+  known(json: string | null) {
+    this.saved = json
+  }
+
+  /** Asks for `json` to be kept (or, `null`, the draft forgotten); resolves once written. */
+  set(json: string | null): Promise<void> {
+    this.next = json
+    this.running ??= this.run()
+    return this.running
+  }
+
+  /** Resolves when every write asked for so far has been tried. */
+  settled(): Promise<void> {
+    return this.running ?? Promise.resolve()
+  }
+
+  private async run() {
+    // Suspended first, so that `running` is set before this can end; between the last look at
+    // `next` and clearing `running` nothing else runs, so no request is left behind.
+    await Promise.resolve()
+    while (this.next !== undefined) {
+      const json = this.next
+      this.next = undefined
+      if (json === this.saved) continue
+      try {
+        await this.write(json)
+        this.saved = json
+        this.failing = false
+      } catch (e) {
+        if (!this.failing) this.failed(e)
+        this.failing = true
+      }
+    }
+    this.running = null
+  }
 }
 
-/** Drafts of forms (a visit being recorded …), kept on every keystroke so that closing the app
- *  or switching screens loses nothing typed; removed once saved. */
-export const drafts = {
-  key: (form: string, id: string) => `linli.draft.${form}.${id}`,
-  save<T>(store: DraftStore, form: string, id: string, value: T) {
-    store.setItem(drafts.key(form, id), JSON.stringify(value))
-  },
-  load<T extends object>(store: DraftStore, form: string, id: string, fallback: T): T {
-    const raw = store.getItem(drafts.key(form, id))
-    if (!raw) return fallback
-    try {
-      const v = JSON.parse(raw) as Partial<T>
-      return typeof v === 'object' && v !== null ? { ...fallback, ...v } : fallback
-    } catch {
-      return fallback
-    }
-  },
-  clear(store: DraftStore, form: string, id: string) {
-    store.removeItem(drafts.key(form, id))
-  },
+/** A draft read back into a form: the form's blank values, overlaid with the draft's fields
+ *  that the form has (a draft from an older version of a form brings no stray fields). */
+export function fromDraft<T extends object>(blank: T, draft: unknown): T | null {
+  if (typeof draft !== 'object' || draft === null || Array.isArray(draft)) return null
+  const out = { ...blank } as Record<string, unknown>
+  for (const [k, v] of Object.entries(draft as Record<string, unknown>)) {
+    if (k in out && v !== undefined) out[k] = v
+  }
+  return out as T
 }
 
 /** The codes of the roster's choices, as the backend knows them (labels come from i18n). */

@@ -96,19 +96,63 @@ describe('door to door', () => {
 })
 
 describe('drafts', () => {
-  it('keep what was typed until it is saved', async () => {
-    const { drafts } = await import('../src/logic')
-    const m = new Map<string, string>()
-    const store = { getItem: (k: string) => m.get(k) ?? null, setItem: (k: string, v: string) => void m.set(k, v), removeItem: (k: string) => void m.delete(k) }
-    const blank = { notes: '', outcome: 'done' }
-    expect(drafts.load(store, 'visit', 'hh-1', blank)).toEqual(blank)
-    drafts.save(store, 'visit', 'hh-1', { notes: '老人不在家', outcome: 'not_home' })
-    expect(drafts.load(store, 'visit', 'hh-1', blank)).toEqual({ notes: '老人不在家', outcome: 'not_home' })
-    expect(drafts.load(store, 'visit', 'hh-2', blank)).toEqual(blank)
-    m.set(drafts.key('visit', 'hh-3'), '{not json')
-    expect(drafts.load(store, 'visit', 'hh-3', blank)).toEqual(blank)
-    drafts.clear(store, 'visit', 'hh-1')
-    expect(drafts.load(store, 'visit', 'hh-1', blank)).toEqual(blank)
+  it('are written latest first, in order, one at a time, and not again when unchanged', async () => {
+    const { DraftSaver } = await import('../src/logic')
+    const writes: (string | null)[] = []
+    let inFlight = 0
+    let most = 0
+    const saver = new DraftSaver(async (json) => {
+      inFlight++
+      most = Math.max(most, inFlight)
+      await new Promise((r) => setTimeout(r, 5))
+      writes.push(json)
+      inFlight--
+    })
+    // Typed quickly: the first keystroke's write starts; what is typed while it is under way
+    // becomes one write, of the latest state, after it.
+    void saver.set('{"notes":"老"}')
+    await new Promise((r) => setTimeout(r, 1))
+    void saver.set('{"notes":"老人"}')
+    await saver.set('{"notes":"老人不在家"}')
+    expect(writes).toEqual(['{"notes":"老"}', '{"notes":"老人不在家"}'])
+    expect(most).toBe(1)
+    await saver.set('{"notes":"老人不在家"}')
+    expect(writes.length).toBe(2)
+    await saver.set(null)
+    expect(writes.at(-1)).toBe(null)
+    saver.known('{"a":1}')
+    await saver.set('{"a":1}')
+    expect(writes.length).toBe(3)
+    await saver.settled()
+  })
+
+  it('report a failing store once and write again at the next keystroke', async () => {
+    const { DraftSaver } = await import('../src/logic')
+    let full = true
+    const kept: (string | null)[] = []
+    const errors: unknown[] = []
+    const saver = new DraftSaver(async (json) => {
+      if (full) throw { code: 'storage_full', message: 'disk full' }
+      kept.push(json)
+    }, (e) => errors.push(e))
+    await saver.set('{"t":"a"}')
+    await saver.set('{"t":"ab"}')
+    expect(errors.length).toBe(1)
+    full = false
+    await saver.set('{"t":"abc"}')
+    expect(kept).toEqual(['{"t":"abc"}'])
+    full = true
+    await saver.set('{"t":"abcd"}')
+    expect(errors.length).toBe(2)
+  })
+
+  it('are read back into the form\'s own fields only', async () => {
+    const { fromDraft } = await import('../src/logic')
+    const blank = { title: '', body: '', receipts: true }
+    expect(fromDraft(blank, { title: '停水', stray: 1 })).toEqual({ title: '停水', body: '', receipts: true })
+    expect(fromDraft(blank, null)).toBe(null)
+    expect(fromDraft(blank, ['x'])).toBe(null)
+    expect(fromDraft(blank, '停水')).toBe(null)
   })
 })
 
