@@ -479,7 +479,17 @@ fn p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network() {
 
     let _stranger = Serve::start_with(&x, &["--lan", "on"]);
     let _a = Serve::start_with(&a, &["--lan", "on"]);
-    let r = json(&b, &look);
+    // A long wait: the look ends once the device answered (and nobody else for a moment).
+    let started = std::time::Instant::now();
+    let r = json(
+        &b,
+        &["p2p", "sync", "--bind", "127.0.0.1:0", "--wait", "60"],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the look waited out its whole --wait: {:?}",
+        started.elapsed()
+    );
     assert!(r["created"].as_u64().unwrap() > 10, "{r}");
     assert_eq!(r["peer"], "committee staff");
     assert_eq!(households(&b), households(&a));

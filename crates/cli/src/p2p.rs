@@ -48,7 +48,8 @@ pub enum P2p {
         /// devices on loopback only.
         #[arg(long, default_value = "0.0.0.0:0")]
         bind: SocketAddr,
-        /// How long to look on the local network (seconds).
+        /// How long to look on the local network at most (seconds); the look ends sooner, once
+        /// devices answered and no other answers for a moment.
         #[arg(long, default_value_t = 3.0)]
         wait: f64,
     },

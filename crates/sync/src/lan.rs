@@ -214,7 +214,9 @@ impl Lan {
         })
     }
 
-    /// Looks for `wait` and returns the devices of `community` found meanwhile.
+    /// Looks for the devices of `community` and returns those found: once one has answered,
+    /// as soon as no other answers for [`QUIET`] (devices answer a query within a fraction
+    /// of a second), and at `wait` at the latest.
     pub fn look(
         community: &str,
         me: PublicKey,
@@ -227,7 +229,13 @@ impl Lan {
         })?;
         let until = Instant::now() + wait;
         let mut found: Vec<Nearby> = Vec::new();
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
+        loop {
+            let Some(mut left) = until.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            if !found.is_empty() {
+                left = left.min(QUIET);
+            }
             match rx.recv_timeout(left) {
                 Ok(LanEvent::Found(n)) => {
                     found.retain(|f| f.key != n.key);
@@ -241,6 +249,9 @@ impl Lan {
         Ok(found)
     }
 }
+
+/// How long [`Lan::look`] waits for more devices after the last one answered.
+pub const QUIET: Duration = Duration::from_millis(700);
 
 /// Addresses worth dialling: not unspecified, and not IPv6 link-local (which needs the
 /// interface's scope, which a socket address from DNS-SD does not carry here).
