@@ -229,10 +229,7 @@ impl Lan {
         })?;
         let until = Instant::now() + wait;
         let mut found: Vec<Nearby> = Vec::new();
-        loop {
-            let Some(mut left) = until.checked_duration_since(Instant::now()) else {
-                break;
-            };
+        while let Some(mut left) = until.checked_duration_since(Instant::now()) {
             if !found.is_empty() {
                 left = left.min(QUIET);
             }
