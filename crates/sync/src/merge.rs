@@ -149,6 +149,15 @@ pub(crate) fn merge_in(
 ) -> Result<MergeReport, StoreError> {
     let mut report = MergeReport::default();
     let mut seq = next_seq(tx)?;
+    let first = seq;
+    // Whether everything written before this merge had reached the peer: then, if it holds
+    // every document this merge writes as written, it holds the whole feed after it too.
+    let sent: i64 = tx
+        .prepare_cached("SELECT sent_seq FROM peers WHERE peer = ?1")?
+        .query_row([peer], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let mut peer_has_all = sent >= first - 1;
     let mut packers = Packers::new(dicts);
     let mut fresh: Vec<(AnyRecord, Built)> = Vec::new();
     // The same document may come in several bundles: merge all its parts at once.
@@ -211,6 +220,7 @@ pub(crate) fn merge_in(
                 report.unchanged += 1;
                 continue;
             };
+            peer_has_all &= in_step;
             if existed {
                 store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
                 index::reindex(tx, &rec)?;
@@ -268,5 +278,14 @@ pub(crate) fn merge_in(
         seq += 1;
     }
     set_meta(tx, "seq", &(seq - 1).to_string())?;
+    // Nothing of this merge waits to go back to the peer: its outbox need not look at it
+    // (documents new here are held by the peer as received).
+    if peer_has_all && seq > first {
+        tx.prepare_cached(
+            "INSERT INTO peers (peer, sent_seq) VALUES (?1, ?2)
+             ON CONFLICT (peer) DO UPDATE SET sent_seq = MAX(sent_seq, ?2)",
+        )?
+        .execute(params![peer, seq - 1])?;
+    }
     Ok(report)
 }

@@ -652,3 +652,60 @@ fn a_silent_peer_times_out() {
         "{err}"
     );
 }
+
+/// What arrives from a peer (the relay, say) and is stored exactly as the peer has it does not
+/// wait to go back to it: its outbox's watermark moves past the merge, so the next look at what
+/// waits costs nothing. A change made here before or after such a merge still goes.
+#[test]
+fn what_arrives_from_a_peer_does_not_wait_to_go_back() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut a = root_with(&tmp.path().join("a"), 12);
+    let mut b = member(&tmp.path().join("b"), &a, Role::Staff, &[]);
+    let from = |a: &Store, ids: &[&str]| -> Vec<linli_sync::Incoming> {
+        let all = state(a);
+        ids.iter()
+            .map(|id| {
+                let (collection, mut doc) = a
+                    .load_doc(id)
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .unwrap_or_else(|| panic!("{id} missing"));
+                linli_sync::Incoming {
+                    scope: all[*id].0.clone(),
+                    id: id.to_string(),
+                    collection: collection.code().to_string(),
+                    bytes: doc.save(),
+                }
+            })
+            .collect()
+    };
+    let waiting = |b: &Store| -> Vec<String> {
+        b.outbox("relay")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .flat_map(|o| o.heads.into_iter().map(|(id, _)| id))
+            .collect()
+    };
+    let everything: Vec<String> = state(&a).into_keys().collect();
+    let ids: Vec<&str> = everything.iter().map(String::as_str).collect();
+    let r = b
+        .merge("relay", from(&a, &ids), Some(1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.created >= 24, "{r:?}");
+    let head = b.feed_head().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.sent_seq("relay").unwrap_or_else(|e| panic!("{e}")), head);
+    assert!(waiting(&b).is_empty());
+
+    // A change here, then another merge: the change still waits, the merged document does not.
+    b.edit("hh-000002", "notes", "楼道灯坏了")
+        .unwrap_or_else(|e| panic!("{e}"));
+    a.edit("hh-000004", "notes", "已修好")
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.merge("relay", from(&a, &["hh-000004"]), Some(2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(waiting(&b), ["hh-000002"]);
+    assert_eq!(
+        b.sent_seq("relay").unwrap_or_else(|e| panic!("{e}")),
+        head,
+        "not past the change that waits"
+    );
+}
