@@ -5,15 +5,16 @@
 use std::collections::HashMap;
 
 use automerge::{AutoCommit, ChangeHash};
+use linli_domain::Timestamp;
 use linli_domain::{AnyRecord, Collection, Scope};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::codec::{self, Dicts};
 use crate::store::{
     Built, Packers, StoredDoc, decode_doc, encode_heads, hydrate, next_seq, par_map, read_doc,
     save, set_meta, store_update,
 };
-use crate::{StoreError, index};
+use crate::{Store, StoreError, index};
 
 /// A document received from another device: its scope as the sealed bundle said, and its
 /// Automerge bytes.
@@ -40,6 +41,35 @@ pub struct MergeReport {
     pub unchanged: usize,
     /// Compression dictionaries trained by this merge (see [`crate::codec`]).
     pub dictionaries: usize,
+}
+
+impl Store {
+    /// Merges documents received from `peer` in one transaction, and records what the peer
+    /// is now known to have: the merged heads of each document that had nothing unsent to
+    /// it, and the peer's new `cursor` if given.
+    pub fn merge(
+        &mut self,
+        peer: &str,
+        incoming: Vec<Incoming>,
+        cursor: Option<u64>,
+    ) -> Result<MergeReport, StoreError> {
+        let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
+        let (conn, dicts) = self.conn_and_dicts();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let report = merge_in(&tx, dicts, &community, peer, incoming)?;
+        if let Some(cursor) = cursor {
+            tx.execute(
+                "INSERT INTO peers (peer, cursor, synced_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer) DO UPDATE SET cursor = ?2, synced_ms = ?3",
+                params![peer, cursor as i64, Timestamp::now().0],
+            )?;
+        }
+        tx.commit()?;
+        if report.dictionaries > 0 {
+            self.reload_dicts()?;
+        }
+        Ok(report)
+    }
 }
 
 /// The scope name of a record (`*` for community-wide ones).
@@ -140,7 +170,7 @@ fn merge_one(dicts: &Dicts, community: &str, job: &MergeJob<'_>) -> Result<Merge
     })
 }
 
-pub(crate) fn merge_in(
+fn merge_in(
     tx: &Transaction<'_>,
     dicts: &Dicts,
     community: &str,

@@ -318,32 +318,15 @@ impl Store {
         &mut self.conn
     }
 
-    /// Merges documents received from `peer` in one transaction, and records what the peer
-    /// is now known to have: the merged heads of each document that had nothing unsent to
-    /// it, and the peer's new `cursor` if given.
-    pub fn merge(
-        &mut self,
-        peer: &str,
-        incoming: Vec<crate::Incoming>,
-        cursor: Option<u64>,
-    ) -> Result<crate::MergeReport, StoreError> {
-        let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let report = crate::merge::merge_in(&tx, &self.dicts, &community, peer, incoming)?;
-        if let Some(cursor) = cursor {
-            tx.execute(
-                "INSERT INTO peers (peer, cursor, synced_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (peer) DO UPDATE SET cursor = ?2, synced_ms = ?3",
-                params![peer, cursor as i64, Timestamp::now().0],
-            )?;
-        }
-        tx.commit()?;
-        if report.dictionaries > 0 {
-            self.dicts = Dicts::load(&self.conn)?;
-        }
-        Ok(report)
+    /// The connection and the compression dictionaries at once (a merge writes with both).
+    pub(crate) fn conn_and_dicts(&mut self) -> (&mut Connection, &Dicts) {
+        (&mut self.conn, &self.dicts)
+    }
+
+    /// Reads the dictionaries again after a write trained new ones.
+    pub(crate) fn reload_dicts(&mut self) -> Result<(), StoreError> {
+        self.dicts = Dicts::load(&self.conn)?;
+        Ok(())
     }
 
     /// The community id of this store, if it has one.
@@ -404,7 +387,7 @@ impl Store {
         )?;
         tx.commit()?;
         if report.dictionaries > 0 {
-            self.dicts = Dicts::load(&self.conn)?;
+            self.reload_dicts()?;
         }
         Ok(report)
     }
