@@ -71,12 +71,9 @@ export function useDraft<T extends object>(name: string, subject: () => string |
   )
 
   async function forget() {
-    const s = saver
     restored.value = false
-    reading = true
     Object.assign(form, blank())
-    reading = false
-    if (s) await s.set(null)
+    if (saver) await saver.set(null)
   }
   return { restored, done: forget, discard: forget }
 }
