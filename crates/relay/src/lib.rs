@@ -108,12 +108,16 @@ pub struct Config {
 pub struct Relay {
     db: Arc<Mutex<Connection>>,
     config: Config,
-    /// Per community, the sequence number of its last blob stored: its watchers wake when it
-    /// moves (a push to one community wakes no other's).
-    stored: Arc<Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<u64>>>>,
+    /// Per community, the sequence number of the last blob stored in each of its scopes: a
+    /// held watch pulls again only when a scope it may read moved (a push to one community
+    /// or grid makes no other's watches touch the database).
+    stored: Arc<Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<LastStored>>>>,
     /// Set when the relay stops: held watches answer at once.
     closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
+
+/// Scope → the sequence number of the last blob stored in it.
+type LastStored = Arc<std::collections::HashMap<String, u64>>;
 
 /// A watch that found nothing yet: what to pull again when blobs arrive.
 struct Waiting {
@@ -272,8 +276,12 @@ impl Relay {
         )?;
         let community = &request.membership.community;
         let mut waiting = None;
+        let mut pushed_scopes = Vec::new();
         let response = match request.body {
-            Body::Push { blobs } => push(&tx, community, &grant, &device, blobs)?,
+            Body::Push { blobs } => {
+                pushed_scopes = blobs.iter().map(|b| b.scope.clone()).collect();
+                push(&tx, community, &grant, &device, blobs)?
+            }
             Body::Pull { since, max_bytes } => {
                 pull(&tx, community, &grant, &device, since, max_bytes)?
             }
@@ -301,18 +309,24 @@ impl Relay {
         };
         tx.commit()?;
         if let Response::Pushed { seqs } = &response
-            && let Some(last) = seqs.iter().max()
+            && !seqs.is_empty()
         {
-            self.stored_channel(community).send_replace(*last);
+            self.stored_channel(community).send_modify(|last| {
+                let last = Arc::make_mut(last);
+                for (scope, seq) in pushed_scopes.into_iter().zip(seqs) {
+                    let at = last.entry(scope).or_insert(0);
+                    *at = (*at).max(*seq);
+                }
+            });
         }
         Ok((response, waiting))
     }
 
     /// The channel of a community's last stored sequence number (made on first use).
-    fn stored_channel(&self, community: &str) -> tokio::sync::watch::Sender<u64> {
+    fn stored_channel(&self, community: &str) -> tokio::sync::watch::Sender<LastStored> {
         let mut map = self.stored.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(community.to_string())
-            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .or_insert_with(|| tokio::sync::watch::channel(LastStored::default()).0)
             .clone()
     }
 
@@ -338,8 +352,13 @@ impl Relay {
             return Ok(response);
         };
         let mut stored = self.stored_channel(&w.community).subscribe();
+        // Whether a blob of a scope this device reads was stored past where it looked.
+        let news = |last: &LastStored, w: &Waiting| {
+            last.iter()
+                .any(|(scope, seq)| *seq > w.since && w.grant.may_use(scope))
+        };
         // A push stored between the first look and subscribing has a sequence number past it.
-        let mut missed = *stored.borrow_and_update() > w.since;
+        let mut missed = news(&stored.borrow_and_update(), &w);
         // The answer so far: empty, with the cursor past blobs this device does not get.
         let mut last = response;
         let deadline = tokio::time::Instant::now() + w.wait;
@@ -356,6 +375,10 @@ impl Relay {
                     },
                     // The relay is stopping.
                     _ = closing.changed() => return Ok(last),
+                }
+                // Blobs of other scopes only: nothing to look for.
+                if !news(&stored.borrow_and_update(), &w) {
+                    continue;
                 }
             }
             let relay = self.clone();

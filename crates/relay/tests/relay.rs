@@ -152,6 +152,18 @@ fn stored_blobs(relay: &Relay) -> i64 {
         .unwrap()
 }
 
+/// How far the relay recorded that `device` pulled (it moves when the device's pull looks at
+/// the blobs stored after its cursor).
+fn pulled_by(relay: &Relay, device: &Device) -> Option<i64> {
+    let db = rusqlite::Connection::open(relay.dir.path().join("relay.sqlite")).unwrap();
+    db.query_row(
+        "SELECT pulled FROM devices WHERE key = ?1",
+        [&device.key.public()[..]],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -424,10 +436,16 @@ fn a_watch_is_answered_when_a_blob_of_its_scopes_arrives() {
             async move { post(&relay, request).await }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let looked = pulled_by(&relay, &g1);
         let (status, _) = post(&relay, root.signed(push(vec![blob("G02", "hh-2")]))).await;
         assert_eq!(status, 200);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!held.is_finished(), "answered by another grid's blob");
+        assert_eq!(
+            pulled_by(&relay, &g1),
+            looked,
+            "the held watch did not even look: the blob is of a scope it does not read"
+        );
         let (status, _) = post(&relay, root.signed(push(vec![blob("G01", "hh-3")]))).await;
         assert_eq!(status, 200);
         let (status, body) = tokio::time::timeout(Duration::from_secs(10), held)
