@@ -328,8 +328,11 @@ pub fn generate(community: &Community, households: usize, tasks: usize, seed: u6
         RequestState::Closed,
     ];
     for i in 1..=(households / 40).max(3) {
-        let (hh, grid, _, _, head) = hh_rows[g.rng.random_range(0..hh_rows.len())].clone();
-        let (cat, title) = titles[g.rng.random_range(0..titles.len())];
+        let (hh, grid, compound, building, head) =
+            hh_rows[g.rng.random_range(0..hh_rows.len())].clone();
+        let (cat, what) = titles[g.rng.random_range(0..titles.len())];
+        // Where, then what: a list (or a reminder) of requests tells them apart.
+        let title = &format!("{compound}{building}栋{what}");
         let category = cats.iter().find(|c| c.code == cat).unwrap_or(&cats[0]);
         let created = Timestamp(now.0 - g.rng.random_range(1..30 * 24) * 3_600_000);
         let worker = &workers[g.rng.random_range(0..workers.len())];
@@ -344,7 +347,7 @@ pub fn generate(community: &Community, households: usize, tasks: usize, seed: u6
         );
         r.household = Some(hh);
         r.reporter = Some(head);
-        r.description = format!("居民反映：{title}，请尽快处理。");
+        r.description = format!("居民反映：{what}，请尽快处理。");
         r.assignee = "物业服务中心".into();
         let steps = g.rng.random_range(0..=path.len());
         let mut at = created;
