@@ -57,7 +57,14 @@ pub struct Api {
     nearby: Mutex<std::collections::BTreeMap<String, linli_sync::lan::Nearby>>,
     /// Wakes the background loop (set while it runs).
     waker: Mutex<Option<std::sync::mpsc::Sender<background::Wake>>>,
+    /// Writes the store's log back to its file every [`CHECKPOINT_EVERY`], off the path of
+    /// edits and merges.
+    _checkpoints: linli_sync::checkpoint::Checkpointer,
 }
+
+/// How often the app's store writes its log back into the database file: what was committed
+/// is durable against a power cut within this time (see `linli_sync::checkpoint`).
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,12 +138,14 @@ impl Api {
     pub fn open(dir: &Path) -> Result<Api, ApiError> {
         let store = Store::open(dir)?;
         let status = background::initial_status(&store)?;
+        let checkpoints = store.checkpoint_in_background(CHECKPOINT_EVERY)?;
         Ok(Api {
             dir: dir.to_path_buf(),
             store: Mutex::new(store),
             sync: Mutex::new(status),
             nearby: Mutex::default(),
             waker: Mutex::default(),
+            _checkpoints: checkpoints,
         })
     }
 

@@ -286,6 +286,8 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     // Setup: A imports the roster and uploads it.
     let a_dir = tmp.join("a");
     let mut a = Store::open(&a_dir)?;
+    // Device A is a running app: its checkpoints run in the background, as the app's do.
+    let _checkpoints = a.checkpoint_in_background(linli_api::CHECKPOINT_EVERY)?;
     linli_api::setup::init(&mut a, "基准社区", "", Some("bench"), None)?;
     let t = Instant::now();
     let imported = linli_api::setup::import_file(&mut a, community, "import")?;

@@ -487,6 +487,8 @@ fn run(cli: Cli) -> Result<()> {
             let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;
             let r = runtime.block_on(linli_sync::relay_client::sync(&mut store, &url))?;
             if *watch {
+                // A long-running process: its checkpoints run in the background, as the app's.
+                let _checkpoints = store.checkpoint_in_background(linli_api::CHECKPOINT_EVERY)?;
                 let until = for_secs.map(|s| Instant::now() + Duration::from_secs(s));
                 return runtime.block_on(watch_relay(&mut store, &url, &r, until, &out));
             }

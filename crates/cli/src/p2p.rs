@@ -124,6 +124,8 @@ pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
 async fn serve(store: Store, bind: SocketAddr, lan: bool, out: &Out) -> Result<()> {
     let community = store.community_id()?;
     let me = store.identity()?.key.public();
+    // A long-running process: its checkpoints run in the background, as the app's.
+    let _checkpoints = store.checkpoint_in_background(linli_api::CHECKPOINT_EVERY)?;
     let (server, mut sessions) = Server::start(store, bind).await?;
     say!("{}", server.ticket().encode());
     // Announced until this returns (dropping it withdraws the announcement).

@@ -5,6 +5,7 @@
 //! `ARCHITECTURE.md` for how it fits with the rest.
 
 mod audit;
+pub mod checkpoint;
 mod codec;
 mod drafts;
 mod edit;

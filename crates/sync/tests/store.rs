@@ -4,6 +4,8 @@ mod common;
 
 use common::{households, new_store};
 use linli_domain::AnyRecord;
+use std::time::{Duration, Instant};
+
 use linli_sync::{Store, TRAIN_AFTER};
 
 fn compressed(store: &Store, collection: &str) -> i64 {
@@ -150,4 +152,44 @@ fn recent_documents_are_never_read_stale() {
         assert_eq!(a.get(rec.id()).unwrap_or_else(|e| panic!("{e}")), want);
         assert_eq!(b.get(rec.id()).unwrap_or_else(|e| panic!("{e}")), want);
     }
+}
+
+/// With checkpoints in the background, written pages reach the database file within a period,
+/// though no write crossed the (raised) automatic threshold; with a period longer than the
+/// test they stay in the log until the checkpointer stops (a last checkpoint).
+#[test]
+fn the_log_is_written_back_by_the_background_checkpoint() {
+    // `every`: the period; `look`: how long to wait for the file to grow.
+    let file_after = |every: Duration, look: Duration| -> (u64, u64, u64) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut store = new_store(dir.path());
+        let size = |store: &Store| {
+            std::fs::metadata(store.path())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .len()
+        };
+        let checkpoints = store
+            .checkpoint_in_background(every)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = size(&store);
+        store
+            .put(households(0..300), "import")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deadline = Instant::now() + look;
+        while size(&store) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let after = size(&store);
+        drop(checkpoints);
+        (before, after, size(&store))
+    };
+    let (before, after, _) = file_after(Duration::from_millis(50), Duration::from_secs(5));
+    assert!(after > before + 100_000, "{before} -> {after}");
+    let (before, after, stopped) =
+        file_after(Duration::from_secs(3600), Duration::from_millis(500));
+    assert_eq!(after, before, "no checkpoint yet: the pages are in the log");
+    assert!(
+        stopped > before + 100_000,
+        "the last checkpoint: {before} -> {stopped}"
+    );
 }
