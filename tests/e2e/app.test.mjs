@@ -319,3 +319,55 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
     await stop()
   }
 })
+
+test('devices that join with an invitation code see what their role may: a grid worker its grid, an owners\' committee member the board', async () => {
+  const relay = start(bin('linli-relay'), ['--data', join(tmp, 'relay3'), '--listen', '127.0.0.1:0'], { LINLI_LOG: 'warn' })
+  procs.push(relay)
+  const relayUrl = (await relay.first).trim().split(' ').pop()
+  const office = join(tmp, 'office')
+  linli(bin('linli'), office, 'demo', '--households', '120', '--seed', '3')
+  linli(bin('linli'), office, 'sync', '--relay', relayUrl)
+  const count = (...filter) => JSON.parse(linli(bin('linli'), office, '--json', 'list', 'households', ...filter)).length
+  const [g01, all] = [count('--grid', 'G01'), count()]
+  assert.ok(g01 > 0 && g01 < all, `${g01} of ${all}`)
+
+  // First start: join with the code the office's device printed.
+  const joinWith = async (dir, role, user) => {
+    const code = linli(bin('linli'), office, 'invite', ...role).trim().split('\n').pop()
+    const d = await driver(dir)
+    await d.s.click('[data-test=mode-join]')
+    await d.s.type('[data-test=invite-code]', code)
+    await d.s.type('[data-test=user-name]', user)
+    await d.s.click('[data-test=start]')
+    return d
+  }
+  const nav = (s, name) => s.findAll(`[data-test=nav-${name}]`).then((l) => l.length)
+  const role = (s) => s.exec("return document.querySelector('[data-test=role]').textContent")
+
+  let { s, stop } = await joinWith(join(tmp, 'grid'), ['--role', 'grid', '--grid', 'G01'], '李网格')
+  try {
+    // The residents of G01 only, once the background sync brought them from the relay.
+    await s.waitFor('[data-test=roster-count]', { text: `共 ${g01} 户`, ms: 30000 })
+    assert.match(await role(s), /网格员 · 李网格/)
+    assert.equal(await nav(s, 'overview'), 0, 'no overview for a grid worker')
+    assert.ok((await nav(s, 'visits')) > 0)
+    await s.go('#/overview')
+    await s.waitFor('[data-test=roster-count]')
+    assert.equal(await s.exec('return location.hash'), '#/roster')
+  } finally {
+    await stop()
+  }
+
+  ;({ s, stop } = await joinWith(join(tmp, 'owners'), ['--role', 'owners'], '赵业委'))
+  try {
+    await s.waitFor('[data-test=tab-notices]')
+    assert.match(await role(s), /业委会成员 · 赵业委/)
+    assert.equal(await s.exec('return location.hash'), '#/board')
+    for (const name of ['overview', 'roster', 'visits', 'tasks']) assert.equal(await nav(s, name), 0, `no ${name} for owners`)
+    await s.go('#/roster')
+    await s.waitFor('[data-test=tab-notices]')
+    assert.equal(await s.exec('return location.hash'), '#/board')
+  } finally {
+    await stop()
+  }
+})

@@ -311,3 +311,39 @@ export function reminderText(
     path: overdue ? '/requests?overdue=1' : '/requests?open=1',
   }
 }
+
+/** What a role's screens depend on. */
+export interface RoleView {
+  code: string
+  may_manage: boolean
+  may_edit_roster: boolean
+}
+
+/** A role's first screen: the overview for staff, the residents for grid workers, the board
+ *  (notices, neighbour help) for owners' committee members. */
+export function homeFor(role: RoleView | null | undefined): string {
+  if (!role) return '/welcome'
+  if (role.may_manage) return '/overview'
+  return role.code === 'owners' ? '/board' : '/roster'
+}
+
+/** Whether a role has the screen at `path` (the menu shows the same ones). */
+export function allowedFor(path: string, role: RoleView | null | undefined): boolean {
+  const top = '/' + (path.split('/')[1] ?? '')
+  if (top === '/welcome') return !role
+  if (!role) return false
+  switch (top) {
+    case '/overview':
+      return role.may_manage
+    case '/roster':
+    case '/household':
+    case '/person':
+      return role.code !== 'owners'
+    case '/visits':
+    case '/tasks':
+    case '/task':
+      return role.may_edit_roster
+    default:
+      return true
+  }
+}

@@ -214,3 +214,25 @@ describe('reminders', () => {
     })
   })
 })
+
+describe('screens by role', () => {
+  const staff = { code: 'staff', may_manage: true, may_edit_roster: true }
+  const grid = { code: 'grid', may_manage: false, may_edit_roster: true }
+  const owners = { code: 'owners', may_manage: false, may_edit_roster: false }
+  it('start where each role works', async () => {
+    const { homeFor } = await import('../src/logic')
+    expect([homeFor(staff), homeFor(grid), homeFor(owners), homeFor(null)]).toEqual(['/overview', '/roster', '/board', '/welcome'])
+  })
+  it('keep each role to its screens', async () => {
+    const { allowedFor, homeFor } = await import('../src/logic')
+    expect(allowedFor('/overview', grid)).toBe(false)
+    expect(allowedFor('/household/hh-1', grid)).toBe(true)
+    expect(allowedFor('/household/hh-1', owners)).toBe(false)
+    expect(allowedFor('/task/t-1', owners)).toBe(false)
+    expect(allowedFor('/requests', owners)).toBe(true)
+    expect(allowedFor('/welcome', staff)).toBe(false)
+    expect(allowedFor('/welcome', null)).toBe(true)
+    expect(allowedFor('/roster', null)).toBe(false)
+    for (const r of [staff, grid, owners]) expect(allowedFor(homeFor(r), r)).toBe(true)
+  })
+})
