@@ -351,6 +351,26 @@ fn a_watching_device_receives_changes_as_they_arrive_and_sends_its_own() {
     assert_eq!(pulled["changed"], 1, "{pulled}");
     assert_eq!(show(&a, &id)["notes"], "门禁已修好，已回访");
 
+    // Stopped as a person would (SIGTERM, as Ctrl-C): it ends at once and closes its store,
+    // which writes the log back and removes it.
+    #[cfg(unix)]
+    {
+        use rustix::process::{Pid, Signal, kill_process};
+        kill_process(Pid::from_child(&watcher), Signal::TERM).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = watcher.try_wait().unwrap() {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "still watching");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.success(), "{status}");
+        assert!(
+            !b.join("linli.sqlite-wal").exists(),
+            "the store was closed: its log written back and removed"
+        );
+    }
     let _ = watcher.kill();
     let _ = watcher.wait();
 }

@@ -245,7 +245,23 @@ impl Watcher {
 }
 
 impl Drop for Watcher {
+    /// Stops B as a person would (SIGTERM, as Ctrl-C): it closes its store, with the last
+    /// checkpoint a running device makes in the background within seconds anyway. Killed if it
+    /// has not stopped within 10 s.
     fn drop(&mut self) {
+        #[cfg(unix)]
+        {
+            use rustix::process::{Pid, Signal, kill_process};
+            if kill_process(Pid::from_child(&self.child), Signal::TERM).is_ok() {
+                let deadline = Instant::now() + std::time::Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = self.child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -549,28 +549,36 @@ async fn watch_relay(
     output::SERVING.store(true, std::sync::atomic::Ordering::Relaxed);
     let peer = linli_sync::relay_client::RelayClient::new(url)?.peer();
     let over = |until: Option<Instant>| until.is_some_and(|u| Instant::now() >= u);
-    while !over(until) {
-        // The feed's head is read first: a change after this moment interrupts the watch
-        // below; one before it is caught by the outbox check.
-        let head = store.feed_head()?;
-        if store.any_pending(&peer)? {
-            let r = sync(store, url).await?;
-            line("sent", &r);
-            continue;
+    // Until the time is up, or Ctrl-C / SIGTERM: then the store closes as usual (its last
+    // checkpoint) instead of the process dying in the middle of a wait.
+    let follow = async {
+        while !over(until) {
+            // The feed's head is read first: a change after this moment interrupts the watch
+            // below; one before it is caught by the outbox check.
+            let head = store.feed_head()?;
+            if store.any_pending(&peer)? {
+                let r = sync(store, url).await?;
+                line("sent", &r);
+                continue;
+            }
+            let wait = until.map_or(Duration::from_secs(25), |u| {
+                u.saturating_duration_since(Instant::now())
+                    .min(Duration::from_secs(25))
+            });
+            let watched = watch(store, url, wait, Duration::from_millis(100), |s| {
+                over(until) || s.feed_head().is_ok_and(|h| h != head)
+            })
+            .await?;
+            if let Watched::Arrived(r) = watched {
+                line("received", &r);
+            }
         }
-        let wait = until.map_or(Duration::from_secs(25), |u| {
-            u.saturating_duration_since(Instant::now())
-                .min(Duration::from_secs(25))
-        });
-        let watched = watch(store, url, wait, Duration::from_millis(100), |s| {
-            over(until) || s.feed_head().is_ok_and(|h| h != head)
-        })
-        .await?;
-        if let Watched::Arrived(r) = watched {
-            line("received", &r);
-        }
+        Ok(())
+    };
+    tokio::select! {
+        r = follow => r,
+        _ = crate::p2p::stop_signal() => Ok(()),
     }
-    Ok(())
 }
 
 fn report_write(out: &Out, what: &str, r: &WriteReport, started: std::time::Instant) {

@@ -170,7 +170,7 @@ async fn serve(store: Store, bind: SocketAddr, lan: bool, out: &Out) -> Result<(
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
