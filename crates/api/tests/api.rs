@@ -2,6 +2,8 @@
 //! on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../../tests/support/netns.rs"]
+mod netns;
 #[path = "../../../tests/support/relay.rs"]
 mod relay;
 
@@ -970,9 +972,7 @@ fn a_device_syncs_again_with_a_peer_it_knows_whenever_it_answers() {
 #[test]
 fn devices_serving_nearby_find_each_other_and_sync_without_a_ticket() {
     use std::net::{Ipv4Addr, SocketAddr};
-    if !linli_sync::lan::isolated(
-        "devices_serving_nearby_find_each_other_and_sync_without_a_ticket",
-    ) {
+    if !netns::isolated("devices_serving_nearby_find_each_other_and_sync_without_a_ticket") {
         return;
     }
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
