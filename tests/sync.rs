@@ -8,8 +8,8 @@ use serde_json::Value;
 
 mod common;
 use common::{Relay, Serve, err, json, ok};
-#[path = "support/netns.rs"]
-mod netns;
+#[path = "support/namespaces.rs"]
+mod namespaces;
 
 fn households(dir: &Path) -> Vec<Value> {
     serde_json::from_value(json(dir, &["--reveal", "list", "households"])).unwrap()
@@ -485,7 +485,9 @@ fn a_serving_device_keeps_serving_when_its_output_is_closed() {
 /// serving device of another community is not tried; with nobody serving it says so.
 #[test]
 fn p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network() {
-    if !netns::isolated("p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network") {
+    if !namespaces::isolated(
+        "p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

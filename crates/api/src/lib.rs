@@ -149,12 +149,6 @@ impl Api {
         })
     }
 
-    /// For the tests of a full disk: see [`Store::simulate_full_disk`].
-    #[doc(hidden)]
-    pub fn simulate_full_disk(&self, room: Option<u64>) -> Result<(), ApiError> {
-        Ok(self.store().simulate_full_disk(room)?)
-    }
-
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.dir

@@ -294,12 +294,12 @@ impl Drop for Lan {
 }
 
 #[cfg(test)]
-#[path = "../../../tests/support/netns.rs"]
-mod netns;
+#[path = "../../../tests/support/namespaces.rs"]
+mod namespaces;
 
 #[cfg(test)]
 mod tests {
-    use super::netns::isolated;
+    use super::namespaces::isolated;
     use super::*;
 
     #[test]
@@ -314,7 +314,7 @@ mod tests {
     }
 
     /// Two devices on loopback: one serving and announcing, one looking (in a network
-    /// namespace of the test's own, see `tests/support/netns.rs`).
+    /// namespace of the test's own, see `tests/support/namespaces.rs`).
     #[test]
     fn a_serving_device_is_found_on_loopback_and_strangers_are_not() {
         if !isolated("lan::tests::a_serving_device_is_found_on_loopback_and_strangers_are_not") {

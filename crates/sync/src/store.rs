@@ -291,23 +291,6 @@ impl Store {
         Ok(())
     }
 
-    /// For the tests of a full disk: with `Some(room)`, the database may grow by `room` pages
-    /// only, and SQLite answers a write that needs more with the error it gives when the disk
-    /// is full; with `None`, the limit is lifted. Applies to this handle only.
-    #[doc(hidden)]
-    pub fn simulate_full_disk(&self, room: Option<u64>) -> Result<(), StoreError> {
-        let pages = match room {
-            Some(room) => {
-                let now: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-                now.saturating_add(i64::try_from(room).unwrap_or(i64::MAX))
-            }
-            None => 0xffff_fffe,
-        };
-        self.conn
-            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
-        Ok(())
-    }
-
     /// The raw connection, for read-only queries elsewhere in this crate.
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
