@@ -46,9 +46,10 @@ need_app_tools() {
 }
 
 # End-to-end tests: a virtual display, WebKit's WebDriver, screenshots; tauri-driver. The
-# local-network discovery tests run in a network namespace of their own (unshare, ip).
+# local-network discovery tests run in a network namespace of their own (unshare, ip), the
+# full-disk tests on a small tmpfs in a mount namespace of their own (mount).
 need_e2e_tools() {
-  apt_need xvfb xauth imagemagick webkit2gtk-driver x11-utils util-linux iproute2
+  apt_need xvfb xauth imagemagick webkit2gtk-driver x11-utils util-linux iproute2 mount
   local tools="$HOME/.cache/linli/tools"
   if [ ! -x "$tools/bin/tauri-driver" ]; then
     CARGO_TARGET_DIR="$tools/target" cargo install tauri-driver@2.1.0 --locked --root "$tools"
