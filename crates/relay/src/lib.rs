@@ -322,7 +322,7 @@ impl Relay {
         Ok((response, waiting))
     }
 
-    /// The channel of a community's last stored sequence number (made on first use).
+    /// The channel of a community's last stored sequence numbers, by scope (made on first use).
     fn stored_channel(&self, community: &str) -> tokio::sync::watch::Sender<LastStored> {
         let mut map = self.stored.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(community.to_string())
