@@ -27,7 +27,7 @@ export const zh = {
     unknown: '同步状态未知', noRelay: '未设置中继（仅本机）', syncing: '正在同步…',
     offline: '离线，稍后重试', failed: '同步失败，稍后重试', never: '尚未同步',
     synced: '已同步（{ago}）', live: '已连接，实时同步', justNow: '刚刚', minutesAgo: '{n} 分钟前', waiting: '{n} 项待同步',
-    now: '立即同步', relay: '街道中继地址', setRelay: '保存中继', lastError: '最近错误',
+    now: '立即同步', relay: '街道中继地址', setRelay: '保存中继', lastError: '最近错误', lastSynced: '上次同步',
   },
   overview: {
     title: '社区概览', households: '户数', people: '实有人口', openRequests: '未结诉求',
@@ -156,7 +156,7 @@ export const en: Messages = {
     unknown: 'Sync status unknown', noRelay: 'No relay set (this device only)', syncing: 'Syncing…',
     offline: 'Offline, retrying later', failed: 'Sync failed, retrying later', never: 'Not synced yet',
     synced: 'Synced ({ago})', live: 'Connected, live', justNow: 'just now', minutesAgo: '{n} min ago', waiting: '{n} waiting',
-    now: 'Sync now', relay: "Street office's relay", setRelay: 'Save relay', lastError: 'Last error',
+    now: 'Sync now', relay: "Street office's relay", setRelay: 'Save relay', lastError: 'Last error', lastSynced: 'Last synced',
   },
   overview: {
     title: 'Community overview', households: 'Households', people: 'Residents', openRequests: 'Open requests',
