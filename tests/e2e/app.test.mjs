@@ -124,7 +124,8 @@ test('a community from its first start: household, visit, request loop, and a ch
     await s.click('[data-test=visit-save]')
     await s.waitFor('[data-test=visit-all-done]')
     await s.go(`#/household/${household}`)
-    await s.waitFor('[data-test=visit]', { text: '完成' })
+    await s.waitFor('[data-test=visit]', { text: '完成 · 入户 · 王芳' })
+    await s.waitFor('[data-test=visit-notes-shown]', { text: '老人身体不错，家中无隐患' })
 
     // A request through its whole loop.
     await s.click('[data-test=new-request]')

@@ -100,7 +100,16 @@ export interface MemberView {
   tags: string[]
   health: string
 }
-export interface VisitRow { id: string; at: number; outcome: string; title: string }
+export interface VisitRow {
+  id: string
+  at: number
+  outcome: string
+  method: string
+  worker: string
+  retry_on: string | null
+  follow_up: string
+  notes: string
+}
 export interface HouseholdView {
   household: Household
   members: MemberView[]

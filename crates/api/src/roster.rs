@@ -111,8 +111,16 @@ pub struct VisitRow {
     pub at: i64,
     /// Outcome code.
     pub outcome: String,
-    /// Summary.
-    pub title: String,
+    /// Method code (`in_person`, `phone`, `wechat`).
+    pub method: String,
+    /// Who made the visit.
+    pub worker: String,
+    /// When to try again (after 未遇).
+    pub retry_on: Option<String>,
+    /// Follow-up of attention tags.
+    pub follow_up: String,
+    /// Notes.
+    pub notes: String,
 }
 
 /// A new household (新增住户) with its head.
@@ -308,16 +316,22 @@ impl Api {
             .iter()
             .map(|p| masked(p, sensitive.people.get(&p.id)))
             .collect();
-        let visits = store
-            .records("visits", None, Some(id))?
-            .into_iter()
-            .map(|r| VisitRow {
-                at: r.sort.parse().unwrap_or(0),
-                id: r.id,
-                outcome: r.status,
-                title: r.title,
-            })
-            .collect();
+        // What each visit recorded (a household has a few; each is read whole).
+        let mut visits = Vec::new();
+        for r in store.records("visits", None, Some(id))? {
+            if let Some(AnyRecord::Visit(v)) = store.get(&r.id)? {
+                visits.push(VisitRow {
+                    at: v.at.0,
+                    id: v.id,
+                    outcome: v.outcome.code().to_string(),
+                    method: v.method.code().to_string(),
+                    worker: v.worker,
+                    retry_on: v.retry_on.map(|d| d.to_string()),
+                    follow_up: v.follow_up,
+                    notes: v.notes,
+                });
+            }
+        }
         Ok(HouseholdView {
             unsynced: self.unsynced(&store, &[id, &Sensitive::doc_id(id)])?,
             household,

@@ -379,6 +379,20 @@ fn demo_roster_visits_and_overview() {
         (vid.as_str(), done_visit.as_str()),
         "newest first"
     );
+    // The page shows what each visit recorded.
+    let done = &page.visits[1];
+    assert_eq!(
+        (
+            done.outcome.as_str(),
+            done.method.as_str(),
+            done.notes.as_str()
+        ),
+        ("done", "in_person", "老人身体不错")
+    );
+    assert_eq!(done.worker, "王芳");
+    let not_home = &page.visits[2];
+    assert_eq!(not_home.outcome, "not_home");
+    assert_eq!(not_home.retry_on, Some(linli_domain::today().to_string()));
     let gone = page
         .members
         .iter()
