@@ -136,6 +136,8 @@ test('a community from its first start: household, visit, request loop, and a ch
       await s.click(`[data-test=to-${to}]`)
       await s.waitFor('[data-test=request-state]', { text: label })
     }
+    // Closed: its deadline is judged when it was closed, not counted down any more.
+    await s.waitFor('[data-test=request-deadline]', { text: '按期办结' })
     await s.click('[data-test=rate]')
     await s.waitFor('[data-test=satisfaction]', { text: '满意' })
     await s.screenshot(join(shots, 'request.png'))

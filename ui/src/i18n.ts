@@ -76,7 +76,7 @@ export const zh = {
   requests: {
     title: '居民诉求', new: '登记诉求', onlyOpen: '只看未结', onlyOverdue: '只看超期', overdueBadge: '{n} 件诉求已超期',
     state: '状态', created: '登记时间', deadline: '办理期限', category: '类别', titleField: '诉求内容',
-    description: '详细描述', reporter: '反映人', household: '相关住户', left: '剩余 {span}',
+    description: '详细描述', reporter: '反映人', household: '相关住户', left: '剩余 {span}', onTime: '按期办结', settledLate: '超期 {span}办结',
     lateBy: '已超期 {span}', overdue: '超期', steps: '办理过程', move: '办理', reason: '原因或说明',
     reasonRequired: '此操作需要填写原因', conflictTitle: '两台设备对此诉求做了不同处理',
     conflictHint: '请选择保留哪一个处理结果；两条记录都会保留在历史中。', keep: '保留此结果',
@@ -205,7 +205,7 @@ export const en: Messages = {
   requests: {
     title: 'Service requests', new: 'Report a request', onlyOpen: 'Open only', onlyOverdue: 'Overdue only', overdueBadge: '{n} requests overdue',
     state: 'State', created: 'Reported', deadline: 'Deadline', category: 'Category', titleField: 'Request',
-    description: 'Details', reporter: 'Reported by', household: 'Household', left: '{span} left',
+    description: 'Details', reporter: 'Reported by', household: 'Household', left: '{span} left', onTime: 'settled on time', settledLate: 'settled {span} late',
     lateBy: '{span} overdue', overdue: 'Overdue', steps: 'Steps', move: 'Move to', reason: 'Reason or note',
     reasonRequired: 'This step needs a reason', conflictTitle: 'Two devices moved this request differently',
     conflictHint: 'Choose the outcome to keep; both steps stay in the history.', keep: 'Keep this',

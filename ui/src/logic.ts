@@ -82,12 +82,15 @@ export function syncLabel(s: SyncStatus | null, now: number, t: T): { tone: 'ok'
 }
 
 /** How a deadline stands: time left, or how late. */
-export function deadlineText(deadline: number | null, now: number, t: T): { late: boolean; text: string } {
+export function deadlineText(deadline: number | null, now: number, t: T, settledAt: number | null = null): { late: boolean; text: string } {
   if (deadline === null) return { late: false, text: '' }
-  const hours = Math.round((deadline - now) / 3600000)
-  const late = deadline < now
+  // A request closed or rejected is judged at that moment: on time, or how late.
+  const at = settledAt ?? now
+  const hours = Math.round((deadline - at) / 3600000)
+  const late = deadline < at
   const abs = Math.abs(hours)
   const span = abs >= 48 ? t('time.days', { n: Math.round(abs / 24) }) : t('time.hours', { n: Math.max(abs, 1) })
+  if (settledAt !== null) return { late, text: late ? t('requests.settledLate', { span }) : t('requests.onTime') }
   return { late, text: late ? t('requests.lateBy', { span }) : t('requests.left', { span }) }
 }
 

@@ -64,6 +64,9 @@ describe('requests', () => {
   it('shows time left and lateness', () => {
     expect(deadlineText(T0 + 5 * 3600000, T0, t)).toEqual({ late: false, text: '剩余 5 小时' })
     expect(deadlineText(T0 - 3 * 86400000, T0, t)).toEqual({ late: true, text: '已超期 3 天' })
+    // Settled (closed or rejected): judged when it was settled, not now.
+    expect(deadlineText(T0 + 2 * 3600000, T0 + 9 * 86400000, t, T0)).toEqual({ late: false, text: '按期办结' })
+    expect(deadlineText(T0 - 3 * 3600000, T0 + 9 * 86400000, t, T0)).toEqual({ late: true, text: '超期 3 小时办结' })
     expect(deadlineText(null, T0, t).text).toBe('')
   })
   it('asks a reason for rejecting, returning, reopening', () => {
