@@ -276,6 +276,7 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
     await s.type('[data-test=board-body]', '周五 9:00–17:00 停水，请提前储水。')
     await s.click('[data-test=board-save]')
     await s.waitFor('[data-test=notice-receipts]', { text: '已读 0 / 2000 户' })
+    await sleep(600) // the dialog fades out
     await s.screenshot(join(shots, 'board.png'))
 
     for (const [w, h, name] of [[800, 1280, 'visits-tablet-portrait.png'], [1280, 800, 'visits-tablet-landscape.png']]) {
