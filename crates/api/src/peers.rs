@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use linli_sync::lan::{Lan, LanEvent, LanScope, Nearby};
+use linli_sync::lan::{Lan, LanEvent, LanScope, LanTag, Nearby};
 use linli_sync::p2p::Server;
 use linli_sync::relay_client::SyncError;
 use linli_sync::{KnownPeer, PeerReport, Store};
@@ -248,7 +248,11 @@ impl PeerServer {
     ) -> Result<PeerServer, ApiError> {
         let store = Store::open(&api.dir)?;
         let me = store.identity()?.key.public();
-        let community = store.community_id()?;
+        // The community's tag on the local network (none before a community exists).
+        let tag = match store.community_id()? {
+            Some(_) => Some(LanTag::of(&store)?),
+            None => None,
+        };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, ApiError>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -300,22 +304,16 @@ impl PeerServer {
         {
             api.store().set_serving_port(port)?;
         }
-        let lan = match (lan, community) {
-            (true, Some(community)) => {
+        let lan = match (lan, tag) {
+            (true, Some(tag)) => {
                 let parsed = Ticket::decode(&ticket)
                     .map_err(|e| ApiError::Sync(SyncError::Protocol(format!("own ticket: {e}"))))?;
                 let weak = Arc::downgrade(api);
-                let found = Lan::start(
-                    &community,
-                    me,
-                    Some(&parsed),
-                    LanScope::of(bind),
-                    move |e| {
-                        if let Some(api) = weak.upgrade() {
-                            api.on_lan(e);
-                        }
-                    },
-                );
+                let found = Lan::start(&tag, me, Some(&parsed), LanScope::of(bind), move |e| {
+                    if let Some(api) = weak.upgrade() {
+                        api.on_lan(e);
+                    }
+                });
                 match found {
                     Ok(lan) => Some(lan),
                     // Serving by ticket still works without discovery.

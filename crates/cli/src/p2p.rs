@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use linli_sync::lan::{Lan, LanScope};
+use linli_sync::lan::{Lan, LanScope, LanTag};
 use linli_sync::p2p::Server;
 use linli_sync::{PeerReport, Store};
 use linli_wire::peer::Ticket;
@@ -97,12 +97,13 @@ pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
             bind,
             wait,
         } => {
-            let community = store
+            store
                 .community_id()?
                 .context("this store has no community yet (create one or join)")?;
+            let tag = LanTag::of(&store)?;
             let me = store.identity()?.key.public();
             let wait = Duration::try_from_secs_f64(*wait).context("--wait: seconds")?;
-            let found = Lan::look(&community, me, LanScope::of(*bind), wait)?;
+            let found = Lan::look(&tag, me, LanScope::of(*bind), wait)?;
             anyhow::ensure!(
                 !found.is_empty(),
                 "no device of this community announced itself on the local network within {:.1} s \
@@ -122,16 +123,19 @@ pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
 }
 
 async fn serve(store: Store, bind: SocketAddr, lan: bool, out: &Out) -> Result<()> {
-    let community = store.community_id()?;
+    let tag = match store.community_id()? {
+        Some(_) => Some(LanTag::of(&store)?),
+        None => None,
+    };
     let me = store.identity()?.key.public();
     // A long-running process: its checkpoints run in the background, as the app's.
     let _checkpoints = store.checkpoint_in_background(linli_api::CHECKPOINT_EVERY)?;
     let (server, mut sessions) = Server::start(store, bind).await?;
     say!("{}", server.ticket().encode());
     // Announced until this returns (dropping it withdraws the announcement).
-    let _announced = match (lan, community) {
-        (true, Some(c)) => Some(Lan::start(
-            &c,
+    let _announced = match (lan, tag) {
+        (true, Some(tag)) => Some(Lan::start(
+            &tag,
             me,
             Some(server.ticket()),
             LanScope::of(bind),

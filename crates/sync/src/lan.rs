@@ -9,8 +9,10 @@
 //! dialled by key (iroh checks it), and the session then checks the other device's membership,
 //! so a false announcement costs one failed attempt and nothing else.
 //!
-//! The community's tag is a hash of its id, so a stranger on the same network sees that some
-//! Linli devices belong together, not which community they serve.
+//! The community's tag is a hash of its id keyed with the community-wide scope key, which every
+//! member holds: a stranger on the same network sees that some Linli devices belong together,
+//! but even one who knows the community's id (the relay's operator, say) cannot tell which
+//! community they serve.
 //!
 //! Where: on loopback only when the device serves on a loopback address (tests, two stores on
 //! one PC); otherwise on every interface. Nothing is announced or asked unless the device
@@ -28,6 +30,8 @@ use mdns_sd::{IfKind, RecvTimeoutError, ServiceDaemon, ServiceEvent, ServiceInfo
 use sha2::{Digest, Sha256};
 
 use crate::relay_client::SyncError;
+use crate::{Store, StoreError};
+use linli_wire::ScopeKey;
 
 /// The DNS-SD service type Linli devices announce.
 pub const SERVICE: &str = "_linli._udp.local.";
@@ -83,13 +87,28 @@ impl Nearby {
     }
 }
 
-/// The tag that tells this community's announcements from others': a hash of its id.
-pub fn community_tag(community: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"linli lan v1\0")
-        .chain_update(community.as_bytes())
-        .finalize();
-    hex(&digest[..8])
+/// The tag that tells this community's announcements from others' (see the module's doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanTag(String);
+
+impl LanTag {
+    /// The tag of the community of `store`, from its id and community-wide scope key.
+    pub fn of(store: &Store) -> Result<LanTag, SyncError> {
+        let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
+        let key = store
+            .scope_key(linli_wire::COMMUNITY_WIDE)?
+            .ok_or_else(|| lan_err("this device holds no community-wide key"))?;
+        Ok(LanTag::keyed(&key, &community))
+    }
+
+    fn keyed(key: &ScopeKey, community: &str) -> LanTag {
+        let digest = Sha256::new()
+            .chain_update(b"linli lan v2\0")
+            .chain_update(key.0)
+            .chain_update(community.as_bytes())
+            .finalize();
+        LanTag(hex(&digest[..8]))
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -128,10 +147,10 @@ impl std::fmt::Debug for Lan {
 }
 
 impl Lan {
-    /// Looks for devices of `community` (other than `me`) and reports each announcement to
-    /// `events` (on a thread of its own); announces `serving` too when given.
+    /// Looks for devices of the community tagged `tag` (other than `me`) and reports each
+    /// announcement to `events` (on a thread of its own); announces `serving` too when given.
     pub fn start(
-        community: &str,
+        tag: &LanTag,
         me: PublicKey,
         serving: Option<&Ticket>,
         scope: LanScope,
@@ -149,7 +168,7 @@ impl Lan {
                 .disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])
                 .map_err(lan_err)?;
         }
-        let tag = community_tag(community);
+        let tag = tag.0.clone();
         if let Some(ticket) = serving {
             daemon
                 .register(announcement(ticket, &tag)?)
@@ -214,17 +233,17 @@ impl Lan {
         })
     }
 
-    /// Looks for the devices of `community` and returns those found: once one has answered,
+    /// Looks for the devices of the community tagged `tag` and returns those found: once one has answered,
     /// as soon as no other answers for [`QUIET`] (devices answer a query within a fraction
     /// of a second), and at `wait` at the latest.
     pub fn look(
-        community: &str,
+        tag: &LanTag,
         me: PublicKey,
         scope: LanScope,
         wait: Duration,
     ) -> Result<Vec<Nearby>, SyncError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let lan = Lan::start(community, me, None, scope, move |e| {
+        let lan = Lan::start(tag, me, None, scope, move |e| {
             let _ = tx.send(e);
         })?;
         let until = Instant::now() + wait;
@@ -304,8 +323,14 @@ mod tests {
 
     #[test]
     fn tags_differ_by_community_and_keys_round_trip() {
-        assert_ne!(community_tag("c1"), community_tag("c2"));
-        assert_eq!(community_tag("c1").len(), 16);
+        let key = ScopeKey([9u8; 32]);
+        assert_ne!(LanTag::keyed(&key, "c1"), LanTag::keyed(&key, "c2"));
+        assert_ne!(
+            LanTag::keyed(&key, "c1"),
+            LanTag::keyed(&ScopeKey([8u8; 32]), "c1"),
+            "without the community's key, its id does not give its tag"
+        );
+        assert_eq!(LanTag::keyed(&key, "c1").0.len(), 16);
         let key = [7u8; 32];
         assert_eq!(unhex_key(&hex(&key)), Some(key));
         assert_eq!(unhex_key("zz"), None);
@@ -328,8 +353,13 @@ mod tests {
             key: [2u8; 32],
             addrs: vec!["127.0.0.1:40112".parse().unwrap()],
         };
+        let key = ScopeKey([9u8; 32]);
+        let (ours, theirs) = (
+            LanTag::keyed(&key, "community"),
+            LanTag::keyed(&key, "other"),
+        );
         let _a = Lan::start(
-            "community",
+            &ours,
             serving.key,
             Some(&serving),
             LanScope::Loopback,
@@ -337,20 +367,15 @@ mod tests {
         )
         .unwrap();
         let _b = Lan::start(
-            "other",
+            &theirs,
             stranger.key,
             Some(&stranger),
             LanScope::Loopback,
             |_| {},
         )
         .unwrap();
-        let found = Lan::look(
-            "community",
-            [3u8; 32],
-            LanScope::Loopback,
-            Duration::from_secs(3),
-        )
-        .unwrap();
+        let found =
+            Lan::look(&ours, [3u8; 32], LanScope::Loopback, Duration::from_secs(3)).unwrap();
         assert_eq!(
             found,
             vec![Nearby {
@@ -360,7 +385,7 @@ mod tests {
         );
         // A device does not list itself.
         let own = Lan::look(
-            "community",
+            &ours,
             serving.key,
             LanScope::Loopback,
             Duration::from_secs(2),
