@@ -69,9 +69,9 @@ impl Api {
             peer: r.peer,
             role: r.role.map(str::to_string),
             grids: r.grids,
-            sent: r.sent,
-            received: r.created + r.changed,
-            ms: r.ms as u64,
+            sent: r.counts.sent,
+            received: r.counts.created + r.counts.changed,
+            ms: r.counts.ms as u64,
         })
     }
 
@@ -155,7 +155,7 @@ impl Api {
         let mut received = 0;
         for (label, ticket) in tickets {
             match self.sync_ticket(&ticket, Some(KNOWN_PEER_TIMEOUT)) {
-                Ok(r) => received += r.created + r.changed,
+                Ok(r) => received += r.counts.created + r.counts.changed,
                 Err(e) => {
                     tracing::debug!(peer = %label, error = %e, "a peer did not answer")
                 }
@@ -279,10 +279,10 @@ impl PeerServer {
                         tokio::select! {
                             session = sessions.recv() => match session {
                                 Some(Ok(r)) => {
-                                    tracing::info!(peer = %r.peer, sent = r.sent,
-                                        received = r.created + r.changed, "peer session");
-                                    if r.created + r.changed > 0 {
-                                        notify(SyncEvent::Changed { received: r.created + r.changed });
+                                    tracing::info!(peer = %r.peer, sent = r.counts.sent,
+                                        received = r.counts.created + r.counts.changed, "peer session");
+                                    if r.counts.created + r.counts.changed > 0 {
+                                        notify(SyncEvent::Changed { received: r.counts.created + r.counts.changed });
                                     }
                                 }
                                 Some(Err(e)) => tracing::warn!(error = %e, "a peer session failed"),

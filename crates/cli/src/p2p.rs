@@ -56,13 +56,13 @@ pub enum P2p {
 }
 
 fn report_json(r: &PeerReport) -> serde_json::Value {
-    json!({"peer": r.peer, "sent": r.sent, "created": r.created, "changed": r.changed,
-           "unchanged": r.unchanged, "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
-           "round_trips": r.round_trips, "rounds": r.rounds, "ms": r.ms})
+    json!({"peer": r.peer, "sent": r.counts.sent, "created": r.counts.created, "changed": r.counts.changed,
+           "unchanged": r.counts.unchanged, "bytes_up": r.counts.bytes_up, "bytes_down": r.counts.bytes_down,
+           "round_trips": r.counts.round_trips, "rounds": r.rounds, "ms": r.counts.ms})
 }
 
 fn say_report(what: &str, r: &PeerReport) {
-    crate::output::say_counts(what, &r.peer, &r.counts(), " (UDP)");
+    crate::output::say_counts(what, &r.peer, &r.counts, " (UDP)");
 }
 
 /// Runs a p2p command on `store`.

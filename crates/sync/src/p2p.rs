@@ -111,8 +111,8 @@ async fn run(
 /// Counts the UDP bytes of a connection into a report.
 fn count_socket(report: &mut PeerReport, conn: &Connection) {
     let stats = conn.stats();
-    report.bytes_up = stats.udp_tx.bytes;
-    report.bytes_down = stats.udp_rx.bytes;
+    report.counts.bytes_up = stats.udp_tx.bytes;
+    report.counts.bytes_down = stats.udp_rx.bytes;
 }
 
 fn where_(ticket: &Ticket) -> String {
@@ -170,7 +170,7 @@ pub async fn sync(
     count_socket(&mut report, &conn);
     conn.close(0u32.into(), b"done");
     ep.close().await;
-    report.ms = started.elapsed().as_millis();
+    report.counts.ms = started.elapsed().as_millis();
     Ok(report)
 }
 

@@ -13,7 +13,8 @@ use crate::peer::{Input, Item, LoadRequest, Loaded, Me, Outcome, Output, Session
 use crate::relay_client::SyncError;
 use crate::{Incoming, MergeReport, Store, StoreError};
 
-/// What a peer sync did, as the command line reports it.
+/// What a peer sync did, as the command line reports it: who the peer was, the reconciliation
+/// rounds, and what went each way (counted as a relay sync counts it; bytes are frame bytes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerReport {
     /// The peer's role, in words.
@@ -22,41 +23,10 @@ pub struct PeerReport {
     pub role: Option<&'static str>,
     /// The grids of a grid worker's device.
     pub grids: Vec<String>,
-    /// Documents sent.
-    pub sent: usize,
-    /// Documents received that were new here.
-    pub created: usize,
-    /// Documents received that changed here.
-    pub changed: usize,
-    /// Documents received that were already up to date.
-    pub unchanged: usize,
-    /// Frame bytes sent.
-    pub bytes_up: u64,
-    /// Frame bytes received.
-    pub bytes_down: u64,
-    /// Round trips this side waited for.
-    pub round_trips: u32,
     /// Reconciliation rounds.
     pub rounds: u32,
-    /// Wall time.
-    pub ms: u128,
-}
-
-impl PeerReport {
-    /// What went each way, as a relay sync reports it (the same counts without the peer and
-    /// the reconciliation rounds).
-    pub fn counts(&self) -> crate::relay_client::SyncReport {
-        crate::relay_client::SyncReport {
-            sent: self.sent,
-            created: self.created,
-            changed: self.changed,
-            unchanged: self.unchanged,
-            bytes_up: self.bytes_up,
-            bytes_down: self.bytes_down,
-            round_trips: self.round_trips,
-            ms: self.ms,
-        }
-    }
+    /// Documents sent and received, bytes, round trips this side waited for, wall time.
+    pub counts: crate::relay_client::SyncReport,
 }
 
 impl Store {
@@ -293,15 +263,17 @@ impl<'a> Replica<'a> {
                 .map_or_else(|| "unknown".into(), Grant::describe),
             role: o.peer.as_ref().map(|g| g.role.code()),
             grids: o.peer.as_ref().map(|g| g.grids.clone()).unwrap_or_default(),
-            sent: o.sent,
-            created: self.merged.created,
-            changed: self.merged.changed,
-            unchanged: self.merged.unchanged,
-            bytes_up: self.bytes_up,
-            bytes_down: self.bytes_down,
-            round_trips: o.round_trips,
             rounds: o.rounds,
-            ms: self.started.elapsed().as_millis(),
+            counts: crate::relay_client::SyncReport {
+                sent: o.sent,
+                created: self.merged.created,
+                changed: self.merged.changed,
+                unchanged: self.merged.unchanged,
+                bytes_up: self.bytes_up,
+                bytes_down: self.bytes_down,
+                round_trips: o.round_trips,
+                ms: self.started.elapsed().as_millis(),
+            },
         })
     }
 

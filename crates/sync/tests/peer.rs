@@ -174,7 +174,7 @@ fn a_grid_worker_gets_its_grid_and_edits_meet_both_ways() {
     // A fresh device asks for everything it may see, without reconciliation.
     let (w, s) = sync(&mut worker, &mut staff);
     assert_eq!(w.rounds, 0);
-    assert_eq!(w.round_trips, 3, "{w:?}");
+    assert_eq!(w.counts.round_trips, 3, "{w:?}");
     let got = state(&worker);
     let all = state(&staff);
     let expected: Vec<&String> = all
@@ -187,8 +187,8 @@ fn a_grid_worker_gets_its_grid_and_edits_meet_both_ways() {
         got.values()
             .all(|(scope, _)| scope != "G02" && scope != "G03")
     );
-    assert_eq!(w.created, expected.len());
-    assert_eq!(s.sent, expected.len());
+    assert_eq!(w.counts.created, expected.len());
+    assert_eq!(s.counts.sent, expected.len());
     assert_eq!(
         got,
         all.iter()
@@ -227,11 +227,15 @@ fn a_grid_worker_gets_its_grid_and_edits_meet_both_ways() {
     );
     let (w, s) = sync(&mut worker, &mut staff);
     assert!(w.rounds >= 1, "{w:?}");
-    assert_eq!(w.sent, 2, "{w:?}");
-    assert_eq!(s.sent, 2, "{s:?}");
+    assert_eq!(w.counts.sent, 2, "{w:?}");
+    assert_eq!(s.counts.sent, 2, "{s:?}");
     // Exactly what each side lacked: nothing arrived that was already there.
-    assert_eq!((w.unchanged, s.unchanged), (0, 0), "{w:?} {s:?}");
-    assert!(w.bytes_up + w.bytes_down < 40_000, "{w:?}");
+    assert_eq!(
+        (w.counts.unchanged, s.counts.unchanged),
+        (0, 0),
+        "{w:?} {s:?}"
+    );
+    assert!(w.counts.bytes_up + w.counts.bytes_down < 40_000, "{w:?}");
     for id in ["hh-000000", "hh-000000.pii", "hh-000003", "hh-000006"] {
         if state(&worker).contains_key(id) {
             assert_eq!(heads_of(&worker, id), heads_of(&staff, id), "{id}");
@@ -250,7 +254,11 @@ fn a_grid_worker_gets_its_grid_and_edits_meet_both_ways() {
 
     // In step now: one round, nothing sent.
     let (w, s) = sync(&mut worker, &mut staff);
-    assert_eq!((w.sent, s.sent, w.round_trips), (0, 0, 2), "{w:?}");
+    assert_eq!(
+        (w.counts.sent, s.counts.sent, w.counts.round_trips),
+        (0, 0, 2),
+        "{w:?}"
+    );
 }
 
 fn edit_random(store: &mut Store, pick: usize, value: u32) {
@@ -408,12 +416,12 @@ fn a_cut_connection_resumes_without_loss_or_duplicates() {
     let feed_before = other.feed_head().unwrap_or_else(|e| panic!("{e}"));
 
     let (o, _) = sync(&mut other, &mut staff);
-    assert_eq!(o.created + partial, state(&staff).len(), "{o:?}");
-    assert_eq!(o.changed, 0, "nothing received twice: {o:?}");
+    assert_eq!(o.counts.created + partial, state(&staff).len(), "{o:?}");
+    assert_eq!(o.counts.changed, 0, "nothing received twice: {o:?}");
     assert_eq!(state(&other), state(&staff));
     assert_eq!(
         other.feed_head().unwrap_or_else(|e| panic!("{e}")) - feed_before,
-        o.created as i64
+        o.counts.created as i64
     );
 }
 
@@ -448,8 +456,8 @@ fn a_full_disk_stops_a_sync_without_loss_and_the_next_sync_completes() {
     assert!(partial > 0 && partial < state(&staff).len(), "{partial}");
     std::fs::remove_file(&ballast).unwrap_or_else(|e| panic!("{e}"));
     let (o, _) = sync(&mut other, &mut staff);
-    assert_eq!(o.created + partial, state(&staff).len(), "{o:?}");
-    assert_eq!(o.changed, 0, "nothing received twice: {o:?}");
+    assert_eq!(o.counts.created + partial, state(&staff).len(), "{o:?}");
+    assert_eq!(o.counts.changed, 0, "nothing received twice: {o:?}");
     assert_eq!(state(&other), state(&staff));
 }
 
