@@ -7,7 +7,7 @@
 //! phase, `linli sync --watch`, connected before A's first edit), so its peak memory is its
 //! own. Bytes are B's, counted by the relay at its sockets (TCP payload: HTTP headers and
 //! bodies), as the peer benchmark counts its reader's connection at the server: the relay
-//! listens on 127.0.0.1 for A and on [::1] for B, and counts each listener apart.
+//! listens on 127.0.0.1 for A and on `[::1]` for B, and counts each listener apart.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -120,7 +120,7 @@ struct RelayProc {
     child: Child,
     /// A's address (127.0.0.1).
     url: String,
-    /// B's address ([::1]).
+    /// B's address (`[::1]`).
     url_b: String,
 }
 

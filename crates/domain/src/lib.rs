@@ -196,7 +196,7 @@ macro_rules! any_record {
                 match self { $(AnyRecord::$variant(r) => r.scope.community = community.to_string()),+ }
             }
             /// Writes the record into the document that holds `old` (as hydrated from it),
-            /// reading and writing only the fields that differ (see [`patch`]) for the records
+            /// reading and writing only the fields that differ (see the `patch` module) for the records
             /// edited most; the others are reconciled whole.
             pub fn reconcile_changes(&self, old: &AnyRecord, doc: &mut automerge::AutoCommit) -> Result<(), autosurgeon::ReconcileError> {
                 match (old, self) {

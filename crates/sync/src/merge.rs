@@ -39,7 +39,7 @@ pub struct MergeReport {
     pub changed: usize,
     /// Documents that already had everything.
     pub unchanged: usize,
-    /// Compression dictionaries trained by this merge (see [`crate::codec`]).
+    /// Compression dictionaries trained by this merge (see the `codec` module).
     pub dictionaries: usize,
 }
 

@@ -160,7 +160,7 @@ pub struct WriteReport {
     pub changed: usize,
     /// Documents already equal to what was written.
     pub unchanged: usize,
-    /// Compression dictionaries trained by this write (see [`crate::codec`]).
+    /// Compression dictionaries trained by this write (see the `codec` module).
     pub dictionaries: usize,
 }
 
