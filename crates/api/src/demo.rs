@@ -334,7 +334,21 @@ pub fn generate(community: &Community, households: usize, tasks: usize, seed: u6
         // Where, then what: a list (or a reminder) of requests tells them apart.
         let title = &format!("{compound}{building}栋{what}");
         let category = cats.iter().find(|c| c.code == cat).unwrap_or(&cats[0]);
-        let created = Timestamp(now.0 - g.rng.random_range(1..30 * 24) * 3_600_000);
+        // Most requests are settled (closed within the last month); the open ones were reported
+        // lately, about half of them past their deadline by now.
+        let closes = g.rng.random_range(0..10) < 6;
+        let steps = if closes {
+            path.len()
+        } else {
+            g.rng.random_range(0..path.len())
+        };
+        let hours_ago = if closes {
+            g.rng.random_range(48..30 * 24)
+        } else {
+            g.rng
+                .random_range(1..(2 * i64::from(category.deadline_hours)).max(2))
+        };
+        let created = Timestamp(now.0 - hours_ago * 3_600_000);
         let worker = &workers[g.rng.random_range(0..workers.len())];
         let mut r = ServiceRequest::report(
             &format!("rq-{i:05}"),
@@ -349,10 +363,13 @@ pub fn generate(community: &Community, households: usize, tasks: usize, seed: u6
         r.reporter = Some(head);
         r.description = format!("居民反映：{what}，请尽快处理。");
         r.assignee = "物业服务中心".into();
-        let steps = g.rng.random_range(0..=path.len());
         let mut at = created;
         for (k, to) in path[..steps].iter().enumerate() {
-            at = Timestamp(at.0 + g.rng.random_range(1..12) * 3_600_000);
+            // Up to 12 hours after the step before, leaving room for the steps after: never
+            // in the future.
+            let room = (now.0 - at.0) / (steps - k + 1) as i64;
+            let gap = room.clamp(60_000, 12 * 3_600_000);
+            at = Timestamp(at.0 + g.rng.random_range(60_000..=gap));
             let _ = r.advance(
                 *to,
                 if k == 0 { worker } else { "物业服务中心" },

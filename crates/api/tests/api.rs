@@ -1066,7 +1066,7 @@ fn a_full_disk_refuses_a_write_whole_and_loses_nothing() {
 fn overdue_requests_are_reminded_once_per_device() {
     let dir = tempfile::tempdir().unwrap();
     let api = Api::open(dir.path()).unwrap();
-    api.start_demo(200, "王芳").unwrap();
+    api.start_demo(800, "王芳").unwrap();
     let overdue = api
         .requests(&linli_api::RequestQuery {
             overdue: true,
