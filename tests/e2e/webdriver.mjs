@@ -30,8 +30,16 @@ export class Session {
   }
 
   async findAll(css) {
-    const r = await this.cmd('/elements', 'POST', { using: 'css selector', value: css })
-    return r.map((e) => e[ELEMENT])
+    // The page may change while WebKit builds its answer ("stale element"): ask again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await this.cmd('/elements', 'POST', { using: 'css selector', value: css })
+        return r.map((e) => e[ELEMENT])
+      } catch (e) {
+        if (attempt >= 5 || !/stale/i.test(String(e))) throw e
+        await sleep(100)
+      }
+    }
   }
 
   /** Waits (at most `ms`) until `css` matches a displayed element, optionally with `text`
