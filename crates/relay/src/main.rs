@@ -44,6 +44,9 @@ fn main() -> Result<()> {
         },
     )
     .with_context(|| format!("cannot open the relay's data in {}", args.data.display()))?;
+    let _checkpoints = relay
+        .checkpoint_in_background(std::time::Duration::from_secs(2))
+        .context("cannot start the checkpoint thread")?;
     let tls = if args.tls {
         Some(
             linli_relay::tls::load_or_create(&args.data)

@@ -596,3 +596,43 @@ fn a_relay_database_from_before_pulls_were_tracked_is_upgraded_in_place() {
         "the old device kept (how far it pulled unknown); the new one's pull recorded"
     );
 }
+
+/// The relay writes its log back into the database file on a thread of its own, within a
+/// couple of seconds of a push, although the push is far below SQLite's automatic threshold
+/// (1,000 pages): no device's push waits for a checkpoint, and what was stored reaches the
+/// database file while the relay keeps running.
+#[test]
+fn pushes_reach_the_database_file_by_the_background_checkpoint() {
+    let mut root = Device::root("c-ckpt");
+    let relay = start(&[]);
+    let file = relay.dir.path().join("relay.sqlite");
+    let size = || std::fs::metadata(&file).unwrap().len();
+    runtime().block_on(async {
+        // First contact registers the community.
+        let (status, body) = post(
+            &relay,
+            root.signed(Body::Pull {
+                since: 0,
+                max_bytes: 1,
+            }),
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let before = size();
+        let mut big = blob(linli_wire::COMMUNITY_WIDE, "doc-big");
+        big.sealed = (0..400_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let (status, body) = post(&relay, root.signed(Body::Push { blobs: vec![big] })).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size() < before + 400_000 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            size() >= before + 400_000,
+            "the pushed blob is still only in the log: {before} -> {}",
+            size()
+        );
+    });
+}
