@@ -9,6 +9,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+/// The app's allocator (desktop and Android alike): see the command line's `main.rs`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use linli_api::{
     Api, ApiError, AppStatus, Backoff, CompoundNode, HouseholdQuery, HouseholdRow, HouseholdView,
     NewHousehold, NewMember, NewRequest, NewTask, NewVisit, Overview, PersonView, Reminder,

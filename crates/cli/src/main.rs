@@ -1,6 +1,12 @@
 //! `linli`: the command line over a Linli store. Output is for people by default and JSON with
 //! `--json`; ID numbers and phones are masked unless `--reveal` is given.
 
+/// mimalloc instead of the system allocator: loading, changing and saving Automerge documents
+/// allocates and frees many small blocks, and with glibc's malloc that was a fifth of an edit's
+/// time (measured on the sync benchmark's 293 edits: 90 → 79 ms; merging them 31 → 28 ms).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[macro_use]
 mod output;
 mod bench;
