@@ -138,8 +138,19 @@ fn from_json<T: serde::de::DeserializeOwned>(
 
 impl Store {
     /// Sets one field of a record (a person id edits the person, including their sensitive
-    /// fields) and writes the change if the result is valid.
+    /// fields) and writes the change if the result is valid: read, checked and written in one
+    /// transaction.
     pub fn edit(&mut self, id: &str, field: &str, raw: &str) -> Result<WriteReport, StoreError> {
+        self.writing(|store, tx| store.edit_in(tx, id, field, raw))
+    }
+
+    fn edit_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        field: &str,
+        raw: &str,
+    ) -> Result<WriteReport, StoreError> {
         let path = segments(field);
         let Some(top) = path.first() else {
             return Err(field_err(id, field, "no field given"));
@@ -165,7 +176,7 @@ impl Store {
                     id: id.into(),
                     errors,
                 })?;
-                self.put(vec![AnyRecord::Household(h)], &message)
+                self.write(tx, vec![AnyRecord::Household(h)], &message)
             }
             Some(collection) => {
                 let rec = self
@@ -179,15 +190,17 @@ impl Store {
                     id: id.into(),
                     errors,
                 })?;
-                self.put(vec![rec], &message)
+                self.write(tx, vec![rec], &message)
             }
             None => {
-                let person = self
-                    .person(id)?
+                let household = self
+                    .household_of(id)?
                     .ok_or_else(|| StoreError::NotFound(id.into()))?;
                 let (mut h, mut s) = self
-                    .household(&person.household)?
-                    .ok_or_else(|| StoreError::NotFound(person.household.clone()))?;
+                    .household(&household)?
+                    .ok_or_else(|| StoreError::NotFound(household.clone()))?;
+                let person = crate::query::person_of(&h, &s, id)
+                    .ok_or_else(|| StoreError::NotFound(id.into()))?;
                 let mut v = serde_json::to_value(&person)
                     .map_err(|e| field_err(id, field, e.to_string()))?;
                 set_path(id, &mut v, &path, field, raw)?;
@@ -206,7 +219,8 @@ impl Store {
                     id: id.into(),
                     errors,
                 })?;
-                self.put(
+                self.write(
+                    tx,
                     vec![AnyRecord::Household(h), AnyRecord::Sensitive(s)],
                     &message,
                 )

@@ -313,26 +313,7 @@ impl Store {
         let Some((h, s)) = self.household(&hh)? else {
             return Ok(None);
         };
-        let Some(person) = h.member(id).cloned() else {
-            return Ok(None);
-        };
-        let sensitive = s
-            .people
-            .get(id)
-            .cloned()
-            .unwrap_or(linli_domain::SensitiveFields {
-                id_type: linli_domain::IdType::ResidentId,
-                id_number: String::new(),
-                phone: String::new(),
-                tags: vec![],
-                health: String::new(),
-            });
-        Ok(Some(PersonRecord {
-            household: h.id.clone(),
-            scope: h.scope.clone(),
-            person,
-            sensitive,
-        }))
+        Ok(person_of(&h, &s, id))
     }
 
     /// Records of a collection as JSON views, filtered like [`Store::list`].
@@ -443,6 +424,32 @@ fn address_query(text: &str) -> Option<(String, AddressParts)> {
             nums.get(2).cloned(),
         ),
     ))
+}
+
+/// Member `id` of household `h`, with their sensitive fields from `s`.
+pub(crate) fn person_of(
+    h: &linli_domain::Household,
+    s: &linli_domain::Sensitive,
+    id: &str,
+) -> Option<PersonRecord> {
+    let person = h.member(id)?.clone();
+    let sensitive = s
+        .people
+        .get(id)
+        .cloned()
+        .unwrap_or(linli_domain::SensitiveFields {
+            id_type: linli_domain::IdType::ResidentId,
+            id_number: String::new(),
+            phone: String::new(),
+            tags: vec![],
+            health: String::new(),
+        });
+    Some(PersonRecord {
+        household: h.id.clone(),
+        scope: h.scope.clone(),
+        person,
+        sensitive,
+    })
 }
 
 #[cfg(test)]

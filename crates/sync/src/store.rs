@@ -357,22 +357,40 @@ impl Store {
         records: Vec<AnyRecord>,
         message: &str,
     ) -> Result<WriteReport, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let report = write_in(
-            &tx,
-            &self.dicts,
-            &self.recent,
-            &self.author,
-            records,
-            message,
-        )?;
+        self.writing(|store, tx| store.write(tx, records, message))
+    }
+
+    /// Runs `f` in one immediate transaction: everything it reads and writes through the
+    /// store is one atomic step (no other process writes in between) and takes the database's
+    /// locks once, not once per statement. Committed if `f` succeeds, rolled back otherwise.
+    pub(crate) fn writing(
+        &mut self,
+        f: impl FnOnce(&Store, &Transaction<'_>) -> Result<WriteReport, StoreError>,
+    ) -> Result<WriteReport, StoreError> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let report = f(self, &tx)?;
         tx.commit()?;
         if report.dictionaries > 0 {
             self.reload_dicts()?;
         }
         Ok(report)
+    }
+
+    /// [`Store::put`] inside a transaction [`Store::writing`] opened.
+    pub(crate) fn write(
+        &self,
+        tx: &Transaction<'_>,
+        records: Vec<AnyRecord>,
+        message: &str,
+    ) -> Result<WriteReport, StoreError> {
+        write_in(
+            tx,
+            &self.dicts,
+            &self.recent,
+            &self.author,
+            records,
+            message,
+        )
     }
 
     /// Loads a document with all its changes.
@@ -938,11 +956,12 @@ pub(crate) fn write_in(
         let Some(heads) = stored_heads(tx, id)? else {
             continue;
         };
-        let cached = recent.doc(id, &heads);
-        let Some((collection, mut doc)) =
-            cached.map_or_else(|| load_doc(tx, dicts, id), |c| Ok(Some(c)))?
-        else {
-            continue;
+        let (collection, mut doc, stored) = match recent.take(id, &heads) {
+            Some(cached) => cached,
+            None => match load_doc(tx, dicts, id)? {
+                Some((collection, doc)) => (collection, doc, None),
+                None => continue,
+            },
         };
         if collection != rec.collection() {
             return Err(StoreError::Field {
@@ -955,12 +974,13 @@ pub(crate) fn write_in(
                 ),
             });
         }
-        let stored = match recent.record(id, &heads) {
+        let stored = match stored {
             Some(r) => r,
             None => hydrate(id, collection, &doc)?,
         };
         if stored == *rec {
             report.unchanged += 1;
+            recent.keep(id, heads, collection, doc, Some(stored));
             continue;
         }
         doc.set_actor(author.actor.clone());
