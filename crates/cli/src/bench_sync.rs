@@ -364,13 +364,13 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
         .iter()
         .map(|id| Ok((id.clone(), a.heads_of(id)?)))
         .collect::<Result<_>>()?;
+    let ids: Vec<&str> = target.iter().map(|(id, _)| id.as_str()).collect();
     let in_step = || -> Result<bool> {
-        for (id, heads) in &target {
-            if b.heads_of(id)? != *heads {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let now = b.heads_of_each(&ids)?;
+        Ok(target
+            .iter()
+            .zip(now)
+            .all(|((_, want), have)| have == *want))
     };
     let (mut received, mut b_ms, mut b_round_trips, mut events) = (0, 0, 0, 0);
     let mut last = Value::Null;

@@ -48,12 +48,15 @@ impl Store {
         let mut out: Vec<Outgoing> = Vec::new();
         for (id, grid, heads, known) in rows {
             let scope = grid.unwrap_or_else(|| linli_wire::COMMUNITY_WIDE.to_string());
-            let Some((collection, mut doc)) = self.load_doc_at(&id, &heads)? else {
+            let Some((collection, bytes)) = self.with_doc_at(&id, &heads, |collection, doc| {
+                let bytes = match &known {
+                    Some(k) => doc.save_after(&decode_heads(k)),
+                    None => doc.save(),
+                };
+                (collection, bytes)
+            })?
+            else {
                 continue;
-            };
-            let bytes = match known {
-                Some(k) => doc.save_after(&decode_heads(&k)),
-                None => doc.save(),
             };
             if out.last().is_none_or(|o| o.scope != scope) {
                 out.push(Outgoing {

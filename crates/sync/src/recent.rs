@@ -21,6 +21,8 @@ use linli_domain::{AnyRecord, Collection};
 const CAPACITY: usize = 512;
 
 struct Entry {
+    /// When it was kept: its place in `order`.
+    stamp: u64,
     heads: Vec<u8>,
     collection: Collection,
     doc: AutoCommit,
@@ -37,27 +39,24 @@ struct Inner {
     /// Boxed: a decoded document and its record are a few hundred bytes inline, which each
     /// insert and every growth of the table would copy (5 % of an edit, mostly page faults).
     map: HashMap<String, Box<Entry>>,
-    /// Insertion order, oldest first, for eviction.
-    order: VecDeque<String>,
+    /// The order entries were kept in, oldest first, for eviction. An id taken out or kept
+    /// again leaves its older stamp here, skipped when reached (so that taking is O(1)).
+    order: VecDeque<(u64, String)>,
+    /// The next stamp.
+    next: u64,
 }
 
 impl Default for Inner {
     fn default() -> Inner {
         Inner {
             map: HashMap::with_capacity(CAPACITY + 1),
-            order: VecDeque::with_capacity(CAPACITY + 1),
+            order: VecDeque::with_capacity(2 * CAPACITY),
+            next: 0,
         }
     }
 }
 
 impl Recent {
-    /// A copy of the document `id` if the cache holds it at `heads`.
-    pub(crate) fn doc(&self, id: &str, heads: &[u8]) -> Option<(Collection, AutoCommit)> {
-        let inner = self.inner.borrow();
-        let e = inner.map.get(id).filter(|e| e.heads == heads)?;
-        Some((e.collection, e.doc.clone()))
-    }
-
     /// The hydrated record of `id` if the cache holds it at `heads`.
     pub(crate) fn record(&self, id: &str, heads: &[u8]) -> Option<AnyRecord> {
         let inner = self.inner.borrow();
@@ -80,7 +79,6 @@ impl Recent {
             return None;
         }
         let e = inner.map.remove(id)?;
-        inner.order.retain(|k| k != id);
         Some((e.collection, e.doc, e.record))
     }
 
@@ -94,19 +92,29 @@ impl Recent {
         record: Option<AnyRecord>,
     ) {
         let mut inner = self.inner.borrow_mut();
+        let stamp = inner.next;
+        inner.next += 1;
         let entry = Box::new(Entry {
+            stamp,
             heads,
             collection,
             doc,
             record,
         });
-        if inner.map.insert(id.to_string(), entry).is_none() {
-            inner.order.push_back(id.to_string());
-            while inner.order.len() > CAPACITY {
-                if let Some(old) = inner.order.pop_front() {
-                    inner.map.remove(&old);
-                }
+        inner.map.insert(id.to_string(), entry);
+        inner.order.push_back((stamp, id.to_string()));
+        while inner.map.len() > CAPACITY {
+            let Some((stamp, old)) = inner.order.pop_front() else {
+                break;
+            };
+            if inner.map.get(&old).is_some_and(|e| e.stamp == stamp) {
+                inner.map.remove(&old);
             }
+        }
+        // Stale stamps of entries kept again and again while the cache is not full.
+        if inner.order.len() > 4 * CAPACITY {
+            let Inner { map, order, .. } = &mut *inner;
+            order.retain(|(stamp, id)| map.get(id).is_some_and(|e| e.stamp == *stamp));
         }
     }
 }
@@ -119,9 +127,11 @@ mod tests {
     fn an_entry_is_used_only_at_its_heads_and_the_oldest_goes_first() {
         let r = Recent::default();
         r.keep("a", vec![1], Collection::Task, AutoCommit::new(), None);
-        assert!(r.doc("a", &[1]).is_some());
-        assert!(r.doc("a", &[2]).is_none(), "other heads: a miss");
         assert!(r.record("a", &[1]).is_none(), "no record kept yet");
+        assert!(r.take("a", &[2]).is_none(), "other heads: a miss");
+        let (collection, doc, record) = r.take("a", &[1]).expect("held at its heads");
+        assert!(r.take("a", &[1]).is_none(), "taken out");
+        r.keep("a", vec![1], collection, doc, record);
         for i in 0..CAPACITY {
             r.keep(
                 &format!("d{i}"),
@@ -131,7 +141,30 @@ mod tests {
                 None,
             );
         }
-        assert!(r.doc("a", &[1]).is_none(), "evicted");
-        assert!(r.doc(&format!("d{}", CAPACITY - 1), &[0]).is_some());
+        assert!(r.take("a", &[1]).is_none(), "evicted");
+        assert!(r.take(&format!("d{}", CAPACITY - 1), &[0]).is_some());
+    }
+
+    #[test]
+    fn an_entry_kept_again_is_the_newest_and_stale_places_are_bounded() {
+        let r = Recent::default();
+        let keep = |id: &str| r.keep(id, vec![0], Collection::Task, AutoCommit::new(), None);
+        for i in 0..CAPACITY {
+            keep(&format!("d{i}"));
+        }
+        keep("d0");
+        keep("new");
+        assert!(r.take("d0", &[0]).is_some(), "kept again: not the oldest");
+        assert!(r.take("d1", &[0]).is_none(), "the oldest went");
+        for _ in 0..10 * CAPACITY {
+            keep("again");
+        }
+        let inner = r.inner.borrow();
+        assert!(inner.map.len() <= CAPACITY);
+        assert!(
+            inner.order.len() <= 4 * CAPACITY + 1,
+            "{}",
+            inner.order.len()
+        );
     }
 }

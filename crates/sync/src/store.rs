@@ -398,17 +398,24 @@ impl Store {
         load_doc(&self.conn, &self.dicts, id)
     }
 
-    /// Loads a document whose stored heads are `heads`, from the cache of recent documents
-    /// when it holds them.
-    pub(crate) fn load_doc_at(
+    /// Runs `f` on the document whose stored heads are `heads`: the one in the cache of
+    /// recent documents when it holds it (lent, not copied, and kept there after), else one
+    /// loaded from the database.
+    pub(crate) fn with_doc_at<T>(
         &self,
         id: &str,
         heads: &[u8],
-    ) -> Result<Option<(Collection, AutoCommit)>, StoreError> {
-        match self.recent.doc(id, heads) {
-            Some(cached) => Ok(Some(cached)),
-            None => self.load_doc(id),
+        f: impl FnOnce(Collection, &mut AutoCommit) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        if let Some((collection, mut doc, record)) = self.recent.take(id, heads) {
+            let out = f(collection, &mut doc);
+            self.recent
+                .keep(id, heads.to_vec(), collection, doc, record);
+            return Ok(Some(out));
         }
+        Ok(self
+            .load_doc(id)?
+            .map(|(collection, mut doc)| f(collection, &mut doc)))
     }
 
     /// Reads a record (from the cache of recent documents when it holds the stored heads).
@@ -444,6 +451,18 @@ impl Store {
     /// The encoded heads stored for document `id` (to compare replicas), if it exists.
     pub fn heads_of(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         stored_heads(&self.conn, id)
+    }
+
+    /// [`Store::heads_of`] for each of `ids`, read in one transaction (one consistent state,
+    /// and the database's read lock taken once).
+    pub fn heads_of_each(&self, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let heads = ids
+            .iter()
+            .map(|id| stored_heads(&tx, id))
+            .collect::<Result<_, _>>()?;
+        tx.commit()?;
+        Ok(heads)
     }
 
     /// Every household a person is on (they keep a row where they moved out from), with
