@@ -72,6 +72,8 @@ struct Rows {
     table: &'static str,
     /// The column naming the document.
     key: &'static str,
+    /// The primary key's columns: one row of the document each.
+    pk: &'static [&'static str],
     /// The columns, in insert order (the key among them).
     cols: &'static [&'static str],
     /// `INSERT OR IGNORE` (a row may repeat, e.g. a tag given twice).
@@ -165,6 +167,7 @@ fn record_rows(rec: &AnyRecord) -> Rows {
     Rows {
         table: "q_records",
         key: "id",
+        pk: &["id"],
         cols: &[
             "id",
             "collection",
@@ -201,6 +204,7 @@ fn household_rows(h: &Household) -> Vec<Rows> {
     let household = Rows {
         table: "q_households",
         key: "id",
+        pk: &["id"],
         cols: &[
             "id", "grid", "compound", "building", "unit", "room", "tenure", "members", "head",
             "sort",
@@ -222,6 +226,7 @@ fn household_rows(h: &Household) -> Vec<Rows> {
     let people = Rows {
         table: "q_people",
         key: "household",
+        pk: &["id", "household"],
         cols: &[
             "id",
             "household",
@@ -280,6 +285,7 @@ fn sensitive_rows(s: &Sensitive) -> Vec<Rows> {
         Rows {
             table: "q_pii",
             key: "doc",
+            pk: &["doc", "person"],
             cols: &["doc", "person", "id4", "phone4"],
             or_ignore: false,
             rows: pii,
@@ -287,6 +293,7 @@ fn sensitive_rows(s: &Sensitive) -> Vec<Rows> {
         Rows {
             table: "q_tags",
             key: "doc",
+            pk: &["doc", "person", "tag"],
             cols: &["doc", "person", "tag"],
             or_ignore: true,
             rows: tags,
@@ -294,26 +301,36 @@ fn sensitive_rows(s: &Sensitive) -> Vec<Rows> {
     ]
 }
 
-fn insert(tx: &Transaction<'_>, rows: &Rows) -> Result<(), StoreError> {
-    if rows.rows.is_empty() {
-        return Ok(());
-    }
+fn insert_sql(rows: &Rows) -> String {
     let marks: Vec<String> = (1..=rows.cols.len()).map(|i| format!("?{i}")).collect();
-    let mut stmt = tx.prepare_cached(&format!(
+    format!(
         "INSERT {}INTO {} ({}) VALUES ({})",
         if rows.or_ignore { "OR IGNORE " } else { "" },
         rows.table,
         rows.cols.join(", "),
         marks.join(", ")
-    ))?;
+    )
+}
+
+fn insert(tx: &Transaction<'_>, rows: &Rows) -> Result<(), StoreError> {
+    if rows.rows.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(&insert_sql(rows))?;
     for row in &rows.rows {
         stmt.execute(rusqlite::params_from_iter(row))?;
     }
     Ok(())
 }
 
-/// Whether the stored rows of document `id` in `rows.table` are exactly `rows.rows`.
-fn same_as_stored(tx: &Transaction<'_>, id: &str, rows: &Rows) -> Result<bool, StoreError> {
+fn insert_row(tx: &Transaction<'_>, rows: &Rows, row: &[Value]) -> Result<(), StoreError> {
+    tx.prepare_cached(&insert_sql(rows))?
+        .execute(rusqlite::params_from_iter(row))?;
+    Ok(())
+}
+
+/// The stored rows of document `id` in `rows.table`.
+fn stored_rows(tx: &Transaction<'_>, id: &str, rows: &Rows) -> Result<Vec<Vec<Value>>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {} FROM {} WHERE {} = ?1",
         rows.cols.join(", "),
@@ -324,7 +341,66 @@ fn same_as_stored(tx: &Transaction<'_>, id: &str, rows: &Rows) -> Result<bool, S
     let stored = stmt
         .query_map([id], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())?
         .collect::<Result<Vec<Vec<Value>>, _>>()?;
-    Ok(stored.len() == rows.rows.len() && rows.rows.iter().all(|row| stored.contains(row)))
+    Ok(stored)
+}
+
+/// Brings the stored rows `stored` of one document to `rows.rows`, row by row: a row whose
+/// key is gone is deleted, a new key inserted, and a row whose other columns changed is
+/// updated in those columns only, so that an index on a column that did not change is left
+/// alone (a new phone number rewrites the phone index's entry, not the ID number index's, nor
+/// the other members' rows).
+fn bring_to(tx: &Transaction<'_>, rows: &Rows, stored: Vec<Vec<Value>>) -> Result<(), StoreError> {
+    let at: Vec<usize> = rows
+        .pk
+        .iter()
+        .filter_map(|k| rows.cols.iter().position(|c| c == k))
+        .collect();
+    let key = |row: &[Value]| -> Vec<Value> { at.iter().map(|&i| row[i].clone()).collect() };
+    let pk_where = |from: usize| -> String {
+        rows.pk
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k} = ?{}", from + i))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let mut old: Vec<Option<Vec<Value>>> = stored.into_iter().map(Some).collect();
+    for row in &rows.rows {
+        let k = key(row);
+        let found = old
+            .iter_mut()
+            .find(|o| o.as_ref().is_some_and(|o| key(o) == k))
+            .and_then(Option::take);
+        match found {
+            None => insert_row(tx, rows, row)?,
+            Some(before) if before == *row => {}
+            Some(before) => {
+                let changed: Vec<usize> = (0..rows.cols.len())
+                    .filter(|&i| before[i] != row[i])
+                    .collect();
+                let set: Vec<String> = changed
+                    .iter()
+                    .enumerate()
+                    .map(|(n, &i)| format!("{} = ?{}", rows.cols[i], n + 1))
+                    .collect();
+                let sql = format!(
+                    "UPDATE {} SET {} WHERE {}",
+                    rows.table,
+                    set.join(", "),
+                    pk_where(changed.len() + 1)
+                );
+                let values = changed.iter().map(|&i| &row[i]).chain(k.iter());
+                tx.prepare_cached(&sql)?
+                    .execute(rusqlite::params_from_iter(values))?;
+            }
+        }
+    }
+    for gone in old.into_iter().flatten() {
+        let sql = format!("DELETE FROM {} WHERE {}", rows.table, pk_where(1));
+        tx.prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(key(&gone)))?;
+    }
+    Ok(())
 }
 
 /// Inserts the rows derived from a new document.
@@ -336,21 +412,45 @@ pub(crate) fn index(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreEr
 }
 
 /// Brings the rows derived from a changed document up to date: a table whose rows did not
-/// change (most edits touch one field) is left alone; one whose rows did is rewritten.
+/// change (most edits touch one field) is left alone; in one whose rows did, only the rows
+/// and columns that changed are written.
 pub(crate) fn reindex(tx: &Transaction<'_>, rec: &AnyRecord) -> Result<(), StoreError> {
     let id = rec.id();
     for rows in derived(rec) {
-        if same_as_stored(tx, id, &rows)? {
+        let stored = stored_rows(tx, id, &rows)?;
+        if same_rows(&stored, &rows.rows) {
             continue;
         }
-        tx.prepare_cached(&format!(
-            "DELETE FROM {} WHERE {} = ?1",
-            rows.table, rows.key
-        ))?
-        .execute([id])?;
-        insert(tx, &rows)?;
+        bring_to(tx, &rows, stored)?;
     }
     Ok(())
+}
+
+/// [`reindex`] for a document whose previous record is known: a table in which the previous
+/// record's rows equal the new one's is not even read (the stored rows are the previous
+/// record's, kept so by every write).
+pub(crate) fn reindex_after(
+    tx: &Transaction<'_>,
+    before: &AnyRecord,
+    rec: &AnyRecord,
+) -> Result<(), StoreError> {
+    let id = rec.id();
+    for (old, new) in derived(before).into_iter().zip(derived(rec)) {
+        if old.table == new.table && same_rows(&old.rows, &new.rows) {
+            continue;
+        }
+        let stored = stored_rows(tx, id, &new)?;
+        if same_rows(&stored, &new.rows) {
+            continue;
+        }
+        bring_to(tx, &new, stored)?;
+    }
+    Ok(())
+}
+
+/// Whether two lists hold the same rows (in any order).
+fn same_rows(a: &[Vec<Value>], b: &[Vec<Value>]) -> bool {
+    a.len() == b.len() && b.iter().all(|row| a.contains(row))
 }
 
 /// The derived tables, in a fixed order, for comparing an incrementally maintained index

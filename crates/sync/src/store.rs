@@ -210,7 +210,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // The write path alone uses some 30 statements (docs, chunks, meta, every q_* table);
         // rusqlite's default cache of 16 made each edit re-parse half of them.
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(128);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&mut conn)?;
@@ -1015,7 +1015,7 @@ pub(crate) fn write_in(
         }
         store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
         seq += 1;
-        index::reindex(tx, rec)?;
+        index::reindex_after(tx, &stored, rec)?;
         report.changed += 1;
         let heads = encode_heads(&doc.get_heads());
         recent.keep(id, heads, collection, doc, Some((*rec).clone()));
