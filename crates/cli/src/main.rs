@@ -130,9 +130,9 @@ enum Command {
         /// Output file.
         file: PathBuf,
     },
-    /// Recompute the derived query tables from the documents.
+    /// Recompute the derived query tables and stored records from the documents.
     RebuildIndex,
-    /// Check the store: SQLite integrity, every document loads, the query tables equal a rebuild.
+    /// Check the store: SQLite integrity, every document loads, the query tables and stored records equal a rebuild.
     Doctor,
     /// Make an invitation for a new device; the code is printed alone on the last line.
     /// 邀请新设备。
@@ -392,7 +392,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut store = open_existing(&cli)?;
             let n = store.rebuild_index()?;
             out.emit(&json!({"documents": n}), || {
-                say!("已重建索引 Rebuilt the query tables from {n} documents")
+                say!("已重建索引 Rebuilt the query tables and stored records from {n} documents")
             });
         }
         Command::Doctor => {
@@ -409,10 +409,10 @@ fn run(cli: Cli) -> Result<()> {
                     after.len()
                 );
                 if matches {
-                    say!("索引一致 The query tables equal a rebuild from the documents");
+                    say!("索引一致 The query tables and stored records equal a rebuild from the documents");
                 } else {
                     say!(
-                        "索引已修复 The query tables differed from the documents and were rebuilt"
+                        "索引已修复 The query tables or stored records differed from the documents and were rebuilt"
                     );
                 }
             });

@@ -219,6 +219,14 @@ macro_rules! any_record {
                         "a stored collection", other.code().to_string())),
                 })
             }
+            /// Parses a record of `collection` from JSON bytes (in one pass, without building a
+            /// `serde_json::Value` first).
+            pub fn from_json_slice(collection: Collection, bytes: &[u8]) -> Result<AnyRecord, serde_json::Error> {
+                Ok(match collection {
+                    $(c if c == <$ty as Record>::COLLECTION => AnyRecord::$variant(serde_json::from_slice(bytes)?),)+
+                    other => return Err(serde::de::Error::custom(format!("{} is not a document collection", other.code()))),
+                })
+            }
             /// Parses the JSON of a record of `collection`.
             pub fn from_json(collection: Collection, value: serde_json::Value) -> Result<AnyRecord, serde_json::Error> {
                 Ok(match collection {

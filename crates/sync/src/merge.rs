@@ -11,8 +11,8 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::codec::{self, Dicts};
 use crate::store::{
-    Built, Packers, StoredDoc, decode_doc, encode_heads, hydrate, next_seq, par_map, read_doc,
-    save, set_meta, store_update,
+    Built, Packers, StoredDoc, Update, decode_doc, encode_heads, hydrate, next_seq, par_map,
+    read_doc, save, set_meta, store_update,
 };
 use crate::{Store, StoreError, index};
 
@@ -252,7 +252,19 @@ fn merge_in(
             };
             peer_has_all &= in_step;
             if existed {
-                store_update(tx, &mut packers, id, collection, &mut doc, &before, seq)?;
+                let json = crate::store::record_json(&rec)?;
+                store_update(
+                    tx,
+                    &mut packers,
+                    &mut doc,
+                    &Update {
+                        id,
+                        collection,
+                        before: &before,
+                        seq,
+                        record: &json,
+                    },
+                )?;
                 index::reindex(tx, &rec)?;
                 report.changed += 1;
                 seq += 1;
@@ -290,8 +302,8 @@ fn merge_in(
     for (rec, built) in &fresh {
         let (snapshot, dict) = packers.pack(rec.collection(), &built.snapshot)?;
         tx.prepare_cached(
-            "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, dict, chunks)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+            "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, dict, chunks, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
         )?
         .execute(params![
             rec.id(),
@@ -301,7 +313,8 @@ fn merge_in(
             seq,
             built.heads,
             snapshot,
-            dict
+            dict,
+            crate::store::record_json(rec)?
         ])?;
         index::index(tx, rec)?;
         report.created += 1;

@@ -309,3 +309,61 @@ fn derived_rows_follow_each_kind_of_change_exactly() {
         );
     }
 }
+
+/// Each document's record is stored beside it and read from there: a damaged one is an
+/// error that names the document, and one that no longer matches its document is found by
+/// the comparison with a rebuild (what `doctor` runs), which also repairs it.
+#[test]
+fn stored_records_are_read_checked_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut store = new_store(dir.path());
+    store
+        .put(households(0..4), "import")
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .edit("p-0000002", "phone", "13700002222")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kept = store.dump_index().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        kept.iter()
+            .any(|l| l.starts_with("record: hh-000002.pii") && l.contains("13700002222"))
+    );
+    drop(store);
+
+    let raw = rusqlite::Connection::open(dir.path().join("linli.sqlite"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    raw.execute(
+        "UPDATE docs SET record = x'7b22' WHERE id = 'hh-000001'",
+        [],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    raw.execute(
+        "UPDATE docs SET record = (SELECT record FROM docs WHERE id = 'hh-000003') WHERE id = 'hh-000002'",
+        [],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(raw);
+
+    let mut store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let err = store
+        .get("hh-000001")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("hh-000001") && err.contains("record"), "{err}");
+    match store.get("hh-000002") {
+        Ok(Some(AnyRecord::Household(h))) => {
+            assert_eq!(h.id, "hh-000003", "read from the stored record")
+        }
+        other => panic!("{other:?}"),
+    }
+    let damaged = store.dump_index().unwrap_or_else(|e| panic!("{e}"));
+    store.rebuild_index().unwrap_or_else(|e| panic!("{e}"));
+    let rebuilt = store.dump_index().unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(damaged, rebuilt, "the mismatch is seen");
+    assert_eq!(kept, rebuilt, "and repaired from the documents");
+    match store.get("hh-000002") {
+        Ok(Some(AnyRecord::Household(h))) => assert_eq!(h.id, "hh-000002"),
+        other => panic!("{other:?}"),
+    }
+}
