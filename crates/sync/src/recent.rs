@@ -25,7 +25,8 @@ struct Entry {
     stamp: u64,
     heads: Vec<u8>,
     collection: Collection,
-    doc: AutoCommit,
+    /// The decoded document, unless only the record was read (from its stored JSON).
+    doc: Option<AutoCommit>,
     record: Option<AnyRecord>,
 }
 
@@ -73,7 +74,7 @@ impl Recent {
         &self,
         id: &str,
         heads: &[u8],
-    ) -> Option<(Collection, AutoCommit, Option<AnyRecord>)> {
+    ) -> Option<(Collection, Option<AutoCommit>, Option<AnyRecord>)> {
         let mut inner = self.inner.borrow_mut();
         if inner.map.get(id).is_none_or(|e| e.heads != heads) {
             return None;
@@ -82,13 +83,13 @@ impl Recent {
         Some((e.collection, e.doc, e.record))
     }
 
-    /// Keeps `doc` (and its record, when known) as the state of `id` at `heads`.
+    /// Keeps `doc` and its record (either may be unknown) as the state of `id` at `heads`.
     pub(crate) fn keep(
         &self,
         id: &str,
         heads: Vec<u8>,
         collection: Collection,
-        doc: AutoCommit,
+        doc: Option<AutoCommit>,
         record: Option<AnyRecord>,
     ) {
         let mut inner = self.inner.borrow_mut();
@@ -126,7 +127,13 @@ mod tests {
     #[test]
     fn an_entry_is_used_only_at_its_heads_and_the_oldest_goes_first() {
         let r = Recent::default();
-        r.keep("a", vec![1], Collection::Task, AutoCommit::new(), None);
+        r.keep(
+            "a",
+            vec![1],
+            Collection::Task,
+            Some(AutoCommit::new()),
+            None,
+        );
         assert!(r.record("a", &[1]).is_none(), "no record kept yet");
         assert!(r.take("a", &[2]).is_none(), "other heads: a miss");
         let (collection, doc, record) = r.take("a", &[1]).expect("held at its heads");
@@ -137,7 +144,7 @@ mod tests {
                 &format!("d{i}"),
                 vec![0],
                 Collection::Task,
-                AutoCommit::new(),
+                Some(AutoCommit::new()),
                 None,
             );
         }
@@ -148,7 +155,7 @@ mod tests {
     #[test]
     fn an_entry_kept_again_is_the_newest_and_stale_places_are_bounded() {
         let r = Recent::default();
-        let keep = |id: &str| r.keep(id, vec![0], Collection::Task, AutoCommit::new(), None);
+        let keep = |id: &str| r.keep(id, vec![0], Collection::Task, None, None);
         for i in 0..CAPACITY {
             keep(&format!("d{i}"));
         }

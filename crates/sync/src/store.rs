@@ -411,15 +411,17 @@ impl Store {
         heads: &[u8],
         f: impl FnOnce(Collection, &mut AutoCommit) -> T,
     ) -> Result<Option<T>, StoreError> {
-        if let Some((collection, mut doc, record)) = self.recent.take(id, heads) {
-            let out = f(collection, &mut doc);
-            self.recent
-                .keep(id, heads.to_vec(), collection, doc, record);
-            return Ok(Some(out));
-        }
-        Ok(self
-            .load_doc(id)?
-            .map(|(collection, mut doc)| f(collection, &mut doc)))
+        let (collection, mut doc, record) = match self.recent.take(id, heads) {
+            Some((collection, Some(doc), record)) => (collection, doc, record),
+            cached => match self.load_doc(id)? {
+                Some((collection, doc)) => (collection, doc, cached.and_then(|c| c.2)),
+                None => return Ok(None),
+            },
+        };
+        let out = f(collection, &mut doc);
+        self.recent
+            .keep(id, heads.to_vec(), collection, Some(doc), record);
+        Ok(Some(out))
     }
 
     /// Reads a record (from the cache of recent documents when it holds the stored heads).
@@ -431,6 +433,8 @@ impl Store {
             return Ok(Some(rec));
         }
         if let Some(rec) = stored_record(&self.conn, id)? {
+            self.recent
+                .keep(id, heads, rec.collection(), None, Some(rec.clone()));
             return Ok(Some(rec));
         }
         let Some((collection, mut doc)) = self.load_doc(id)? else {
@@ -439,7 +443,7 @@ impl Store {
         let rec = hydrate(id, collection, &doc)?;
         let heads = encode_heads(&doc.get_heads());
         self.recent
-            .keep(id, heads, collection, doc, Some(rec.clone()));
+            .keep(id, heads, collection, Some(doc), Some(rec.clone()));
         Ok(Some(rec))
     }
 
@@ -580,6 +584,8 @@ impl Store {
             }
         }
         tx.commit()?;
+        // Records kept in memory were read from the stored ones, which this may have repaired.
+        self.recent = Recent::default();
         Ok(ids.len())
     }
 
@@ -1035,11 +1041,12 @@ pub(crate) fn write_in(
         // What is stored: from the cache (with its document), else the stored record, else
         // read from the document. A record left equal needs no document at all.
         let (stored, mut loaded) = match recent.take(id, &heads) {
-            Some((collection, doc, Some(r))) => (r, Some((collection, doc))),
-            Some((collection, doc, None)) => {
+            Some((collection, Some(doc), Some(r))) => (r, Some((collection, doc))),
+            Some((collection, Some(doc), None)) => {
                 (hydrate(id, collection, &doc)?, Some((collection, doc)))
             }
-            None => match stored_record(tx, id)? {
+            Some((_, None, Some(r))) => (r, None),
+            _ => match stored_record(tx, id)? {
                 Some(r) => (r, None),
                 None => match load_doc(tx, dicts, id)? {
                     Some((collection, doc)) => {
@@ -1062,9 +1069,11 @@ pub(crate) fn write_in(
         }
         if stored == *rec {
             report.unchanged += 1;
-            if let Some((collection, doc)) = loaded.take() {
-                recent.keep(id, heads, collection, doc, Some(stored));
-            }
+            let (collection, doc) = match loaded.take() {
+                Some((collection, doc)) => (collection, Some(doc)),
+                None => (stored.collection(), None),
+            };
+            recent.keep(id, heads, collection, doc, Some(stored));
             continue;
         }
         let (collection, mut doc) = match loaded {
@@ -1099,7 +1108,7 @@ pub(crate) fn write_in(
         index::reindex_after(tx, &stored, rec)?;
         report.changed += 1;
         let heads = encode_heads(&doc.get_heads());
-        recent.keep(id, heads, collection, doc, Some((*rec).clone()));
+        recent.keep(id, heads, collection, Some(doc), Some((*rec).clone()));
     }
     set_meta(tx, "seq", &(seq - 1).to_string())?;
     Ok(report)
