@@ -286,7 +286,14 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
       const look = () => {
         const li = document.querySelector('.el-autocomplete-suggestion li')
         if (li) { li.click(); done(li.textContent); return }
-        if (Date.now() - t0 > 15000) { done(''); return }
+        if (Date.now() - t0 > 15000) {
+          // What the page showed instead, for the failure message.
+          const input = document.querySelector('[data-test=read-household] input, input[data-test=read-household]')
+          const shown = [...document.querySelectorAll('.el-message, .el-autocomplete-suggestion')]
+            .map((e) => e.className + ': ' + e.textContent).join(' | ')
+          done('nothing suggested; input "' + (input && input.value) + '", focused ' + (document.activeElement === input) + '; shown: ' + shown)
+          return
+        }
         // No suggestions yet (a busy machine): ask again, as typing does.
         if (Date.now() - asked > 1500) {
           const input = document.querySelector('[data-test=read-household] input, input[data-test=read-household]')
@@ -298,7 +305,7 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
       }
       look()
     })`)
-    assert.match(picked, /室 · /, 'a household was suggested')
+    assert.match(picked, /室 · /, `a household was suggested (${picked})`)
     await s.click('[data-test=confirm-read]')
     await s.waitFor('[data-test=notice-receipts]', { text: '已读 1 / 2000 户' })
     await sleep(600) // the dialog and the messages fade out
