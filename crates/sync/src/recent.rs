@@ -1,12 +1,14 @@
-//! Recently used documents, kept decoded in memory.
+//! Recently used documents and records, kept in memory.
 //!
-//! Loading a document (decompress, parse, apply its chunks) and hydrating it into a record are
-//! the costly steps of reading and editing. One edit of a person reads their household three
-//! times: to find the person, to validate the household, and to write the change. The cache
-//! makes that one load. An entry is valid only while the stored heads equal its own, so a write
-//! by another process to the same file, or a merge, can never be read stale: the heads row is
-//! checked on every use. A state kept by a write that is then rolled back is never used either:
-//! heads only move forward, so the stored row never shows those heads.
+//! Loading a document (decompress, parse, apply its chunks) is the costly step of writing, and
+//! reading a record (its stored JSON, or hydrating the document) that of reading. An edit reads
+//! a household and its sensitive document, then writes the one it changed: the cache makes
+//! each of those one read, and keeps the document the write decoded for the next write or
+//! push. An entry holds a record, a decoded document, or both. It is valid only while the
+//! stored heads equal its own, so a write by another process to the same file, or a merge, can
+//! never be read stale: the heads row is checked on every use. A state kept by a write that is
+//! then rolled back is never used either: heads only move forward, so the stored row never
+//! shows those heads. A rebuild of the stored records empties it.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
