@@ -11,8 +11,8 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::codec::{self, Dicts};
 use crate::store::{
-    Built, Packers, StoredDoc, Update, decode_doc, encode_heads, hydrate, next_seq, par_map,
-    read_doc, save, set_meta, store_update,
+    Built, Packers, StoredDoc, decode_doc, encode_heads, hydrate, next_seq, par_map, read_doc,
+    save, set_meta, store_update,
 };
 use crate::{Store, StoreError, index};
 
@@ -104,7 +104,6 @@ struct Merged {
     doc: AutoCommit,
     /// The record, when the document changed.
     rec: Option<AnyRecord>,
-    collection: Collection,
 }
 
 /// Decodes what is stored of a received document, applies the received changes and reads
@@ -166,7 +165,6 @@ fn merge_one(dicts: &Dicts, community: &str, job: &MergeJob<'_>) -> Result<Merge
         after,
         doc,
         rec,
-        collection,
     })
 }
 
@@ -238,7 +236,6 @@ fn merge_in(
                 after,
                 mut doc,
                 rec,
-                collection,
             } = m;
             if in_step {
                 tx.prepare_cached(
@@ -252,19 +249,7 @@ fn merge_in(
             };
             peer_has_all &= in_step;
             if existed {
-                let json = crate::store::record_json(&rec)?;
-                store_update(
-                    tx,
-                    &mut packers,
-                    &mut doc,
-                    &Update {
-                        id,
-                        collection,
-                        before: &before,
-                        seq,
-                        record: &json,
-                    },
-                )?;
+                store_update(tx, &mut packers, &mut doc, &rec, &before, seq)?;
                 index::reindex(tx, &rec)?;
                 report.changed += 1;
                 seq += 1;

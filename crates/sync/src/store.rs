@@ -1091,19 +1091,7 @@ pub(crate) fn write_in(
             report.unchanged += 1;
             continue;
         }
-        let json = record_json(rec)?;
-        store_update(
-            tx,
-            &mut packers,
-            &mut doc,
-            &Update {
-                id,
-                collection,
-                before: &before,
-                seq,
-                record: &json,
-            },
-        )?;
+        store_update(tx, &mut packers, &mut doc, rec, &before, seq)?;
         seq += 1;
         index::reindex_after(tx, &stored, rec)?;
         report.changed += 1;
@@ -1114,45 +1102,40 @@ pub(crate) fn write_in(
     Ok(report)
 }
 
-/// A changed document to store: which, its heads before the change, its feed position and
-/// its record as JSON.
-pub(crate) struct Update<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) collection: Collection,
-    pub(crate) before: &'a [ChangeHash],
-    pub(crate) seq: i64,
-    pub(crate) record: &'a [u8],
-}
-
-/// Saves a changed, already stored document: its new changes as a chunk, or, when it has
-/// [`COMPACT_AFTER`] of them, a new snapshot.
+/// Saves a changed, already stored document: its new changes (those after `before`) as a
+/// chunk, or, when it has [`COMPACT_AFTER`] of them, a new snapshot; with its record `rec`
+/// and its feed position `seq`.
 pub(crate) fn store_update(
     tx: &Transaction<'_>,
     packers: &mut Packers<'_>,
     doc: &mut AutoCommit,
-    u: &Update<'_>,
+    rec: &AnyRecord,
+    before: &[ChangeHash],
+    seq: i64,
 ) -> Result<(), StoreError> {
+    let id = rec.id();
+    let record = record_json(rec)?;
     let heads = encode_heads(&doc.get_heads());
     let chunks: i64 = tx
         .prepare_cached("SELECT chunks FROM docs WHERE id = ?1")?
-        .query_row([u.id], |r| r.get(0))?;
+        .query_row([id], |r| r.get(0))?;
     if chunks + 1 >= COMPACT_AFTER {
         tx.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
-            .execute([u.id])?;
-        let (snapshot, dict) = packers.pack(u.collection, &save(doc))?;
+            .execute([id])?;
+        let (snapshot, dict) = packers.pack(rec.collection(), &save(doc))?;
         tx.prepare_cached(
             "UPDATE docs SET snapshot = ?2, dict = ?3, heads = ?4, seq = ?5, chunks = 0, record = ?6
              WHERE id = ?1",
         )?
-        .execute(params![u.id, snapshot, dict, heads, u.seq, u.record])?;
+        .execute(params![id, snapshot, dict, heads, seq, record])?;
     } else {
-        let data = doc.save_after(u.before);
+        let data = doc.save_after(before);
         tx.prepare_cached("INSERT INTO chunks (doc, n, data) VALUES (?1, ?2, ?3)")?
-            .execute(params![u.id, chunks, data])?;
+            .execute(params![id, chunks, data])?;
         tx.prepare_cached(
             "UPDATE docs SET heads = ?2, seq = ?3, chunks = ?4, record = ?5 WHERE id = ?1",
         )?
-        .execute(params![u.id, heads, u.seq, chunks + 1, u.record])?;
+        .execute(params![id, heads, seq, chunks + 1, record])?;
     }
     Ok(())
 }
