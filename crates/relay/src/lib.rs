@@ -17,7 +17,10 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use linli_wire::relay::{Blob, BlobKind, Body, MAX_WATCH_MS, NewBlob, PATH, Response, Signed};
+use linli_wire::relay::{
+    Blob, BlobKind, Body, Frames, KEEPALIVE_MS, MAX_FOLLOW_MS, MAX_WATCH_MS, NewBlob, PATH, Reply,
+    Response, STREAM_PATH, Signed, frame,
+};
 use linli_wire::{Grant, Membership, PublicKey, short};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -129,6 +132,8 @@ struct Waiting {
     since: u64,
     max_bytes: u64,
     wait: std::time::Duration,
+    /// A [`Body::Follow`]: held open, answering each time blobs arrive.
+    follow: bool,
 }
 
 /// The automatic checkpoint left on the relay's connection once checkpoints run in the
@@ -226,11 +231,12 @@ impl Relay {
         })
     }
 
-    /// The HTTP routes: `POST /v1`, `GET /health` and `GET /traffic` (bytes in and out on
+    /// The HTTP routes: `POST /v1`, `POST /v1/stream`, `GET /health` and `GET /traffic` (bytes in and out on
     /// the sockets of the listener asked, since it started: totals only).
     fn router(self, traffic: Arc<Traffic>) -> Router {
         Router::new()
             .route(PATH, post(handle))
+            .route(STREAM_PATH, post(handle_stream))
             .route("/health", get(|| async { "linli-relay ok\n" }))
             .route(
                 "/traffic",
@@ -293,11 +299,17 @@ impl Relay {
     /// Handles one encoded, signed request (what `POST /v1` does), answering a
     /// [`Body::Watch`] at once, as a pull.
     pub fn handle_bytes(&self, body: &[u8]) -> Result<Response, RelayError> {
-        self.handle_request(body).map(|(response, _)| response)
+        self.handle_request(body, false)
+            .map(|(response, _)| response)
     }
 
-    /// Handles a request; an empty answer to a watch comes with what to wait for.
-    fn handle_request(&self, body: &[u8]) -> Result<(Response, Option<Waiting>), RelayError> {
+    /// Handles a request; an empty answer to a watch, and every answer to a follow (only
+    /// accepted in a stream), comes with what to wait for.
+    fn handle_request(
+        &self,
+        body: &[u8],
+        streaming: bool,
+    ) -> Result<(Response, Option<Waiting>), RelayError> {
         let signed: Signed = linli_wire::decode("request", body)
             .map_err(|e| RelayError::BadRequest(e.to_string()))?;
         let request = signed
@@ -307,6 +319,11 @@ impl Relay {
             .db
             .lock()
             .map_err(|_| RelayError::BadRequest("relay busy after an internal failure".into()))?;
+        if matches!(request.body, Body::Follow { .. }) && !streaming {
+            return Err(RelayError::BadRequest(format!(
+                "a follow is answered only on {STREAM_PATH}"
+            )));
+        }
         let tx = db.transaction()?;
         let grant = self.admit(&tx, &request.membership)?;
         let device = request.membership.device();
@@ -369,6 +386,26 @@ impl Relay {
                         since: *next,
                         max_bytes,
                         wait: std::time::Duration::from_millis(wait_ms.min(MAX_WATCH_MS)),
+                        follow: false,
+                    });
+                }
+                response
+            }
+            Body::Follow {
+                since,
+                max_bytes,
+                wait_ms,
+            } => {
+                let response = pull(&tx, community, &grant, &device, since, max_bytes)?;
+                if let Response::Pulled { next, .. } = &response {
+                    waiting = Some(Waiting {
+                        community: community.clone(),
+                        grant: grant.clone(),
+                        device,
+                        since: *next,
+                        max_bytes,
+                        wait: std::time::Duration::from_millis(wait_ms.min(MAX_FOLLOW_MS)),
+                        follow: true,
                     });
                 }
                 response
@@ -411,51 +448,182 @@ impl Relay {
 
     /// Answers a request, holding an empty watch until blobs of its scopes are stored or its
     /// wait is over.
-    async fn answer(self, body: Bytes) -> Result<Response, RelayError> {
-        let mut closing = self.closing.subscribe();
+    async fn answer(self, body: Bytes, streaming: bool) -> Result<Response, RelayError> {
         let relay = self.clone();
-        let (response, waiting) = blocking(move || relay.handle_request(&body)).await?;
-        let Some(mut w) = waiting else {
-            return Ok(response);
-        };
-        let mut stored = self.stored_channel(&w.community).subscribe();
-        // Whether a blob of a scope this device reads was stored past where it looked.
-        let news = |last: &LastStored, w: &Waiting| {
-            last.iter()
-                .any(|(scope, seq)| *seq > w.since && w.grant.may_use(scope))
-        };
-        // A push stored between the first look and subscribing has a sequence number past it.
-        let mut missed = news(&stored.borrow_and_update(), &w);
+        let (response, waiting) = blocking(move || relay.handle_request(&body, streaming)).await?;
+        match waiting {
+            Some(w) if !w.follow => self.hold(response, w).await,
+            _ => Ok(response),
+        }
+    }
+
+    /// Holds an empty watch's answer until blobs of its scopes are stored or its wait is over.
+    async fn hold(&self, response: Response, mut w: Waiting) -> Result<Response, RelayError> {
+        let mut news = self.listen(&w);
         // The answer so far: empty, with the cursor past blobs this device does not get.
         let mut last = response;
         let deadline = tokio::time::Instant::now() + w.wait;
         loop {
-            if *closing.borrow() {
-                return Ok(last);
+            let (again, w2) = self.next_news(w, &mut news, deadline).await?;
+            w = w2;
+            match again {
+                None => return Ok(last),
+                Some(Response::Pulled { blobs, next, more }) if blobs.is_empty() => {
+                    w.since = next;
+                    last = Response::Pulled { blobs, next, more };
+                }
+                Some(again) => return Ok(again),
             }
-            if !std::mem::take(&mut missed) {
+        }
+    }
+
+    /// Holds a follow open on a stream: a frame each time blobs of its scopes are stored (an
+    /// empty one every [`KEEPALIVE_MS`] otherwise), until its wait is over, the relay stops or
+    /// the device goes (a frame cannot be sent).
+    async fn follow(&self, mut w: Waiting, more: bool, tx: &mut Sender<Bytes>) {
+        let mut news = self.listen(&w);
+        news.missed |= more;
+        let deadline = tokio::time::Instant::now() + w.wait;
+        loop {
+            let until = deadline
+                .min(tokio::time::Instant::now() + std::time::Duration::from_millis(KEEPALIVE_MS));
+            let (again, w2) = match self.next_news(w, &mut news, until).await {
+                Ok(next) => next,
+                Err(e) => {
+                    let _ = send_reply(tx, refusal(&e)).await;
+                    return;
+                }
+            };
+            w = w2;
+            match again {
+                None if *news.closing.borrow() || tokio::time::Instant::now() >= deadline => return,
+                None => {
+                    if tx.send_data(Bytes::from(frame(&[]))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Response::Pulled { blobs, next, more }) => {
+                    w.since = next;
+                    news.missed |= more;
+                    if !blobs.is_empty() {
+                        let answer = Reply::Answer(Response::Pulled { blobs, next, more });
+                        if send_reply(tx, answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(other) => {
+                    let _ = send_reply(tx, Reply::Answer(other)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// What a held watch or follow listens to.
+    fn listen(&self, w: &Waiting) -> News {
+        let mut stored = self.stored_channel(&w.community).subscribe();
+        // A push stored between the first look and subscribing has a sequence number past it.
+        let missed = News::any_for(&stored.borrow_and_update(), w);
+        News {
+            closing: self.closing.subscribe(),
+            stored,
+            missed,
+        }
+    }
+
+    /// Waits until blobs of `w`'s scopes are stored past its cursor, then pulls them; `None`
+    /// when `until` passes first or the relay is stopping.
+    async fn next_news(
+        &self,
+        w: Waiting,
+        news: &mut News,
+        until: tokio::time::Instant,
+    ) -> Result<(Option<Response>, Waiting), RelayError> {
+        loop {
+            if *news.closing.borrow() {
+                return Ok((None, w));
+            }
+            if !std::mem::take(&mut news.missed) {
                 tokio::select! {
-                    changed = tokio::time::timeout_at(deadline, stored.changed()) => match changed {
+                    changed = tokio::time::timeout_at(until, news.stored.changed()) => match changed {
                         Ok(Ok(())) => {}
                         // The wait is over.
-                        Ok(Err(_)) | Err(_) => return Ok(last),
+                        Ok(Err(_)) | Err(_) => return Ok((None, w)),
                     },
                     // The relay is stopping.
-                    _ = closing.changed() => return Ok(last),
+                    _ = news.closing.changed() => return Ok((None, w)),
                 }
                 // Blobs of other scopes only: nothing to look for.
-                if !news(&stored.borrow_and_update(), &w) {
+                if !News::any_for(&news.stored.borrow_and_update(), &w) {
                     continue;
                 }
             }
             let relay = self.clone();
-            let (again, w2) = blocking(move || relay.pull_again(&w).map(|r| (r, w))).await?;
-            w = w2;
-            match &again {
-                Response::Pulled { blobs, next, .. } if blobs.is_empty() => w.since = *next,
-                _ => return Ok(again),
+            let (again, w) = blocking(move || relay.pull_again(&w).map(|r| (r, w))).await?;
+            return Ok((Some(again), w));
+        }
+    }
+
+    /// Reads a stream's requests as they arrive and answers each in order (see
+    /// [`STREAM_PATH`]); stops at the first refused, or holds a follow.
+    async fn stream(self, mut body: axum::body::Body, tx: &mut Sender<Bytes>) {
+        use http_body_util::BodyExt;
+        let mut frames = Frames::default();
+        loop {
+            let next = match frames.next_frame() {
+                Err(e) => Err(RelayError::BadRequest(e.to_string())),
+                Ok(Some(bytes)) if bytes.is_empty() => continue,
+                Ok(Some(bytes)) => Ok(Bytes::from(bytes)),
+                Ok(None) => match body.frame().await {
+                    Some(Ok(f)) => {
+                        if let Ok(data) = f.into_data() {
+                            frames.extend(&data);
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        tracing::info!(error = %e, "a stream was cut");
+                        return;
+                    }
+                    None if frames.pending() == 0 => return,
+                    None => Err(RelayError::BadRequest(format!(
+                        "the stream ended inside a request ({} bytes of it arrived): it was not \
+                         handled",
+                        frames.pending()
+                    ))),
+                },
+            };
+            let handled = match next {
+                Ok(bytes) => {
+                    tracing::debug!(bytes = bytes.len(), "stream frame arrived");
+                    let relay = self.clone();
+                    match blocking(move || relay.handle_request(&bytes, true)).await {
+                        Ok((response, Some(w))) if !w.follow => {
+                            self.hold(response, w).await.map(|r| (r, None))
+                        }
+                        other => other,
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match handled {
+                Ok((response, follow)) => {
+                    let more = matches!(response, Response::Pulled { more: true, .. });
+                    if send_reply(tx, Reply::Answer(response)).await.is_err() {
+                        return;
+                    }
+                    if let Some(w) = follow {
+                        self.follow(w, more, tx).await;
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "request in a stream refused");
+                    let _ = send_reply(tx, refusal(&e)).await;
+                    return;
+                }
             }
-            last = again;
         }
     }
 
@@ -710,11 +878,52 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn handle(State(relay): State<Relay>, body: Bytes) -> (StatusCode, Vec<u8>) {
-    match relay.answer(body).await {
+    match relay.answer(body, false).await {
         Ok(response) => (StatusCode::OK, linli_wire::encode(&response)),
         Err(e) => {
             tracing::info!(error = %e, "request refused");
             (e.status(), e.to_string().into_bytes())
         }
+    }
+}
+
+/// `POST /v1/stream`: answers as the requests arrive (see [`STREAM_PATH`]).
+async fn handle_stream(
+    State(relay): State<Relay>,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    let (mut tx, answers) = http_body_util::channel::Channel::<Bytes>::new(16);
+    tokio::spawn(async move { relay.stream(body, &mut tx).await });
+    axum::response::Response::new(axum::body::Body::new(answers))
+}
+
+type Sender<D> = http_body_util::channel::Sender<D>;
+
+async fn send_reply(tx: &mut Sender<Bytes>, reply: Reply) -> Result<(), ()> {
+    tx.send_data(Bytes::from(frame(&linli_wire::encode(&reply))))
+        .await
+        .map_err(|_| ())
+}
+
+fn refusal(e: &RelayError) -> Reply {
+    Reply::Refused {
+        status: e.status().as_u16(),
+        message: e.to_string(),
+    }
+}
+
+/// What a held watch or follow listens to: the relay stopping, and blobs stored.
+struct News {
+    closing: tokio::sync::watch::Receiver<bool>,
+    stored: tokio::sync::watch::Receiver<LastStored>,
+    /// Blobs arrived that were not pulled yet.
+    missed: bool,
+}
+
+impl News {
+    /// Whether a blob of a scope `w`'s device reads was stored past where it looked.
+    fn any_for(last: &LastStored, w: &Waiting) -> bool {
+        last.iter()
+            .any(|(scope, seq)| *seq > w.since && w.grant.may_use(scope))
     }
 }

@@ -132,6 +132,8 @@ impl TlsListener {
                     }
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                // A stream's frames go out as they are made, not held for a full packet.
+                let _ = stream.set_nodelay(true);
                 let stream = CountingStream::new(stream, traffic.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(limit, acceptor.accept(stream)).await {

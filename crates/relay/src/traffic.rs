@@ -39,6 +39,8 @@ impl axum::serve::Listener for CountingListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // A stream's frames go out as they are made, not held for a full packet.
+        let _ = stream.set_nodelay(true);
         (
             CountingStream {
                 inner: stream,

@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use linli_wire::relay::{BlobKind, Body, NewBlob, Request, Response, Signed};
+use linli_wire::relay::{BlobKind, Body, Frames, NewBlob, Reply, Request, Response, Signed, frame};
 use linli_wire::{Cert, DeviceKey, Grant, Membership, Role};
 
 struct Relay {
@@ -634,5 +634,197 @@ fn pushes_reach_the_database_file_by_the_background_checkpoint() {
             "the pushed blob is still only in the log: {before} -> {}",
             size()
         );
+    });
+}
+
+/// Opens `POST /v1/stream` with `body` (frames) and returns the answer as it starts.
+async fn open_stream(relay: &Relay, body: Vec<u8>) -> reqwest::Response {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/stream", relay.url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r
+}
+
+/// Every reply of a stream's whole answer.
+async fn all_replies(answer: reqwest::Response) -> Vec<Reply> {
+    let mut frames = Frames::default();
+    frames.extend(&answer.bytes().await.unwrap());
+    let mut out = Vec::new();
+    while let Some(f) = frames.next_frame().unwrap() {
+        if !f.is_empty() {
+            out.push(linli_wire::decode("reply", &f).unwrap());
+        }
+    }
+    assert_eq!(frames.pending(), 0, "the answer ended inside a frame");
+    out
+}
+
+/// The next reply of a held stream (keepalives skipped), or `None` if none comes in `wait`.
+async fn next_reply(
+    answer: &mut reqwest::Response,
+    frames: &mut Frames,
+    wait: Duration,
+) -> Option<Reply> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        while let Some(f) = frames.next_frame().unwrap() {
+            if !f.is_empty() {
+                return Some(linli_wire::decode("reply", &f).unwrap());
+            }
+        }
+        match tokio::time::timeout_at(deadline, answer.chunk()).await {
+            Ok(Ok(Some(bytes))) => frames.extend(&bytes),
+            Ok(Ok(None)) | Err(_) => return None,
+            Ok(Err(e)) => panic!("{e}"),
+        }
+    }
+}
+
+fn docs_stored(relay: &Relay) -> Vec<String> {
+    let db = rusqlite::Connection::open(relay.dir.path().join("relay.sqlite")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT doc FROM blob_docs ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_stream_answers_each_request_in_order_and_stops_at_the_first_refused() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let mut root = Device::root("c1");
+        let mut g1 = root.member(Role::Grid, &["G01"]);
+        let push = |scope: &str, doc: &str| Body::Push {
+            blobs: vec![blob(scope, doc)],
+        };
+        let mut body = frame(&root.signed(push("G01", "hh-1")));
+        body.extend(frame(&[])); // a keepalive: skipped
+        body.extend(frame(&root.signed(push("G02", "hh-2"))));
+        let replies = all_replies(open_stream(&relay, body).await).await;
+        assert!(
+            matches!(&replies[..], [Reply::Answer(Response::Pushed { seqs: a }), Reply::Answer(Response::Pushed { seqs: b })] if a.len() == 1 && b.len() == 1),
+            "{replies:?}"
+        );
+        assert_eq!(docs_stored(&relay), ["hh-1", "hh-2"]);
+
+        // A grid worker's second request pushes into another grid: refused, and the third
+        // is not handled at all; the first was stored.
+        let mut body = frame(&g1.signed(push("G01", "hh-a")));
+        body.extend(frame(&g1.signed(push("G02", "hh-b"))));
+        body.extend(frame(&g1.signed(push("G01", "hh-c"))));
+        let replies = all_replies(open_stream(&relay, body).await).await;
+        assert_eq!(replies.len(), 2, "{replies:?}");
+        match &replies[1] {
+            Reply::Refused { status, message } => {
+                assert_eq!(*status, 403);
+                assert!(message.contains("may not write scope G02"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(docs_stored(&relay), ["hh-1", "hh-2", "hh-a"]);
+
+        // A request older than one already accepted (a replay) is refused.
+        let fresh = g1.signed(push("G01", "hh-d"));
+        g1.counter -= 2;
+        let stale = g1.signed(push("G01", "hh-e"));
+        let mut body = frame(&fresh);
+        body.extend(frame(&stale));
+        let replies = all_replies(open_stream(&relay, body).await).await;
+        assert!(
+            matches!(&replies[..], [Reply::Answer(_), Reply::Refused { status: 409, .. }]),
+            "{replies:?}"
+        );
+        g1.counter += 10;
+
+        // A stream cut inside a request: the whole requests before it are handled, the cut
+        // one is refused and stores nothing.
+        let whole = frame(&g1.signed(push("G01", "hh-x")));
+        let cut = frame(&g1.signed(push("G01", "hh-y")));
+        let mut body = whole;
+        body.extend(&cut[..cut.len() / 2]);
+        let replies = all_replies(open_stream(&relay, body).await).await;
+        match &replies[..] {
+            [Reply::Answer(Response::Pushed { .. }), Reply::Refused { status: 400, message }] => {
+                assert!(message.contains("ended inside a request"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A damaged request (not a signed request at all) is refused the same way.
+        let replies = all_replies(open_stream(&relay, frame(b"not a request")).await).await;
+        assert!(
+            matches!(&replies[..], [Reply::Refused { status: 400, .. }]),
+            "{replies:?}"
+        );
+        assert_eq!(docs_stored(&relay), ["hh-1", "hh-2", "hh-a", "hh-d", "hh-x"]);
+
+        // A follow is only answered on a stream.
+        let (status, body) = post(
+            &relay,
+            g1.signed(Body::Follow {
+                since: 0,
+                max_bytes: 1 << 20,
+                wait_ms: 1000,
+            }),
+        )
+        .await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    });
+}
+
+#[test]
+fn a_follow_brings_each_arrival_of_its_scopes_without_being_asked_again() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let mut root = Device::root("c1");
+        let mut g1 = root.member(Role::Grid, &["G01"]);
+        let push = |scope: &str, doc: &str| Body::Push {
+            blobs: vec![blob(scope, doc)],
+        };
+        let (status, _) = post(&relay, root.signed(push("G01", "hh-1"))).await;
+        assert_eq!(status, 200);
+        let follow = g1.signed(Body::Follow {
+            since: 0,
+            max_bytes: 1 << 20,
+            wait_ms: 60_000,
+        });
+        let mut answer = open_stream(&relay, frame(&follow)).await;
+        let mut frames = Frames::default();
+        let wait = Duration::from_secs(10);
+        let sealed = |reply: Option<Reply>| match reply {
+            Some(Reply::Answer(Response::Pulled { blobs, .. })) => blobs
+                .into_iter()
+                .map(|b| String::from_utf8(b.sealed).unwrap())
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        // What is there comes at once.
+        assert_eq!(
+            sealed(next_reply(&mut answer, &mut frames, wait).await),
+            ["opaque bytes of hh-1"]
+        );
+        // Another grid's blob brings nothing; each of its own grid's comes on the same answer.
+        let (status, _) = post(&relay, root.signed(push("G02", "hh-2"))).await;
+        assert_eq!(status, 200);
+        assert!(
+            next_reply(&mut answer, &mut frames, Duration::from_millis(300))
+                .await
+                .is_none()
+        );
+        for doc in ["hh-3", "hh-4"] {
+            let (status, _) = post(&relay, root.signed(push("G01", doc))).await;
+            assert_eq!(status, 200);
+            assert_eq!(
+                sealed(next_reply(&mut answer, &mut frames, wait).await),
+                [format!("opaque bytes of {doc}")]
+            );
+        }
     });
 }

@@ -1,5 +1,13 @@
-//! The relay's protocol: one HTTP endpoint, `POST /v1`, taking a [`Signed`] [`Request`] and
-//! answering a [`Response`] (postcard), or an error status with a plain-text reason.
+//! The relay's protocol: `POST /v1` takes a [`Signed`] [`Request`] and answers a [`Response`]
+//! (postcard), or an error status with a plain-text reason.
+//!
+//! `POST /v1/stream` ([`STREAM_PATH`]) holds one exchange open for many requests, so that a
+//! connected device pays one round trip for a whole session, not one per batch: its body is a
+//! sequence of [frames](frame) each holding a [`Signed`] request, handled in order as each
+//! arrives, and its answer a sequence of frames each holding a [`Reply`], one per request (a
+//! [`Body::Follow`] instead answers, for as long as it is held, with a frame each time blobs
+//! for the device arrive). The first refused request ends the exchange: later ones are not
+//! handled.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +19,87 @@ use crate::crypto::{DeviceKey, SignatureBytes, verify};
 pub const PATH: &str = "/v1";
 /// The largest request the relay accepts.
 pub const MAX_REQUEST: usize = 64 * 1024 * 1024;
+/// The path of the relay's streaming endpoint.
+pub const STREAM_PATH: &str = "/v1/stream";
+/// The longest a relay holds a [`Body::Follow`] open.
+pub const MAX_FOLLOW_MS: u64 = 10 * 60 * 1000;
+/// How often a held [`Body::Follow`] sends an empty frame when nothing arrives (so that each
+/// side learns soon that the other is gone).
+pub const KEEPALIVE_MS: u64 = 15_000;
+
+/// One frame of a stream: `bytes` after their length (4 bytes, big-endian). An empty frame is
+/// a keepalive.
+pub fn frame(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 4);
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Splits the bytes of a stream, as they arrive, into [frames](frame).
+#[derive(Debug, Default)]
+pub struct Frames {
+    buf: Vec<u8>,
+    /// Where the unread bytes of `buf` start.
+    at: usize,
+}
+
+impl Frames {
+    /// Adds bytes that arrived.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.at > 0 && self.at == self.buf.len() {
+            self.buf.clear();
+            self.at = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame, if one has arrived; an error for a frame longer than
+    /// [`MAX_REQUEST`] (the stream cannot be read further).
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        let rest = &self.buf[self.at..];
+        let Some(len) = rest.get(..4) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if len > MAX_REQUEST {
+            return Err(WireError::Malformed {
+                what: "stream frame",
+                reason: format!("a frame of {len} bytes is longer than the limit {MAX_REQUEST}"),
+            });
+        }
+        let Some(bytes) = rest.get(4..4 + len) else {
+            return Ok(None);
+        };
+        let bytes = bytes.to_vec();
+        self.at += 4 + len;
+        if self.at == self.buf.len() {
+            self.buf.clear();
+            self.at = 0;
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Bytes of an incomplete frame still waiting (at the end of a stream: it was cut).
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.at
+    }
+}
+
+/// The answer to one request of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The request was handled.
+    Answer(Response),
+    /// The request was refused, as `POST /v1` would with this status and reason; the stream
+    /// ends here.
+    Refused {
+        /// The HTTP status `POST /v1` would have answered.
+        status: u16,
+        /// Why.
+        message: String,
+    },
+}
 
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +164,17 @@ pub enum Body {
         /// A soft limit on the response size.
         max_bytes: u64,
         /// How long to hold an empty answer (the relay caps it at [`MAX_WATCH_MS`]).
+        wait_ms: u64,
+    },
+    /// Only on [`STREAM_PATH`]: as [`Body::Watch`], but held open: a frame with the blobs of
+    /// my scopes above the cursor at once if any wait, then one each time more are stored,
+    /// until `wait_ms` has passed (capped at [`MAX_FOLLOW_MS`]) or I close the stream.
+    Follow {
+        /// The cursor.
+        since: u64,
+        /// A soft limit on each frame's size.
+        max_bytes: u64,
+        /// How long to hold the stream open.
         wait_ms: u64,
     },
 }
@@ -145,4 +245,44 @@ pub enum Response {
         /// Whether more blobs are waiting.
         more: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_come_out_whole_however_the_bytes_are_cut() {
+        let sent: Vec<Vec<u8>> = vec![b"first".to_vec(), Vec::new(), vec![7; 3000], b"x".to_vec()];
+        let stream: Vec<u8> = sent.iter().flat_map(|f| frame(f)).collect();
+        for cut in [1, 2, 3, 5, 7, 64, 4096, stream.len()] {
+            let mut frames = Frames::default();
+            let mut got = Vec::new();
+            for piece in stream.chunks(cut) {
+                frames.extend(piece);
+                while let Some(f) = frames.next_frame().expect("frames within the limit") {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, sent, "pieces of {cut} bytes");
+            assert_eq!(frames.pending(), 0);
+        }
+        // A stream cut inside a frame leaves its bytes pending, not a frame.
+        let mut frames = Frames::default();
+        frames.extend(&stream[..stream.len() - 1]);
+        let mut whole = 0;
+        while frames.next_frame().expect("within the limit").is_some() {
+            whole += 1;
+        }
+        assert_eq!(whole, 3);
+        assert_eq!(frames.pending(), 4);
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_an_error() {
+        let mut frames = Frames::default();
+        frames.extend(&u32::MAX.to_be_bytes());
+        let err = frames.next_frame().expect_err("over the limit");
+        assert!(err.to_string().contains("longer than the limit"), "{err}");
+    }
 }
