@@ -18,6 +18,9 @@ pub struct Outgoing {
     pub heads: Vec<(String, Vec<u8>)>,
 }
 
+/// Heads sent to a peer and not yet acknowledged, by document id.
+pub type InFlight = std::collections::HashMap<String, Vec<u8>>;
+
 pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
     bytes
         .chunks_exact(32)
@@ -31,32 +34,60 @@ impl Store {
     /// ([`Store::set_sent_seq`]) are looked at, here and in the other questions of what waits:
     /// they cost what changed, not the store's size.
     pub fn outbox(&self, peer: &str) -> Result<Vec<Outgoing>, StoreError> {
-        type Row = (String, Option<String>, Vec<u8>, Option<Vec<u8>>);
-        let since = self.sent_seq(peer)?;
+        self.outbox_after(peer, self.sent_seq(peer)?, &InFlight::new())
+    }
+
+    /// As [`Store::outbox`], looking only at documents written after feed position `since`,
+    /// and counting the heads `in_flight` (sent, not yet acknowledged) as what the peer has.
+    pub fn outbox_after(
+        &self,
+        peer: &str,
+        since: i64,
+        in_flight: &InFlight,
+    ) -> Result<Vec<Outgoing>, StoreError> {
+        type Row = (String, Option<String>, Vec<u8>, Option<Vec<u8>>, String);
         let rows: Vec<Row> = {
             let mut stmt = self.conn().prepare_cached(
-                "SELECT d.id, d.grid, d.heads, p.heads FROM docs d
+                "SELECT d.id, d.grid, d.heads, p.heads, d.collection FROM docs d
                  LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
                  WHERE d.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads)
                  ORDER BY d.grid, d.id",
             )?;
             let rows = stmt.query_map(params![peer, since], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out: Vec<Outgoing> = Vec::new();
-        for (id, grid, heads, known) in rows {
+        for (id, grid, heads, known, collection) in rows {
+            let known = match in_flight.get(&id) {
+                Some(sent) if *sent == heads => continue,
+                Some(sent) => Some(sent.clone()),
+                None => known,
+            };
             let scope = grid.unwrap_or_else(|| linli_wire::COMMUNITY_WIDE.to_string());
-            let Some((collection, bytes)) = self.with_doc_at(&id, &heads, |collection, doc| {
-                let bytes = match &known {
-                    Some(k) => doc.save_after(&decode_heads(k)),
-                    None => doc.save(),
-                };
-                (collection, bytes)
-            })?
-            else {
-                continue;
+            // The changes the peer lacks, as stored when they were made if the chunks since
+            // its heads are all there; else from the document.
+            let stored = match &known {
+                Some(k) => self.chunks_after(&id, k)?,
+                None => None,
+            };
+            let (collection, bytes) = match stored {
+                Some(bytes) => (collection, bytes),
+                None => {
+                    let Some((collection, bytes)) =
+                        self.with_doc_at(&id, &heads, |collection, doc| {
+                            let bytes = match &known {
+                                Some(k) => doc.save_after(&decode_heads(k)),
+                                None => doc.save(),
+                            };
+                            (collection.code().to_string(), bytes)
+                        })?
+                    else {
+                        continue;
+                    };
+                    (collection, bytes)
+                }
             };
             if out.last().is_none_or(|o| o.scope != scope) {
                 out.push(Outgoing {
@@ -67,11 +98,28 @@ impl Store {
             if let Some(o) = out.last_mut() {
                 o.docs.push(DocPayload {
                     id: id.clone(),
-                    collection: collection.code().to_string(),
+                    collection,
                     bytes,
                 });
                 o.heads.push((id, heads));
             }
+        }
+        Ok(out)
+    }
+
+    /// The changes of document `id` after heads `base`, as the chunks stored since those heads
+    /// (each holds the changes made after the one before); `None` when no stored chunk
+    /// follows exactly these heads (they were folded into a snapshot, or came from elsewhere).
+    fn chunks_after(&self, id: &str, base: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT data FROM chunks WHERE doc = ?1
+             AND n >= (SELECT n FROM chunks WHERE doc = ?1 AND base = ?2) ORDER BY n",
+        )?;
+        let mut rows = stmt.query(params![id, base])?;
+        let mut out: Option<Vec<u8>> = None;
+        while let Some(row) = rows.next()? {
+            let data = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+            out.get_or_insert_with(Vec::new).extend_from_slice(data);
         }
         Ok(out)
     }

@@ -2,8 +2,9 @@
 //!
 //! - `docs`: one row per document: collection, scope, its compacted snapshot (`save()`), its
 //!   current heads, and `seq`, its position in the local change feed.
-//! - `chunks`: incremental saves (`save_after(heads)`) appended after the snapshot; when a
-//!   document has [`COMPACT_AFTER`] of them they are folded into a new snapshot.
+//! - `chunks`: incremental saves (`save_after(heads)`, with those heads as `base`) appended
+//!   after the snapshot; when a document has [`COMPACT_AFTER`] of them they are folded into a
+//!   new snapshot.
 //! - the change feed: a counter (`meta.seq`) bumped by every write; each written document gets
 //!   the new value, so `changes_since(n)` lists every document changed after point `n`.
 //! - `q_*`: derived query tables (see [`crate::index`]).
@@ -142,6 +143,10 @@ const MIGRATIONS: &[&str] = &[
     // rebuild this asks for.
     "ALTER TABLE docs ADD COLUMN record BLOB;
      INSERT OR REPLACE INTO meta (key, value) VALUES ('reindex', '1');",
+    // 10: the heads each chunk's changes follow (see `Store::outbox_after`: a peer known to
+    // have them is sent the stored chunks as they are, without decoding the document).
+    // Chunks stored before have none: their documents are decoded, as before.
+    "ALTER TABLE chunks ADD COLUMN base BLOB;",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
@@ -1130,8 +1135,8 @@ pub(crate) fn store_update(
         .execute(params![id, snapshot, dict, heads, seq, record])?;
     } else {
         let data = doc.save_after(before);
-        tx.prepare_cached("INSERT INTO chunks (doc, n, data) VALUES (?1, ?2, ?3)")?
-            .execute(params![id, chunks, data])?;
+        tx.prepare_cached("INSERT INTO chunks (doc, n, data, base) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![id, chunks, data, encode_heads(before)])?;
         tx.prepare_cached(
             "UPDATE docs SET heads = ?2, seq = ?3, chunks = ?4, record = ?5 WHERE id = ?1",
         )?

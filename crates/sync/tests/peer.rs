@@ -724,3 +724,60 @@ fn what_arrives_from_a_peer_does_not_wait_to_go_back() {
         "not past the change that waits"
     );
 }
+
+#[test]
+fn the_outbox_sends_stored_chunks_that_bring_the_peer_exactly_up_to_date() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut a = root_with(dir.path(), 4);
+    let ids = ["hh-000001", "hh-000002"];
+    // The peer holds both documents as they are now.
+    let mut copies: Vec<automerge::AutoCommit> = ids
+        .iter()
+        .map(|id| {
+            let (_, mut doc) = a
+                .load_doc(id)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("{id} missing"));
+            automerge::AutoCommit::load(&doc.save()).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let known: Vec<(String, Vec<u8>)> = state(&a)
+        .into_iter()
+        .map(|(id, (_, heads))| (id, heads))
+        .collect();
+    a.mark_sent("relay", &known)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Two edits of one (two chunks after the peer's heads), and, for the other, more edits
+    // than a document keeps as chunks (folded into a snapshot: its changes come from the
+    // document instead).
+    a.edit(ids[0], "notes", "楼道灯坏了")
+        .unwrap_or_else(|e| panic!("{e}"));
+    a.edit(ids[0], "notes", "楼道灯已修好")
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..linli_sync::store::COMPACT_AFTER + 2 {
+        a.edit(ids[1], "notes", &format!("第{i}次回访"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let outbox = a.outbox("relay").unwrap_or_else(|e| panic!("{e}"));
+    let payloads: BTreeMap<&str, &[u8]> = outbox
+        .iter()
+        .flat_map(|o| o.docs.iter().map(|d| (d.id.as_str(), d.bytes.as_slice())))
+        .collect();
+    assert_eq!(payloads.keys().copied().collect::<Vec<_>>(), ids);
+    for (id, copy) in ids.iter().zip(&mut copies) {
+        copy.load_incremental(payloads[id])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_, mut doc) = a
+            .load_doc(id)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(copy.get_heads(), doc.get_heads(), "{id}");
+        assert_eq!(copy.save(), doc.save(), "{id}");
+    }
+    // Only the changes: not the whole document again.
+    let (_, mut whole) = a
+        .load_doc(ids[0])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    assert!(payloads[ids[0]].len() < whole.save().len() / 2);
+}
