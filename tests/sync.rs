@@ -274,8 +274,11 @@ fn the_sync_benchmark_runs_its_three_phases_and_ends_in_step() {
         out["edits_refused_by_domain_rules"],
         serde_json::json!(["task-0001"])
     );
-    for phase in ["initial", "incremental", "reconnect"] {
-        assert_eq!(out[phase]["round_trips"], 1, "{phase}: {out}");
+    // Incremental: A's one upload and B's one held stream.
+    assert_eq!(out["incremental"]["a_round_trips"], 1, "{out}");
+    assert_eq!(out["incremental"]["b_round_trips"], 1, "{out}");
+    for (phase, round_trips) in [("initial", 1), ("incremental", 2), ("reconnect", 1)] {
+        assert_eq!(out[phase]["round_trips"], round_trips, "{phase}: {out}");
         assert!(
             out[phase]["bytes_down"].as_u64().unwrap() > 0,
             "{phase}: {out}"
@@ -631,4 +634,81 @@ fn a_serving_device_syncs_with_two_devices_at_once() {
     assert_eq!(show(&a, hc)["notes"], "丙到此一访");
     assert_eq!(households(&b), households(&a));
     assert_eq!(households(&c), households(&a));
+}
+
+#[test]
+fn a_live_upload_cut_before_the_relay_answers_is_sent_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b] = dirs(tmp.path(), ["a", "b"]);
+    let relay_dir = tmp.path().join("relay");
+    let mut relay = Relay::start(&relay_dir, 0);
+    let port = relay.port();
+    ok(&a, &["demo", "--households", "20", "--seed", "3"]);
+    ok(&a, &["sync", "--relay", &relay.url]);
+    ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
+    ok(&b, &["sync"]);
+    let id = households(&a)[0]["id"].as_str().unwrap().to_string();
+    let blobs_of = |relay: &Relay| -> i64 {
+        let db = rusqlite::Connection::open(relay.dir.join("relay.sqlite")).unwrap();
+        db.query_row(
+            "SELECT COUNT(*) FROM blob_docs WHERE doc = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let before = blobs_of(&relay);
+
+    let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+        .arg("--json")
+        .arg("--data")
+        .arg(&a)
+        .args(["sync", "--watch", "--for", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut watcher);
+    let first = lines
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(first["event"], "synced", "{first}");
+
+    // The edit leaves at once in an upload that stays open a moment for more; the relay is
+    // killed as soon as it has stored it, before it could answer.
+    ok(&a, &["edit", &id, "notes", "电梯停运，已报修"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while blobs_of(&relay) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edit never reached the relay"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    relay.kill();
+    let status = loop {
+        if let Some(status) = watcher.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still watching a dead relay"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watcher.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("relay"), "{stderr}");
+
+    // Unanswered, the upload did not count as sent: the next sync sends the change again
+    // (the relay then holds it twice; merging it twice changes nothing), and B gets it.
+    let relay = Relay::start(&relay_dir, port);
+    let sent = json(&a, &["sync"]);
+    assert!(sent["sent"].as_u64().unwrap() >= 1, "{sent}");
+    assert_eq!(blobs_of(&relay), before + 2);
+    let got = json(&b, &["sync"]);
+    assert_eq!(got["changed"], 1, "{got}");
+    assert_eq!(show(&b, &id)["notes"], "电梯停运，已报修");
+    assert_eq!(show(&b, &id), show(&a, &id));
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use linli_domain::Timestamp;
 use linli_sync::Store;
-use linli_sync::relay_client::{RelayClient, Watched};
+use linli_sync::relay_client::RelayClient;
 use serde::Serialize;
 
 use crate::{Api, ApiError};
@@ -301,10 +301,8 @@ pub(crate) enum Wake {
     Stop,
 }
 
-/// How often a held watch looks for a local change or a wake.
-const TICK: Duration = Duration::from_millis(100);
-/// The longest one long poll is held (the relay caps it at 30 s).
-const WATCH: Duration = Duration::from_secs(25);
+/// The longest one live session is held (the relay caps a follow at ten minutes).
+const WATCH: Duration = Duration::from_secs(300);
 
 /// Why the live wait ended.
 enum Live {
@@ -319,8 +317,9 @@ enum Live {
 }
 
 impl Api {
-    /// Stays connected to the relay until the next full sync is due: merges what arrives
-    /// (reporting it) and returns early for a local change or a wake.
+    /// Stays connected to the relay until the next full sync is due (a live session, see
+    /// `linli_sync::live`): merges what arrives and sends what is written here as it is
+    /// written, reporting both; returns early for a wake.
     fn live(
         &self,
         relay: &str,
@@ -328,11 +327,11 @@ impl Api {
         rx: &mpsc::Receiver<Wake>,
         notify: &impl Fn(SyncEvent),
     ) -> Live {
+        use linli_sync::live::{LiveEnd, LiveEvent, LiveOptions};
         let until = std::time::Instant::now() + period;
         let woken = Cell::new(None);
         let result = (|| -> Result<Live, ApiError> {
             let mut store = Store::open(&self.dir)?;
-            let peer = RelayClient::new(relay)?.peer();
             // This is the loop's own thread, outside any runtime.
             let rt = crate::rt::runtime()?;
             loop {
@@ -340,34 +339,33 @@ impl Api {
                 if left.is_zero() {
                     return Ok(Live::Sync);
                 }
-                // The feed's head first: a change after this moment interrupts the
-                // watch; one before it (made while the last sync ran) is caught here.
-                let head = store.feed_head()?;
-                if store.any_pending(&peer)? {
-                    return Ok(Live::Sync);
-                }
-                let watched = rt.block_on(linli_sync::relay_client::watch(
+                let options = LiveOptions {
+                    wait: left.min(WATCH),
+                    ..LiveOptions::default()
+                };
+                let ended = rt.block_on(linli_sync::live::live(
                     &mut store,
                     relay,
-                    left.min(WATCH),
-                    TICK,
-                    |s| {
+                    options,
+                    |_| {
                         match rx.try_recv() {
                             Ok(w) => woken.set(Some(w)),
                             Err(TryRecvError::Disconnected) => woken.set(Some(Wake::Stop)),
                             Err(TryRecvError::Empty) => {}
                         }
-                        woken.get().is_some() || s.feed_head().is_ok_and(|h| h != head)
+                        woken.get().is_some()
                     },
-                ))?;
-                match watched {
-                    Watched::Arrived(r) => {
-                        let received = r.created + r.changed;
-                        tracing::info!(received, "changes arrived from the relay");
+                    |event| {
+                        let (received, sent) = match event {
+                            LiveEvent::Received(r) => (r.created + r.changed, 0),
+                            LiveEvent::Sent(r) => (0, r.sent),
+                        };
+                        tracing::info!(received, sent, "live sync with the relay");
                         {
                             let mut s = self.sync_lock();
                             s.last_synced_ms = Some(Timestamp::now().0);
                             s.last_received = received;
+                            s.last_sent = sent;
                         }
                         if received > 0 {
                             notify(SyncEvent::Changed { received });
@@ -375,15 +373,14 @@ impl Api {
                         if let Ok(status) = self.sync_status() {
                             notify(SyncEvent::Status(status));
                         }
-                    }
-                    Watched::Quiet(_) => {}
-                    Watched::Interrupted => {
-                        return Ok(match woken.get() {
-                            Some(Wake::Stop) => Live::Stop,
-                            Some(Wake::Now) => Live::Now,
-                            None => Live::Sync,
-                        });
-                    }
+                    },
+                ))?;
+                if ended == LiveEnd::Stopped {
+                    return Ok(match woken.get() {
+                        Some(Wake::Stop) => Live::Stop,
+                        Some(Wake::Now) => Live::Now,
+                        None => Live::Sync,
+                    });
                 }
             }
         })();

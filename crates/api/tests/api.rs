@@ -762,6 +762,13 @@ fn connected_devices_hear_of_each_others_changes_at_once() {
         matches!(e, SyncEvent::Changed { .. })
     });
     assert_eq!(a.household(&hh).unwrap().household.notes, "楼道灯已修");
+    // A's own upload counts as sent once the relay has answered it (it stays open a moment
+    // after the last change, for more).
+    wait_for(
+        &a_rx,
+        "A's upload answered",
+        |e| matches!(e, SyncEvent::Status(s) if s.pending == 0),
+    );
     assert_eq!(a.sync_status().unwrap().pending, 0);
 
     // Stopping does not wait for a held connection to time out.

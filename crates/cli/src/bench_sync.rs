@@ -3,9 +3,9 @@
 //! while connected, reconnect after K offline edits. Prints one JSON object.
 //!
 //! Device A (the writer, this process) imports the roster and uploads it; device B (the reader)
-//! is a fresh staff device that syncs as a child process `linli sync` (for the incremental
-//! phase, `linli sync --watch`, connected before A's first edit), so its peak memory is its
-//! own. Bytes are B's, counted by the relay at its sockets (TCP payload: HTTP headers and
+//! is a fresh staff device that syncs as a child process `linli sync`, so its peak memory is
+//! its own. For the incremental phase both are connected before A's first edit by
+//! `linli sync --watch` (live sessions), A's sending A's edits as this process makes them. Bytes are B's, counted by the relay at its sockets (TCP payload: HTTP headers and
 //! bodies), as the peer benchmark counts its reader's connection at the server: the relay
 //! listens on 127.0.0.1 for A and on `[::1]` for B, and counts each listener apart.
 
@@ -143,9 +143,16 @@ fn start_relay(dir: &Path) -> Result<RelayProc> {
         .arg("--data")
         .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--listen", "[::1]:0"])
-        .env("LINLI_LOG", "warn")
+        .env(
+            "LINLI_LOG",
+            std::env::var("LINLI_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("LINLI_RELAY_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let stdout = child.stdout.take().context("relay stdout")?;
@@ -202,15 +209,16 @@ fn b_sync(dir: &Path, url: &str) -> Result<(Value, f64)> {
     Ok((serde_json::from_slice(&out.stdout)?, ms))
 }
 
-/// Device B staying connected (`linli sync --watch`), its JSON lines read on a thread.
+/// A device staying connected (`linli sync --watch`), its JSON lines read on a thread.
 struct Watcher {
     child: Child,
     lines: std::sync::mpsc::Receiver<Value>,
+    name: &'static str,
 }
 
 impl Watcher {
-    /// Starts B and waits for its first sync to finish.
-    fn start(dir: &Path, url: &str) -> Result<Watcher> {
+    /// Starts a device's live session and waits for its first sync to finish.
+    fn start(name: &'static str, dir: &Path, url: &str) -> Result<Watcher> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .arg("--json")
@@ -220,7 +228,7 @@ impl Watcher {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let stdout = child.stdout.take().context("device B's stdout")?;
+        let stdout = child.stdout.take().context("the device's stdout")?;
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -231,16 +239,21 @@ impl Watcher {
                 }
             }
         });
-        let mut w = Watcher { child, lines };
+        let mut w = Watcher { child, lines, name };
         let first = w.next()?;
-        ensure!(first["event"] == "synced", "device B said {first}");
+        ensure!(first["event"] == "synced", "device {name} said {first}");
         Ok(w)
     }
 
     fn next(&mut self) -> Result<Value> {
         self.lines
             .recv_timeout(std::time::Duration::from_secs(120))
-            .context("device B said nothing for 2 minutes (or stopped)")
+            .with_context(|| {
+                format!(
+                    "device {} said nothing for 2 minutes (or stopped)",
+                    self.name
+                )
+            })
     }
 }
 
@@ -334,13 +347,14 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let (initial, initial_ms) = b_sync(&b_dir, &url_b)?;
     let initial_bytes = measure(before, net()?);
 
-    // Incremental: B is connected by `linli sync --watch` (a long poll held open, as the app's
-    // background loop holds one); A makes the edits and sends them in one push, as a
-    // connected device does after a burst. The phase ends when B holds every document A
-    // changed as A has it, checked after each of B's receipts. (A sending as it edits, each
-    // tick, was tried: on two cores A's edits, its sender, the relay and B then compete,
-    // and the phase took longer, 309–378 ms in 8–10 round trips.)
-    let mut b_watch = Watcher::start(&b_dir, &url_b)?;
+    // Incremental: both devices are connected by `linli sync --watch` (a live session, as the
+    // app's background loop holds one: see `linli_sync::live`), B following the relay's log,
+    // A's session sending A's changes as A makes them (A's edits are made here, in another
+    // process on the same store, as the app's screens write beside its sync loop). The phase
+    // ends when B holds every document A changed as A has it, checked after each of B's
+    // receipts. Round trips: B's held stream and A's uploads.
+    let mut a_watch = Watcher::start("A", &a_dir, &url)?;
+    let mut b_watch = Watcher::start("B", &b_dir, &url_b)?;
     let b = Store::open(&b_dir)?;
     let before = net()?;
     let t = Instant::now();
@@ -359,7 +373,6 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
         }
     }
     let a_apply_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let a_push = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
     let target: Vec<(String, Option<Vec<u8>>)> = touched
         .iter()
         .map(|id| Ok((id.clone(), a.heads_of(id)?)))
@@ -392,14 +405,23 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     }
     let incremental_ms = done_ms.unwrap_or_default();
     let incremental_bytes = measure(before, net()?);
+    // A's upload closes once A's edits have been idle a moment: its report says what it sent.
+    let a_sent = loop {
+        let line = a_watch.next()?;
+        if line["event"] == "sent" {
+            break line;
+        }
+    };
+    let a_round_trips = a_sent["round_trips"].as_u64().unwrap_or(0);
     let incremental = json!({
-        "round_trips": b_round_trips,
+        "round_trips": b_round_trips + a_round_trips,
         "peak_rss_mb": last["peak_rss_mb"],
         "created": 0,
         "changed": received,
         "ms": b_ms,
     });
     drop(b_watch);
+    drop(a_watch);
 
     // Reconnect: B is away; A reverts every edit and syncs; then B comes back.
     // In reverse, so that two edits of one record end at its original value.
@@ -442,8 +464,12 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
         "initial": phase(&initial, initial_ms, initial_bytes),
         "incremental": with(phase(&incremental, incremental_ms, incremental_bytes), json!({
             "a_apply_ms": a_apply_ms.round(),
-            "a_push_ms": a_push.ms,
-            "a_push_bytes": a_push.bytes_up,
+            "a_sent": a_sent["sent"],
+            "a_upload_ms": a_sent["ms"],
+            "a_push_bytes": a_sent["bytes_up"],
+            "a_round_trips": a_round_trips,
+            "b_round_trips": b_round_trips,
+            "b_receipts": events,
         })),
         "reconnect": with(phase(&reconnect, reconnect_ms, reconnect_bytes), json!({
             "a_push_bytes": a_back.bytes_up,

@@ -532,8 +532,9 @@ fn say_synced(url: &str, r: &SyncReport) {
     output::say_counts("已同步 Synced with", url, r, "");
 }
 
-/// `linli sync --watch`: after the first sync, hold a long poll open on the relay; merge what
-/// arrives; push this store's own changes (seen on its change feed) as they are made.
+/// `linli sync --watch`: after the first sync, stay connected to the relay (a live session,
+/// see `linli_sync::live`): merge what arrives the moment the relay stores it, and send this
+/// store's own changes (seen on its change feed) as they are made.
 async fn watch_relay(
     store: &mut Store,
     url: &str,
@@ -541,7 +542,7 @@ async fn watch_relay(
     until: Option<Instant>,
     out: &Out,
 ) -> Result<()> {
-    use linli_sync::relay_client::{Watched, sync, watch};
+    use linli_sync::live::{LiveEvent, LiveOptions, live};
     // One JSON object per line, so that a script can follow along.
     let line = |event: &str, r: &SyncReport| {
         if out.json {
@@ -552,31 +553,30 @@ async fn watch_relay(
     };
     line("synced", first);
     output::SERVING.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peer = linli_sync::relay_client::RelayClient::new(url)?.peer();
     let over = |until: Option<Instant>| until.is_some_and(|u| Instant::now() >= u);
     // Until the time is up, or Ctrl-C / SIGTERM: then the store closes as usual (its last
     // checkpoint) instead of the process dying in the middle of a wait.
     let follow = async {
         while !over(until) {
-            // The feed's head is read first: a change after this moment interrupts the watch
-            // below; one before it is caught by the outbox check.
-            let head = store.feed_head()?;
-            if store.any_pending(&peer)? {
-                let r = sync(store, url).await?;
-                line("sent", &r);
-                continue;
-            }
-            let wait = until.map_or(Duration::from_secs(25), |u| {
+            let wait = until.map_or(Duration::from_secs(300), |u| {
                 u.saturating_duration_since(Instant::now())
-                    .min(Duration::from_secs(25))
+                    .min(Duration::from_secs(300))
             });
-            let watched = watch(store, url, wait, Duration::from_millis(100), |s| {
-                over(until) || s.feed_head().is_ok_and(|h| h != head)
-            })
+            let options = LiveOptions {
+                wait,
+                ..LiveOptions::default()
+            };
+            live(
+                store,
+                url,
+                options,
+                |_| over(until),
+                |event| match event {
+                    LiveEvent::Received(r) => line("received", r),
+                    LiveEvent::Sent(r) => line("sent", r),
+                },
+            )
             .await?;
-            if let Watched::Arrived(r) = watched {
-                line("received", &r);
-            }
         }
         Ok(())
     };

@@ -268,6 +268,16 @@ impl Store {
         set_meta(self.conn(), "counter", &next.to_string())?;
         Ok(next)
     }
+
+    /// `n` numbers larger than any this device has used in a relay request before, taken in
+    /// one write, for a session that signs many requests while another process of the device
+    /// may be writing (a write per request would wait for the store each time).
+    pub fn reserve_counters(&self, n: u64) -> Result<std::ops::RangeInclusive<u64>, StoreError> {
+        let first = self.next_counter()?;
+        let last = first.saturating_add(n.max(1) - 1);
+        set_meta(self.conn(), "counter", &last.to_string())?;
+        Ok(first..=last)
+    }
 }
 
 /// A device this one has synced with directly, remembered so that syncing with it again

@@ -3,7 +3,7 @@
 //! with the new cursor, so an interrupted sync resumes where it stopped and loses nothing.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Request, Response, Signed};
 use linli_wire::{Bundle, open_bundle, seal_bundle};
@@ -13,15 +13,15 @@ use crate::{Incoming, Store, StoreError};
 /// Plaintext bytes per sealed bundle (a bundle is compressed and encrypted whole).
 const BUNDLE_BYTES: usize = 4 * 1024 * 1024;
 /// Sealed bytes per push request.
-const PUSH_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const PUSH_BYTES: usize = 16 * 1024 * 1024;
 /// A soft limit on each pull response.
-const PULL_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const PULL_BYTES: u64 = 16 * 1024 * 1024;
 /// Pull requests per sync (a bound on the loop; a sync that hits it says so).
 const MAX_PULLS: usize = 10_000;
 
 /// An error with its causes (reqwest's own message hides them: "error sending request"
 /// says nothing of a refused certificate or a reset connection).
-fn with_causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -239,8 +239,8 @@ pub type Heads = Vec<(String, Vec<u8>)>;
 /// A connection to one relay.
 #[derive(Debug, Clone)]
 pub struct RelayClient {
-    http: reqwest::Client,
-    url: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) url: String,
 }
 
 impl RelayClient {
@@ -345,75 +345,20 @@ impl RelayClient {
 }
 
 /// A request body signed by this device, with its next counter.
-fn sign(store: &Store, body: Body) -> Result<Vec<u8>, SyncError> {
+pub(crate) fn sign(store: &Store, body: Body) -> Result<Vec<u8>, SyncError> {
+    sign_numbered(store, body, store.next_counter()?)
+}
+
+/// A request body signed by this device, with a counter taken before (see
+/// [`Store::reserve_counters`]).
+pub(crate) fn sign_numbered(store: &Store, body: Body, counter: u64) -> Result<Vec<u8>, SyncError> {
     let me = store.identity()?;
     let request = Request {
         membership: me.membership,
-        counter: store.next_counter()?,
+        counter,
         body,
     };
     Ok(linli_wire::encode(&Signed::sign(&me.key, &request)))
-}
-
-/// How a [`watch`] ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Watched {
-    /// Documents arrived and were merged (the report counts them).
-    Arrived(SyncReport),
-    /// The wait passed with nothing new.
-    Quiet(SyncReport),
-    /// `interrupt` asked to stop waiting (a local change to push, the app closing).
-    Interrupted,
-}
-
-/// Holds a long poll open on the relay for up to `wait` (the relay caps it at 30 s) and merges
-/// what other devices send the moment the relay stores it; what is already waiting comes at
-/// once. Every `tick`, `interrupt` is asked (with the store) whether to stop waiting. Sends
-/// nothing of this device's: call [`sync`] for that.
-pub async fn watch(
-    store: &mut Store,
-    url: &str,
-    wait: Duration,
-    tick: Duration,
-    mut interrupt: impl FnMut(&Store) -> bool,
-) -> Result<Watched, SyncError> {
-    let started = Instant::now();
-    let client = RelayClient::new(url)?;
-    let peer = client.peer();
-    let mut report = SyncReport::default();
-    let since = store.peer_cursor(&peer)?;
-    let body = Body::Watch {
-        since,
-        max_bytes: PULL_BYTES,
-        wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-    };
-    let bytes = sign(store, body)?;
-    let mut ticks = tokio::time::interval(tick);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    let response = {
-        let answer = client.send(bytes, &mut report);
-        tokio::pin!(answer);
-        loop {
-            tokio::select! {
-                r = &mut answer => break r?,
-                _ = ticks.tick() => if interrupt(store) {
-                    // Dropping the request closes it; the relay's hold ends by itself.
-                    return Ok(Watched::Interrupted);
-                },
-            }
-        }
-    };
-    let more = receive(store, &peer, since, response, &mut report)?;
-    if more {
-        pull(store, &client, &mut report).await?;
-    }
-    report.ms = started.elapsed().as_millis();
-    Ok(if report.created + report.changed + report.unchanged > 0 {
-        Watched::Arrived(report)
-    } else {
-        Watched::Quiet(report)
-    })
 }
 
 /// Syncs once with the relay at `url`: push, then pull.
@@ -431,8 +376,19 @@ pub async fn sync(store: &mut Store, url: &str) -> Result<SyncReport, SyncError>
 /// Seals every scope's outgoing documents, refusing (before sending anything) documents of a
 /// scope this device may not write.
 pub fn seal_outbox(store: &Store, peer: &str) -> Result<(Vec<NewBlob>, Heads), SyncError> {
+    seal_outbox_after(store, peer, store.sent_seq(peer)?, &crate::InFlight::new())
+}
+
+/// As [`seal_outbox`], for documents written after feed position `since`, beyond what is
+/// `in_flight` (see [`Store::outbox_after`]).
+pub fn seal_outbox_after(
+    store: &Store,
+    peer: &str,
+    since: i64,
+    in_flight: &crate::InFlight,
+) -> Result<(Vec<NewBlob>, Heads), SyncError> {
     let me = store.identity()?;
-    let outbox = store.outbox(peer)?;
+    let outbox = store.outbox_after(peer, since, in_flight)?;
     if let Some(o) = outbox.iter().find(|o| !me.grant.may_use(&o.scope)) {
         let shown: Vec<&str> = o.docs.iter().take(3).map(|d| d.id.as_str()).collect();
         return Err(not_allowed(&me.grant, &o.scope, &shown, o.docs.len()));
@@ -512,6 +468,22 @@ async fn send_blobs(
     report: &mut SyncReport,
 ) -> Result<usize, SyncError> {
     let sent: usize = blobs.iter().map(|b| b.docs.len()).sum();
+    for blobs in push_batches(blobs) {
+        let n = blobs.len();
+        match client.call(store, Body::Push { blobs }, report).await? {
+            Response::Pushed { seqs } if seqs.len() == n => {}
+            other => {
+                return Err(SyncError::Protocol(format!(
+                    "the relay answered a push with {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Blobs in groups of at most about [`PUSH_BYTES`] sealed bytes, one push request each.
+pub(crate) fn push_batches(blobs: Vec<NewBlob>) -> Vec<Vec<NewBlob>> {
     let mut batch = Vec::new();
     let mut size = 0;
     let mut batches = Vec::new();
@@ -526,18 +498,7 @@ async fn send_blobs(
     if !batch.is_empty() {
         batches.push(batch);
     }
-    for blobs in batches {
-        let n = blobs.len();
-        match client.call(store, Body::Push { blobs }, report).await? {
-            Response::Pushed { seqs } if seqs.len() == n => {}
-            other => {
-                return Err(SyncError::Protocol(format!(
-                    "the relay answered a push with {other:?}"
-                )));
-            }
-        }
-    }
-    Ok(sent)
+    batches
 }
 
 /// What [`compact`] did.
@@ -635,7 +596,7 @@ async fn pull(
 }
 
 /// Merges a pull's answer with its new cursor in one transaction; true if the relay has more.
-fn receive(
+pub(crate) fn receive(
     store: &mut Store,
     peer: &str,
     since: u64,
