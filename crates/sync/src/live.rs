@@ -243,6 +243,7 @@ impl Uploads {
         let idle = options.idle;
         // The head first: a write after this moment is looked at next time.
         let head = store.feed_head()?;
+        tracing::trace!(head, "looked at the feed");
         if self.last_head != Some(head) {
             // Writes go on: wait for a pause, or until the first waited long enough.
             let quiet = self.seen_head == Some(head);
@@ -253,6 +254,13 @@ impl Uploads {
             }
             self.waiting_since = None;
             self.last_head = Some(head);
+            // Only merges from the relay since (each records that the relay has what it
+            // wrote): nothing to look for.
+            if self.open.is_none() && store.sent_seq(&self.peer)? >= head {
+                self.sealed_seq = head;
+                self.unsaved_sent = None;
+                return Ok(());
+            }
             let t0 = Instant::now();
             let (blobs, heads) =
                 seal_outbox_after(store, &self.peer, self.sealed_seq, &self.in_flight)?;
@@ -297,8 +305,11 @@ impl Uploads {
             up.sealed_seq = head;
             up.last = Instant::now();
             self.sealed_seq = head;
-        } else if let Some(sent) = self.unsaved_sent.take() {
-            store.set_sent_seq(&self.peer, sent)?;
+        } else if let Some(sent) = self.unsaved_sent {
+            // Never waiting for another writer: tried again at the next quiet look.
+            if store.try_set_sent_seq(&self.peer, sent)? {
+                self.unsaved_sent = None;
+            }
         } else if self
             .open
             .as_ref()

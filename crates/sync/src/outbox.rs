@@ -145,6 +145,25 @@ impl Store {
         Ok(())
     }
 
+    /// As [`Store::set_sent_seq`], but only if no other connection is writing: `false` (and
+    /// nothing written) when one is, instead of waiting for it (a live session's bookkeeping
+    /// must not stall behind a burst of edits in another process: SQLite's wait for a lock
+    /// sleeps in steps growing to 100 ms).
+    pub fn try_set_sent_seq(&self, peer: &str, seq: i64) -> Result<bool, StoreError> {
+        self.conn().busy_timeout(std::time::Duration::ZERO)?;
+        let result = self.set_sent_seq(peer, seq);
+        self.conn().busy_timeout(crate::store::BUSY_TIMEOUT)?;
+        match result {
+            Ok(()) => Ok(true),
+            Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Records that `peer` now has these heads.
     pub fn mark_sent(&mut self, peer: &str, heads: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         let tx = self.conn_mut().transaction()?;

@@ -27,6 +27,9 @@ use crate::{StoreError, index};
 
 /// The file name of the database inside the data directory.
 pub const DB_FILE: &str = "linli.sqlite";
+/// How long a write waits for another connection's write to finish.
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Incremental chunks a document may accumulate before it is compacted into a snapshot.
 pub const COMPACT_AFTER: i64 = 16;
 
@@ -216,7 +219,7 @@ impl Store {
         })?;
         let path = dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // The write path alone uses some 30 statements (docs, chunks, meta, every q_* table);
         // rusqlite's default cache of 16 made each edit re-parse half of them.
         conn.set_prepared_statement_cache_capacity(128);

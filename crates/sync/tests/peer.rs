@@ -781,3 +781,29 @@ fn the_outbox_sends_stored_chunks_that_bring_the_peer_exactly_up_to_date() {
         .unwrap_or_else(|| panic!("missing"));
     assert!(payloads[ids[0]].len() < whole.save().len() / 2);
 }
+
+#[test]
+fn recording_what_was_sent_gives_way_to_another_writer_instead_of_waiting() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let a = root_with(dir.path(), 2);
+    let head = a.feed_head().unwrap_or_else(|e| panic!("{e}"));
+    // Another process holds the write lock.
+    let mut other = rusqlite::Connection::open(dir.path().join(linli_sync::store::DB_FILE))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = std::time::Instant::now();
+    assert!(
+        !a.try_set_sent_seq("relay", head)
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(1), "it waited");
+    drop(tx);
+    assert_eq!(a.sent_seq("relay").unwrap_or_else(|e| panic!("{e}")), 0);
+    assert!(
+        a.try_set_sent_seq("relay", head)
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert_eq!(a.sent_seq("relay").unwrap_or_else(|e| panic!("{e}")), head);
+}
