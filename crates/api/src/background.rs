@@ -60,7 +60,8 @@ pub struct SyncStatus {
     pub last_received: usize,
     /// Documents the last sync sent.
     pub last_sent: usize,
-    /// Connected: a long poll is held open on the relay, so changes arrive as they are made.
+    /// Connected: a live session is held open on the relay, so changes arrive and leave as
+    /// they are made.
     pub live: bool,
 }
 
