@@ -319,7 +319,8 @@ impl Relay {
             .db
             .lock()
             .map_err(|_| RelayError::BadRequest("relay busy after an internal failure".into()))?;
-        if matches!(request.body, Body::Follow { .. }) && !streaming {
+        let follow = matches!(request.body, Body::Follow { .. });
+        if follow && !streaming {
             return Err(RelayError::BadRequest(format!(
                 "a follow is answered only on {STREAM_PATH}"
             )));
@@ -369,43 +370,30 @@ impl Relay {
             Body::Pull { since, max_bytes } => {
                 pull(&tx, community, &grant, &device, since, max_bytes)?
             }
+            // A watch waits only when nothing is there; a follow always stays.
             Body::Watch {
+                since,
+                max_bytes,
+                wait_ms,
+            }
+            | Body::Follow {
                 since,
                 max_bytes,
                 wait_ms,
             } => {
                 let response = pull(&tx, community, &grant, &device, since, max_bytes)?;
                 if let Response::Pulled { blobs, next, .. } = &response
-                    && blobs.is_empty()
-                    && wait_ms > 0
+                    && (follow || (blobs.is_empty() && wait_ms > 0))
                 {
+                    let longest = if follow { MAX_FOLLOW_MS } else { MAX_WATCH_MS };
                     waiting = Some(Waiting {
                         community: community.clone(),
                         grant: grant.clone(),
                         device,
                         since: *next,
                         max_bytes,
-                        wait: std::time::Duration::from_millis(wait_ms.min(MAX_WATCH_MS)),
-                        follow: false,
-                    });
-                }
-                response
-            }
-            Body::Follow {
-                since,
-                max_bytes,
-                wait_ms,
-            } => {
-                let response = pull(&tx, community, &grant, &device, since, max_bytes)?;
-                if let Response::Pulled { next, .. } = &response {
-                    waiting = Some(Waiting {
-                        community: community.clone(),
-                        grant: grant.clone(),
-                        device,
-                        since: *next,
-                        max_bytes,
-                        wait: std::time::Duration::from_millis(wait_ms.min(MAX_FOLLOW_MS)),
-                        follow: true,
+                        wait: std::time::Duration::from_millis(wait_ms.min(longest)),
+                        follow,
                     });
                 }
                 response
