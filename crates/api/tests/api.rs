@@ -1152,3 +1152,36 @@ fn drafts_stay_on_the_device_until_saved() {
     a.clear_draft("household.new", "").unwrap();
     assert_eq!(a.draft("household.new", "").unwrap(), None);
 }
+
+#[test]
+fn a_live_session_counts_a_silent_relay_as_lost() {
+    let relay_dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(relay_dir.path(), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let api = staff(dir.path());
+    api.set_relay(&relay.url).unwrap();
+    assert_eq!(api.sync_once().phase, SyncPhase::Synced);
+    let mut store = linli_sync::Store::open(dir.path()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The relay says nothing while nothing arrives but an empty frame every 15 s: asked to
+    // hear from it every 300 ms, the session gives up after that, with the reason.
+    let options = linli_sync::live::LiveOptions {
+        silence: Duration::from_millis(300),
+        ..linli_sync::live::LiveOptions::default()
+    };
+    let t = Instant::now();
+    let ended = rt.block_on(linli_sync::live::live(
+        &mut store,
+        &relay.url,
+        options,
+        |_| false,
+        |_| {},
+    ));
+    let err = ended.expect_err("a silent relay");
+    assert!(err.to_string().contains("no word from the relay"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    drop(relay);
+}

@@ -40,6 +40,10 @@ pub struct LiveOptions {
     /// made in a burst go together (a frame has a cost of its own at every hop), a lone
     /// change goes one tick after it was made.
     pub batch: Duration,
+    /// How long the relay may say nothing (it sends an empty frame every 15 s when nothing
+    /// arrives) before the connection counts as lost: a network that drops without closing
+    /// the connection is noticed then, not when the session's time is over.
+    pub silence: Duration,
 }
 
 impl Default for LiveOptions {
@@ -50,6 +54,7 @@ impl Default for LiveOptions {
             calm_tick: Duration::from_millis(10),
             idle: Duration::from_millis(200),
             batch: Duration::from_millis(15),
+            silence: Duration::from_millis(2 * KEEPALIVE_MS + 5_000),
         }
     }
 }
@@ -124,6 +129,7 @@ pub async fn live(
     let mut frames = Frames::default();
     let mut uploads = Uploads::new(store, &peer)?;
     let mut next_tick = tokio::time::Instant::now();
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             chunk = follow.chunk() => {
@@ -131,6 +137,7 @@ pub async fn live(
                     uploads.finish(store, &client, &mut on_event).await?;
                     return Ok(LiveEnd::Over);
                 };
+                heard = tokio::time::Instant::now();
                 received.bytes_down += bytes.len() as u64;
                 frames.extend(&bytes);
                 while let Some(f) = frames.next_frame()? {
@@ -153,6 +160,15 @@ pub async fn live(
                         }
                     }
                 }
+            }
+            _ = tokio::time::sleep_until(heard + options.silence) => {
+                return Err(SyncError::Unreachable {
+                    url: client.url.clone(),
+                    reason: format!(
+                        "no word from the relay for {} s: the connection counts as lost",
+                        options.silence.as_secs_f32()
+                    ),
+                });
             }
             _ = tokio::time::sleep_until(next_tick) => {
                 if stop(store) {
