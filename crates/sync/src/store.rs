@@ -751,16 +751,18 @@ pub(crate) fn stored_record(conn: &Connection, id: &str) -> Result<Option<AnyRec
     let Some((collection, Some(json))) = row else {
         return Ok(None);
     };
-    let damaged = |message: String| StoreError::Field {
-        id: id.to_string(),
-        field: "record".into(),
-        message,
-    };
-    let collection = Collection::parse(&collection)
-        .ok_or_else(|| damaged(format!("unknown stored collection {collection}")))?;
-    AnyRecord::from_json_slice(collection, &json)
-        .map(Some)
-        .map_err(|e| damaged(e.to_string()))
+    let parsed = Collection::parse(&collection)
+        .and_then(|collection| AnyRecord::from_json_slice(collection, &json).ok());
+    if parsed.is_none() {
+        // Derived, so never the only copy: the caller reads the document instead, the next
+        // write of it stores a good one, and `doctor` finds and rebuilds it. (The parser's
+        // message is not logged: it may quote a field's value.)
+        tracing::warn!(
+            doc = id,
+            "stored record does not parse; reading the document instead"
+        );
+    }
+    Ok(parsed)
 }
 
 /// A stored document row: collection, snapshot as stored, its dictionary, chunk count.
