@@ -121,8 +121,43 @@ pub struct Relay {
     closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// Scope → the sequence number of the last blob stored in it.
-type LastStored = Arc<std::collections::HashMap<String, u64>>;
+/// Scope → the last blobs stored in it (see [`Latest`]).
+type LastStored = Arc<std::collections::HashMap<String, Latest>>;
+
+/// The last blob stored in a scope, and the last stored by any other sender than that one's:
+/// between them, the last blob each device did not send itself (a device's own push does not
+/// wake its own held watch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Latest {
+    /// The last blob: its sender and sequence number.
+    last: (PublicKey, u64),
+    /// The last blob from another sender than `last`'s (0: none).
+    other: u64,
+}
+
+impl Latest {
+    /// Records a blob of `sender`.
+    fn stored(&mut self, sender: PublicKey, seq: u64) {
+        if seq > self.last.1 {
+            if sender != self.last.0 {
+                self.other = self.last.1;
+            }
+            self.last = (sender, seq);
+        } else if sender != self.last.0 {
+            // Two pushes told after their commits, the later one first.
+            self.other = self.other.max(seq);
+        }
+    }
+
+    /// The sequence number of the last blob `device` did not send.
+    fn not_from(&self, device: &PublicKey) -> u64 {
+        if self.last.0 == *device {
+            self.other
+        } else {
+            self.last.1
+        }
+    }
+}
 
 /// A watch that found nothing yet: what to pull again when blobs arrive.
 struct Waiting {
@@ -406,8 +441,7 @@ impl Relay {
             self.stored_channel(community).send_modify(|last| {
                 let last = Arc::make_mut(last);
                 for (scope, seq) in pushed_scopes.into_iter().zip(seqs) {
-                    let at = last.entry(scope).or_insert(0);
-                    *at = (*at).max(*seq);
+                    last.entry(scope).or_default().stored(device, *seq);
                 }
             });
         }
@@ -909,9 +943,42 @@ struct News {
 }
 
 impl News {
-    /// Whether a blob of a scope `w`'s device reads was stored past where it looked.
+    /// Whether a blob of a scope `w`'s device reads, sent by another device, was stored past
+    /// where it looked.
     fn any_for(last: &LastStored, w: &Waiting) -> bool {
         last.iter()
-            .any(|(scope, seq)| *seq > w.since && w.grant.may_use(scope))
+            .any(|(scope, l)| l.not_from(&w.device) > w.since && w.grant.may_use(scope))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Latest;
+
+    #[test]
+    fn each_device_learns_of_the_last_blob_it_did_not_send() {
+        let (d1, d2, d3) = ([1; 32], [2; 32], [3; 32]);
+        let mut l = Latest::default();
+        l.stored(d1, 5);
+        assert_eq!((l.not_from(&d1), l.not_from(&d2)), (0, 5));
+        l.stored(d2, 6);
+        assert_eq!((l.not_from(&d1), l.not_from(&d2)), (6, 5));
+        l.stored(d2, 7);
+        assert_eq!((l.not_from(&d1), l.not_from(&d2)), (7, 5));
+        l.stored(d1, 8);
+        assert_eq!((l.not_from(&d1), l.not_from(&d2)), (7, 8));
+        l.stored(d3, 9);
+        assert_eq!(
+            (l.not_from(&d1), l.not_from(&d2), l.not_from(&d3)),
+            (9, 9, 8)
+        );
+        // Pushes told out of order (each is told after its commit, outside the lock).
+        l.stored(d2, 4);
+        assert_eq!(l.not_from(&d3), 8);
+        let mut l = Latest::default();
+        l.stored(d2, 11);
+        l.stored(d1, 10);
+        l.stored(d2, 9);
+        assert_eq!((l.not_from(&d1), l.not_from(&d2)), (11, 10));
     }
 }

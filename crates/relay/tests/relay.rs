@@ -810,6 +810,17 @@ fn a_follow_brings_each_arrival_of_its_scopes_without_being_asked_again() {
             sealed(next_reply(&mut answer, &mut frames, wait).await),
             ["opaque bytes of hh-1"]
         );
+        // Its own push brings nothing back, and does not even make the follow look.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let looked = pulled_by(&relay, &g1);
+        let (status, _) = post(&relay, g1.signed(push("G01", "hh-own"))).await;
+        assert_eq!(status, 200);
+        assert!(
+            next_reply(&mut answer, &mut frames, Duration::from_millis(300))
+                .await
+                .is_none()
+        );
+        assert_eq!(pulled_by(&relay, &g1), looked);
         // Another grid's blob brings nothing; each of its own grid's comes on the same answer.
         let (status, _) = post(&relay, root.signed(push("G02", "hh-2"))).await;
         assert_eq!(status, 200);
