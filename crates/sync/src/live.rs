@@ -62,9 +62,10 @@ impl Default for LiveOptions {
 /// What a live session reports as it goes.
 #[derive(Debug)]
 pub enum LiveEvent<'a> {
-    /// Documents arrived and were merged.
+    /// Documents arrived and were merged (`ms`: the time spent receiving and merging them).
     Received(&'a SyncReport),
-    /// An upload closed and the relay acknowledged everything it carried.
+    /// An upload closed and the relay acknowledged everything it carried (`ms`: how long it
+    /// was open).
     Sent(&'a SyncReport),
 }
 
@@ -100,7 +101,6 @@ pub async fn live(
         reason: crate::relay_client::with_causes(&e),
     };
     let mut received = SyncReport::default();
-    let started = Instant::now();
     let since = store.peer_cursor(&peer)?;
     let request = frame(&sign(
         store,
@@ -146,11 +146,13 @@ pub async fn live(
                     }
                     match linli_wire::decode::<Reply>("relay reply", &f)? {
                         Reply::Answer(response) => {
+                            let merging = Instant::now();
                             let since = store.peer_cursor(&peer)?;
                             receive(store, &peer, since, response, &mut received)?;
+                            // The time spent receiving what the report counts.
+                            received.ms += merging.elapsed().as_millis();
                             tracing::debug!(changed = received.changed, "merged a frame");
                             if received.created + received.changed + received.unchanged > 0 {
-                                received.ms = started.elapsed().as_millis();
                                 on_event(LiveEvent::Received(&received));
                                 received = SyncReport::default();
                             }
