@@ -255,6 +255,11 @@ impl Watcher {
                 )
             })
     }
+
+    /// A line the device printed already, if any (never waits).
+    fn try_next(&mut self) -> Option<Value> {
+        self.lines.try_recv().ok()
+    }
 }
 
 impl Drop for Watcher {
@@ -373,22 +378,29 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
         }
     }
     let a_apply_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let target: Vec<(String, Option<Vec<u8>>)> = touched
+    // What B must hold: A's heads of every document A changed. A document B holds at those
+    // heads stays so (nobody else writes), so each look asks only for those not yet there.
+    let mut waiting: Vec<(String, Option<Vec<u8>>)> = touched
         .iter()
         .map(|id| Ok((id.clone(), a.heads_of(id)?)))
         .collect::<Result<_>>()?;
-    let ids: Vec<&str> = target.iter().map(|(id, _)| id.as_str()).collect();
-    let in_step = || -> Result<bool> {
+    let mut in_step = || -> Result<bool> {
+        let ids: Vec<&str> = waiting.iter().map(|(id, _)| id.as_str()).collect();
         let now = b.heads_of_each(&ids)?;
-        Ok(target
-            .iter()
-            .zip(now)
-            .all(|((_, want), have)| have == *want))
+        let mut have = now.into_iter();
+        waiting.retain(|(_, want)| have.next().is_none_or(|h| h != *want));
+        Ok(waiting.is_empty())
     };
     let (mut received, mut b_ms, mut b_round_trips, mut events) = (0, 0, 0, 0);
     let mut last = Value::Null;
+    let mut count = |line: &Value| {
+        received += line["created"].as_u64().unwrap_or(0) + line["changed"].as_u64().unwrap_or(0);
+        b_ms += line["ms"].as_u64().unwrap_or(0);
+        b_round_trips += line["round_trips"].as_u64().unwrap_or(0);
+    };
     // B may have merged before the first look: the phase then ends at that look, and B's
-    // report of it is read after.
+    // report of it is read after. Reports that came in meanwhile (B merged the frames sent
+    // while A was still editing) are read all at once before the next look.
     let mut done_ms = None;
     loop {
         if done_ms.is_none() && in_step()? {
@@ -398,10 +410,13 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
             break;
         }
         last = b_watch.next()?;
+        count(&last);
         events += 1;
-        received += last["created"].as_u64().unwrap_or(0) + last["changed"].as_u64().unwrap_or(0);
-        b_ms += last["ms"].as_u64().unwrap_or(0);
-        b_round_trips += last["round_trips"].as_u64().unwrap_or(0);
+        while let Some(line) = b_watch.try_next() {
+            count(&line);
+            events += 1;
+            last = line;
+        }
     }
     let incremental_ms = done_ms.unwrap_or_default();
     let incremental_bytes = measure(before, net()?);

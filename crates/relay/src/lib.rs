@@ -244,6 +244,13 @@ impl Relay {
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Plans that never depend on bound values: otherwise every cached statement with a
+        // `column = ?` filter is parsed and planned again at each use (rusqlite clears a
+        // statement's bindings when it takes it back, and SQLite then expires it).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
@@ -953,7 +960,26 @@ impl News {
 
 #[cfg(test)]
 mod tests {
-    use super::Latest;
+    use super::{Config, Latest, Relay};
+
+    /// The relay's statements keep their plans whatever is bound to them (no re-preparing
+    /// of a cached statement at each use).
+    #[test]
+    fn plans_do_not_depend_on_bound_values() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let relay = Relay::open(
+            dir.path(),
+            Config {
+                first_contact: true,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let db = relay.db.lock().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            db.db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG)
+                .unwrap_or_else(|e| panic!("{e}"))
+        );
+    }
 
     #[test]
     fn each_device_learns_of_the_last_blob_it_did_not_send() {
