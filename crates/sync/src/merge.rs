@@ -4,15 +4,15 @@
 
 use std::collections::HashMap;
 
-use automerge::{AutoCommit, ChangeHash};
+use automerge::AutoCommit;
 use linli_domain::Timestamp;
 use linli_domain::{AnyRecord, Collection, Scope};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::codec::{self, Dicts};
 use crate::store::{
-    Built, Packers, StoredDoc, decode_doc, encode_heads, hydrate, next_seq, par_map, read_doc,
-    save, set_meta, store_update,
+    Built, Packers, Saved, StoredDoc, decode_doc, encode_heads, encode_update, hydrate, next_seq,
+    par_pipeline, read_doc, record_json, save, set_meta, write_update,
 };
 use crate::{Store, StoreError, index};
 
@@ -94,21 +94,39 @@ struct MergeJob<'a> {
     known: Option<Vec<u8>>,
 }
 
-/// A received document merged into what was stored (not yet written).
+/// A received document merged into what was stored and encoded for storing (not yet
+/// written).
 struct Merged {
-    existed: bool,
     /// The peer had exactly what was stored before: record what it has now.
     in_step: bool,
-    before: Vec<ChangeHash>,
-    after: Vec<ChangeHash>,
-    doc: AutoCommit,
-    /// The record, when the document changed.
-    rec: Option<AnyRecord>,
+    /// The merged heads, encoded.
+    after: Vec<u8>,
+    /// What to write, unless nothing changed.
+    outcome: Option<Outcome>,
 }
 
-/// Decodes what is stored of a received document, applies the received changes and reads
-/// the record if anything changed: the CPU part of a merge, run on any thread.
-fn merge_one(dicts: &Dicts, community: &str, job: &MergeJob<'_>) -> Result<Merged, StoreError> {
+/// What a merge writes of one document.
+enum Outcome {
+    /// A stored document gained changes.
+    Changed {
+        rec: AnyRecord,
+        /// The record as stored (JSON).
+        record: Vec<u8>,
+        saved: Saved,
+    },
+    /// A document new here (written after the others: see `merge_in`).
+    New { rec: AnyRecord, built: Built },
+}
+
+/// Decodes what is stored of a received document, applies the received changes, reads the
+/// record if anything changed and encodes what is to be stored: the CPU part of a merge, run
+/// on any thread.
+fn merge_one(
+    packers: &mut Packers<'_>,
+    dicts: &Dicts,
+    community: &str,
+    job: &MergeJob<'_>,
+) -> Result<Merged, StoreError> {
     let inc = job.inc;
     let id = inc.id.as_str();
     let refuse = |message: String| StoreError::Field {
@@ -123,28 +141,30 @@ fn merge_one(dicts: &Dicts, community: &str, job: &MergeJob<'_>) -> Result<Merge
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take()
-        .map(|s| decode_doc(dicts, id, s))
+        .map(|s| {
+            let chunks = s.chunk_count();
+            decode_doc(dicts, id, s).map(|(c, doc)| (c, doc, chunks))
+        })
         .transpose()?;
-    let existed = stored.is_some();
-    let mut doc = match stored {
-        Some((c, _)) if c != collection => {
+    let (mut doc, stored_chunks) = match stored {
+        Some((c, _, _)) if c != collection => {
             return Err(refuse(format!(
                 "arrived as {}, stored as {}",
                 collection.code(),
                 c.code()
             )));
         }
-        Some((_, doc)) => doc,
-        None => AutoCommit::new(),
+        Some((_, doc, chunks)) => (doc, Some(chunks)),
+        None => (AutoCommit::new(), None),
     };
     let before = doc.get_heads();
-    let in_step = !existed || job.known == Some(encode_heads(&before));
+    let in_step = stored_chunks.is_none() || job.known == Some(encode_heads(&before));
     for bytes in job.parts {
         doc.load_incremental(bytes)
             .map_err(|e| refuse(format!("the received changes do not load: {e}")))?;
     }
     let after = doc.get_heads();
-    let rec = if after == before {
+    let outcome = if after == before {
         None
     } else {
         let rec = hydrate(id, collection, &doc)?;
@@ -156,15 +176,25 @@ fn merge_one(dicts: &Dicts, community: &str, job: &MergeJob<'_>) -> Result<Merge
                 inc.scope
             )));
         }
-        Some(rec)
+        Some(match stored_chunks {
+            Some(chunks) => Outcome::Changed {
+                saved: encode_update(packers, collection, &mut doc, &before, chunks)?,
+                record: record_json(&rec)?,
+                rec,
+            },
+            None => Outcome::New {
+                built: Built {
+                    snapshot: save(&mut doc),
+                    heads: encode_heads(&after),
+                },
+                rec,
+            },
+        })
     };
     Ok(Merged {
-        existed,
         in_step,
-        before,
-        after,
-        doc,
-        rec,
+        after: encode_heads(&after),
+        outcome,
     })
 }
 
@@ -186,7 +216,6 @@ fn merge_in(
         .optional()?
         .unwrap_or(0);
     let mut peer_has_all = sent >= first - 1;
-    let mut packers = Packers::new(dicts);
     let mut fresh: Vec<(AnyRecord, Built)> = Vec::new();
     // The same document may come in several bundles: merge all its parts at once.
     let mut grouped: Vec<(Incoming, Vec<Vec<u8>>)> = Vec::new();
@@ -226,48 +255,45 @@ fn merge_in(
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let merged = par_map(&jobs, || (), |_, job| merge_one(dicts, community, job))?;
-        for (job, m) in jobs.iter().zip(merged) {
-            let id = job.inc.id.as_str();
-            let Merged {
-                existed,
-                in_step,
-                before,
-                after,
-                mut doc,
-                rec,
-            } = m;
-            if in_step {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![peer, id, encode_heads(&after)])?;
-            }
-            let Some(rec) = rec else {
-                report.unchanged += 1;
-                continue;
-            };
-            peer_has_all &= in_step;
-            if existed {
-                store_update(tx, &mut packers, &mut doc, &rec, &before, seq)?;
-                index::reindex(tx, &rec)?;
-                report.changed += 1;
-                seq += 1;
-            } else {
-                let heads = encode_heads(&after);
-                fresh.push((
-                    rec,
-                    Built {
-                        snapshot: save(&mut doc),
-                        heads,
-                    },
-                ));
-            }
-        }
+        // Each document is written as soon as it and those before it are merged, while the
+        // workers merge the next ones.
+        par_pipeline(
+            &jobs,
+            || Packers::new(dicts),
+            |packers, job| merge_one(packers, dicts, community, job),
+            |i, merged| {
+                let id = jobs[i].inc.id.as_str();
+                let Merged {
+                    in_step,
+                    after,
+                    outcome,
+                } = merged;
+                if in_step {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO peer_heads (peer, doc, heads) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![peer, id, after])?;
+                }
+                let Some(outcome) = outcome else {
+                    report.unchanged += 1;
+                    return Ok(());
+                };
+                peer_has_all &= in_step;
+                match outcome {
+                    Outcome::Changed { rec, record, saved } => {
+                        write_update(tx, id, saved, &after, &record, seq)?;
+                        index::reindex(tx, &rec)?;
+                        report.changed += 1;
+                        seq += 1;
+                    }
+                    Outcome::New { rec, built } => fresh.push((rec, built)),
+                }
+                Ok(())
+            },
+        )?;
     }
     // New documents are written last, so that a collection reaching its dictionary threshold
     // trains one before they are stored (as `write_in` does).
-    drop(packers);
     let mut touched: Vec<&str> = fresh.iter().map(|(r, _)| r.collection().code()).collect();
     touched.sort_unstable();
     touched.dedup();

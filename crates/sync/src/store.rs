@@ -790,6 +790,13 @@ pub(crate) struct StoredDoc {
     chunks: Vec<Vec<u8>>,
 }
 
+impl StoredDoc {
+    /// How many chunks are stored after its snapshot.
+    pub(crate) fn chunk_count(&self) -> i64 {
+        self.chunks.len() as i64
+    }
+}
+
 /// Reads a stored document's bytes (the SQLite part of [`load_doc`]).
 pub(crate) fn read_doc(conn: &Connection, id: &str) -> Result<Option<StoredDoc>, StoreError> {
     let row: Option<(String, Vec<u8>, Option<i64>, i64)> = conn
@@ -874,7 +881,7 @@ pub(crate) struct Built {
 }
 
 /// A snapshot as stored: bytes and the dictionary they are compressed with.
-type Packed = (Vec<u8>, Option<i64>);
+pub(crate) type Packed = (Vec<u8>, Option<i64>);
 
 /// Compressors by collection, made on first use (one set per thread).
 pub(crate) struct Packers<'a> {
@@ -927,6 +934,18 @@ pub(crate) fn save(doc: &mut AutoCommit) -> Vec<u8> {
     doc.save_nocompress()
 }
 
+/// The threads [`par_map`] and [`par_pipeline`] use: the machine's parallelism, up to 8
+/// (asked once: the answer reads cgroup files).
+fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8)
+    })
+}
+
 /// Maps `items` on every core (up to 8 threads), keeping their order. `init` makes each
 /// thread's scratch state. Building and compressing documents are the import's hot paths.
 pub(crate) fn par_map<T: Sync, S, R: Send>(
@@ -934,19 +953,8 @@ pub(crate) fn par_map<T: Sync, S, R: Send>(
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, &T) -> Result<R, StoreError> + Sync,
 ) -> Result<Vec<R>, StoreError> {
-    // The machine's parallelism is asked once (the answer reads cgroup files); small batches
-    // stay on this thread.
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let threads = if items.len() < 32 {
-        1
-    } else {
-        *THREADS.get_or_init(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .min(8)
-        })
-    };
+    // Small batches stay on this thread.
+    let threads = if items.len() < 32 { 1 } else { threads() };
     if threads == 1 {
         let mut state = init();
         return items.iter().map(|t| f(&mut state, t)).collect();
@@ -973,6 +981,87 @@ pub(crate) fn par_map<T: Sync, S, R: Send>(
             }
         }
         Ok(out)
+    })
+}
+
+/// Fewer items than this are mapped on the calling thread by [`par_pipeline`].
+const PIPELINE_MIN: usize = 8;
+
+/// Maps `items` on every core, as [`par_map`], and hands each result to `sink` on the calling
+/// thread, in order, as soon as it and every one before it are done: the caller's part of
+/// the work (writing to SQLite, which only its thread may do) goes on while the workers map
+/// the items after, instead of waiting for all of them. Stops at the first error of `f` or
+/// `sink` (the workers then take no further item) and returns it.
+pub(crate) fn par_pipeline<T: Sync, S, R: Send>(
+    items: &[T],
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> Result<R, StoreError> + Sync,
+    mut sink: impl FnMut(usize, R) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let threads = if items.len() < PIPELINE_MIN {
+        1
+    } else {
+        threads()
+    };
+    if threads == 1 {
+        let mut state = init();
+        for (i, t) in items.iter().enumerate() {
+            sink(i, f(&mut state, t)?)?;
+        }
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (init, f, next_ref, stop_ref) = (&init, &f, &next, &stop);
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<R, StoreError>)>();
+        for _ in 0..threads {
+            let tx = tx.clone();
+            s.spawn(move || {
+                let mut state = init();
+                while !stop_ref.load(Ordering::Relaxed) {
+                    let i = next_ref.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    if tx.send((i, f(&mut state, item))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Results that came before their turn, by index.
+        let mut early: HashMap<usize, R> = HashMap::new();
+        let mut done = 0;
+        let mut run = || -> Result<(), StoreError> {
+            for (i, result) in &rx {
+                early.insert(i, result?);
+                while let Some(r) = early.remove(&done) {
+                    sink(done, r)?;
+                    done += 1;
+                }
+            }
+            Ok(())
+        };
+        let result = run();
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        result?;
+        // Every worker has stopped (the channel closed): each item was mapped, unless one
+        // panicked, which the scope passes on.
+        if done < items.len() {
+            return Err(StoreError::Field {
+                id: String::new(),
+                field: "merge".into(),
+                message: format!(
+                    "{} of {} items were not mapped",
+                    items.len() - done,
+                    items.len()
+                ),
+            });
+        }
+        Ok(())
     })
 }
 
@@ -1128,9 +1217,76 @@ pub(crate) fn write_in(
     Ok(report)
 }
 
-/// Saves a changed, already stored document: its new changes (those after `before`) as a
-/// chunk, or, when it has [`COMPACT_AFTER`] of them, a new snapshot; with its record `rec`
-/// and its feed position `seq`.
+/// How a changed, already stored document is saved: its new changes as a chunk after the
+/// heads they follow, or, when it has [`COMPACT_AFTER`] chunks, a new (packed) snapshot.
+pub(crate) enum Saved {
+    /// Changes appended after the stored ones.
+    Chunk {
+        /// The changes (`save_after(base)`).
+        data: Vec<u8>,
+        /// The heads they follow, encoded.
+        base: Vec<u8>,
+        /// The chunks stored before this one.
+        stored: i64,
+    },
+    /// A new snapshot replacing the stored one and its chunks.
+    Snapshot(Packed),
+}
+
+/// Encodes what [`write_update`] stores of a changed document that had `stored` chunks and
+/// heads `before` (the CPU part: runs on any thread).
+pub(crate) fn encode_update(
+    packers: &mut Packers<'_>,
+    collection: Collection,
+    doc: &mut AutoCommit,
+    before: &[ChangeHash],
+    stored: i64,
+) -> Result<Saved, StoreError> {
+    Ok(if stored + 1 >= COMPACT_AFTER {
+        Saved::Snapshot(packers.pack(collection, &save(doc))?)
+    } else {
+        Saved::Chunk {
+            data: doc.save_after(before),
+            base: encode_heads(before),
+            stored,
+        }
+    })
+}
+
+/// Writes a changed, already stored document `id`: what [`encode_update`] made of it, its new
+/// heads, its record (as JSON) and its feed position `seq`.
+pub(crate) fn write_update(
+    tx: &Transaction<'_>,
+    id: &str,
+    saved: Saved,
+    heads: &[u8],
+    record: &[u8],
+    seq: i64,
+) -> Result<(), StoreError> {
+    match saved {
+        Saved::Snapshot((snapshot, dict)) => {
+            tx.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
+                .execute([id])?;
+            tx.prepare_cached(
+                "UPDATE docs SET snapshot = ?2, dict = ?3, heads = ?4, seq = ?5, chunks = 0, record = ?6
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, snapshot, dict, heads, seq, record])?;
+        }
+        Saved::Chunk { data, base, stored } => {
+            tx.prepare_cached("INSERT INTO chunks (doc, n, data, base) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![id, stored, data, base])?;
+            tx.prepare_cached(
+                "UPDATE docs SET heads = ?2, seq = ?3, chunks = ?4, record = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, heads, seq, stored + 1, record])?;
+        }
+    }
+    Ok(())
+}
+
+/// Saves a changed, already stored document ([`encode_update`] then [`write_update`]), with
+/// its record `rec` and its feed position `seq`.
 pub(crate) fn store_update(
     tx: &Transaction<'_>,
     packers: &mut Packers<'_>,
@@ -1140,35 +1296,74 @@ pub(crate) fn store_update(
     seq: i64,
 ) -> Result<(), StoreError> {
     let id = rec.id();
-    let record = record_json(rec)?;
-    let heads = encode_heads(&doc.get_heads());
-    let chunks: i64 = tx
+    let stored: i64 = tx
         .prepare_cached("SELECT chunks FROM docs WHERE id = ?1")?
         .query_row([id], |r| r.get(0))?;
-    if chunks + 1 >= COMPACT_AFTER {
-        tx.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
-            .execute([id])?;
-        let (snapshot, dict) = packers.pack(rec.collection(), &save(doc))?;
-        tx.prepare_cached(
-            "UPDATE docs SET snapshot = ?2, dict = ?3, heads = ?4, seq = ?5, chunks = 0, record = ?6
-             WHERE id = ?1",
-        )?
-        .execute(params![id, snapshot, dict, heads, seq, record])?;
-    } else {
-        let data = doc.save_after(before);
-        tx.prepare_cached("INSERT INTO chunks (doc, n, data, base) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![id, chunks, data, encode_heads(before)])?;
-        tx.prepare_cached(
-            "UPDATE docs SET heads = ?2, seq = ?3, chunks = ?4, record = ?5 WHERE id = ?1",
-        )?
-        .execute(params![id, heads, seq, chunks + 1, record])?;
-    }
-    Ok(())
+    let saved = encode_update(packers, rec.collection(), doc, before, stored)?;
+    let heads = encode_heads(&doc.get_heads());
+    write_update(tx, id, saved, &heads, &record_json(rec)?, seq)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Results reach the sink in order, each once, however the workers finish; the first
+    /// error (of a worker or of the sink) ends the run and is returned.
+    #[test]
+    fn a_pipeline_hands_results_over_in_order_and_stops_at_the_first_error() {
+        let items: Vec<u64> = (0..200).collect();
+        // Early items take longest, so that later ones are done first.
+        let slow = |_: &mut (), &i: &u64| -> Result<u64, StoreError> {
+            std::thread::sleep(std::time::Duration::from_micros(200u64.saturating_sub(i)));
+            if i == 150 {
+                return Err(StoreError::NotFound(format!("item {i}")));
+            }
+            Ok(i * 2)
+        };
+        let mut seen = Vec::new();
+        let err = par_pipeline(
+            &items,
+            || (),
+            slow,
+            |at, v| {
+                assert_eq!(v, at as u64 * 2);
+                seen.push(at);
+                Ok(())
+            },
+        );
+        assert!(matches!(err, Err(StoreError::NotFound(m)) if m == "item 150"));
+        assert_eq!(seen, (0..150).collect::<Vec<_>>());
+
+        let mut seen = Vec::new();
+        let err = par_pipeline(
+            &items[..100],
+            || (),
+            slow,
+            |at, _| {
+                if at == 30 {
+                    return Err(StoreError::NotFound("sink".into()));
+                }
+                seen.push(at);
+                Ok(())
+            },
+        );
+        assert!(matches!(err, Err(StoreError::NotFound(m)) if m == "sink"));
+        assert_eq!(seen, (0..30).collect::<Vec<_>>());
+
+        let mut seen = Vec::new();
+        par_pipeline(
+            &items[..120],
+            || (),
+            slow,
+            |at, _| {
+                seen.push(at);
+                Ok(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(seen, (0..120).collect::<Vec<_>>());
+    }
 
     /// A cached statement that filters on `column = ?` is planned once, not at every use
     /// (see [`stable_plans`]; without it each use below re-prepares the statement).
