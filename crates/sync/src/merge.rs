@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use automerge::AutoCommit;
+use automerge::{AutoCommit, ChangeHash};
 use linli_domain::Timestamp;
 use linli_domain::{AnyRecord, Collection, Scope};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
@@ -178,7 +178,10 @@ fn merge_one(
         }
         Some(match stored_chunks {
             Some(chunks) => Outcome::Changed {
-                saved: encode_update(packers, collection, &mut doc, &before, chunks)?,
+                saved: {
+                    let changes = received_as_is(job.parts, &mut doc, &before);
+                    encode_update(packers, collection, &mut doc, &before, chunks, changes)?
+                },
                 record: record_json(&rec)?,
                 rec,
             },
@@ -196,6 +199,42 @@ fn merge_one(
         after: encode_heads(&after),
         outcome,
     })
+}
+
+/// The received bytes themselves when they are exactly the changes a merge added to `doc`
+/// (which had heads `before`): one change chunk, and one change new here (every new change
+/// came from what was received, so that chunk is it). Stored as they came, they need not be
+/// encoded again (`save_after`); anything else (several changes, some already here, a
+/// whole document) is encoded from the document.
+fn received_as_is(
+    parts: &[Vec<u8>],
+    doc: &mut AutoCommit,
+    before: &[ChangeHash],
+) -> Option<Vec<u8>> {
+    let [bytes] = parts else {
+        return None;
+    };
+    (is_one_change_chunk(bytes) && doc.get_changes_meta(before).len() == 1).then(|| bytes.clone())
+}
+
+/// Whether `bytes` are exactly one Automerge change chunk. The binary format: the magic bytes
+/// `85 6f 4a 83`, a 4-byte checksum, the chunk type (1: change, 2: compressed change; 0 is a
+/// whole document), the length of the rest as unsigned LEB128, then the rest.
+fn is_one_change_chunk(bytes: &[u8]) -> bool {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    if bytes.len() < 10 || bytes[..4] != MAGIC || !matches!(bytes[8], 1 | 2) {
+        return false;
+    }
+    let mut len: u64 = 0;
+    for (i, b) in bytes[9..].iter().take(10).enumerate() {
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let header = 9 + i + 1;
+            return usize::try_from(len)
+                .is_ok_and(|len| header.checked_add(len) == Some(bytes.len()));
+        }
+    }
+    false
 }
 
 fn merge_in(
@@ -342,4 +381,58 @@ fn merge_in(
         .execute(params![peer, seq - 1])?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::{ROOT, transaction::Transactable};
+
+    fn edited(doc: &mut AutoCommit, key: &str, value: &str) {
+        doc.put(ROOT, key, value).unwrap_or_else(|e| panic!("{e}"));
+        doc.commit();
+    }
+
+    /// Received changes are stored as they came only when they are exactly what the merge
+    /// added; anything else is encoded from the document.
+    #[test]
+    fn received_changes_are_kept_as_they_came_only_when_exactly_the_new_ones() {
+        let mut a = AutoCommit::new();
+        edited(&mut a, "phone", "13800000000");
+        let mut b = a.fork();
+        let base = a.get_heads();
+        edited(&mut a, "phone", "13900000000");
+        let one = a.save_after(&base);
+        let merge = |b: &mut AutoCommit, parts: &[Vec<u8>]| {
+            let mut b = b.fork();
+            let before = b.get_heads();
+            for p in parts {
+                b.load_incremental(p).unwrap_or_else(|e| panic!("{e}"));
+            }
+            received_as_is(parts, &mut b, &before)
+        };
+        // One change, new here: kept, and it is what encoding it again gives.
+        assert_eq!(merge(&mut b, std::slice::from_ref(&one)), Some(one.clone()));
+        let mut merged = b.fork();
+        merged
+            .load_incremental(&one)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(merged.save_after(&b.get_heads()), one);
+        // Two changes in one part, the same change in two parts, a whole document, a
+        // change already held, a cut or lengthened chunk: encoded again.
+        let mid = a.get_heads();
+        edited(&mut a, "phone", "13700000000");
+        assert_eq!(merge(&mut b, &[a.save_after(&base)]), None);
+        assert_eq!(merge(&mut b, &[one.clone(), one.clone()]), None);
+        assert_eq!(merge(&mut b, &[a.save()]), None);
+        b.load_incremental(&one).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.get_heads(), mid);
+        assert_eq!(merge(&mut b, std::slice::from_ref(&one)), None);
+        assert!(is_one_change_chunk(&one));
+        assert!(!is_one_change_chunk(&one[..one.len() - 1]));
+        let mut longer = one.clone();
+        longer.push(0);
+        assert!(!is_one_change_chunk(&longer));
+        assert!(!is_one_change_chunk(&a.save()));
+    }
 }

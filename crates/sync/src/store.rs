@@ -1234,19 +1234,22 @@ pub(crate) enum Saved {
 }
 
 /// Encodes what [`write_update`] stores of a changed document that had `stored` chunks and
-/// heads `before` (the CPU part: runs on any thread).
+/// heads `before` (the CPU part: runs on any thread). `changes`, when given, are exactly the
+/// changes made after `before`, already encoded (as received): stored as they are instead of
+/// being encoded again.
 pub(crate) fn encode_update(
     packers: &mut Packers<'_>,
     collection: Collection,
     doc: &mut AutoCommit,
     before: &[ChangeHash],
     stored: i64,
+    changes: Option<Vec<u8>>,
 ) -> Result<Saved, StoreError> {
     Ok(if stored + 1 >= COMPACT_AFTER {
         Saved::Snapshot(packers.pack(collection, &save(doc))?)
     } else {
         Saved::Chunk {
-            data: doc.save_after(before),
+            data: changes.unwrap_or_else(|| doc.save_after(before)),
             base: encode_heads(before),
             stored,
         }
@@ -1299,7 +1302,7 @@ pub(crate) fn store_update(
     let stored: i64 = tx
         .prepare_cached("SELECT chunks FROM docs WHERE id = ?1")?
         .query_row([id], |r| r.get(0))?;
-    let saved = encode_update(packers, rec.collection(), doc, before, stored)?;
+    let saved = encode_update(packers, rec.collection(), doc, before, stored, None)?;
     let heads = encode_heads(&doc.get_heads());
     write_update(tx, id, saved, &heads, &record_json(rec)?, seq)
 }
