@@ -363,6 +363,9 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let b = Store::open(&b_dir)?;
     let before = net()?;
     let t = Instant::now();
+    // The phase as a timeline: LINLI_LOG=linli::bench_sync=debug,linli_sync::live=debug
+    // (and LINLI_RELAY_LOG=linli_relay=debug) print when each step happened, in each process.
+    tracing::debug!("incremental phase: A's first edit");
     let mut applied = Vec::new();
     let mut refused = Vec::new();
     let mut touched = std::collections::BTreeSet::new();
@@ -378,6 +381,7 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
         }
     }
     let a_apply_ms = t.elapsed().as_secs_f64() * 1000.0;
+    tracing::debug!(ms = a_apply_ms, "incremental phase: A's edits done");
     // What B must hold: A's heads of every document A changed. A document B holds at those
     // heads stays so (nobody else writes), so each look asks only for those not yet there.
     let mut waiting: Vec<(String, Option<Vec<u8>>)> = touched
@@ -405,6 +409,7 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     loop {
         if done_ms.is_none() && in_step()? {
             done_ms = Some(t.elapsed().as_secs_f64() * 1000.0);
+            tracing::debug!("incremental phase: B holds every document A changed");
         }
         if done_ms.is_some() && events > 0 {
             break;

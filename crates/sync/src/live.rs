@@ -147,6 +147,7 @@ pub async fn live(
                     match linli_wire::decode::<Reply>("relay reply", &f)? {
                         Reply::Answer(response) => {
                             let merging = Instant::now();
+                            tracing::debug!(bytes = f.len(), "a frame arrived");
                             let since = store.peer_cursor(&peer)?;
                             receive(store, &peer, since, response, &mut received)?;
                             // The time spent receiving what the report counts.
