@@ -262,10 +262,15 @@ fn the_query_tables_equal_a_rebuild_after_imports_and_edits() {
 }
 
 #[test]
-fn demo_is_deterministic_for_a_seed() {
+fn demo_is_deterministic_for_a_seed_and_an_instant() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    for dir in [&a, &b] {
+    let c = tempfile::tempdir().unwrap();
+    for (dir, as_of) in [
+        (&a, "2026-11-20 09:00"),
+        (&b, "2026-11-20 09:00"),
+        (&c, "2026-10-20 09:00"),
+    ] {
         let export = dir.path().join("x.jsonl");
         ok(
             dir.path(),
@@ -275,6 +280,8 @@ fn demo_is_deterministic_for_a_seed() {
                 "120",
                 "--seed",
                 "11",
+                "--as-of",
+                as_of,
                 "--export",
                 export.to_str().unwrap(),
             ],
@@ -282,6 +289,42 @@ fn demo_is_deterministic_for_a_seed() {
     }
     let x = std::fs::read(a.path().join("x.jsonl")).unwrap();
     assert_eq!(x, std::fs::read(b.path().join("x.jsonl")).unwrap());
+    // Another instant: the same records, their dates moved with it (a request's steps lie in
+    // the two months before the instant).
+    let lines = |dir: &tempfile::TempDir| -> Vec<Value> {
+        std::fs::read_to_string(dir.path().join("x.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (nov, oct) = (lines(&a), lines(&c));
+    assert_ne!(nov, oct);
+    let ids = |v: &[Value]| v.iter().map(|r| r["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&nov), ids(&oct));
+    for (r, month) in [(&nov, "2026-1"), (&oct, "2026-")] {
+        let steps: Vec<&str> = r
+            .iter()
+            .filter(|r| r["collection"] == "requests")
+            .flat_map(|r| r["steps"].as_array().unwrap())
+            .map(|s| s["at"].as_str().unwrap())
+            .collect();
+        assert!(!steps.is_empty());
+        assert!(steps.iter().all(|at| at.starts_with(month)), "{steps:?}");
+    }
+    let latest = |r: &[Value]| -> String {
+        r.iter()
+            .filter(|r| r["collection"] == "requests")
+            .flat_map(|r| r["steps"].as_array().unwrap().clone())
+            .map(|s| s["at"].as_str().unwrap().to_string())
+            .max()
+            .unwrap()
+    };
+    assert!(latest(&nov).as_str() <= "2026-11-20T09:00:00+08:00");
+    assert!(latest(&oct).as_str() <= "2026-10-20T09:00:00+08:00");
+    assert!(latest(&oct).as_str() > "2026-09-20");
+    // Nothing recorded can lie in the future.
+    assert!(err(c.path(), &["demo", "--as-of", "2999-01-01 09:00"]).contains("in the future"));
     let stats = json(a.path(), &["stats"]);
     for c in [
         "households",

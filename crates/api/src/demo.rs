@@ -44,9 +44,13 @@ const FLOORS: usize = 6;
 const UNITS: usize = 3;
 const ROOMS: usize = 2;
 
-/// The reference instant of the demo (deterministic output): 2026-11-20 09:00 China time.
-fn reference() -> Timestamp {
-    Timestamp::parse("2026-11-20 09:00").unwrap_or(Timestamp(1_795_000_000_000))
+/// The instant a demo is made "as of" by default: now, to the minute. Every date of the demo
+/// (visits this month, requests open lately and their deadlines, notices, tasks) is relative
+/// to it, so a demo made today looks like today's work; the same seed and instant give the
+/// same demo.
+pub fn as_of_now() -> Timestamp {
+    let now = Timestamp::now().0;
+    Timestamp(now - now.rem_euclid(60_000))
 }
 
 struct Gen {
@@ -200,9 +204,15 @@ impl Gen {
     }
 }
 
-/// Generates the demo's JSON lines.
-pub fn generate(community: &Community, households: usize, tasks: usize, seed: u64) -> Vec<String> {
-    let now = reference();
+/// Generates the demo's JSON lines, as of the instant `now` (see [`as_of_now`]):
+/// deterministic for a seed and an instant.
+pub fn generate(
+    community: &Community,
+    households: usize,
+    tasks: usize,
+    seed: u64,
+    now: Timestamp,
+) -> Vec<String> {
     let mut g = Gen {
         rng: ChaCha8Rng::seed_from_u64(seed),
         person_seq: 0,

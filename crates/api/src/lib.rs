@@ -247,7 +247,14 @@ impl Api {
                 ));
             }
             store.set_identity(user, None)?;
-            setup::fill_demo(&mut store, households, households / 20, 7, Some(user))?;
+            setup::fill_demo(
+                &mut store,
+                households,
+                households / 20,
+                7,
+                Some(user),
+                demo::as_of_now(),
+            )?;
         }
         self.status()
     }

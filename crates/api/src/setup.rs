@@ -94,14 +94,16 @@ pub fn import_file(store: &mut Store, file: &Path, message: &str) -> Result<Writ
     import_lines(store, &lines, &file.display().to_string(), message)
 }
 
-/// Fills a store with the demo community (幸福社区, 和平街道), deterministic for `seed`.
-/// The store must have no households yet.
+/// Fills a store with the demo community (幸福社区, 和平街道) as of the instant `as_of` (see
+/// [`demo::as_of_now`]), deterministic for `seed` and `as_of`. The store must have no
+/// households yet.
 pub fn fill_demo(
     store: &mut Store,
     households: usize,
     tasks: usize,
     seed: u64,
     user: Option<&str>,
+    as_of: linli_domain::Timestamp,
 ) -> Result<(WriteReport, Vec<String>), ApiError> {
     if store.community_id()?.is_none() {
         init(
@@ -119,7 +121,7 @@ pub fn fill_demo(
             "this store already has households; a demo fills a new store only",
         ));
     }
-    let lines = demo::generate(&community, households, tasks, seed);
+    let lines = demo::generate(&community, households, tasks, seed, as_of);
     let report = import_lines(store, &lines, "demo", &format!("demo --seed {seed}"))?;
     Ok((report, lines))
 }

@@ -88,7 +88,10 @@ pub fn run(which: &Which) -> Result<()> {
         Some(p) => p.clone(),
         None => {
             let c = linli_domain::Community::new("bench", "bench", linli_domain::Timestamp::now());
-            let lines = linli_api::demo::generate(&c, *households, *tasks, 7);
+            // A fixed instant: the benchmark's data is the same every day.
+            let as_of = linli_domain::Timestamp::parse("2026-11-20 09:00")
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let lines = linli_api::demo::generate(&c, *households, *tasks, 7, as_of);
             let kept: Vec<String> = lines
                 .into_iter()
                 .filter(|l| {

@@ -77,6 +77,11 @@ enum Command {
         /// Also write the generated records to this JSONL file.
         #[arg(long)]
         export: Option<PathBuf>,
+        /// The instant the demo is made as of (`2026-11-20 09:00`, China time, not in the future;
+        /// default: now): its dates are relative to it. The same seed and instant give the same
+        /// demo.
+        #[arg(long)]
+        as_of: Option<String>,
     },
     /// Import records from a JSON Lines file; all or nothing. 导入。
     Import {
@@ -271,7 +276,19 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             tasks,
             export,
+            as_of,
         } => {
+            let as_of = match as_of {
+                Some(t) => linli_domain::Timestamp::parse(t)
+                    .map_err(|e| anyhow::anyhow!("--as-of: {e}"))?,
+                None => demo::as_of_now(),
+            };
+            // What was recorded cannot have happened yet (visits, request steps).
+            anyhow::ensure!(
+                as_of <= linli_domain::Timestamp::now(),
+                "--as-of: {} is in the future",
+                as_of.to_china().format("%Y-%m-%d %H:%M")
+            );
             let mut store = open(&cli)?;
             if store.community_id()?.is_none() {
                 init(
@@ -294,6 +311,7 @@ fn run(cli: Cli) -> Result<()> {
                 *households,
                 tasks.unwrap_or(households / 20),
                 *seed,
+                as_of,
             );
             if let Some(path) = export {
                 std::fs::write(path, lines.join("\n") + "\n")
