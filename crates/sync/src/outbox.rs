@@ -79,7 +79,7 @@ impl Store {
                         self.with_doc_at(&id, &heads, |collection, doc| {
                             let bytes = match &known {
                                 Some(k) => doc.save_after(&decode_heads(k)),
-                                None => doc.save(),
+                                None => crate::store::save(doc),
                             };
                             (collection.code().to_string(), bytes)
                         })?

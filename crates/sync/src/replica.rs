@@ -65,7 +65,7 @@ impl Store {
                 }
                 bytes
             } else if r.since.is_empty() {
-                doc.save()
+                crate::store::save(&mut doc)
             } else {
                 let since = decode_heads(&r.since);
                 if since.iter().all(|h| doc.get_change_by_hash(h).is_some()) {
