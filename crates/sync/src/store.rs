@@ -990,8 +990,9 @@ const PIPELINE_MIN: usize = 8;
 /// Maps `items` on every core, as [`par_map`], and hands each result to `sink` on the calling
 /// thread, in order, as soon as it and every one before it are done: the caller's part of
 /// the work (writing to SQLite, which only its thread may do) goes on while the workers map
-/// the items after, instead of waiting for all of them. Stops at the first error of `f` or
-/// `sink` (the workers then take no further item) and returns it.
+/// the items after, instead of waiting for all of them. Stops at the first error in the
+/// items' order, of `f` or of `sink` (the workers then take no further item), and returns it:
+/// `sink` has seen exactly the items before it, as on one thread.
 pub(crate) fn par_pipeline<T: Sync, S, R: Send>(
     items: &[T],
     init: impl Fn() -> S + Sync,
@@ -1030,14 +1031,20 @@ pub(crate) fn par_pipeline<T: Sync, S, R: Send>(
             });
         }
         drop(tx);
-        // Results that came before their turn, by index.
-        let mut early: HashMap<usize, R> = HashMap::new();
+        // Results that came before their turn, by index. Items are taken in order, so when one
+        // fails every item before it is taken already: its result still comes, and the
+        // error returned is that of the first item that failed, as on one thread.
+        let mut early: HashMap<usize, Result<R, StoreError>> = HashMap::new();
         let mut done = 0;
         let mut run = || -> Result<(), StoreError> {
             for (i, result) in &rx {
-                early.insert(i, result?);
+                if result.is_err() {
+                    // No further item is of use.
+                    stop.store(true, Ordering::Relaxed);
+                }
+                early.insert(i, result);
                 while let Some(r) = early.remove(&done) {
-                    sink(done, r)?;
+                    sink(done, r?)?;
                     done += 1;
                 }
             }
@@ -1312,14 +1319,15 @@ mod tests {
     use super::*;
 
     /// Results reach the sink in order, each once, however the workers finish; the first
-    /// error (of a worker or of the sink) ends the run and is returned.
+    /// error in the items' order (of a worker or of the sink) ends the run and is returned,
+    /// the sink having seen exactly the items before it.
     #[test]
     fn a_pipeline_hands_results_over_in_order_and_stops_at_the_first_error() {
         let items: Vec<u64> = (0..200).collect();
         // Early items take longest, so that later ones are done first.
         let slow = |_: &mut (), &i: &u64| -> Result<u64, StoreError> {
             std::thread::sleep(std::time::Duration::from_micros(200u64.saturating_sub(i)));
-            if i == 150 {
+            if i == 150 || i == 170 {
                 return Err(StoreError::NotFound(format!("item {i}")));
             }
             Ok(i * 2)
