@@ -701,8 +701,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 /// `column = ?` it filters on, for one) as able to change the plan, and rusqlite's statement
 /// cache clears the bindings of every statement it takes back, which then makes SQLite parse
 /// and plan that statement again at its next use: sealing 293 edited documents for a push
-/// spent 62 % of its instructions re-preparing one query. The store keeps no planner statistics, so
-/// no plan is lost by it.
+/// spent 62 % of its instructions re-preparing one query. The store keeps no planner
+/// statistics, so no plan is lost by it.
 pub(crate) fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
