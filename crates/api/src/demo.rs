@@ -1,7 +1,8 @@
-//! A realistic demo community, deterministic for a seed: an old residential area of 6-storey
-//! buildings, households with members of consistent ages and valid ID numbers, inspection
-//! tasks, service requests at every stage of their loop, visits, help posts, notices,
-//! organisations and an owners' ballot.
+//! A realistic demo community, deterministic for a seed and the instant it is made as of (now,
+//! by default: its visits, requests and notices are dated up to then): an old residential
+//! area of 6-storey buildings, households with members of consistent ages and valid ID
+//! numbers, inspection tasks, service requests at every stage of their loop, visits, help
+//! posts, notices, organisations and an owners' ballot.
 //!
 //! Households and tasks come out in the roster format of `gen_community.py`; everything else
 //! as records in Linli's JSON. Everything is then imported through the same validated path as
