@@ -281,6 +281,8 @@ export interface SyncStatus {
   last_sent: number
   /** Connected: changes arrive as they are made. */
   live: boolean
+  /** The order statuses were read in: a larger one was read later (see `showSync`). */
+  rev: number
 }
 
 export interface Template { name: string; items: string[] }

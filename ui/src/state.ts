@@ -17,9 +17,16 @@ export const state = reactive({
   overdue: 0,
 })
 
+/** Shows a sync status unless one read later is shown already: commands' answers and the
+ *  backend's events may arrive in any order, and an answer read before a change must not
+ *  cover the event that reported it. */
+export function showSync(s: SyncStatus) {
+  if (!state.sync || s.rev >= state.sync.rev) state.sync = s
+}
+
 export async function refreshStatus() {
   state.status = await api.status()
-  state.sync = await api.syncStatus()
+  showSync(await api.syncStatus())
   // Not awaited: the first screen does not wait for the menu's count.
   void refreshOverdue()
 }
@@ -39,9 +46,7 @@ export async function refreshOverdue() {
 
 /** Listens to the backend's events; the clock ticks for "synced N minutes ago". */
 export async function listenToBackend() {
-  await onSyncStatus((s) => {
-    state.sync = s
-  })
+  await onSyncStatus(showSync)
   await onDocsChanged(() => {
     state.changes++
     void refreshOverdue()

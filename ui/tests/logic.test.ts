@@ -33,7 +33,7 @@ describe('dates in China time', () => {
 function status(p: Partial<SyncStatus>): SyncStatus {
   return {
     phase: 'synced', relay: 'http://127.0.0.1:8080', last_synced_ms: null, pending: 0,
-    last_error: null, failures: 0, next_attempt_ms: null, last_received: 0, last_sent: 0, live: false, ...p,
+    last_error: null, failures: 0, next_attempt_ms: null, last_received: 0, last_sent: 0, live: false, rev: 1, ...p,
   }
 }
 

@@ -63,6 +63,11 @@ pub struct SyncStatus {
     /// Connected: a live session is held open on the relay, so changes arrive and leave as
     /// they are made.
     pub live: bool,
+    /// The order in which statuses were taken: one with a larger number was read later. A
+    /// status reaches the screens both as a command's answer and as an event, and these may
+    /// arrive out of order: the screens keep the one with the largest number, so that an
+    /// answer read before a change never covers the event that reported it.
+    pub rev: u64,
 }
 
 /// How long to wait between attempts.
@@ -122,6 +127,7 @@ pub(crate) fn initial_status(store: &Store) -> Result<SyncStatus, ApiError> {
         last_received: 0,
         last_sent: 0,
         live: false,
+        rev: 0,
     })
 }
 
@@ -139,6 +145,8 @@ impl Api {
 
     /// The sync status, with the counts read now.
     pub fn sync_status(&self) -> Result<SyncStatus, ApiError> {
+        // Numbered before anything is read: a status numbered later reads a later state.
+        let rev = self.next_rev();
         let (relay, pending, last) = {
             let store = self.store();
             let relay = if store.community_id()?.is_some() {
@@ -164,7 +172,19 @@ impl Api {
         s.relay = relay;
         s.pending = pending;
         s.last_synced_ms = last.or(s.last_synced_ms);
-        Ok(s.clone())
+        Ok(SyncStatus { rev, ..s.clone() })
+    }
+
+    /// The sync status as [`Api::sync_status`] reads it, or the failure to read it recorded.
+    fn current_status(&self) -> SyncStatus {
+        self.sync_status()
+            .unwrap_or_else(|e| self.record_failure(&e))
+    }
+
+    fn next_rev(&self) -> u64 {
+        self.sync_rev
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
     }
 
     /// Sets the street office's relay (`http://host:port`, or `https://host:port#sha256=PIN`
@@ -220,8 +240,7 @@ impl Api {
                     s.last_received = report.created + report.changed;
                     s.last_sent = report.sent;
                 }
-                self.sync_status()
-                    .unwrap_or_else(|e| self.record_failure(&e))
+                self.current_status()
             }
             Err(e) => self.record_failure(&e),
         }
@@ -280,7 +299,10 @@ impl Api {
         s.last_received = 0;
         s.last_sent = 0;
         s.live = false;
-        s.clone()
+        SyncStatus {
+            rev: self.next_rev(),
+            ..s.clone()
+        }
     }
 }
 
@@ -420,11 +442,10 @@ impl SyncHandle {
                 let mut peers_due = true;
                 let mut peers_tried = std::time::Instant::now();
                 loop {
-                    let mut status = api.sync_status().unwrap_or_else(|e| api.record_failure(&e));
+                    let mut status = api.current_status();
                     if status.relay.is_some() {
-                        let mut syncing = status.clone();
-                        syncing.phase = SyncPhase::Syncing;
-                        notify(SyncEvent::Status(syncing));
+                        api.sync_lock().phase = SyncPhase::Syncing;
+                        notify(SyncEvent::Status(api.current_status()));
                         status = api.sync_once();
                         if status.last_received > 0 {
                             notify(SyncEvent::Changed {
@@ -453,9 +474,7 @@ impl SyncHandle {
                             s.next_attempt_ms = Some(next);
                             s.live = true;
                         }
-                        status.next_attempt_ms = Some(next);
-                        status.live = true;
-                        notify(SyncEvent::Status(status.clone()));
+                        notify(SyncEvent::Status(api.current_status()));
                         let ended = api.live(relay, backoff.period, &rx, &notify);
                         api.sync_lock().live = false;
                         match ended {
@@ -465,10 +484,7 @@ impl SyncHandle {
                                 continue;
                             }
                             Live::Stop => break,
-                            Live::Failed => {
-                                status =
-                                    api.sync_status().unwrap_or_else(|e| api.record_failure(&e));
-                            }
+                            Live::Failed => status = api.current_status(),
                         }
                     }
                     // Without a relay, wait for "sync now" (a relay may have been set), or the
@@ -486,8 +502,7 @@ impl SyncHandle {
                     };
                     let next = Timestamp::now().0 + wait.as_millis() as i64;
                     api.sync_lock().next_attempt_ms = status.relay.is_some().then_some(next);
-                    status.next_attempt_ms = status.relay.is_some().then_some(next);
-                    notify(SyncEvent::Status(status));
+                    notify(SyncEvent::Status(api.current_status()));
                     match rx.recv_timeout(wait) {
                         Ok(Wake::Now) => peers_due = true,
                         Err(RecvTimeoutError::Timeout) => {}

@@ -52,6 +52,8 @@ pub struct Api {
     dir: PathBuf,
     store: Mutex<Store>,
     sync: Mutex<SyncStatus>,
+    /// The last number given to a sync status read ([`SyncStatus::rev`]).
+    sync_rev: std::sync::atomic::AtomicU64,
     /// Devices of this community announced on the local network (by key, hex), while this
     /// device serves.
     nearby: Mutex<std::collections::BTreeMap<String, linli_sync::lan::Nearby>>,
@@ -143,6 +145,7 @@ impl Api {
             dir: dir.to_path_buf(),
             store: Mutex::new(store),
             sync: Mutex::new(status),
+            sync_rev: std::sync::atomic::AtomicU64::new(0),
             nearby: Mutex::default(),
             waker: Mutex::default(),
             _checkpoints: checkpoints,

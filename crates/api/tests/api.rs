@@ -771,6 +771,30 @@ fn connected_devices_hear_of_each_others_changes_at_once() {
     );
     assert_eq!(a.sync_status().unwrap().pending, 0);
 
+    // Statuses are numbered in the order they are read, events and answers alike, so that the
+    // app can show the latest whatever order they reach it in: a status read while an edit
+    // waited is followed by an event, numbered later, that reports it sent.
+    a.edit(&hh, "notes", "楼道灯已修，已回访").unwrap();
+    let read = a.sync_status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = 0;
+    loop {
+        assert!(Instant::now() < deadline, "no event reported the edit sent");
+        let Ok(SyncEvent::Status(s)) = a_rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        assert!(
+            s.rev > last,
+            "events in the order read: {} after {last}",
+            s.rev
+        );
+        last = s.rev;
+        if s.pending == 0 && s.rev > read.rev {
+            break;
+        }
+    }
+    assert!(a.sync_status().unwrap().rev > last);
+
     // Stopping does not wait for a held connection to time out.
     let t = Instant::now();
     drop(a_handle);
