@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { Session, freePort, linli, listening, sleep, start } from './webdriver.mjs'
+import { Session, failed, freePort, linli, listening, sleep, start } from './webdriver.mjs'
 
 const root = resolve(import.meta.dirname, '..', '..')
 const target = process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache', 'linli', 'target')
@@ -42,7 +42,8 @@ async function driver(data, env = {}) {
     DISPLAY: display,
     LINLI_DATA: data,
     LINLI_P2P_BIND: '127.0.0.1:0',
-    LINLI_LOG: 'warn',
+    // Kept, and printed if the test fails.
+    LINLI_LOG: process.env.E2E_APP_LOG ?? 'warn,linli_api=debug,linli_sync=debug',
     ...env,
   })
   procs.push(d)
@@ -189,6 +190,8 @@ test('a community from its first start: household, visit, request loop, and a ch
     const out = JSON.parse(linli(bin('linli'), b, '--json', 'p2p', 'sync', ticketA, '--bind', '127.0.0.1:0'))
     assert.ok(out.created + out.changed >= 1, JSON.stringify(out))
     assert.match(linli(bin('linli'), b, '--reveal', 'show', hit.id), /13600003333/)
+  } catch (e) {
+    failed(e, procs)
   } finally {
     await stop()
   }
@@ -351,6 +354,8 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
     await s.go('#/requests')
     await s.waitFor('[data-test=request-row]')
     assert.equal((await s.findAll('[data-test=has-draft]')).length, 0, 'saved: no draft left')
+  } catch (e) {
+    failed(e, procs)
   } finally {
     await stop()
   }
@@ -390,6 +395,8 @@ test('devices that join with an invitation code see what their role may: a grid 
     await s.go('#/overview')
     await s.waitFor('[data-test=roster-count]')
     assert.equal(await s.exec('return location.hash'), '#/roster')
+  } catch (e) {
+    failed(e, procs)
   } finally {
     await stop()
   }
@@ -403,6 +410,8 @@ test('devices that join with an invitation code see what their role may: a grid 
     await s.go('#/roster')
     await s.waitFor('[data-test=tab-notices]')
     assert.equal(await s.exec('return location.hash'), '#/board')
+  } catch (e) {
+    failed(e, procs)
   } finally {
     await stop()
   }

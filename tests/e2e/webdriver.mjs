@@ -160,9 +160,17 @@ export function start(cmd, args, env = {}) {
     child.once('exit', (code) => reject(new Error(`${cmd} exited (${code})`)))
   })
   first.catch(() => {})
-  child.stderr.on('data', (d) => process.env.E2E_VERBOSE && process.stderr.write(d))
-  lines.on('line', (l) => process.env.E2E_VERBOSE && process.stderr.write(l + '\n'))
+  // The last lines it printed, shown when a test fails (see `failed`).
+  const recent = []
+  const keep = (l) => {
+    recent.push(l)
+    if (recent.length > 400) recent.shift()
+    if (process.env.E2E_VERBOSE) process.stderr.write(l + '\n')
+  }
+  createInterface({ input: child.stderr }).on('line', keep)
+  lines.on('line', keep)
   const stop = () => {
+    handle.stopped = true
     try {
       process.kill(-child.pid, 'SIGKILL')
     } catch {
@@ -171,7 +179,17 @@ export function start(cmd, args, env = {}) {
     child.stdout.destroy()
     child.stderr.destroy()
   }
-  return { child, first, stop }
+  const handle = { child, first, stop, name: cmd.split('/').pop(), recent, stopped: false }
+  return handle
+}
+
+/** Prints the last lines the processes printed (the app's log among them) and rethrows: a
+ *  failure far from the developer's machine comes with what the app was doing. */
+export function failed(e, procs) {
+  for (const p of procs) {
+    if (!p.stopped && p.recent.length) process.stderr.write(`--- the last lines of ${p.name} ---\n${p.recent.join('\n')}\n`)
+  }
+  throw e
 }
 
 /** Waits until something listens on 127.0.0.1:port (at most 20 s). */
