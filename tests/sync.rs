@@ -287,7 +287,24 @@ fn the_sync_benchmark_runs_its_three_phases_and_ends_in_step() {
             out[phase]["device_peak_rss_mb"].as_f64().unwrap() > 0.0,
             "{phase}: {out}"
         );
+        // CPU time by process: B's own (its whole `linli sync`, or its live session's) is
+        // never nothing, and the total is the sum of the parts.
+        let cpu = out[phase]["cpu_ms"].as_object().unwrap();
+        assert!(cpu["b"].as_f64().unwrap() > 0.0, "{phase}: {out}");
+        let parts: f64 = cpu
+            .iter()
+            .filter(|(k, _)| *k != "total")
+            .map(|(_, v)| v.as_f64().unwrap())
+            .sum();
+        assert!(
+            (cpu["total"].as_f64().unwrap() - parts).abs() <= 2.0,
+            "{phase}: {out}"
+        );
     }
+    // In the incremental phase, A's edits (the benchmark's own process) and A's session too.
+    let cpu = &out["incremental"]["cpu_ms"];
+    assert!(cpu["a"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(cpu["a_session"].as_f64().unwrap() > 0.0, "{out}");
     // hh-000001 (.pii, twice), hh-000002 and task-0001 changed.
     assert_eq!(out["incremental"]["docs_received"], 3, "{out}");
     assert_eq!(out["reconnect"]["docs_received"], 3, "{out}");

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail, ensure};
 use linli_sync::Store;
 use serde_json::{Value, json};
 
-use crate::rss::peak_rss_mb_of;
+use crate::rss::{cpu_ms, peak_rss_mb_of, threads_cpu_ms_of};
 
 /// One edit line of `gen_community.py --edits`.
 struct Edit {
@@ -214,6 +214,8 @@ struct Watcher {
     child: Child,
     lines: std::sync::mpsc::Receiver<Value>,
     name: &'static str,
+    /// Its first line (the first sync done).
+    first: Value,
 }
 
 impl Watcher {
@@ -239,9 +241,15 @@ impl Watcher {
                 }
             }
         });
-        let mut w = Watcher { child, lines, name };
+        let mut w = Watcher {
+            child,
+            lines,
+            name,
+            first: Value::Null,
+        };
         let first = w.next()?;
         ensure!(first["event"] == "synced", "device {name} said {first}");
+        w.first = first;
         Ok(w)
     }
 
@@ -347,9 +355,19 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
         )
     };
 
+    // CPU time, per phase: each `linli` process reports its own (every thread's); the relay's
+    // is read from /proc (its threads live as long as it does).
+    let relay_cpu = || threads_cpu_ms_of(relay.child.id());
+    let ms_of = |v: &Value| v["cpu_ms"].as_f64().unwrap_or(0.0);
+
     // Initial: a fresh B fetches everything.
     let before = net()?;
+    let relay_before = relay_cpu();
     let (initial, initial_ms) = b_sync(&b_dir, &url_b)?;
+    let initial_cpu = cpu_split(&[
+        ("b", ms_of(&initial)),
+        ("relay", relay_cpu() - relay_before),
+    ]);
     let initial_bytes = measure(before, net()?);
 
     // Incremental: both devices are connected by `linli sync --watch` (a live session, as the
@@ -362,6 +380,8 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let mut b_watch = Watcher::start("B", &b_dir, &url_b)?;
     let b = Store::open(&b_dir)?;
     let before = net()?;
+    let relay_before = relay_cpu();
+    let a_before = cpu_ms();
     let t = Instant::now();
     // The phase as a timeline: LINLI_LOG=linli::bench_sync=debug,linli_sync::live=debug
     // (and LINLI_RELAY_LOG=linli_relay=debug) print when each step happened, in each process.
@@ -406,9 +426,12 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     // report of it is read after. Reports that came in meanwhile (B merged the frames sent
     // while A was still editing) are read all at once before the next look.
     let mut done_ms = None;
+    let (mut a_cpu, mut relay_in_phase) = (0.0, 0.0);
     loop {
         if done_ms.is_none() && in_step()? {
             done_ms = Some(t.elapsed().as_secs_f64() * 1000.0);
+            a_cpu = cpu_ms() - a_before;
+            relay_in_phase = relay_cpu() - relay_before;
             tracing::debug!("incremental phase: B holds every document A changed");
         }
         if done_ms.is_some() && events > 0 {
@@ -433,6 +456,14 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
         }
     };
     let a_round_trips = a_sent["round_trips"].as_u64().unwrap_or(0);
+    // A's edits (this process), A's and B's live sessions from their first line to the report
+    // that ended the phase (for A, its upload's closing a moment after), the relay.
+    let incremental_cpu = cpu_split(&[
+        ("a", a_cpu),
+        ("a_session", ms_of(&a_sent) - ms_of(&a_watch.first)),
+        ("b", ms_of(&last) - ms_of(&b_watch.first)),
+        ("relay", relay_in_phase),
+    ]);
     let incremental = json!({
         "round_trips": b_round_trips + a_round_trips,
         "peak_rss_mb": last["peak_rss_mb"],
@@ -450,7 +481,12 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     }
     let a_back = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
     let before = net()?;
+    let relay_before = relay_cpu();
     let (reconnect, reconnect_ms) = b_sync(&b_dir, &url_b)?;
+    let reconnect_cpu = cpu_split(&[
+        ("b", ms_of(&reconnect)),
+        ("relay", relay_cpu() - relay_before),
+    ]);
     let reconnect_bytes = measure(before, net()?);
 
     // B must now equal A, document for document.
@@ -463,8 +499,9 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
             .count();
     let relay_peak = peak_rss_mb_of(relay.child.id());
 
-    let phase = |v: &Value, ms: f64, bytes: (u64, u64)| {
+    let phase = |v: &Value, ms: f64, bytes: (u64, u64), cpu: Value| {
         json!({
+            "cpu_ms": cpu,
             "ms": ms.round(),
             "bytes_up": bytes.0,
             "bytes_down": bytes.1,
@@ -481,8 +518,8 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
         "edits_refused_by_domain_rules": refused,
         "setup": {"import_ms": import_ms.round(), "upload_ms": upload_ms.round(),
                   "upload_bytes": up.bytes_up, "upload_round_trips": up.round_trips},
-        "initial": phase(&initial, initial_ms, initial_bytes),
-        "incremental": with(phase(&incremental, incremental_ms, incremental_bytes), json!({
+        "initial": phase(&initial, initial_ms, initial_bytes, initial_cpu),
+        "incremental": with(phase(&incremental, incremental_ms, incremental_bytes, incremental_cpu), json!({
             "a_apply_ms": a_apply_ms.round(),
             "a_sent": a_sent["sent"],
             "a_upload_ms": a_sent["ms"],
@@ -491,13 +528,28 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
             "b_round_trips": b_round_trips,
             "b_receipts": events,
         })),
-        "reconnect": with(phase(&reconnect, reconnect_ms, reconnect_bytes), json!({
+        "reconnect": with(phase(&reconnect, reconnect_ms, reconnect_bytes, reconnect_cpu), json!({
             "a_push_bytes": a_back.bytes_up,
         })),
         "relay_peak_rss_mb": relay_peak.round(),
         "behind_a": behind,
         "bench_peak_rss_mb": peak_rss_mb_of(std::process::id()).round(),
     }))
+}
+
+/// CPU milliseconds by process, and their total.
+fn cpu_split(parts: &[(&str, f64)]) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, ms) in parts {
+        out.insert((*name).to_string(), json!(tenths(ms.max(0.0))));
+    }
+    let total: f64 = parts.iter().map(|(_, ms)| ms.max(0.0)).sum();
+    out.insert("total".into(), json!(tenths(total)));
+    Value::Object(out)
+}
+
+fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 /// `base` with the fields of `extra` added.
