@@ -217,7 +217,7 @@ impl Api {
             Err(e) => return self.record_failure(&e),
         };
         let Some(relay) = relay else {
-            return self.sync_lock().clone();
+            return self.current_status();
         };
         self.sync_lock().phase = SyncPhase::Syncing;
         let result = (|| -> Result<_, ApiError> {
