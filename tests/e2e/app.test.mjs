@@ -66,6 +66,9 @@ test('a community from its first start: household, visit, request loop, and a ch
     // First start: create the community.
     await s.waitFor('[data-test=mode-create]')
     await s.screenshot(join(shots, 'welcome.png'))
+    // A new device starts on the welcome screen, with no error (no screen behind it asked for
+    // a community that does not exist yet).
+    assert.equal(await s.exec("return document.querySelectorAll('.el-message--error').length"), 0)
     await s.click('[data-test=mode-create]')
     await s.type('[data-test=community-name]', '幸福社区')
     await s.type('[data-test=community-street]', '和平街道')
