@@ -107,7 +107,14 @@ export class Session {
     await sleep(600)
   }
 
+  /** Saves what the page shows: after two animation frames, so that the capture is of the
+   *  page as it now is, painted (a capture taken at once may show the frame before the last
+   *  change: the welcome screen once came out as the empty overview it replaced). */
   async screenshot(file) {
+    await this.cmd('/execute/async', 'POST', {
+      script: 'const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done()))',
+      args: [],
+    }).catch(() => {})
     const png = await this.cmd('/screenshot')
     writeFileSync(file, Buffer.from(png, 'base64'))
   }
