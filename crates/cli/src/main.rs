@@ -545,8 +545,7 @@ fn sync_json(url: &str, event: &str, r: &SyncReport) -> serde_json::Value {
     json!({"relay": url, "event": event, "sent": r.sent, "created": r.created, "changed": r.changed,
            "unchanged": r.unchanged, "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
            "round_trips": r.round_trips, "ms": r.ms,
-           "peak_rss_mb": (rss::peak_rss_mb() * 10.0).round() / 10.0,
-           "cpu_ms": (rss::cpu_ms() * 10.0).round() / 10.0})
+           "peak_rss_mb": rss::tenths(rss::peak_rss_mb()), "cpu_ms": rss::tenths(rss::cpu_ms())})
 }
 
 fn say_synced(url: &str, r: &SyncReport) {

@@ -50,3 +50,8 @@ pub(crate) fn threads_cpu_ms_of(pid: u32) -> f64 {
         .sum();
     ns as f64 / 1e6
 }
+
+/// `x` rounded to one decimal, as the reports print figures.
+pub(crate) fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
