@@ -10,7 +10,8 @@
 //! period, which copies what it can without waiting for readers or writers, so commits are on
 //! disk within a period even under light editing and no edit waits for one. The store's own
 //! connection keeps an automatic checkpoint far higher ([`BACKSTOP_PAGES`]) as a bound on the
-//! log should the thread fall behind.
+//! log should the thread fall behind. The same thread prunes the change feed when it is due
+//! (see [`crate::feed`]), without waiting for a lock another connection holds.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -36,6 +37,8 @@ impl Store {
     /// long as the store: dropping it stops the thread after a last checkpoint.
     pub fn checkpoint_in_background(&self, every: Duration) -> Result<Checkpointer, StoreError> {
         let conn = Connection::open(self.path())?;
+        // A prune never waits behind another writer: it is tried again next period.
+        conn.busy_timeout(Duration::ZERO)?;
         self.conn()
             .pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
         let (stop, stopped) = mpsc::channel::<()>();
@@ -48,6 +51,11 @@ impl Store {
                         Err(mpsc::RecvTimeoutError::Timeout)
                     );
                     passive(&conn);
+                    match crate::feed::prune_if_due(&conn) {
+                        Ok(Some(n)) => tracing::debug!(rows = n, "pruned the change feed"),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "pruning the change feed failed"),
+                    }
                     if last {
                         break;
                     }

@@ -10,6 +10,7 @@ mod codec;
 mod drafts;
 mod edit;
 mod error;
+pub mod feed;
 mod history;
 mod identity;
 pub mod index;

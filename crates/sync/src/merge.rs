@@ -11,8 +11,8 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::codec::{self, Dicts};
 use crate::store::{
-    Built, Packers, Saved, StoredDoc, decode_doc, encode_heads, encode_update, hydrate, next_seq,
-    par_pipeline, read_doc, record_json, save, set_meta, write_update,
+    Built, Packers, Saved, StoredDoc, append_log, decode_doc, encode_heads, encode_update, hydrate,
+    next_seq, par_pipeline, read_doc, record_json, save, write_update,
 };
 use crate::{Store, StoreError, index};
 
@@ -366,11 +366,11 @@ fn merge_in(
             dict,
             crate::store::record_json(rec)?
         ])?;
+        append_log(tx, seq, rec.id(), None)?;
         index::index(tx, rec)?;
         report.created += 1;
         seq += 1;
     }
-    set_meta(tx, "seq", &(seq - 1).to_string())?;
     // Nothing of this merge waits to go back to the peer: its outbox need not look at it
     // (documents new here are held by the peer as received).
     if peer_has_all && seq > first {

@@ -45,21 +45,36 @@ impl Store {
         since: i64,
         in_flight: &InFlight,
     ) -> Result<Vec<Outgoing>, StoreError> {
-        type Row = (String, Option<String>, Vec<u8>, Option<Vec<u8>>, String);
+        type Row = (
+            String,
+            Option<String>,
+            Vec<u8>,
+            Option<Vec<u8>>,
+            String,
+            Option<String>,
+        );
         let rows: Vec<Row> = {
             let mut stmt = self.conn().prepare_cached(
-                "SELECT d.id, d.grid, d.heads, p.heads, d.collection FROM docs d
+                "SELECT d.id, d.grid, d.heads, p.heads, d.collection, d.tail
+                 FROM log l JOIN docs d ON d.id = l.doc AND d.seq = l.seq
                  LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
-                 WHERE d.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads)
+                 WHERE l.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads)
                  ORDER BY d.grid, d.id",
             )?;
             let rows = stmt.query_map(params![peer, since], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out: Vec<Outgoing> = Vec::new();
-        for (id, grid, heads, known, collection) in rows {
+        for (id, grid, heads, known, collection, tail) in rows {
             let known = match in_flight.get(&id) {
                 Some(sent) if *sent == heads => continue,
                 Some(sent) => Some(sent.clone()),
@@ -69,7 +84,7 @@ impl Store {
             // The changes the peer lacks, as stored when they were made if the chunks since
             // its heads are all there; else from the document.
             let stored = match &known {
-                Some(k) => self.chunks_after(&id, k)?,
+                Some(k) => self.chunks_after(&id, tail.as_deref(), k)?,
                 None => None,
             };
             let (collection, bytes) = match stored {
@@ -110,18 +125,22 @@ impl Store {
     /// The changes of document `id` after heads `base`, as the chunks stored since those heads
     /// (each holds the changes made after the one before); `None` when no stored chunk
     /// follows exactly these heads (they were folded into a snapshot, or came from elsewhere).
-    fn chunks_after(&self, id: &str, base: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT data FROM chunks WHERE doc = ?1
-             AND n >= (SELECT n FROM chunks WHERE doc = ?1 AND base = ?2) ORDER BY n",
-        )?;
-        let mut rows = stmt.query(params![id, base])?;
-        let mut out: Option<Vec<u8>> = None;
-        while let Some(row) = rows.next()? {
-            let data = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
-            out.get_or_insert_with(Vec::new).extend_from_slice(data);
-        }
-        Ok(out)
+    fn chunks_after(
+        &self,
+        id: &str,
+        tail: Option<&str>,
+        base: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let chunks = crate::store::read_chunks(self.conn(), id, tail)?;
+        let Some(from) = chunks.iter().position(|(_, b)| b.as_deref() == Some(base)) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            chunks[from..]
+                .iter()
+                .flat_map(|(data, _)| data.iter().copied())
+                .collect(),
+        ))
     }
 
     /// The feed position up to which every document was sent to `peer` (0: none known).
@@ -184,8 +203,9 @@ impl Store {
     pub fn pending(&self, peer: &str, limit: usize) -> Result<(Vec<String>, usize), StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT d.id FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
-             WHERE d.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads) ORDER BY d.seq DESC",
+            "SELECT d.id FROM log l JOIN docs d ON d.id = l.doc AND d.seq = l.seq
+             LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+             WHERE l.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads) ORDER BY l.seq DESC",
         )?;
         let mut ids = Vec::new();
         let mut total = 0;
@@ -201,11 +221,14 @@ impl Store {
 
     /// Whether any document has changes `peer` is not known to have (stops at the first).
     pub fn any_pending(&self, peer: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
-             WHERE d.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads))",
-        )?
-        .query_row(params![peer, self.sent_seq(peer)?], |r| r.get(0))?)
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM log l JOIN docs d ON d.id = l.doc AND d.seq = l.seq
+             LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+             WHERE l.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads))",
+            )?
+            .query_row(params![peer, self.sent_seq(peer)?], |r| r.get(0))?)
     }
 
     /// Ids of the documents of `collections` that `peer` is not known to have the latest of.
@@ -215,8 +238,9 @@ impl Store {
         collections: &[&str],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT d.id FROM docs d LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
-             WHERE d.collection = ?2 AND d.seq > ?3 AND (p.heads IS NULL OR p.heads != d.heads)",
+            "SELECT d.id FROM log l JOIN docs d ON d.id = l.doc AND d.seq = l.seq
+             LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+             WHERE d.collection = ?2 AND l.seq > ?3 AND (p.heads IS NULL OR p.heads != d.heads)",
         )?;
         let since = self.sent_seq(peer)?;
         let mut out = std::collections::HashSet::new();

@@ -1,17 +1,23 @@
 //! [`Store`]: every record as an Automerge document in one SQLite file.
 //!
 //! - `docs`: one row per document: collection, scope, its compacted snapshot (`save()`), its
-//!   current heads, and `seq`, its position in the local change feed.
-//! - `chunks`: incremental saves (`save_after(heads)`, with those heads as `base`) appended
-//!   after the snapshot; when a document has [`COMPACT_AFTER`] of them they are folded into a
-//!   new snapshot.
-//! - the change feed: a counter (`meta.seq`) bumped by every write; each written document gets
-//!   the new value, so `changes_since(n)` lists every document changed after point `n`.
+//!   current heads, its record as JSON, `seq`, the position of its latest write in the change
+//!   feed, and `tail`, the positions of the chunks stored after its snapshot.
+//! - `log`, the change feed: one row appended by each write of a document, at the next
+//!   position (`seq`); a write that appends changes (`save_after(heads)`) keeps them there as
+//!   a chunk (`data`, with those heads as `base`), listed in the document's `tail`; when a
+//!   document has [`COMPACT_AFTER`] chunks they are folded into a new snapshot. A row is the
+//!   feed's entry for its document while it is that document's latest write
+//!   (`docs.seq = log.seq`), so `changes_since(n)` lists every document changed after point
+//!   `n` once; rows neither latest nor in a tail are dead, deleted by [`Store::prune_log`].
+//!   Every write appends at the end of one table: an edit writes about four pages, not eight.
 //! - `q_*`: derived query tables (see [`crate::index`]).
 //!
 //! Architecture invariant: every write is one `BEGIN IMMEDIATE` transaction that loads the
-//! documents it changes, writes their changes, bumps the feed and updates the derived rows.
-//! A process killed at any point leaves each record before or after the write.
+//! documents it changes, writes their changes, appends to the feed and updates the derived
+//! rows. A process killed at any point leaves each record before or after the write. The feed
+//! only grows: its head is the largest `log.seq`, always some document's latest write, so
+//! pruning never lowers it and a position is never given twice.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +28,7 @@ use linli_domain::{AnyRecord, Collection, Community, Household, Scope, Sensitive
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::codec::{self, Dicts, Packer};
+pub(crate) use crate::feed::{append_log, feed_head, read_chunks};
 use crate::recent::Recent;
 use crate::{StoreError, index};
 
@@ -150,6 +157,37 @@ const MIGRATIONS: &[&str] = &[
     // have them is sent the stored chunks as they are, without decoding the document).
     // Chunks stored before have none: their documents are decoded, as before.
     "ALTER TABLE chunks ADD COLUMN base BLOB;",
+    // 11: the change feed becomes an append-only log that also holds each write's changes
+    // (see the module's description): a write appends one row at the end of one table
+    // instead of updating a feed index, a chunk table and a counter (7.9 -> 4.1 pages
+    // written an edit). The stored chunks move into it after the head, in order; their
+    // documents take the last one's position (their latest write), so peers look at them
+    // again (and find what they already hold).
+    "CREATE TABLE log (
+        seq INTEGER PRIMARY KEY,
+        doc TEXT NOT NULL,
+        data BLOB,
+        base BLOB
+     );
+     ALTER TABLE docs ADD COLUMN tail TEXT;
+     INSERT INTO log (seq, doc)
+        SELECT seq, id FROM docs WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.doc = docs.id);
+     INSERT INTO log (seq, doc, data, base)
+        SELECT (SELECT coalesce(max(seq), 0) FROM docs) + row_number() OVER (ORDER BY d.seq, c.n),
+               c.doc, c.data, c.base
+        FROM chunks c JOIN docs d ON d.id = c.doc;
+     CREATE INDEX log_doc_migrating ON log (doc);
+     UPDATE docs SET
+        seq = (SELECT max(seq) FROM log WHERE log.doc = docs.id),
+        chunks = (SELECT count(*) FROM log WHERE log.doc = docs.id AND data IS NOT NULL),
+        tail = (SELECT group_concat(seq, ' ' ORDER BY seq) FROM log
+                WHERE log.doc = docs.id AND data IS NOT NULL)
+        WHERE EXISTS (SELECT 1 FROM chunks c WHERE c.doc = docs.id);
+     UPDATE docs SET chunks = 0 WHERE tail IS NULL;
+     DROP INDEX log_doc_migrating;
+     DROP INDEX docs_seq;
+     DROP TABLE chunks;
+     DELETE FROM meta WHERE key = 'seq';",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
@@ -536,7 +574,9 @@ impl Store {
     /// The change feed: documents changed after position `since`, oldest first.
     pub fn changes_since(&self, since: i64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, id, collection, community, grid FROM docs WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT l.seq, d.id, d.collection, d.community, d.grid
+             FROM log l JOIN docs d ON d.id = l.doc AND d.seq = l.seq
+             WHERE l.seq > ?1 ORDER BY l.seq LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![since, limit as i64], |r| {
             Ok((
@@ -565,9 +605,7 @@ impl Store {
 
     /// The latest position of the change feed.
     pub fn feed_head(&self) -> Result<i64, StoreError> {
-        Ok(get_meta(&self.conn, "seq")?
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0))
+        feed_head(&self.conn)
     }
 
     /// Drops and recomputes every derived query table, and each document's stored record,
@@ -781,7 +819,6 @@ pub(crate) fn stored_record(conn: &Connection, id: &str) -> Result<Option<AnyRec
     Ok(parsed)
 }
 
-/// A stored document row: collection, snapshot as stored, its dictionary, chunk count.
 /// A stored document as read from SQLite, not yet decoded.
 pub(crate) struct StoredDoc {
     collection: String,
@@ -799,21 +836,17 @@ impl StoredDoc {
 
 /// Reads a stored document's bytes (the SQLite part of [`load_doc`]).
 pub(crate) fn read_doc(conn: &Connection, id: &str) -> Result<Option<StoredDoc>, StoreError> {
-    let row: Option<(String, Vec<u8>, Option<i64>, i64)> = conn
-        .prepare_cached("SELECT collection, snapshot, dict, chunks FROM docs WHERE id = ?1")?
+    let row: Option<(String, Vec<u8>, Option<i64>, Option<String>)> = conn
+        .prepare_cached("SELECT collection, snapshot, dict, tail FROM docs WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    let Some((collection, snapshot, dict, n)) = row else {
+    let Some((collection, snapshot, dict, tail)) = row else {
         return Ok(None);
     };
-    let mut chunks = Vec::new();
-    if n > 0 {
-        let mut stmt = conn.prepare_cached("SELECT data FROM chunks WHERE doc = ?1 ORDER BY n")?;
-        let mut rows = stmt.query([id])?;
-        while let Some(row) = rows.next()? {
-            chunks.push(row.get(0)?);
-        }
-    }
+    let chunks = read_chunks(conn, id, tail.as_deref())?
+        .into_iter()
+        .map(|(data, _)| data)
+        .collect();
     Ok(Some(StoredDoc {
         collection,
         snapshot,
@@ -1073,11 +1106,7 @@ pub(crate) fn par_pipeline<T: Sync, S, R: Send>(
 }
 
 pub(crate) fn next_seq(tx: &Transaction<'_>) -> Result<i64, StoreError> {
-    let seq: i64 = get_meta(tx, "seq")?
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-        + 1;
-    Ok(seq)
+    Ok(feed_head(tx)? + 1)
 }
 
 /// The write path shared by every mutation; runs inside the caller's transaction.
@@ -1149,6 +1178,7 @@ pub(crate) fn write_in(
                 dict,
                 record_json(rec)?
             ])?;
+            append_log(tx, seq, rec.id(), None)?;
             seq += 1;
             index::index(tx, rec)?;
             report.created += 1;
@@ -1220,7 +1250,6 @@ pub(crate) fn write_in(
         let heads = encode_heads(&doc.get_heads());
         recent.keep(id, heads, collection, Some(doc), Some((*rec).clone()));
     }
-    set_meta(tx, "seq", &(seq - 1).to_string())?;
     Ok(report)
 }
 
@@ -1275,21 +1304,21 @@ pub(crate) fn write_update(
 ) -> Result<(), StoreError> {
     match saved {
         Saved::Snapshot((snapshot, dict)) => {
-            tx.prepare_cached("DELETE FROM chunks WHERE doc = ?1")?
-                .execute([id])?;
+            append_log(tx, seq, id, None)?;
             tx.prepare_cached(
-                "UPDATE docs SET snapshot = ?2, dict = ?3, heads = ?4, seq = ?5, chunks = 0, record = ?6
-                 WHERE id = ?1",
+                "UPDATE docs SET snapshot = ?2, dict = ?3, heads = ?4, seq = ?5, chunks = 0,
+                 tail = NULL, record = ?6 WHERE id = ?1",
             )?
             .execute(params![id, snapshot, dict, heads, seq, record])?;
         }
         Saved::Chunk { data, base, stored } => {
-            tx.prepare_cached("INSERT INTO chunks (doc, n, data, base) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![id, stored, data, base])?;
+            append_log(tx, seq, id, Some((&data, &base)))?;
             tx.prepare_cached(
-                "UPDATE docs SET heads = ?2, seq = ?3, chunks = ?4, record = ?5 WHERE id = ?1",
+                "UPDATE docs SET heads = ?2, seq = ?3, chunks = ?4, record = ?5,
+                 tail = CASE WHEN tail IS NULL THEN ?6 ELSE tail || ' ' || ?6 END
+                 WHERE id = ?1",
             )?
-            .execute(params![id, heads, seq, stored + 1, record])?;
+            .execute(params![id, heads, seq, stored + 1, record, seq.to_string()])?;
         }
     }
     Ok(())
@@ -1382,15 +1411,16 @@ mod tests {
     fn cached_statements_are_not_prepared_again_at_each_use() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let sql = "SELECT data FROM chunks WHERE doc = ?1
-                   AND n >= (SELECT n FROM chunks WHERE doc = ?1 AND base = ?2) ORDER BY n";
-        for (doc, base) in [("a", [1u8; 32]), ("b", [2; 32]), ("c", [3; 32])] {
+        let sql = "SELECT d.id FROM log l JOIN docs d ON d.id = l.doc AND d.seq = l.seq
+                   LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
+                   WHERE l.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads)";
+        for (doc, base) in [("a", 1), ("b", 2), ("c", 3)] {
             let mut stmt = store
                 .conn
                 .prepare_cached(sql)
                 .unwrap_or_else(|e| panic!("{e}"));
             let mut rows = stmt
-                .query(params![doc, base.as_slice()])
+                .query(params![doc, base])
                 .unwrap_or_else(|e| panic!("{e}"));
             while rows.next().unwrap_or_else(|e| panic!("{e}")).is_some() {}
         }
@@ -1403,6 +1433,104 @@ mod tests {
             0,
             "the statement was planned again"
         );
+    }
+
+    /// A version 10 store: its chunks table becomes feed rows listed in their documents'
+    /// tails, every document is in the feed once, and nothing read changes.
+    #[test]
+    fn a_version_10_store_moves_its_chunks_into_the_feed() {
+        use automerge::{ROOT, transaction::Transactable};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let community = Community::new("c1", "幸福社区", Timestamp(0));
+        let author = Author {
+            actor: ActorId::random(),
+            device: "old".into(),
+            user: "old".into(),
+        };
+        let rec = AnyRecord::Community(community.clone());
+        let built = new_doc(&author, &rec, "v10").unwrap_or_else(|e| panic!("{e}"));
+        let mut doc = AutoCommit::load(&built.snapshot).unwrap_or_else(|e| panic!("{e}"));
+        let mut chunks = Vec::new();
+        for n in 0..2 {
+            let before = doc.get_heads();
+            doc.put(ROOT, "note", format!("edit {n}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            doc.commit();
+            chunks.push((doc.save_after(&before), encode_heads(&before)));
+        }
+        let heads = encode_heads(&doc.get_heads());
+        let other = new_doc(
+            &author,
+            &AnyRecord::Community(Community::new("c2", "和平社区", Timestamp(0))),
+            "v10",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap_or_else(|e| panic!("{e}"));
+            for sql in &MIGRATIONS[..10] {
+                conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
+            }
+            conn.pragma_update(None, "user_version", 10)
+                .unwrap_or_else(|e| panic!("{e}"));
+            // c1 written at 5 (its second chunk), c2 at 7, the feed's head.
+            conn.execute(
+                "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, chunks, record)
+                 VALUES ('c1', 'community', 'c1', NULL, 5, ?1, ?2, 2, ?3),
+                        ('c2', 'community', 'c2', NULL, 7, ?4, ?5, 0, NULL)",
+                params![
+                    heads,
+                    built.snapshot,
+                    record_json(&rec).unwrap_or_else(|e| panic!("{e}")),
+                    other.heads,
+                    other.snapshot
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            for (n, (data, base)) in chunks.iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO chunks (doc, n, data, base) VALUES ('c1', ?1, ?2, ?3)",
+                    params![n as i64, data, base],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            }
+            conn.execute_batch(
+                "INSERT INTO meta VALUES ('community', 'c1'); INSERT INTO meta VALUES ('seq', '7');",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            store.count("PRAGMA user_version").unwrap_or(0),
+            MIGRATIONS.len() as i64
+        );
+        // The chunks follow the head, in order; c1's latest write is its last chunk.
+        let feed = store.changes_since(0, 10).unwrap_or_else(|e| panic!("{e}"));
+        let order: Vec<(i64, &str)> = feed.iter().map(|f| (f.seq, f.id.as_str())).collect();
+        assert_eq!(order, [(7, "c2"), (9, "c1")]);
+        assert_eq!(store.feed_head().unwrap_or(0), 9);
+        assert_eq!(
+            store
+                .count("SELECT count(*) FROM sqlite_schema WHERE name IN ('chunks', 'docs_seq')")
+                .unwrap_or(-1),
+            0
+        );
+        let (_, mut loaded) = store
+            .load_doc("c1")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("c1 is gone"));
+        assert_eq!(encode_heads(&loaded.get_heads()), heads);
+        assert_eq!(loaded.save(), doc.save());
+        assert_eq!(
+            read_chunks(&store.conn, "c1", Some("8 9")).unwrap_or_else(|e| panic!("{e}")),
+            chunks
+                .iter()
+                .map(|(d, b)| (d.clone(), Some(b.clone())))
+                .collect::<Vec<_>>()
+        );
+        // The next write takes the next position.
+        let tx = Transaction::new_unchecked(&store.conn, TransactionBehavior::Deferred)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next_seq(&tx).unwrap_or(0), 10);
     }
 
     #[test]

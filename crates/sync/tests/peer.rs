@@ -816,6 +816,69 @@ fn the_outbox_sends_stored_chunks_that_bring_the_peer_exactly_up_to_date() {
     assert!(payloads[ids[0]].len() < whole.save().len() / 2);
 }
 
+/// Pruning the change feed deletes exactly the writes later ones superseded (neither their
+/// document's latest nor one of its stored chunks), and changes nothing any reader sees.
+#[test]
+fn pruning_the_feed_deletes_only_superseded_writes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut a = root_with(dir.path(), 4);
+    let ids = ["hh-000001", "hh-000002", "hh-000003"];
+    let known: Vec<(String, Vec<u8>)> = state(&a)
+        .into_iter()
+        .map(|(id, (_, heads))| (id, heads))
+        .collect();
+    a.mark_sent("relay", &known)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The first: two chunks after its first write. The second: folded into a snapshot at
+    // its 16th edit, then two chunks. The third: one chunk.
+    for note in ["楼道灯坏了", "楼道灯已修好"] {
+        a.edit(ids[0], "notes", note)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for i in 0..linli_sync::store::COMPACT_AFTER + 2 {
+        a.edit(ids[1], "notes", &format!("第{i}次回访"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    a.edit(ids[2], "notes", "独居")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = |a: &Store| {
+        let docs: Vec<(String, Vec<u8>, Vec<u8>)> = state(a)
+            .into_iter()
+            .map(|(id, (_, heads))| {
+                let (_, mut doc) = a
+                    .load_doc(&id)
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .unwrap_or_else(|| panic!("{id} missing"));
+                (id, heads, doc.save())
+            })
+            .collect();
+        let outbox: Vec<(String, Vec<u8>)> = a
+            .outbox("relay")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .flat_map(|o| o.docs.into_iter().map(|d| (d.id, d.bytes)))
+            .collect();
+        (
+            a.changes_since(0, 1000).unwrap_or_else(|e| panic!("{e}")),
+            a.feed_head().unwrap_or_else(|e| panic!("{e}")),
+            docs,
+            outbox,
+        )
+    };
+    let before = seen(&a);
+    let rows = a.log_rows().unwrap_or_else(|e| panic!("{e}"));
+    // Superseded: the first's import; the second's import, its 15 chunks and the snapshot
+    // write that folded them; the third's import.
+    let pruned = a.prune_log().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pruned, 1 + (1 + 15 + 1) + 1);
+    assert_eq!(
+        a.log_rows().unwrap_or_else(|e| panic!("{e}")),
+        rows - pruned as i64
+    );
+    assert_eq!(seen(&a), before);
+    assert_eq!(a.prune_log().unwrap_or_else(|e| panic!("{e}")), 0);
+}
+
 #[test]
 fn recording_what_was_sent_gives_way_to_another_writer_instead_of_waiting() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
