@@ -53,7 +53,7 @@ impl Default for LiveOptions {
             tick: Duration::from_millis(2),
             calm_tick: Duration::from_millis(10),
             idle: Duration::from_millis(200),
-            batch: Duration::from_millis(15),
+            batch: Duration::from_millis(5),
             silence: Duration::from_millis(2 * KEEPALIVE_MS + 5_000),
         }
     }
