@@ -879,6 +879,65 @@ fn pruning_the_feed_deletes_only_superseded_writes() {
     assert_eq!(a.prune_log().unwrap_or_else(|e| panic!("{e}")), 0);
 }
 
+/// The background checkpoint thread prunes the feed once it is due, and never waits for a
+/// write lock another connection holds (it tries again at its next period).
+#[test]
+fn the_checkpoint_thread_prunes_the_feed_when_due_without_waiting_for_writers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut a = root_with(dir.path(), 2);
+    for note in ["一", "二", "三"] {
+        a.edit("hh-000001", "notes", note)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let rows = a.log_rows().unwrap_or_else(|e| panic!("{e}"));
+    let other = rusqlite::Connection::open(dir.path().join(linli_sync::store::DB_FILE))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Due: the last prune was PRUNE_EVERY writes before the head.
+    other
+        .execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned', ?1)",
+            [(a.feed_head().unwrap_or(0) - linli_sync::feed::PRUNE_EVERY).to_string()],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    // Another process holds the write lock: the thread's tries give way and prune nothing.
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let checkpoints = a
+        .checkpoint_in_background(std::time::Duration::from_millis(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(a.log_rows().unwrap_or_else(|e| panic!("{e}")), rows);
+    // Stopping the thread does not wait behind the lock either (a thread stuck in SQLite's
+    // busy wait would hold this drop for seconds).
+    let t = std::time::Instant::now();
+    drop(checkpoints);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(500),
+        "the thread waited {:?}",
+        t.elapsed()
+    );
+    other
+        .execute_batch("COMMIT")
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Free again: the import's first write of the document is superseded, its chunks are not.
+    let checkpoints = a
+        .checkpoint_in_background(std::time::Duration::from_millis(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for("the feed was never pruned", &|| {
+        a.log_rows().unwrap_or(rows) == rows - 1
+    });
+    drop(checkpoints);
+    assert_eq!(a.prune_log().unwrap_or_else(|e| panic!("{e}")), 0);
+}
+
 #[test]
 fn recording_what_was_sent_gives_way_to_another_writer_instead_of_waiting() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
