@@ -158,6 +158,17 @@ fn heads_of(store: &Store, id: &str) -> Vec<u8> {
         .unwrap_or_else(|| panic!("{id} missing"))
 }
 
+/// Records that `peer` holds every document of `store` as it is now.
+fn mark_all_sent(store: &mut Store, peer: &str) {
+    let known: Vec<(String, Vec<u8>)> = state(store)
+        .into_iter()
+        .map(|(id, (_, heads))| (id, heads))
+        .collect();
+    store
+        .mark_sent(peer, &known)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 fn root_with(dir: &std::path::Path, n: usize) -> Store {
     let mut root = new_store(dir);
     root.put(households(0..n), "import")
@@ -775,12 +786,7 @@ fn the_outbox_sends_stored_chunks_that_bring_the_peer_exactly_up_to_date() {
             automerge::AutoCommit::load(&doc.save()).unwrap_or_else(|e| panic!("{e}"))
         })
         .collect();
-    let known: Vec<(String, Vec<u8>)> = state(&a)
-        .into_iter()
-        .map(|(id, (_, heads))| (id, heads))
-        .collect();
-    a.mark_sent("relay", &known)
-        .unwrap_or_else(|e| panic!("{e}"));
+    mark_all_sent(&mut a, "relay");
     // Two edits of one (two chunks after the peer's heads), and, for the other, more edits
     // than a document keeps as chunks (folded into a snapshot: its changes come from the
     // document instead).
@@ -823,12 +829,7 @@ fn pruning_the_feed_deletes_only_superseded_writes() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut a = root_with(dir.path(), 4);
     let ids = ["hh-000001", "hh-000002", "hh-000003"];
-    let known: Vec<(String, Vec<u8>)> = state(&a)
-        .into_iter()
-        .map(|(id, (_, heads))| (id, heads))
-        .collect();
-    a.mark_sent("relay", &known)
-        .unwrap_or_else(|e| panic!("{e}"));
+    mark_all_sent(&mut a, "relay");
     // The first: two chunks after its first write. The second: folded into a snapshot at
     // its 16th edit, then two chunks. The third: one chunk.
     for note in ["楼道灯坏了", "楼道灯已修好"] {
