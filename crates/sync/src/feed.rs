@@ -51,12 +51,16 @@ pub(crate) fn parse_tail(id: &str, tail: Option<&str>) -> Result<Vec<i64>, Store
         .collect()
 }
 
-/// The chunks a document's `tail` lists, each with the heads it follows, oldest first.
+/// A stored chunk: changes, and the heads they follow (unknown for chunks stored before
+/// schema 10).
+pub(crate) type Chunk = (Vec<u8>, Option<Vec<u8>>);
+
+/// The chunks a document's `tail` lists, oldest first.
 pub(crate) fn read_chunks(
     conn: &Connection,
     id: &str,
     tail: Option<&str>,
-) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+) -> Result<Vec<Chunk>, StoreError> {
     let seqs = parse_tail(id, tail)?;
     let mut out = Vec::with_capacity(seqs.len());
     if seqs.is_empty() {
@@ -64,7 +68,9 @@ pub(crate) fn read_chunks(
     }
     let mut stmt = conn.prepare_cached("SELECT doc, data, base FROM log WHERE seq = ?1")?;
     for seq in seqs {
-        let row: Option<(String, Option<Vec<u8>>, Option<Vec<u8>>)> = stmt
+        // The document it belongs to, its changes (none: not a chunk), their base.
+        type Row = (String, Option<Vec<u8>>, Option<Vec<u8>>);
+        let row: Option<Row> = stmt
             .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         match row {

@@ -836,23 +836,26 @@ impl StoredDoc {
 
 /// Reads a stored document's bytes (the SQLite part of [`load_doc`]).
 pub(crate) fn read_doc(conn: &Connection, id: &str) -> Result<Option<StoredDoc>, StoreError> {
-    let row: Option<(String, Vec<u8>, Option<i64>, Option<String>)> = conn
+    let row = conn
         .prepare_cached("SELECT collection, snapshot, dict, tail FROM docs WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row([id], |r| {
+            let stored = StoredDoc {
+                collection: r.get(0)?,
+                snapshot: r.get(1)?,
+                dict: r.get(2)?,
+                chunks: Vec::new(),
+            };
+            Ok((stored, r.get::<_, Option<String>>(3)?))
+        })
         .optional()?;
-    let Some((collection, snapshot, dict, tail)) = row else {
+    let Some((mut stored, tail)) = row else {
         return Ok(None);
     };
-    let chunks = read_chunks(conn, id, tail.as_deref())?
+    stored.chunks = read_chunks(conn, id, tail.as_deref())?
         .into_iter()
         .map(|(data, _)| data)
         .collect();
-    Ok(Some(StoredDoc {
-        collection,
-        snapshot,
-        dict,
-        chunks,
-    }))
+    Ok(Some(stored))
 }
 
 /// Decodes a stored document (the CPU part of [`load_doc`]: decompression and Automerge).
