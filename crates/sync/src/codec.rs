@@ -10,7 +10,10 @@
 //!
 //! `docs.dict` names the dictionary a snapshot is compressed with (`NULL`: plain Automerge
 //! bytes). A dictionary is never changed or deleted once stored, so every snapshot stays
-//! readable. Incremental chunks stay plain: they are small, and folded into the snapshot after
+//! readable. Another handle on the file (the app's screens and its sync loop each have one;
+//! another process) may store one after this handle read them: each write and merge reads
+//! them again first if so, inside its transaction, and a read that meets an unknown one
+//! borrows a fresh set for itself. Incremental chunks stay plain: they are small, and folded into the snapshot after
 //! [`crate::store::COMPACT_AFTER`] of them.
 
 use std::collections::HashMap;
@@ -43,6 +46,8 @@ pub(crate) struct Dicts {
     dec: HashMap<i64, DecoderDictionary<'static>>,
     /// The dictionary new snapshots of a collection are compressed with.
     current: HashMap<String, i64>,
+    /// The largest id loaded (dictionaries are only ever added, with growing ids).
+    newest: i64,
 }
 
 impl Dicts {
@@ -72,7 +77,22 @@ impl Dicts {
         self.dec
             .insert(id, DecoderDictionary::try_copy(data).map_err(damaged)?);
         self.current.insert(collection, id);
+        self.newest = self.newest.max(id);
         Ok(())
+    }
+
+    /// Whether another connection stored a dictionary since these were read (a store handle
+    /// opened before another handle, or process, trained one cannot read what it compressed).
+    pub(crate) fn stale(&self, conn: &Connection) -> Result<bool, StoreError> {
+        let newest: i64 = conn
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM dicts")?
+            .query_row([], |r| r.get(0))?;
+        Ok(newest > self.newest)
+    }
+
+    /// Whether dictionary `id` is loaded.
+    pub(crate) fn has(&self, id: i64) -> bool {
+        self.dec.contains_key(&id)
     }
 
     /// The dictionary new snapshots of `collection` use, if it has one.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use automerge::{AutoCommit, ChangeHash};
 use linli_domain::Timestamp;
 use linli_domain::{AnyRecord, Collection, Scope};
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::codec::{self, Dicts};
 use crate::store::{
@@ -54,8 +54,7 @@ impl Store {
         cursor: Option<u64>,
     ) -> Result<MergeReport, StoreError> {
         let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
-        let (conn, dicts) = self.conn_and_dicts();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (tx, dicts) = self.immediate_with_dicts()?;
         let report = merge_in(&tx, dicts, &community, peer, incoming)?;
         if let Some(cursor) = cursor {
             tx.execute(

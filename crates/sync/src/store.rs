@@ -352,9 +352,16 @@ impl Store {
         &mut self.conn
     }
 
-    /// The connection and the compression dictionaries at once (a merge writes with both).
-    pub(crate) fn conn_and_dicts(&mut self) -> (&mut Connection, &Dicts) {
-        (&mut self.conn, &self.dicts)
+    /// An immediate transaction and the compression dictionaries, read again first if another
+    /// handle stored one since (a merge writes with both).
+    pub(crate) fn immediate_with_dicts(&mut self) -> Result<(Transaction<'_>, &Dicts), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if self.dicts.stale(&tx)? {
+            self.dicts = Dicts::load(&tx)?;
+        }
+        Ok((tx, &self.dicts))
     }
 
     /// Reads the dictionaries again after a write trained new ones.
@@ -419,6 +426,11 @@ impl Store {
         f: impl FnOnce(&Store, &Transaction<'_>) -> Result<WriteReport, StoreError>,
     ) -> Result<WriteReport, StoreError> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        // Another handle may have trained a dictionary since this one read them: no other
+        // writer can until this transaction ends.
+        if self.dicts.stale(&tx)? {
+            self.dicts = Dicts::load(&tx)?;
+        }
         let report = f(self, &tx)?;
         tx.commit()?;
         if report.dictionaries > 0 {
@@ -886,9 +898,15 @@ pub(crate) fn load_doc(
     dicts: &Dicts,
     id: &str,
 ) -> Result<Option<(Collection, AutoCommit)>, StoreError> {
-    read_doc(conn, id)?
-        .map(|stored| decode_doc(dicts, id, stored))
-        .transpose()
+    let Some(stored) = read_doc(conn, id)? else {
+        return Ok(None);
+    };
+    match stored.dict {
+        // Compressed with a dictionary another handle trained after these were read (a
+        // handle's writes read them again; a read only borrows fresh ones for itself).
+        Some(d) if !dicts.has(d) => decode_doc(&Dicts::load(conn)?, id, stored).map(Some),
+        _ => decode_doc(dicts, id, stored).map(Some),
+    }
 }
 
 pub(crate) fn hydrate(

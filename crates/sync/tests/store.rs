@@ -390,3 +390,50 @@ fn stored_records_are_read_checked_and_rebuilt() {
     store.rebuild_index().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after, store.dump_index().unwrap_or_else(|e| panic!("{e}")));
 }
+
+fn encode(heads: &[automerge::ChangeHash]) -> Vec<Vec<u8>> {
+    heads.iter().map(|h| h.0.to_vec()).collect()
+}
+
+/// A second handle on the same file (the app keeps one for its screens and one for its sync
+/// loop) reads and writes documents compressed with a dictionary the other handle trained
+/// after it opened.
+#[test]
+fn a_handle_uses_dictionaries_another_handle_trained_after_it_opened() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut screens = new_store(dir.path());
+    let mut sync = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let r = sync
+        .put(households(0..TRAIN_AFTER as usize + 10), "first sync")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.dictionaries > 0, "no dictionary trained");
+    assert_eq!(compressed(&screens, "households"), TRAIN_AFTER + 10);
+    // A read first (it borrows the new dictionary), then a write (which takes it for good).
+    let (_, mut before) = screens
+        .load_doc("hh-000008")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("gone"));
+    assert_eq!(
+        encode(&before.get_heads()),
+        encode(
+            &sync
+                .load_doc("hh-000008")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("gone"))
+                .1
+                .get_heads()
+        )
+    );
+    screens
+        .edit("hh-000007", "notes", "门口有台阶")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (_, mut doc) = sync
+        .load_doc("hh-000007")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("gone"));
+    let (_, mut mine) = screens
+        .load_doc("hh-000007")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("gone"));
+    assert_eq!(doc.save(), mine.save());
+}
