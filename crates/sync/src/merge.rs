@@ -110,7 +110,7 @@ enum Outcome {
     Changed {
         rec: AnyRecord,
         /// The record as stored (JSON).
-        record: Vec<u8>,
+        record: crate::store::Packed,
         saved: Saved,
     },
     /// A document new here (written after the others: see `merge_in`).
@@ -142,7 +142,7 @@ fn merge_one(
         .take()
         .map(|s| {
             let chunks = s.chunk_count();
-            decode_doc(dicts, id, s).map(|(c, doc)| (c, doc, chunks))
+            decode_doc(None, dicts, id, s).map(|(c, doc)| (c, doc, chunks))
         })
         .transpose()?;
     let (mut doc, stored_chunks) = match stored {
@@ -181,7 +181,7 @@ fn merge_one(
                     let changes = received_as_is(job.parts, &mut doc, &before);
                     encode_update(packers, collection, &mut doc, &before, chunks, changes)?
                 },
-                record: record_json(&rec)?,
+                record: packers.pack_record(collection, &record_json(&rec)?)?,
                 rec,
             },
             None => Outcome::New {
@@ -335,9 +335,20 @@ fn merge_in(
     let mut touched: Vec<&str> = fresh.iter().map(|(r, _)| r.collection().code()).collect();
     touched.sort_unstable();
     touched.dedup();
-    let samples: Vec<(&str, &[u8])> = fresh
+    let jsons: Vec<Vec<u8>> = fresh
         .iter()
-        .map(|(r, b)| (r.collection().code(), b.snapshot.as_slice()))
+        .map(|(r, _)| record_json(r))
+        .collect::<Result<_, _>>()?;
+    let samples: Vec<(&str, &[u8], &[u8])> = fresh
+        .iter()
+        .zip(&jsons)
+        .map(|((r, b), json)| {
+            (
+                r.collection().code(),
+                b.snapshot.as_slice(),
+                json.as_slice(),
+            )
+        })
         .collect();
     let reloaded;
     report.dictionaries = codec::train_where_due(tx, dicts, &touched, &samples)?;
@@ -348,11 +359,12 @@ fn merge_in(
         dicts
     };
     let mut packers = Packers::new(dicts);
-    for (rec, built) in &fresh {
+    for ((rec, built), json) in fresh.iter().zip(&jsons) {
         let (snapshot, dict) = packers.pack(rec.collection(), &built.snapshot)?;
+        let (record, rdict) = packers.pack_record(rec.collection(), json)?;
         tx.prepare_cached(
-            "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, dict, chunks, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+            "INSERT INTO docs (id, collection, community, grid, seq, heads, snapshot, dict, chunks, record, rdict)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
         )?
         .execute(params![
             rec.id(),
@@ -363,7 +375,8 @@ fn merge_in(
             built.heads,
             snapshot,
             dict,
-            crate::store::record_json(rec)?
+            record,
+            rdict
         ])?;
         append_log(tx, seq, rec.id(), None)?;
         index::index(tx, rec)?;

@@ -31,11 +31,37 @@ fn a_large_collection_is_compressed_and_reads_back_the_same() {
     let r = store
         .put(second, "import 2")
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.dictionaries, 2, "households and sensitive documents");
+    assert_eq!(
+        r.dictionaries, 4,
+        "households and sensitive documents, snapshots and records"
+    );
     let n = TRAIN_AFTER + 50;
     assert_eq!(compressed(&store, "households"), n);
     assert_eq!(compressed(&store, "sensitive"), n);
-    assert_eq!(store.count("SELECT COUNT(*) FROM dicts").unwrap_or(0), 2);
+    assert_eq!(store.count("SELECT COUNT(*) FROM dicts").unwrap_or(0), 4);
+    // Records too, to under a third of their JSON.
+    for collection in ["households", "sensitive"] {
+        assert_eq!(
+            store
+                .count(&format!(
+                    "SELECT COUNT(*) FROM docs WHERE collection = '{collection}' AND rdict IS NOT NULL"
+                ))
+                .unwrap_or(-1),
+            n
+        );
+    }
+    let stored_records = store
+        .count("SELECT SUM(LENGTH(record)) FROM docs WHERE collection = 'households'")
+        .unwrap_or(0);
+    let json: usize = households(0..n as usize)
+        .iter()
+        .filter(|r| matches!(r, AnyRecord::Household(_)))
+        .map(|r| serde_json::to_vec(r).map(|v| v.len()).unwrap_or(0))
+        .sum();
+    assert!(
+        (stored_records as usize) * 3 < json,
+        "records stored in {stored_records} bytes, {json} as JSON"
+    );
 
     // Snapshots are smaller than the plain Automerge bytes they hold.
     let stored = store
@@ -113,7 +139,7 @@ fn a_write_that_fails_leaves_no_dictionary_behind() {
     let r = store
         .put(households(0..TRAIN_AFTER as usize), "good")
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.dictionaries, 2);
+    assert_eq!(r.dictionaries, 4);
 }
 
 /// Reads are served from a cache of recent documents; it must never return a state the file
@@ -408,7 +434,17 @@ fn a_handle_uses_dictionaries_another_handle_trained_after_it_opened() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(r.dictionaries > 0, "no dictionary trained");
     assert_eq!(compressed(&screens, "households"), TRAIN_AFTER + 10);
-    // A read first (it borrows the new dictionary), then a write (which takes it for good).
+    // Reads first (they borrow the new dictionaries), then a write (which takes them).
+    assert_eq!(
+        screens.get("hh-000009").unwrap_or_else(|e| panic!("{e}")),
+        sync.get("hh-000009").unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert!(
+        screens
+            .get("hh-000009")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some()
+    );
     let (_, mut before) = screens
         .load_doc("hh-000008")
         .unwrap_or_else(|e| panic!("{e}"))
@@ -436,4 +472,55 @@ fn a_handle_uses_dictionaries_another_handle_trained_after_it_opened() {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("gone"));
     assert_eq!(doc.save(), mine.save());
+}
+
+/// A store whose records were stored plain (before schema 12) has them compressed when it is
+/// opened, and reads every record back the same.
+#[test]
+fn records_stored_plain_are_compressed_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let n = TRAIN_AFTER as usize + 20;
+    let ids: Vec<String> = households(0..n)
+        .iter()
+        .map(|r| r.id().to_string())
+        .collect();
+    let before: Vec<Option<AnyRecord>> = {
+        let mut store = new_store(dir.path());
+        store
+            .put(households(0..n), "import")
+            .unwrap_or_else(|e| panic!("{e}"));
+        ids.iter()
+            .map(|id| store.get(id).unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    };
+    // As a store from before: no record dictionaries, records rebuilt plain from the
+    // documents, then compressed, as migrations 9 and 12 ask.
+    let conn = rusqlite::Connection::open(dir.path().join(linli_sync::store::DB_FILE))
+        .unwrap_or_else(|e| panic!("{e}"));
+    conn.execute_batch(
+        "UPDATE docs SET record = NULL, rdict = NULL;
+         DELETE FROM dicts WHERE collection LIKE '%/record';
+         INSERT OR REPLACE INTO meta (key, value) VALUES ('reindex', '1'), ('pack_records', '1');",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(conn);
+    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store
+            .count("SELECT COUNT(*) FROM docs WHERE collection = 'households' AND rdict IS NULL")
+            .unwrap_or(-1),
+        0
+    );
+    assert_eq!(
+        store
+            .count("SELECT COUNT(*) FROM dicts WHERE collection LIKE '%/record'")
+            .unwrap_or(-1),
+        2
+    );
+    let after: Vec<Option<AnyRecord>> = ids
+        .iter()
+        .map(|id| store.get(id).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(after, before);
+    assert!(after.iter().all(Option::is_some));
 }
