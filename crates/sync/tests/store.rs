@@ -16,6 +16,15 @@ fn compressed(store: &Store, collection: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// The sum of `size` over the household records of `households(0..n)`.
+fn household_bytes(n: usize, size: impl Fn(&AnyRecord) -> usize) -> usize {
+    households(0..n)
+        .iter()
+        .filter(|r| matches!(r, AnyRecord::Household(_)))
+        .map(size)
+        .sum()
+}
+
 #[test]
 fn a_large_collection_is_compressed_and_reads_back_the_same() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -53,11 +62,9 @@ fn a_large_collection_is_compressed_and_reads_back_the_same() {
     let stored_records = store
         .count("SELECT SUM(LENGTH(record)) FROM docs WHERE collection = 'households'")
         .unwrap_or(0);
-    let json: usize = households(0..n as usize)
-        .iter()
-        .filter(|r| matches!(r, AnyRecord::Household(_)))
-        .map(|r| serde_json::to_vec(r).map(|v| v.len()).unwrap_or(0))
-        .sum();
+    let json = household_bytes(n as usize, |r| {
+        serde_json::to_vec(r).map(|v| v.len()).unwrap_or(0)
+    });
     assert!(
         (stored_records as usize) * 3 < json,
         "records stored in {stored_records} bytes, {json} as JSON"
@@ -67,16 +74,12 @@ fn a_large_collection_is_compressed_and_reads_back_the_same() {
     let stored = store
         .count("SELECT SUM(LENGTH(snapshot)) FROM docs WHERE collection = 'households'")
         .unwrap_or(0);
-    let plain: usize = households(0..n as usize)
-        .iter()
-        .filter(|r| matches!(r, AnyRecord::Household(_)))
-        .map(|r| {
-            store
-                .export_doc(r.id())
-                .unwrap_or_else(|e| panic!("{e}"))
-                .len()
-        })
-        .sum();
+    let plain = household_bytes(n as usize, |r| {
+        store
+            .export_doc(r.id())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len()
+    });
     assert!(
         (stored as usize) * 2 < plain,
         "stored {stored} bytes, plain {plain}"
