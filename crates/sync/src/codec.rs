@@ -118,13 +118,18 @@ impl Dicts {
         Ok(())
     }
 
-    /// Whether another connection stored a dictionary since these were read (a store handle
-    /// opened before another handle, or process, trained one cannot read what it compressed).
-    pub(crate) fn stale(&self, conn: &Connection) -> Result<bool, StoreError> {
+    /// Reads the dictionaries again if another connection stored one since these were read (a
+    /// store handle opened before another handle, or process, trained one would otherwise
+    /// neither compress with it nor know the collection has one). Call it inside a write
+    /// transaction: no other writer can add one until it ends.
+    pub(crate) fn refresh(&mut self, conn: &Connection) -> Result<(), StoreError> {
         let newest: i64 = conn
             .prepare_cached("SELECT coalesce(max(id), 0) FROM dicts")?
             .query_row([], |r| r.get(0))?;
-        Ok(newest > self.newest)
+        if newest > self.newest {
+            *self = Dicts::load(conn)?;
+        }
+        Ok(())
     }
 
     /// The dictionary new snapshots or records (`kind`) of `collection` use, if it has one.
@@ -165,30 +170,31 @@ impl Dicts {
             return decompress(doc, kind, d, &packed);
         }
         let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
-        if !late.contains_key(&id) {
-            let data: Option<Vec<u8>> = match conn {
-                Some(conn) => conn
-                    .prepare_cached("SELECT data FROM dicts WHERE id = ?1")?
-                    .query_row([id], |r| r.get(0))
-                    .optional()?,
-                None => None,
-            };
-            let data = data.ok_or_else(|| StoreError::Field {
-                id: doc.to_string(),
-                field: kind.field().into(),
-                message: format!("compressed with dictionary {id}, which is missing"),
-            })?;
-            let d = DecoderDictionary::try_copy(&data).map_err(|e| StoreError::Field {
-                id: format!("dicts/{id}"),
-                field: "data".into(),
-                message: e.to_string(),
-            })?;
-            late.insert(id, d);
-        }
-        match late.get(&id) {
-            Some(d) => decompress(doc, kind, d, &packed),
-            None => Err(StoreError::Codec(format!("dictionary {id} was not kept"))),
-        }
+        let d = match late.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let data: Option<Vec<u8>> = match conn {
+                    Some(conn) => conn
+                        .prepare_cached("SELECT data FROM dicts WHERE id = ?1")?
+                        .query_row([id], |r| r.get(0))
+                        .optional()?,
+                    None => None,
+                };
+                let data = data.ok_or_else(|| StoreError::Field {
+                    id: doc.to_string(),
+                    field: kind.field().into(),
+                    message: format!("compressed with dictionary {id}, which is missing"),
+                })?;
+                e.insert(
+                    DecoderDictionary::try_copy(&data).map_err(|e| StoreError::Field {
+                        id: format!("dicts/{id}"),
+                        field: "data".into(),
+                        message: e.to_string(),
+                    })?,
+                )
+            }
+        };
+        decompress(doc, kind, d, &packed)
     }
 }
 
@@ -232,7 +238,7 @@ pub(crate) struct Packer<'a> {
 
 impl Packer<'_> {
     /// (stored bytes, dictionary id or `None` for plain).
-    pub(crate) fn pack(&mut self, raw: &[u8]) -> Result<(Vec<u8>, Option<i64>), StoreError> {
+    pub(crate) fn pack(&self, raw: &[u8]) -> Result<(Vec<u8>, Option<i64>), StoreError> {
         let Some((id, dict)) = self.inner else {
             return Ok((raw.to_vec(), None));
         };
@@ -354,7 +360,7 @@ fn train(
     let id = conn.last_insert_rowid();
     let mut local = Dicts::default();
     local.add(id, name, &data)?;
-    let mut packer = local.packer(collection, kind)?;
+    let packer = local.packer(collection, kind)?;
     let mut update = conn.prepare(&format!(
         "UPDATE docs SET {column} = ?2, {dict_column} = ?3 WHERE id = ?1"
     ))?;

@@ -109,7 +109,8 @@ enum Outcome {
     /// A stored document gained changes.
     Changed {
         rec: AnyRecord,
-        /// The record as stored (JSON).
+        /// The record as stored (its JSON, compressed once the collection has a record
+        /// dictionary).
         record: crate::store::Packed,
         saved: Saved,
     },

@@ -376,9 +376,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if self.dicts.stale(&tx)? {
-            self.dicts = Dicts::load(&tx)?;
-        }
+        self.dicts.refresh(&tx)?;
         Ok((tx, &self.dicts))
     }
 
@@ -444,11 +442,8 @@ impl Store {
         f: impl FnOnce(&Store, &Transaction<'_>) -> Result<WriteReport, StoreError>,
     ) -> Result<WriteReport, StoreError> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        // Another handle may have trained a dictionary since this one read them: no other
-        // writer can until this transaction ends.
-        if self.dicts.stale(&tx)? {
-            self.dicts = Dicts::load(&tx)?;
-        }
+        // Another handle may have trained a dictionary since this one read them.
+        self.dicts.refresh(&tx)?;
         let report = f(self, &tx)?;
         tx.commit()?;
         if report.dictionaries > 0 {
@@ -967,7 +962,7 @@ pub(crate) struct Built {
 /// A snapshot or record as stored: bytes and the dictionary they are compressed with.
 pub(crate) type Packed = (Vec<u8>, Option<i64>);
 
-/// Compressors by collection and kind, made on first use (one set per thread).
+/// The dictionaries to compress with, by collection and kind, looked up on first use.
 pub(crate) struct Packers<'a> {
     dicts: &'a Dicts,
     by_collection: HashMap<(Collection, Kind), Packer<'a>>,
@@ -1532,6 +1527,15 @@ mod tests {
         );
     }
 
+    /// The author of documents written by an older version, in a migration test.
+    fn old_author() -> Author {
+        Author {
+            actor: ActorId::random(),
+            device: "old".into(),
+            user: "old".into(),
+        }
+    }
+
     /// A version 10 store: its chunks table becomes feed rows listed in their documents'
     /// tails, every document is in the feed once, and nothing read changes.
     #[test]
@@ -1539,11 +1543,7 @@ mod tests {
         use automerge::{ROOT, transaction::Transactable};
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let community = Community::new("c1", "幸福社区", Timestamp(0));
-        let author = Author {
-            actor: ActorId::random(),
-            device: "old".into(),
-            user: "old".into(),
-        };
+        let author = old_author();
         let rec = AnyRecord::Community(community.clone());
         let built = new_doc(&author, &rec, "v10").unwrap_or_else(|e| panic!("{e}"));
         let mut doc = AutoCommit::load(&built.snapshot).unwrap_or_else(|e| panic!("{e}"));
@@ -1640,11 +1640,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             conn.pragma_update(None, "user_version", 1)
                 .unwrap_or_else(|e| panic!("{e}"));
-            let author = Author {
-                actor: ActorId::random(),
-                device: "old".into(),
-                user: "old".into(),
-            };
+            let author = old_author();
             let rec = AnyRecord::Community(community.clone());
             let built = new_doc(&author, &rec, "v1").unwrap_or_else(|e| panic!("{e}"));
             conn.execute(

@@ -527,3 +527,71 @@ fn records_stored_plain_are_compressed_when_the_store_opens() {
     assert_eq!(after, before);
     assert!(after.iter().all(Option::is_some));
 }
+
+/// A document whose stored references are damaged (its tail names no chunk of its own, or its
+/// snapshot a dictionary that is not there) is an error naming it and the field; a record
+/// compressed with a missing dictionary is read from its document instead.
+#[test]
+fn damaged_chunk_lists_and_missing_dictionaries_are_errors_naming_the_document() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut store = new_store(dir.path());
+    store
+        .put(households(0..2), "import")
+        .unwrap_or_else(|e| panic!("{e}"));
+    for note in ["一", "二"] {
+        store
+            .edit("hh-000000", "notes", note)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let record = store.get("hh-000000").unwrap_or_else(|e| panic!("{e}"));
+    let conn = rusqlite::Connection::open(dir.path().join(linli_sync::store::DB_FILE))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Damage as a disk or a bug would: past the references SQLite checks.
+    conn.execute_batch("PRAGMA foreign_keys = OFF")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other_seq: i64 = conn
+        .query_row("SELECT seq FROM docs WHERE id = 'hh-000001'", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fails = |sql: &str, field: &str, says: &str| {
+        conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
+        // A fresh handle: nothing of the document in memory.
+        let fresh = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let err = match fresh.load_doc("hh-000000") {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{sql}: loaded"),
+        };
+        assert!(
+            err.contains("hh-000000") && err.contains(field) && err.contains(says),
+            "{sql}: {err}"
+        );
+    };
+    let tail: String = conn
+        .query_row("SELECT tail FROM docs WHERE id = 'hh-000000'", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    fails(
+        "UPDATE docs SET tail = tail || ' x' WHERE id = 'hh-000000'",
+        "tail",
+        "`x` is not a feed position",
+    );
+    fails(
+        &format!("UPDATE docs SET tail = '{other_seq}' WHERE id = 'hh-000000'"),
+        "tail",
+        &format!("feed position {other_seq} holds none of its changes"),
+    );
+    fails(
+        &format!("UPDATE docs SET tail = '{tail}', dict = 999 WHERE id = 'hh-000000'"),
+        "snapshot",
+        "compressed with dictionary 999, which is missing",
+    );
+    conn.execute_batch("UPDATE docs SET dict = NULL, rdict = 999 WHERE id = 'hh-000000'")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fresh = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        fresh.get("hh-000000").unwrap_or_else(|e| panic!("{e}")),
+        record
+    );
+}
