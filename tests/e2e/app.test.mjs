@@ -239,7 +239,7 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
     await s.waitFor('[data-test=reveal-entry]', { text: '演示用户 查看了证件号码' })
     await s.click('[data-test=move-person]')
     await s.type('[data-test=move-target]', '李')
-    await s.click('.el-select-dropdown__item')
+    await s.pick('.el-select-dropdown__item')
     await s.click('[data-test=move-save]')
     await s.waitFor('[data-test=place]', { text: '已迁出' })
     const after = await s.text('[data-test=person-household]')

@@ -64,6 +64,32 @@ export class Session {
     throw new Error(`timed out waiting for ${css}${text ? ` with text "${text}" (last: "${last}")` : ''}`)
   }
 
+  /** Whether some element matching `css` is displayed now. */
+  async shown(css) {
+    try {
+      for (const el of await this.findAll(css)) {
+        if (await this.cmd(`/element/${el}/displayed`)) return true
+      }
+    } catch {
+      // the page is changing: count it as shown, the caller looks again
+      return true
+    }
+    return false
+  }
+
+  /** Picks an option (`css`) of an open dropdown: clicked again until the dropdown closes (a
+   *  remote search that re-renders its options as they arrive can swallow a click, and the
+   *  open list then covers the dialog's buttons). */
+  async pick(css, opts = {}) {
+    const deadline = Date.now() + (opts.ms ?? 20000)
+    for (;;) {
+      await this.click(css, opts)
+      await sleep(300)
+      if (!(await this.shown(css))) return
+      if (Date.now() > deadline) throw new Error(`the dropdown of ${css} stayed open`)
+    }
+  }
+
   /** Clicks `css` once it is displayed; retried while it is re-rendered, covered or busy. */
   async click(css, opts = {}) {
     const deadline = Date.now() + (opts.ms ?? 20000)
