@@ -116,15 +116,60 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
             Some(i) => message[..i].to_string(),
             None => message,
         };
-        LineError::Field { field, message }
+        LineError::Field {
+            field,
+            message: value_free(&message),
+        }
     })
+}
+
+/// A decoder's message without the value it quotes: serde says ``invalid type: integer
+/// `16958092444`, expected a string`` or `` unknown variant `13812345678` ``, and the value
+/// may be a phone or an ID number in the wrong column (spreadsheets export them as numbers).
+/// What stands between backticks or double quotes is left out, except a field name after
+/// `field` (`missing field `phone``).
+pub fn value_free(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '`' && c != '"' {
+            out.push(c);
+            continue;
+        }
+        let mut quoted = String::new();
+        let mut escaped = false;
+        for q in chars.by_ref() {
+            if escaped {
+                escaped = false;
+            } else if q == '\\' {
+                escaped = true;
+                continue;
+            } else if q == c {
+                break;
+            }
+            quoted.push(q);
+        }
+        let a_field_name = out.ends_with("field ")
+            && quoted.len() <= 40
+            && quoted
+                .chars()
+                .all(|q| q.is_ascii_lowercase() || q.is_ascii_digit() || q == '_');
+        if a_field_name {
+            out.push(c);
+            out.push_str(&quoted);
+            out.push(c);
+        } else if out.ends_with(' ') {
+            out.pop();
+        }
+    }
+    out
 }
 
 /// Turns one line into the records it is stored as, validated. `community` becomes every
 /// record's `scope.community`.
 pub fn parse_line(line: &str, community: &str, today: Day) -> Result<Vec<AnyRecord>, LineError> {
     let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| LineError::Json(e.to_string()))?;
+        serde_json::from_str(line).map_err(|e| LineError::Json(value_free(&e.to_string())))?;
     // Linli's own records carry `collection`; the roster format carries `kind` instead.
     let kind = match value.get("collection") {
         Some(_) => None,
@@ -144,9 +189,9 @@ pub fn parse_line(line: &str, community: &str, today: Day) -> Result<Vec<AnyReco
             t.validate(today).map_err(LineError::Invalid)?;
             Ok(vec![AnyRecord::Task(t)])
         }
-        Some(other) => Err(LineError::Field {
+        Some(_) => Err(LineError::Field {
             field: "kind".into(),
-            message: format!("unknown kind `{other}`, expected household or task"),
+            message: "is not household or task".into(),
         }),
         None => {
             let collection = value
@@ -158,10 +203,7 @@ pub fn parse_line(line: &str, community: &str, today: Day) -> Result<Vec<AnyReco
                 })?;
             let collection = Collection::parse(collection).ok_or_else(|| LineError::Field {
                 field: "collection".into(),
-                message: format!(
-                    "unknown collection `{collection}`, expected one of: {}",
-                    Collection::expected()
-                ),
+                message: format!("is not one of: {}", Collection::expected()),
             })?;
             let mut record = match collection {
                 Collection::Household | Collection::Sensitive | Collection::Person => {
@@ -357,5 +399,56 @@ mod tests {
             parse_line("{oops", "c", today()),
             Err(LineError::Json(_))
         ));
+    }
+
+    /// Found by the hardening review: a phone or ID number given as a JSON number (as
+    /// spreadsheets export them), or in the wrong field, came back whole in the error.
+    #[test]
+    fn errors_never_repeat_a_value_given_in_the_wrong_form_or_field() {
+        let cases = [
+            LINE.replace("\"phone\":\"13812345678\"", "\"phone\":16958092444"),
+            LINE.replace("\"320106198001010011\"", "320106198001010011"),
+            LINE.replace("\"gender\":\"男\"", "\"gender\":\"13812345678\""),
+            LINE.replace("\"tenure\":\"自住\"", "\"tenure\":\"320106198001010011\""),
+            LINE.replace("\"birth\":\"1980-01-01\"", "\"birth\":\"13812345678\""),
+            LINE.replace("\"area_m2\":87.35", "\"area_m2\":13812345678"),
+            LINE.replace("\"relation\":\"户主\"", "\"relation\":[\"13812345678\"]"),
+            LINE.replace("\"kind\":\"household\"", "\"kind\":\"13812345678\""),
+        ];
+        for line in cases {
+            let e = parse_line(&line, "c", today()).unwrap_err().to_string();
+            for secret in [
+                "16958092444",
+                "13812345678",
+                "320106198001010011",
+                "5678",
+                "0011",
+            ] {
+                assert!(!e.contains(secret), "{e}");
+            }
+            assert!(e.contains("field") || e.contains("members"), "{e}");
+        }
+        assert_eq!(
+            value_free("invalid type: integer `16958092444`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(value_free("missing field `phone`"), "missing field `phone`");
+        assert_eq!(
+            value_free(r#"invalid type: string "a\"b`c", expected u8"#),
+            "invalid type: string, expected u8"
+        );
+    }
+
+    proptest::proptest! {
+        /// Any line: records or an error, never a panic; an error never holds a run of
+        /// digits the line held.
+        #[test]
+        fn any_line_parses_or_errs_without_echo(line in "\\PC{0,200}", n in 10_000_000u64..99_999_999_999) {
+            let _ = parse_line(&line, "c", today());
+            let with_number = LINE.replace("\"13812345678\"", &n.to_string());
+            if let Err(e) = parse_line(&with_number, "c", today()) {
+                proptest::prop_assert!(!e.to_string().contains(&n.to_string()), "{}", e);
+            }
+        }
     }
 }

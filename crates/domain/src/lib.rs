@@ -67,6 +67,70 @@ str_enum! {
     }
 }
 
+/// Where the records of a collection may live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In one grid (网格): households, their sensitive documents, visits, inspection tasks.
+    Grid,
+    /// Community-wide (`*`): the community, help posts, notices, ballots. Every member,
+    /// owners' committee devices included, receives them.
+    CommunityWide,
+    /// Either: organisations, service requests.
+    Either,
+}
+
+impl Collection {
+    /// Where records of this collection may live. A sensitive document is never
+    /// community-wide (owners' committee members would receive ID numbers).
+    pub fn placement(self) -> Placement {
+        match self {
+            Collection::Household
+            | Collection::Person
+            | Collection::Sensitive
+            | Collection::Visit
+            | Collection::Task => Placement::Grid,
+            Collection::Community | Collection::Post | Collection::Notice | Collection::Ballot => {
+                Placement::CommunityWide
+            }
+            Collection::Organisation | Collection::Request => Placement::Either,
+        }
+    }
+}
+
+impl Scope {
+    /// Checks that a record of `collection` may live in this scope: the community id given,
+    /// a grid for grid records (of the grid id form: `G01`), none for community-wide ones.
+    pub fn check(&self, collection: Collection) -> Result<(), ValidationErrors> {
+        let mut v = validate::Validator::new();
+        self.check_into(&mut v, collection);
+        v.finish()
+    }
+
+    fn check_into(&self, v: &mut validate::Validator, collection: Collection) {
+        if self.community.trim().is_empty() {
+            v.error("scope.community", "is required");
+        }
+        match (&self.grid, collection.placement()) {
+            (None, Placement::Grid) => v.error(
+                "scope.grid",
+                format!(
+                    "{} belong to a grid (网格), not to the whole community",
+                    collection.en()
+                ),
+            ),
+            (Some(_), Placement::CommunityWide) => v.error(
+                "scope.grid",
+                format!(
+                    "{} belong to the whole community, not to a grid",
+                    collection.en()
+                ),
+            ),
+            (Some(g), _) => v.check("scope.grid", validate::check_grid(g)),
+            (None, _) => {}
+        }
+    }
+}
+
 /// Where a record belongs, for partial replication: its community and, for records of one
 /// grid (households, people, tasks, visits), that grid. `grid: None` = community-wide.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Reconcile)]
@@ -133,12 +197,18 @@ macro_rules! record_impl {
                 if self.collection != $coll {
                     $v.error("collection", format!("must be {}", $coll.code()));
                 }
-                $v.require("scope.community", &self.scope.community);
+                $v.check("id", $crate::validate::check_id(&self.id));
+                self.scope.check_into(&mut $v, $coll);
                 let _ = $today;
                 {
                     let $s = self;
                     let _ = $s;
                     $validate
+                }
+                // Every text: its length, no control characters (see `check_texts`).
+                match serde_json::to_value(self) {
+                    Ok(value) => $crate::validate::check_texts(&mut $v, &value),
+                    Err(e) => $v.error("", format!("cannot be read as JSON: {e}")),
                 }
                 $v.finish()
             }

@@ -322,9 +322,7 @@ record_impl!(
     |s| s.address.to_string(),
     |v, today| {
         v.nested("address", |v| s.address.validate(v));
-        if s.scope.grid.as_deref().unwrap_or("").is_empty() {
-            v.error("scope.grid", "a household belongs to a grid");
-        }
+        crate::validate::check_tags(&mut v, "tags", &s.tags);
         if let Some(head) = &s.head
             && s.member(head).is_none()
         {
@@ -460,10 +458,8 @@ impl SensitiveFields {
                     if info.birth != person.birth {
                         v.error(
                             "id_number",
-                            format!(
-                                "its birth date {} differs from the birth date {}",
-                                info.birth, person.birth
-                            ),
+                            "its birth date part (characters 7-14) differs from the person's \
+                             birth date",
                         );
                     }
                     let sex = match person.gender {
@@ -496,10 +492,11 @@ impl SensitiveFields {
         if !self.phone.trim().is_empty() {
             v.check("phone", check_phone(&self.phone));
         }
-        for (i, t) in self.tags.iter().enumerate() {
-            if t.trim().is_empty() {
-                v.error(&format!("tags[{i}]"), "is empty");
-            }
+        crate::validate::check_tags(v, "tags", &self.tags);
+        // Every text, named under the member (`members[2].health`).
+        match serde_json::to_value(self) {
+            Ok(value) => crate::validate::check_texts(v, &value),
+            Err(e) => v.error("", format!("cannot be read as JSON: {e}")),
         }
     }
 }
@@ -580,6 +577,10 @@ impl PersonRecord {
         let mut v = crate::validate::Validator::new();
         v.require("household", &self.household);
         self.person.validate_into(&mut v, today);
+        match serde_json::to_value(&self.person) {
+            Ok(value) => crate::validate::check_texts(&mut v, &value),
+            Err(e) => v.error("", format!("cannot be read as JSON: {e}")),
+        }
         self.sensitive.validate_into(&mut v, &self.person, today);
         v.finish()
     }
@@ -600,6 +601,12 @@ pub fn validate_household(
     }
     if s.household != h.id || s.id != Sensitive::doc_id(&h.id) {
         v.error("id", "the sensitive document belongs to another household");
+    }
+    if s.scope != h.scope {
+        v.error(
+            "scope",
+            "the sensitive document is in another scope than its household",
+        );
     }
     for (i, m) in h.members.iter().enumerate() {
         match s.people.get(&m.id) {
@@ -743,7 +750,11 @@ mod tests {
         )
         .validate(today())
         .unwrap_err();
-        assert!(e.to_string().contains("differs from the birth date"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("differs from the person's birth date"),
+            "{e}"
+        );
         let e = person("110105194912310021", Gender::Female, birth)
             .validate(today())
             .unwrap_err();

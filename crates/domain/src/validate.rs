@@ -161,17 +161,23 @@ pub struct IdNumberInfo {
 }
 
 /// Checks an 18-digit resident ID number on its own: form, region, birth date, check digit.
-/// The messages never repeat the number itself (it is sensitive).
+/// The messages never repeat the number, nor any part of it (it is sensitive).
 pub fn parse_id_number(id: &str, today: Day) -> Result<IdNumberInfo, String> {
     let id = id.trim();
     if id.len() == 15 && id.bytes().all(|b| b.is_ascii_digit()) {
         return Err("is a 15-digit first-generation number; enter the 18-digit number".into());
     }
-    if id.chars().count() != 18 {
-        return Err(format!(
-            "must have 18 characters, has {}",
-            id.chars().count()
-        ));
+    let chars = id.chars().count();
+    if chars != 18 {
+        return Err(format!("must have 18 characters, has {chars}"));
+    }
+    // 18 characters, but not necessarily 18 bytes (a full-width digit, a Chinese character):
+    // only ASCII is cut by byte below.
+    if !id.is_ascii() {
+        return Err(
+            "may hold only the digits 0-9 and a final X (no full-width digits, letters or spaces)"
+                .into(),
+        );
     }
     let (first17, last) = id.split_at(17);
     if !first17.bytes().all(|b| b.is_ascii_digit()) {
@@ -181,19 +187,20 @@ pub fn parse_id_number(id: &str, today: Day) -> Result<IdNumberInfo, String> {
         .parse()
         .map_err(|_| "bad region code".to_string())?;
     if !(110_000..=829_999).contains(&region) {
-        return Err(format!(
-            "region code {:06} is not a Chinese administrative region",
-            region
-        ));
+        return Err(
+            "its region code (the first 6 digits) is not a Chinese administrative region".into(),
+        );
     }
     let (y, m, d) = (&first17[6..10], &first17[10..12], &first17[12..14]);
     let birth = match (y.parse(), m.parse(), d.parse()) {
         (Ok(y), Ok(m), Ok(d)) => Day::ymd(y, m, d),
         _ => None,
     }
-    .ok_or_else(|| format!("birth date part {y}-{m}-{d} is not a real date"))?;
+    .ok_or_else(|| "its birth date part (characters 7-14) is not a real date".to_string())?;
     if birth.0.year() < 1890 || birth > today {
-        return Err(format!("birth date part {birth} is out of range"));
+        return Err(
+            "its birth date part (characters 7-14) is before 1890 or in the future".to_string(),
+        );
     }
     let expected = id_check_char(first17).ok_or_else(|| "bad digits".to_string())?;
     let got = last
@@ -202,9 +209,11 @@ pub fn parse_id_number(id: &str, today: Day) -> Result<IdNumberInfo, String> {
         .map(|c| c.to_ascii_uppercase())
         .unwrap_or(' ');
     if got != expected {
-        return Err(format!(
-            "check digit is {got}, the first 17 digits give {expected}"
-        ));
+        return Err(
+            "its check digit (the last character) does not match the first 17 digits: one of \
+             them is mistyped"
+                .to_string(),
+        );
     }
     let seq = first17.as_bytes()[16] - b'0';
     let sex = if seq % 2 == 1 {
@@ -276,11 +285,179 @@ pub fn check_credit_code(code: &str) -> Result<(), String> {
         .map(|c| c.to_ascii_uppercase())
         .unwrap_or(' ');
     if got != expected {
+        return Err(
+            "its check character (the last one) does not match the first 17: one of them is \
+             mistyped"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The longest one-line text (a name, an address part, a title), in characters.
+pub const MAX_LINE: usize = 200;
+/// The longest multi-line text (notes, a notice's body, a comment), in characters.
+pub const MAX_TEXT: usize = 10_000;
+/// The most attention tags one person or household carries.
+pub const MAX_TAGS: usize = 20;
+/// The longest attention tag, in characters.
+pub const MAX_TAG: usize = 20;
+/// The longest record id.
+pub const MAX_ID: usize = 128;
+
+/// Fields that may span lines (by the last name of their path).
+const MULTILINE: &[&str] = &[
+    "notes",
+    "note",
+    "body",
+    "comment",
+    "description",
+    "follow_up",
+    "health",
+    "message",
+];
+
+/// Bidirectional overrides and isolates: they reorder what is shown around them (a name that
+/// reads differently on screen than in the file).
+fn bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Checks a one-line text: at most `max` characters, no control characters (line breaks,
+/// tabs, terminal escapes) or direction overrides. The message names the problem, never the
+/// text.
+pub fn check_line(text: &str, max: usize) -> Result<(), String> {
+    let n = text.chars().count();
+    if n > max {
+        return Err(format!("is longer than {max} characters ({n})"));
+    }
+    if let Some(i) = text.chars().position(|c| c.is_control() || bidi_control(c)) {
         return Err(format!(
-            "check character is {got}, the first 17 give {expected}"
+            "holds a control character (a line break, tab or terminal escape) at character {}",
+            i + 1
         ));
     }
     Ok(())
+}
+
+/// Checks a multi-line text: at most `max` characters; line breaks and tabs are allowed,
+/// other control characters are not.
+pub fn check_text(text: &str, max: usize) -> Result<(), String> {
+    let n = text.chars().count();
+    if n > max {
+        return Err(format!("is longer than {max} characters ({n})"));
+    }
+    if let Some(i) = text
+        .chars()
+        .position(|c| (c.is_control() && !matches!(c, '\n' | '\t' | '\r')) || bidi_control(c))
+    {
+        return Err(format!(
+            "holds a control character (a terminal escape) at character {}",
+            i + 1
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a record id: 1 to 128 ASCII letters, digits, `-`, `_` or `.`.
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.len() > MAX_ID {
+        return Err(format!("is longer than {MAX_ID} characters"));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("may hold only ASCII letters, digits, '-', '_' and '.'".into());
+    }
+    Ok(())
+}
+
+/// Checks a grid id: 1 to 32 ASCII letters, digits, `-`, `_` or `.` (`G01`); `*` is the
+/// community-wide scope, not a grid.
+pub fn check_grid(grid: &str) -> Result<(), String> {
+    if grid.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if grid == "*" {
+        return Err("`*` is the whole community, not a grid: give a grid id such as G01".into());
+    }
+    if grid.len() > 32
+        || !grid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(
+            "a grid id has 1 to 32 ASCII letters, digits, '-', '_' or '.' (such as G01)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Checks a list of attention tags: at most [`MAX_TAGS`], each of at most [`MAX_TAG`]
+/// characters on one line, none twice. Linear in the number of tags (a long list is refused
+/// before its tags are looked at).
+pub fn check_tags(v: &mut Validator, field: &str, tags: &[String]) {
+    if tags.len() > MAX_TAGS {
+        v.error(
+            field,
+            format!("has {} tags; at most {MAX_TAGS}", tags.len()),
+        );
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in tags.iter().enumerate() {
+        let here = format!("{field}[{i}]");
+        if t.trim().is_empty() {
+            v.error(&here, "is empty");
+        } else if let Err(e) = check_line(t, MAX_TAG) {
+            v.error(&here, e);
+        } else if !seen.insert(t.trim()) {
+            v.error(&here, "is listed twice");
+        }
+    }
+}
+
+/// Checks every text of a record, walking its JSON form: one-line fields with
+/// [`check_line`] (at most [`MAX_LINE`] characters), the fields in [`MULTILINE`] with
+/// [`check_text`] (at most [`MAX_TEXT`]); map keys (person ids) as one-line texts. Errors name
+/// the field's path, never its text.
+pub fn check_texts(v: &mut Validator, value: &serde_json::Value) {
+    fn walk(v: &mut Validator, path: &str, key: &str, value: &serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                let checked = if MULTILINE.contains(&key) {
+                    check_text(s, MAX_TEXT)
+                } else {
+                    check_line(s, MAX_LINE)
+                };
+                if let Err(e) = checked {
+                    v.error(path, e);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), key, item);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, item) in map {
+                    let here = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    if let Err(e) = check_line(k, MAX_LINE) {
+                        v.error(&here, format!("its name {e}"));
+                        continue;
+                    }
+                    walk(v, &here, k, item);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(v, "", "", value);
 }
 
 #[cfg(test)]
@@ -300,10 +477,9 @@ mod tests {
         assert_eq!(info.region, 110105);
         let info = parse_id_number("320106198001010015", today());
         // check digit computed independently: 3*7+2*9+0*10+1*5+0*8+6*4+1*2+9*1+8*6+0*3+0*7+1*9+0*10+1*5+0*8+0*4+1*2 = 143; 143 % 11 = 0 -> '1'
-        assert_eq!(
-            info.unwrap_err(),
-            "check digit is 5, the first 17 digits give 1"
-        );
+        let e = info.unwrap_err();
+        assert!(e.contains("check digit"), "{e}");
+        assert!(!e.contains('5') && !e.contains("320106"), "{e}");
         assert!(parse_id_number("320106198001010011", today()).is_ok());
         assert!(
             parse_id_number("11010519491231002x", today()).is_ok(),
@@ -321,10 +497,7 @@ mod tests {
             e("11010519490230002X").contains("not a real date"),
             "Feb 30th"
         );
-        assert!(
-            e("11010530001231002X").contains("out of range")
-                || e("11010530001231002X").contains("check")
-        );
+        assert!(e("11010530001231002X").contains("in the future"));
         assert!(e("01010519491231002X").contains("region"));
         assert!(e("1101051949A231002X").contains("digits"));
     }
@@ -345,5 +518,101 @@ mod tests {
         assert!(check_credit_code("9144030071526726XA").is_err());
         assert!(check_credit_code("9144030071526726X").is_err());
         assert!(check_credit_code("9I44030071526726XG").is_err());
+    }
+
+    /// Found by the hardening review: a character of more than one byte at positions 14-16
+    /// made the parser cut inside it and panic, printing the number.
+    #[test]
+    fn id_numbers_with_wide_characters_are_refused_not_panicked_on() {
+        for id in [
+            "1101011999022320中X",
+            "110101199902232０0X",
+            "11010119990223😀0X",
+            "1101011999022é20X",
+            "110101199902232\u{a0}0X",
+            "１１０１０５１９４９１２３１００２Ｘ",
+            "11010519491231002\u{301}",
+        ] {
+            let e = parse_id_number(id, today()).unwrap_err();
+            assert!(!e.contains("110101") && !e.contains("1999"), "{e}");
+        }
+    }
+
+    #[test]
+    fn lines_and_texts_refuse_control_characters_and_length() {
+        assert!(check_line("王芳", 40).is_ok());
+        assert!(check_line("a\nb", 40).is_err());
+        assert!(check_line("\u{1b}[31m红", 40).is_err());
+        assert!(check_line("abc\u{202E}cba", 40).is_err());
+        assert!(check_line(&"长".repeat(41), 40).is_err());
+        assert!(check_text("第一行\n第二行\t", 100).is_ok());
+        assert!(check_text("\u{1b}]0;title\u{7}", 100).is_err());
+        let mut v = Validator::new();
+        let tags: Vec<String> = (0..16_000).map(|i| format!("t{i}")).collect();
+        check_tags(&mut v, "tags", &tags);
+        let e = v.finish().unwrap_err();
+        assert_eq!(e.0.len(), 1, "one error for a list too long: {e}");
+        let mut v = Validator::new();
+        check_tags(
+            &mut v,
+            "tags",
+            &["低保".into(), "低保".into(), "".into(), "a\nb".into()],
+        );
+        let e = v.finish().unwrap_err();
+        assert!(
+            e.has("tags[1]") && e.has("tags[2]") && e.has("tags[3]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn texts_of_a_record_are_checked_by_path_without_repeating_them() {
+        let value = serde_json::json!({
+            "name": "王\u{1b}[2J芳",
+            "notes": "第一行\n第二行",
+            "members": [{"name": "ok", "notes": "x".repeat(MAX_TEXT + 1)}],
+            "people": {"p\n1": {"phone": "138"}},
+        });
+        let mut v = Validator::new();
+        check_texts(&mut v, &value);
+        let e = v.finish().unwrap_err();
+        assert!(e.has("name") && e.has("members[0].notes"), "{e}");
+        assert!(e.0.iter().any(|f| f.field.starts_with("people.")), "{e}");
+        assert!(!e.to_string().contains('王'), "{e}");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text at all: an answer, never a panic, and never the text in the message.
+        #[test]
+        fn parsers_never_panic_nor_repeat_their_input(s in "\\PC{0,40}", digits in "[0-9０-９中Xx]{14,20}") {
+            for input in [&s, &digits] {
+                // Inputs that could be a number's part (four digits or more).
+                let t = input.trim();
+                let numeric = t.chars().filter(char::is_ascii_digit).count() >= 4;
+                if let Err(e) = parse_id_number(input, today()) {
+                    prop_assert!(!numeric || !e.contains(t), "{e}");
+                }
+                if let Err(e) = check_phone(input) {
+                    prop_assert!(!numeric || !e.contains(t), "{e}");
+                }
+                let _ = check_credit_code(input);
+                let _ = check_line(input, 10);
+                let _ = check_text(input, 10);
+                let _ = check_id(input);
+            }
+        }
+
+        /// Valid numbers made from random dates and digits are accepted.
+        #[test]
+        fn generated_id_numbers_pass(region in 110_000u32..=659_999, days in 0i64..40_000, seq in 0u32..1000) {
+            let birth = chrono::NaiveDate::from_ymd_opt(1910, 1, 1).unwrap() + chrono::Duration::days(days);
+            prop_assume!(Day(birth) <= today());
+            let first17 = format!("{region:06}{}{seq:03}", birth.format("%Y%m%d"));
+            let id = format!("{first17}{}", id_check_char(&first17).unwrap());
+            let info = parse_id_number(&id, today()).unwrap();
+            prop_assert_eq!(info.birth, Day(birth));
+        }
     }
 }

@@ -53,7 +53,8 @@ macro_rules! str_enum {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
                 Self::parse(&s).ok_or_else(|| ::serde::de::Error::custom(
-                    format!("unknown value `{}`, expected one of: {}", s, Self::expected())))
+                    // The value itself is not repeated: it may be a phone typed into the wrong column.
+                    format!("is not one of: {}", Self::expected())))
             }
         }
         impl ::autosurgeon::Reconcile for $name {
@@ -82,7 +83,7 @@ impl Day {
     pub fn parse(s: &str) -> Result<Day, String> {
         NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
             .map(Day)
-            .map_err(|_| format!("`{s}` is not a date of the form YYYY-MM-DD"))
+            .map_err(|_| "is not a date of the form YYYY-MM-DD".to_string())
     }
     /// The first instant after this day ends in China Standard Time, in ms since the epoch
     /// (a task due on a day is late from this instant on).
@@ -181,9 +182,7 @@ impl Timestamp {
         {
             return Ok(Timestamp(t.timestamp_millis()));
         }
-        Err(format!(
-            "`{s}` is not a time (expected RFC 3339 or YYYY-MM-DD HH:MM)"
-        ))
+        Err("is not a time (expected RFC 3339 or YYYY-MM-DD HH:MM)".to_string())
     }
 }
 
@@ -261,9 +260,8 @@ impl Serialize for Area {
 impl<'de> Deserialize<'de> for Area {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = f64::deserialize(d)?;
-        Area::from_m2(v).ok_or_else(|| {
-            serde::de::Error::custom(format!("{v} is not a floor area in m² (0 to 100000)"))
-        })
+        Area::from_m2(v)
+            .ok_or_else(|| serde::de::Error::custom("is not a floor area in m² (0 to 100000)"))
     }
 }
 

@@ -30,9 +30,31 @@ fn segments(path: &str) -> Vec<String> {
 
 fn field_err(id: &str, field: &str, message: impl Into<String>) -> StoreError {
     StoreError::Field {
-        id: id.to_string(),
-        field: field.to_string(),
+        id: shown(id),
+        field: shown(field),
         message: message.into(),
+    }
+}
+
+/// An id or field path as typed, for a message, unless it could be something else typed in
+/// its place (a phone or an ID number: five digits in a row, or characters no path has).
+fn shown(text: &str) -> String {
+    let mut run = 0;
+    let mut longest = 0;
+    for c in text.chars() {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let plain = text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '-'));
+    // Record ids start with a letter (`hh-000123`); phones and ID numbers with a digit.
+    let id_like = text.starts_with(|c: char| c.is_ascii_alphabetic());
+    if plain && (longest < 5 || id_like) {
+        text.to_string()
+    } else {
+        "(as given)".into()
     }
 }
 
@@ -47,11 +69,9 @@ fn coerce(current: &Value, raw: &str) -> Result<Value, String> {
         Value::Bool(_) => match t {
             "true" | "yes" | "是" | "1" | "ok" => Value::Bool(true),
             "false" | "no" | "否" | "0" => Value::Bool(false),
-            _ => return Err(format!("`{t}` is not true or false")),
+            _ => return Err("is not true or false (是/否)".into()),
         },
-        Value::Number(_) => {
-            serde_json::from_str(t).map_err(|_| format!("`{t}` is not a number"))?
-        }
+        Value::Number(_) => serde_json::from_str(t).map_err(|_| "is not a number".to_string())?,
         Value::Array(_) if !t.starts_with('[') => Value::Array(
             t.split([',', '，', '、'])
                 .map(str::trim)
@@ -60,7 +80,12 @@ fn coerce(current: &Value, raw: &str) -> Result<Value, String> {
                 .collect(),
         ),
         Value::Null => serde_json::from_str(t).unwrap_or_else(|_| Value::String(raw.to_string())),
-        _ => serde_json::from_str(t).map_err(|e| format!("expected JSON: {e}"))?,
+        _ => serde_json::from_str(t).map_err(|e| {
+            format!(
+                "expected JSON: {}",
+                linli_domain::interchange::value_free(&e.to_string())
+            )
+        })?,
     })
 }
 
@@ -82,15 +107,19 @@ fn set_path(
                     field_err(
                         id,
                         field,
-                        format!("no field `{here}`; fields here: {}", keys.join(", ")),
+                        format!(
+                            "no field `{}`; fields here: {}",
+                            shown(&here),
+                            keys.join(", ")
+                        ),
                     )
                 })?
             }
             Value::Array(items) => {
                 let n = items.len();
-                let idx: usize = seg
-                    .parse()
-                    .map_err(|_| field_err(id, field, format!("`{seg}` is not a list index")))?;
+                let idx: usize = seg.parse().map_err(|_| {
+                    field_err(id, field, format!("`{}` is not a list index", shown(&here)))
+                })?;
                 items.get_mut(idx).ok_or_else(|| {
                     field_err(
                         id,
@@ -122,7 +151,9 @@ fn from_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, StoreError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let msg = e.inner().to_string();
-        let msg = msg.split(" at line ").next().unwrap_or("").to_string();
+        // Without the value it quotes: a phone typed into another field stays out of it.
+        let msg =
+            linli_domain::interchange::value_free(msg.split(" at line ").next().unwrap_or(""));
         let path = e.path().to_string();
         field_err(
             id,
@@ -272,5 +303,19 @@ mod tests {
         assert_eq!(coerce(&Value::Null, "none").unwrap(), Value::Null);
         assert!(coerce(&Value::Bool(true), "maybe").is_err());
         assert_eq!(segments("checklist[1].ok"), ["checklist", "1", "ok"]);
+    }
+
+    /// Found by the hardening review: `linli edit P gender 13812345678` said "unknown value
+    /// 13812345678".
+    #[test]
+    fn a_value_in_the_wrong_field_is_not_repeated() {
+        for (current, raw) in [
+            (Value::Bool(true), "13812345678"),
+            (serde_json::json!(1), "1381234x5678"),
+            (serde_json::json!({"a": 1}), "{13812345678"),
+        ] {
+            let e = coerce(&current, raw).unwrap_err();
+            assert!(!e.contains("5678"), "{e}");
+        }
     }
 }
