@@ -10,18 +10,19 @@ use linli_sync::{Store, StoreError, WriteReport};
 
 use crate::{ApiError, demo};
 
-/// Creates the store's community (this device becomes its root: committee staff).
+/// Creates the store's community (this device becomes its root: committee staff). Its id is
+/// `label` (default `c`) followed by a tag of this device's key.
 pub fn init(
     store: &mut Store,
     name: &str,
     street: &str,
-    id: Option<&str>,
+    label: Option<&str>,
     user: Option<&str>,
 ) -> Result<Community, ApiError> {
-    let id = match id {
-        Some(id) => id.to_string(),
-        None => format!("c-{}", &store.author().actor.to_hex_string()[..12]),
-    };
+    // The id ends with a tag of this device's key, the community's root key: no one else can
+    // register it on a relay first (see `linli_wire::community_id`).
+    let root = store.device_key()?.public();
+    let id = linli_wire::community_id(label.unwrap_or("c"), &root);
     let mut c = Community::new(&id, name.trim(), Timestamp::now());
     c.street = street.trim().to_string();
     if let Err(errors) = linli_domain::Record::validate(&c, linli_domain::today()) {
@@ -110,7 +111,7 @@ pub fn fill_demo(
             store,
             "幸福社区",
             "和平街道",
-            Some(&format!("demo-{seed}")),
+            Some(&format!("demo{seed}")),
             user,
         )?;
     }

@@ -189,14 +189,15 @@ impl Store {
             )?),
             _ => None,
         };
-        Ok(Invite {
-            name: community.name.clone(),
+        Ok(Invite::issue(
+            &me.key,
+            community.name.clone(),
             membership,
-            secret: invite_key.to_bytes(),
+            invite_key.to_bytes(),
             keys,
             master,
-            relay: relay.map(str::to_string),
-        })
+            relay.map(str::to_string),
+        ))
     }
 
     /// Makes this (empty) store a member of the invitation's community.

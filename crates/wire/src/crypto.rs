@@ -184,6 +184,7 @@ pub struct DocPayload {
     /// Collection code (`households`, …).
     pub collection: String,
     /// Automerge bytes: a whole document or changes, as `load_incremental` takes them.
+    #[serde(with = "crate::bytes")]
     pub bytes: Vec<u8>,
 }
 

@@ -12,9 +12,11 @@
 //! Architecture invariant: this crate knows nothing of residents, households or Automerge. The
 //! relay depends on it alone, so it can only ever see opaque sealed bytes.
 
+mod bytes;
 mod cert;
 mod crypto;
 mod invite;
+mod names;
 pub mod peer;
 pub mod relay;
 
@@ -24,6 +26,10 @@ pub use crypto::{
     random_bytes, seal, seal_bundle, verify,
 };
 pub use invite::Invite;
+pub use names::{
+    MAX_COMMUNITY_ID, MAX_COMMUNITY_LABEL, MAX_DOC_ID, MAX_SCOPE, check_community_id, check_doc_id,
+    check_scope, community_bound_to, community_id,
+};
 
 /// The scope name of community-wide documents (notices, the help board, ballots, the community
 /// itself). Every other scope is a grid id such as `G01`.
@@ -56,6 +62,14 @@ pub enum WireError {
     /// An invitation code is not valid.
     #[error("invitation code not valid: {0}")]
     Invite(String),
+    /// A community id, scope name or document id is not of the allowed form.
+    #[error("{what} {reason}")]
+    Name {
+        /// What the name is of.
+        what: &'static str,
+        /// What is wrong with it (never the name itself).
+        reason: String,
+    },
     /// The operating system's random source failed.
     #[error("no randomness from the operating system: {0}")]
     Random(String),
@@ -74,10 +88,18 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).unwrap_or_default()
 }
 
-/// Decodes a wire value; `what` names it in the error.
+/// Decodes a wire value; `what` names it in the error. Bytes left over after the value are
+/// refused: whatever was signed or sealed is exactly what is read.
 pub fn decode<'a, T: serde::Deserialize<'a>>(
     what: &'static str,
     bytes: &'a [u8],
 ) -> Result<T, WireError> {
-    postcard::from_bytes(bytes).map_err(malformed(what))
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(malformed(what))?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed {
+            what,
+            reason: format!("{} bytes follow its end", rest.len()),
+        });
+    }
+    Ok(value)
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::WireError;
 use crate::cert::Membership;
-use crate::crypto::{DeviceKey, SignatureBytes, verify};
+use crate::crypto::{DeviceKey, PublicKey, SignatureBytes, verify};
 
 /// The path of the relay's endpoint.
 pub const PATH: &str = "/v1";
@@ -80,6 +80,11 @@ impl Frames {
         Ok(Some(bytes))
     }
 
+    /// What has arrived of the next frame after its length (empty until the length has).
+    pub fn partial(&self) -> &[u8] {
+        self.buf.get(self.at + 4..).unwrap_or(&[])
+    }
+
     /// Bytes of an incomplete frame still waiting (at the end of a stream: it was cut).
     pub fn pending(&self) -> usize {
         self.buf.len() - self.at
@@ -123,6 +128,7 @@ pub struct NewBlob {
     /// older blobs of these documents are then superseded.
     pub covers: u64,
     /// The sealed bundle.
+    #[serde(with = "crate::bytes")]
     pub sealed: Vec<u8>,
 }
 
@@ -135,7 +141,10 @@ pub struct Blob {
     pub scope: String,
     /// What it holds.
     pub kind: BlobKind,
+    /// The device that pushed it (so that a blob that does not open can be traced to it).
+    pub sender: PublicKey,
     /// The sealed bundle.
+    #[serde(with = "crate::bytes")]
     pub sealed: Vec<u8>,
 }
 
@@ -177,6 +186,12 @@ pub enum Body {
         /// How long to hold the stream open.
         wait_ms: u64,
     },
+    /// Committee staff only: delete these blobs (ones no device can open, set aside by the
+    /// devices that received them). Sequence numbers the relay does not hold are ignored.
+    Drop {
+        /// The blobs' sequence numbers.
+        seqs: Vec<u64>,
+    },
 }
 
 /// The longest a relay holds a [`Body::Watch`] open.
@@ -200,6 +215,7 @@ const REQUEST_CONTEXT: &[u8] = b"linli relay request v1";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed {
     /// The encoded [`Request`].
+    #[serde(with = "crate::bytes")]
     pub request: Vec<u8>,
     /// The device's signature over `request`.
     pub signature: SignatureBytes,
@@ -245,6 +261,119 @@ pub enum Response {
         /// Whether more blobs are waiting.
         more: bool,
     },
+    /// The blobs a [`Body::Drop`] deleted (those that were there).
+    Dropped {
+        /// Their sequence numbers.
+        seqs: Vec<u64>,
+    },
+}
+
+/// A [`Signed`] request read in place: its parts borrow the received bytes (a relay checks
+/// a request of many megabytes without copying it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct SignedView<'a> {
+    /// The encoded [`Request`].
+    pub request: &'a [u8],
+    /// The device's signature over `request`.
+    pub signature: &'a [u8],
+}
+
+impl<'a> SignedView<'a> {
+    /// Reads the request in place and checks that its membership's device signed it (the
+    /// membership itself is checked against the community's root by the caller).
+    pub fn open(&self) -> Result<RequestView<'a>, WireError> {
+        let request: RequestView<'a> = crate::decode("request", self.request)?;
+        verify(
+            &request.membership.device(),
+            REQUEST_CONTEXT,
+            self.request,
+            self.signature,
+            "request",
+        )?;
+        Ok(request)
+    }
+}
+
+/// A [`Request`] read in place.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RequestView<'a> {
+    /// The sender's membership.
+    pub membership: Membership,
+    /// See [`Request::counter`].
+    pub counter: u64,
+    /// What is asked.
+    #[serde(borrow)]
+    pub body: BodyView<'a>,
+}
+
+/// A [`Body`] read in place (the same encoding, variant for variant).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[allow(missing_docs)]
+pub enum BodyView<'a> {
+    /// [`Body::Push`].
+    Push {
+        #[serde(borrow)]
+        blobs: Vec<NewBlobView<'a>>,
+    },
+    /// [`Body::Pull`].
+    Pull { since: u64, max_bytes: u64 },
+    /// [`Body::Watch`].
+    Watch {
+        since: u64,
+        max_bytes: u64,
+        wait_ms: u64,
+    },
+    /// [`Body::Follow`].
+    Follow {
+        since: u64,
+        max_bytes: u64,
+        wait_ms: u64,
+    },
+    /// [`Body::Drop`].
+    Drop { seqs: Vec<u64> },
+}
+
+/// A [`NewBlob`] read in place.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NewBlobView<'a> {
+    /// Its scope.
+    pub scope: &'a str,
+    /// What it holds.
+    pub kind: BlobKind,
+    /// The document ids it covers.
+    #[serde(borrow)]
+    pub docs: Vec<&'a str>,
+    /// See [`NewBlob::covers`].
+    pub covers: u64,
+    /// The sealed bundle.
+    pub sealed: &'a [u8],
+}
+
+/// The membership at the start of a [`Signed`] request whose first bytes are `prefix`:
+/// `Ok(None)` while more bytes are needed to read it. A relay checks it before reading the
+/// rest of a large request.
+pub fn peek_membership(prefix: &[u8]) -> Result<Option<Membership>, WireError> {
+    // A `Signed` starts with the length of its request (a varint), then the request, which
+    // starts with the membership.
+    let mut at = 0;
+    loop {
+        match prefix.get(at) {
+            None => return Ok(None),
+            Some(b) if b & 0x80 == 0 => break,
+            Some(_) if at >= 9 => {
+                return Err(WireError::Malformed {
+                    what: "request",
+                    reason: "its length does not decode".into(),
+                });
+            }
+            Some(_) => at += 1,
+        }
+    }
+    match postcard::take_from_bytes::<Membership>(&prefix[at + 1..]) {
+        Ok((m, _)) => Ok(Some(m)),
+        Err(postcard::Error::DeserializeUnexpectedEnd) => Ok(None),
+        Err(e) => Err(crate::malformed("request")(e)),
+    }
 }
 
 #[cfg(test)]
@@ -284,5 +413,133 @@ mod tests {
         frames.extend(&u32::MAX.to_be_bytes());
         let err = frames.next_frame().expect_err("over the limit");
         assert!(err.to_string().contains("longer than the limit"), "{err}");
+    }
+
+    fn member() -> (DeviceKey, Membership) {
+        let root = DeviceKey::generate().unwrap();
+        let m = Membership {
+            community: crate::community_id("c1", &root.public()),
+            root: root.public(),
+            certs: vec![],
+        };
+        (root, m)
+    }
+
+    /// The in-place reading of a request gives what the owned one holds, for every body.
+    #[test]
+    fn views_read_what_was_encoded() {
+        let (key, membership) = member();
+        let bodies = vec![
+            Body::Push {
+                blobs: vec![NewBlob {
+                    scope: "G01".into(),
+                    kind: BlobKind::Snapshot,
+                    docs: vec!["hh-1".into(), "hh-1.pii".into()],
+                    covers: 7,
+                    sealed: vec![1, 2, 3, 250],
+                }],
+            },
+            Body::Pull {
+                since: 3,
+                max_bytes: 9,
+            },
+            Body::Watch {
+                since: 1,
+                max_bytes: 2,
+                wait_ms: 3,
+            },
+            Body::Follow {
+                since: 4,
+                max_bytes: 5,
+                wait_ms: 6,
+            },
+            Body::Drop { seqs: vec![5, 9] },
+        ];
+        for body in bodies {
+            let request = Request {
+                membership: membership.clone(),
+                counter: 42,
+                body: body.clone(),
+            };
+            let bytes = crate::encode(&Signed::sign(&key, &request));
+            assert_eq!(peek_membership(&bytes).unwrap(), Some(membership.clone()));
+            for cut in 0..8 {
+                assert_eq!(peek_membership(&bytes[..cut]).unwrap(), None);
+            }
+            let view: SignedView<'_> = crate::decode("request", &bytes).unwrap();
+            let r = view.open().unwrap();
+            assert_eq!((r.counter, &r.membership), (42, &membership));
+            let same = match (&r.body, &body) {
+                (BodyView::Push { blobs: v }, Body::Push { blobs: o }) => {
+                    v.len() == o.len()
+                        && v.iter().zip(o).all(|(v, o)| {
+                            v.scope == o.scope
+                                && v.kind == o.kind
+                                && v.docs == o.docs
+                                && v.covers == o.covers
+                                && v.sealed == o.sealed.as_slice()
+                        })
+                }
+                (
+                    BodyView::Pull { since, max_bytes },
+                    Body::Pull {
+                        since: s,
+                        max_bytes: m,
+                    },
+                ) => (since, max_bytes) == (s, m),
+                (
+                    BodyView::Watch {
+                        since,
+                        max_bytes,
+                        wait_ms,
+                    },
+                    Body::Watch {
+                        since: s,
+                        max_bytes: m,
+                        wait_ms: w,
+                    },
+                )
+                | (
+                    BodyView::Follow {
+                        since,
+                        max_bytes,
+                        wait_ms,
+                    },
+                    Body::Follow {
+                        since: s,
+                        max_bytes: m,
+                        wait_ms: w,
+                    },
+                ) => (since, max_bytes, wait_ms) == (s, m, w),
+                (BodyView::Drop { seqs }, Body::Drop { seqs: o }) => seqs == o,
+                _ => false,
+            };
+            assert!(same, "{body:?} read as {:?}", r.body);
+            // A changed byte in the request fails the signature or the decoding.
+            let mut bad = bytes.clone();
+            let last = bad.len() - 70;
+            bad[last] ^= 1;
+            let opened = crate::decode::<SignedView<'_>>("request", &bad).and_then(|v| v.open());
+            assert!(opened.is_err());
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes arrive, reading them as a request, a reply, a frame or a membership
+        /// prefix returns an answer or an error, never a panic.
+        #[test]
+        fn reading_any_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = peek_membership(&bytes);
+            if let Ok(v) = crate::decode::<SignedView<'_>>("request", &bytes) {
+                let _ = v.open();
+            }
+            let _ = crate::decode::<Signed>("request", &bytes);
+            let _ = crate::decode::<Reply>("reply", &bytes);
+            let _ = crate::decode::<Response>("response", &bytes);
+            let _ = crate::decode::<crate::Invite>("invitation", &bytes);
+            let mut frames = Frames::default();
+            frames.extend(&bytes);
+            while let Ok(Some(_)) = frames.next_frame() {}
+        }
     }
 }
