@@ -142,7 +142,13 @@ fn start_relay(dir: &Path) -> Result<RelayProc> {
     let mut child = Command::new(&bin)
         .arg("--data")
         .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--listen", "[::1]:0"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "[::1]:0",
+            "--traffic",
+        ])
         .env(
             "LINLI_LOG",
             std::env::var("LINLI_RELAY_LOG").unwrap_or_else(|_| "warn".into()),

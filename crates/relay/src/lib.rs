@@ -4,33 +4,38 @@
 //! and the document ids it covers and a sequence number it assigns, and hands each member the
 //! blobs of its scopes above a cursor. It checks every request's signature and the sender's
 //! membership chain against the community's root key, which it learns on first contact from
-//! the device that created the community.
+//! the device that created the community (whose id is bound to that key, so no one else can
+//! register it first).
+//!
+//! It holds against strangers and hostile members: every resource is bounded ([`limits`],
+//! [`http`]): first contacts per address and hour, storage per community, a disk reserve,
+//! request bytes in memory, connections, and the time a connection may take to send.
 //!
 //! Architecture invariant: the relay depends on `linli-wire` only. It never opens a sealed
 //! bundle and holds no key that could: it cannot read a resident's name or ID number.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use linli_wire::relay::{
-    Blob, BlobKind, Body, Frames, KEEPALIVE_MS, MAX_FOLLOW_MS, MAX_WATCH_MS, NewBlob, PATH, Reply,
-    Response, STREAM_PATH, Signed, frame,
-};
+use linli_wire::relay::{BodyView, MAX_FOLLOW_MS, MAX_WATCH_MS, Response, STREAM_PATH, SignedView};
 use linli_wire::{Grant, Membership, PublicKey, short};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::traffic::{CountingListener, Traffic};
-
+mod blobs;
+pub mod http;
+mod limits;
 pub mod tls;
 mod traffic;
 
 /// The database file inside the relay's data directory.
 pub const DB_FILE: &str = "relay.sqlite";
+
+/// How far ahead of the relay's clock a request counter may be (the counter is the device's
+/// clock in ms, or just past its last one): a counter far ahead, once accepted, would refuse
+/// every later request of that device as a replay.
+pub const MAX_COUNTER_AHEAD_MS: u64 = 60 * 60 * 1000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS communities (
@@ -53,7 +58,8 @@ CREATE TABLE IF NOT EXISTS blob_docs (
 CREATE INDEX IF NOT EXISTS blob_docs_seq ON blob_docs (seq);
 ";
 
-/// Why the relay refused a request. The text goes back to the device as the reason.
+/// Why the relay refused a request. The text goes back to the device as the reason; it names
+/// ids and sizes, never what a request carried.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RelayError {
@@ -66,6 +72,33 @@ pub enum RelayError {
     /// The request is not newer than the last one from the device (a replay).
     #[error("{0}")]
     Replayed(String),
+    /// Too many requests of a kind from one address (first contacts): try again later (429).
+    #[error("{message}")]
+    Limited {
+        /// Why.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// The relay is busy (request bytes in memory, connections): try again shortly (503).
+    #[error("{message}")]
+    Busy {
+        /// Why.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// A community's storage quota is used up, or the disk is nearly full (507).
+    #[error("{message}")]
+    Full {
+        /// Why.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// The client took too long to send its request (408).
+    #[error("{0}")]
+    TooSlow(String),
     /// The relay's own storage failed.
     #[error("relay storage: {0}")]
     Storage(#[from] rusqlite::Error),
@@ -80,46 +113,166 @@ pub enum RelayError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another relay runs on the data directory.
+    #[error(
+        "another linli-relay is already using {0} (it holds {0}/lock): stop it first, or give this one another --data"
+    )]
+    Locked(PathBuf),
     /// The relay's certificate cannot be made or used.
     #[error("TLS: {0}")]
     Tls(String),
 }
 
 impl RelayError {
-    fn status(&self) -> StatusCode {
+    /// The HTTP status of the refusal.
+    pub fn status(&self) -> u16 {
         match self {
-            RelayError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            RelayError::Forbidden(_) => StatusCode::FORBIDDEN,
-            RelayError::Replayed(_) => StatusCode::CONFLICT,
+            RelayError::BadRequest(_) => 400,
+            RelayError::Forbidden(_) => 403,
+            RelayError::TooSlow(_) => 408,
+            RelayError::Replayed(_) => 409,
+            RelayError::Limited { .. } => 429,
+            RelayError::Busy { .. } => 503,
+            RelayError::Full { .. } => 507,
             RelayError::Storage(_)
             | RelayError::Io { .. }
             | RelayError::Internal(_)
-            | RelayError::Tls(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | RelayError::Locked(_)
+            | RelayError::Tls(_) => 500,
+        }
+    }
+
+    /// Seconds after which asking again may succeed (the `Retry-After` header).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            RelayError::Limited { retry_after, .. }
+            | RelayError::Busy { retry_after, .. }
+            | RelayError::Full { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }
 
-/// Settings of a relay.
+/// Settings of a relay. [`Config::default`] is what `linli-relay` runs with unless told
+/// otherwise.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Accept a new community from the device that created it (its root key) on first contact.
     pub first_contact: bool,
+    /// New communities registered per hour from one source address (the relay as a whole
+    /// registers ten times as many).
+    pub first_contacts_per_hour: u32,
+    /// The most bytes of sealed blobs one community may keep on the relay.
+    pub quota_bytes: u64,
+    /// Free disk space kept for established communities: below it, new communities are
+    /// refused and young ones (see [`Config::young`]) may not push; established ones may,
+    /// down to a quarter of it.
+    pub reserve_bytes: u64,
+    /// How long a community counts as young after it registered.
+    pub young: Duration,
+    /// The most connections open at once (also capped by the process's open-file limit).
+    pub max_connections: usize,
+    /// The most connections open at once from one address (an IPv4 address or IPv6 /64).
+    pub max_connections_per_address: usize,
+    /// The most bytes of request bodies held in memory at once.
+    pub inflight_bytes: usize,
+    /// Answer `GET /traffic` (bytes in and out since the start: for benchmarks on a
+    /// machine of their own; off by default, as it tells anyone when devices sync).
+    pub traffic: bool,
+    /// The time limits of connections.
+    pub timeouts: Timeouts,
 }
 
-/// The relay's state: its database.
+/// How long the relay waits on a client before closing its connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For a TLS handshake.
+    pub handshake: Duration,
+    /// For a request's head (the request line and headers), counted from the end of the
+    /// previous request on the connection: an idle connection is closed after it.
+    pub header: Duration,
+    /// For the next piece of a request body.
+    pub body_idle: Duration,
+    /// The lowest average rate a request body must arrive at, in bytes per second, after a
+    /// first `body_idle`.
+    pub body_rate: u64,
+    /// The longest a stream's body stays open (an upload stream is closed by its device
+    /// within a minute).
+    pub stream: Duration,
+    /// A connection on which nothing was read or written for this long is closed (held
+    /// answers send a keepalive every 15 s, a watch answers within 30 s).
+    pub silent: Duration,
+    /// How long a request waits for room in the in-memory budget before it is refused.
+    pub budget_wait: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            header: Duration::from_secs(10),
+            body_idle: Duration::from_secs(20),
+            body_rate: 16 * 1024,
+            stream: Duration::from_secs(180),
+            silent: Duration::from_secs(45),
+            budget_wait: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            first_contact: true,
+            first_contacts_per_hour: 5,
+            quota_bytes: 2 << 30,
+            reserve_bytes: 1 << 30,
+            young: Duration::from_secs(24 * 3600),
+            max_connections: 1024,
+            max_connections_per_address: 256,
+            inflight_bytes: 160 << 20,
+            traffic: false,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// The relay's state: its database, its limits.
 #[derive(Clone)]
 pub struct Relay {
     db: Arc<Mutex<Connection>>,
+    /// The data directory.
+    dir: PathBuf,
     /// The database file.
-    path: std::path::PathBuf,
+    path: PathBuf,
     config: Config,
+    limits: Arc<Limits>,
     /// Per community, the sequence number of the last blob stored in each of its scopes: a
     /// held watch pulls again only when a scope it may read moved (a push to one community
-    /// or grid makes no other's watches touch the database).
-    stored: Arc<Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<LastStored>>>>,
+    /// or grid makes no other's watches touch the database). Only members' requests make an
+    /// entry, and entries nobody listens to are forgotten after a minute.
+    stored: Arc<Mutex<std::collections::HashMap<String, Channel>>>,
     /// Set when the relay stops: held watches answer at once.
     closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The lock on the data directory, held while any handle of the relay lives.
+    _lock: Arc<limits::DirLock>,
 }
+
+/// The limits shared by every connection.
+pub(crate) struct Limits {
+    pub(crate) first_contacts: limits::FirstContacts,
+    pub(crate) budget: limits::Budget,
+    pub(crate) connections: Arc<limits::Connections>,
+}
+
+/// A community's channel of last stored blobs, and when it was last used.
+struct Channel {
+    sender: tokio::sync::watch::Sender<LastStored>,
+    used: std::time::Instant,
+}
+
+/// Channels kept at most before unused ones are looked for.
+const CHANNELS_SWEEP: usize = 256;
 
 /// Scope → the last blobs stored in it (see [`Latest`]).
 type LastStored = Arc<std::collections::HashMap<String, Latest>>;
@@ -166,8 +319,8 @@ struct Waiting {
     device: PublicKey,
     since: u64,
     max_bytes: u64,
-    wait: std::time::Duration,
-    /// A [`Body::Follow`]: held open, answering each time blobs arrive.
+    wait: Duration,
+    /// A [`linli_wire::relay::Body::Follow`]: held open, answering each time blobs arrive.
     follow: bool,
 }
 
@@ -191,20 +344,25 @@ impl Drop for Checkpointer {
     }
 }
 
+/// A community id, scope or other text from a request, made safe for a log line: control
+/// characters escaped.
+pub(crate) fn clean(text: &str) -> String {
+    if text.chars().any(char::is_control) {
+        text.escape_debug().to_string()
+    } else {
+        text.to_string()
+    }
+}
+
 impl Relay {
     /// Moves the relay's checkpoints (writing SQLite's log back into the database file) to a
     /// thread of their own, run every `every`: otherwise the push whose commit crosses
     /// SQLite's threshold (1,000 pages) pays for copying the log and an fsync before the
     /// relay answers it or wakes the devices watching (11 ms of a 12 ms push, measured on
     /// the sync benchmark). A passive checkpoint never waits for readers or writers.
-    pub fn checkpoint_in_background(
-        &self,
-        every: std::time::Duration,
-    ) -> Result<Checkpointer, RelayError> {
+    pub fn checkpoint_in_background(&self, every: Duration) -> Result<Checkpointer, RelayError> {
         let conn = Connection::open(&self.path)?;
-        self.db
-            .lock()
-            .map_err(|_| RelayError::BadRequest("relay busy after an internal failure".into()))?
+        self.db()?
             .pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -235,15 +393,27 @@ impl Relay {
         })
     }
 
-    /// Opens (creating if needed) the relay's database in `dir`.
+    fn db(&self) -> Result<std::sync::MutexGuard<'_, Connection>, RelayError> {
+        self.db
+            .lock()
+            .map_err(|_| RelayError::Internal("relay busy after an internal failure".into()))
+    }
+
+    /// Opens (creating if needed) the relay's database in `dir`, which it locks: a second
+    /// relay on the same directory is refused ([`RelayError::Locked`]). The directory and
+    /// the files in it are readable by their owner only.
     pub fn open(dir: &Path, config: Config) -> Result<Relay, RelayError> {
-        std::fs::create_dir_all(dir).map_err(|source| RelayError::Io {
+        let io = |source: std::io::Error| RelayError::Io {
             path: dir.to_path_buf(),
             source,
-        })?;
+        };
+        limits::private_dir(dir).map_err(io)?;
+        let lock = limits::DirLock::take(dir)?;
         let path = dir.join(DB_FILE);
+        // Made private before SQLite opens it; its log and index files take its mode.
+        limits::private_file(&path).map_err(io)?;
         let conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
         // Plans that never depend on bound values: otherwise every cached statement with a
         // `column = ?` filter is parsed and planned again at each use (rusqlite clears a
         // statement's bindings when it takes it back, and SQLite then expires it).
@@ -254,95 +424,101 @@ impl Relay {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        let has_column = |table: &str, column: &str| -> Result<bool, rusqlite::Error> {
+            conn.query_row(
+                &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )
+        };
         // Relays made before devices' pulls were tracked: add the column, unknown (NULL) for
         // the devices already there: each one's next pull is taken as its starting point.
-        let has_pulled: bool = conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('devices') WHERE name = 'pulled'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_pulled {
+        if !has_column("devices", "pulled")? {
             conn.execute_batch("ALTER TABLE devices ADD COLUMN pulled INTEGER")?;
         }
+        // Relays made before quotas: count what each community keeps.
+        if !has_column("communities", "bytes")? {
+            conn.execute_batch(
+                "ALTER TABLE communities ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+                 UPDATE communities SET bytes = (SELECT COALESCE(SUM(length(sealed)), 0)
+                     FROM blobs WHERE blobs.community = communities.id);",
+            )?;
+        }
+        let limits = Limits {
+            first_contacts: limits::FirstContacts::new(config.first_contacts_per_hour),
+            budget: limits::Budget::new(config.inflight_bytes),
+            connections: Arc::new(limits::Connections::new(
+                limits::connection_cap(config.max_connections),
+                config.max_connections_per_address,
+            )),
+        };
         Ok(Relay {
             db: Arc::new(Mutex::new(conn)),
+            dir: dir.to_path_buf(),
             path,
             config,
+            limits: Arc::new(limits),
             stored: Arc::default(),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
+            _lock: Arc::new(lock),
         })
     }
 
-    /// The HTTP routes: `POST /v1`, `POST /v1/stream`, `GET /health` and `GET /traffic` (bytes in and out on
-    /// the sockets of the listener asked, since it started: totals only).
-    fn router(self, traffic: Arc<Traffic>) -> Router {
-        Router::new()
-            .route(PATH, post(handle))
-            .route(STREAM_PATH, post(handle_stream))
-            .route("/health", get(|| async { "linli-relay ok\n" }))
-            .route(
-                "/traffic",
-                get(move || async move {
-                    let (i, o) = traffic.totals();
-                    format!("{i} {o}\n")
-                }),
-            )
-            .layer(DefaultBodyLimit::max(linli_wire::relay::MAX_REQUEST))
-            .with_state(self)
-    }
-
-    /// Serves until the listener fails or `shutdown` completes. Each listener counts its own
-    /// traffic (so a benchmark can tell one device's bytes from another's by the address it
-    /// gives each).
-    pub async fn serve(
-        self,
-        listener: tokio::net::TcpListener,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let traffic = Arc::new(Traffic::default());
-        let listener = CountingListener {
-            inner: listener,
-            traffic: traffic.clone(),
-        };
-        self.serve_on(listener, traffic, shutdown).await
-    }
-
-    /// Serves HTTPS on `listener` with the relay's certificate (see [`tls`]) until `shutdown`.
-    pub async fn serve_tls(
-        self,
-        listener: tokio::net::TcpListener,
-        tls: tls::Tls,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let traffic = Arc::new(Traffic::default());
-        let listener = tls::TlsListener::new(listener, traffic.clone(), &tls)?;
-        self.serve_on(listener, traffic, shutdown).await
-    }
-
-    async fn serve_on<L>(
-        self,
-        listener: L,
-        traffic: Arc<Traffic>,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()>
-    where
-        L: axum::serve::Listener,
-        L::Addr: std::fmt::Debug,
-    {
-        let closing = self.closing.clone();
-        axum::serve(listener, self.router(traffic))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                closing.send_replace(true);
-            })
-            .await
+    /// The most connections this relay holds at once.
+    pub fn max_connections(&self) -> usize {
+        self.limits.connections.max()
     }
 
     /// Handles one encoded, signed request (what `POST /v1` does), answering a
-    /// [`Body::Watch`] at once, as a pull.
-    pub fn handle_bytes(&self, body: &[u8]) -> Result<Response, RelayError> {
-        self.handle_request(body, false)
+    /// [`linli_wire::relay::Body::Watch`] at once, as a pull. `origin` is the sender's
+    /// address (first contacts are counted by it).
+    pub fn handle_bytes(
+        &self,
+        body: &[u8],
+        origin: Option<IpAddr>,
+    ) -> Result<Response, RelayError> {
+        self.handle_request(body, false, origin)
             .map(|(response, _)| response)
+    }
+
+    /// Checks the membership a request starts with, before its body is read: a stranger's
+    /// large request is refused without reading (or holding) it.
+    pub(crate) fn precheck(
+        &self,
+        m: &Membership,
+        origin: Option<IpAddr>,
+    ) -> Result<(), RelayError> {
+        linli_wire::check_community_id(&m.community)
+            .map_err(|e| RelayError::BadRequest(e.to_string()))?;
+        let db = self.db()?;
+        let root = self.root_of(&db, &m.community)?;
+        drop(db);
+        match root {
+            Some(root) => m.verify(&root).map(|_| ()).map_err(|_| not_a_member(m)),
+            None if self.may_register(m) => self.limits.first_contacts.check(origin, false),
+            None => Err(not_a_member(m)),
+        }
+    }
+
+    /// Whether a membership may register its community on first contact: the relay allows
+    /// it, and it is the root's own, of a community id made from that root key.
+    fn may_register(&self, m: &Membership) -> bool {
+        self.config.first_contact
+            && m.certs.is_empty()
+            && linli_wire::community_bound_to(&m.community, &m.root)
+    }
+
+    fn root_of(&self, tx: &Connection, community: &str) -> Result<Option<PublicKey>, RelayError> {
+        let root: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT root FROM communities WHERE id = ?1")?
+            .query_row([community], |r| r.get(0))
+            .optional()?;
+        root.map(|bytes| {
+            bytes
+                .try_into()
+                .map_err(|_| RelayError::Internal("stored root key is damaged".into()))
+        })
+        .transpose()
     }
 
     /// Handles a request; an empty answer to a watch, and every answer to a follow (only
@@ -351,31 +527,40 @@ impl Relay {
         &self,
         body: &[u8],
         streaming: bool,
+        origin: Option<IpAddr>,
     ) -> Result<(Response, Option<Waiting>), RelayError> {
-        let signed: Signed = linli_wire::decode("request", body)
-            .map_err(|e| RelayError::BadRequest(e.to_string()))?;
-        let request = signed
-            .open()
-            .map_err(|e| RelayError::BadRequest(e.to_string()))?;
-        let mut db = self
-            .db
-            .lock()
-            .map_err(|_| RelayError::BadRequest("relay busy after an internal failure".into()))?;
-        let follow = matches!(request.body, Body::Follow { .. });
+        let bad = |e: linli_wire::WireError| RelayError::BadRequest(e.to_string());
+        let signed: SignedView<'_> = linli_wire::decode("request", body).map_err(bad)?;
+        let request = signed.open().map_err(bad)?;
+        let community = request.membership.community.as_str();
+        linli_wire::check_community_id(community).map_err(bad)?;
+        let follow = matches!(request.body, BodyView::Follow { .. });
         if follow && !streaming {
             return Err(RelayError::BadRequest(format!(
                 "a follow is answered only on {STREAM_PATH}"
             )));
         }
-        let tx = db.transaction()?;
-        let grant = self.admit(&tx, &request.membership)?;
         let device = request.membership.device();
+        let now = now_ms();
+        let ahead = request
+            .counter
+            .saturating_sub(u64::try_from(now).unwrap_or(0));
+        if ahead > MAX_COUNTER_AHEAD_MS {
+            return Err(RelayError::BadRequest(format!(
+                "request {} of device {} is numbered {} minutes ahead of the relay's clock: set \
+                 the device's date and time (the relay takes requests up to {} minutes ahead)",
+                request.counter,
+                short(&device),
+                ahead / 60_000,
+                MAX_COUNTER_AHEAD_MS / 60_000
+            )));
+        }
+        let mut db = self.db()?;
+        let tx = db.transaction()?;
+        let grant = self.admit(&tx, &request.membership, origin)?;
         let last: Option<i64> = tx
-            .query_row(
-                "SELECT counter FROM devices WHERE key = ?1",
-                [&device[..]],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT counter FROM devices WHERE key = ?1")?
+            .query_row([&device[..]], |r| r.get(0))
             .optional()?;
         let counter = i64::try_from(request.counter).unwrap_or(i64::MAX);
         if last.is_some_and(|last| counter <= last) {
@@ -385,56 +570,57 @@ impl Relay {
                 short(&device)
             )));
         }
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO devices (key, community, role, grids, label, counter, seen_ms, pulled)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
              ON CONFLICT (key) DO UPDATE SET community = excluded.community, role = excluded.role,
                grids = excluded.grids, label = excluded.label, counter = excluded.counter,
                seen_ms = excluded.seen_ms",
-            params![
-                &device[..],
-                request.membership.community,
-                grant.role.code(),
-                grant.grids.join(","),
-                grant.label,
-                counter,
-                now_ms()
-            ],
-        )?;
-        let community = &request.membership.community;
+        )?
+        .execute(params![
+            &device[..],
+            community,
+            grant.role.code(),
+            grant.grids.join(","),
+            grant.label,
+            counter,
+            now
+        ])?;
         let mut waiting = None;
         let mut pushed_scopes = Vec::new();
-        let response = match request.body {
-            Body::Push { blobs } => {
-                pushed_scopes = blobs.iter().map(|b| b.scope.clone()).collect();
-                push(&tx, community, &grant, &device, blobs)?
+        let response = match &request.body {
+            BodyView::Push { blobs } => {
+                self.room_for(&tx, community, blobs::push_bytes(blobs))?;
+                pushed_scopes = blobs.iter().map(|b| b.scope.to_string()).collect();
+                blobs::push(&tx, community, &grant, &device, blobs)?
             }
-            Body::Pull { since, max_bytes } => {
-                pull(&tx, community, &grant, &device, since, max_bytes)?
+            BodyView::Drop { seqs } => blobs::drop_blobs(&tx, community, &grant, &device, seqs)?,
+            BodyView::Pull { since, max_bytes } => {
+                blobs::pull(&tx, community, &grant, &device, *since, *max_bytes)?
             }
             // A watch waits only when nothing is there; a follow always stays.
-            Body::Watch {
+            BodyView::Watch {
                 since,
                 max_bytes,
                 wait_ms,
             }
-            | Body::Follow {
+            | BodyView::Follow {
                 since,
                 max_bytes,
                 wait_ms,
             } => {
-                let response = pull(&tx, community, &grant, &device, since, max_bytes)?;
+                let response = blobs::pull(&tx, community, &grant, &device, *since, *max_bytes)?;
                 if let Response::Pulled { blobs, next, .. } = &response
-                    && (follow || (blobs.is_empty() && wait_ms > 0))
+                    && (follow || (blobs.is_empty() && *wait_ms > 0))
                 {
                     let longest = if follow { MAX_FOLLOW_MS } else { MAX_WATCH_MS };
                     waiting = Some(Waiting {
-                        community: community.clone(),
+                        community: community.to_string(),
                         grant: grant.clone(),
                         device,
                         since: *next,
-                        max_bytes,
-                        wait: std::time::Duration::from_millis(wait_ms.min(longest)),
+                        max_bytes: *max_bytes,
+                        wait: Duration::from_millis((*wait_ms).min(longest)),
                         follow,
                     });
                 }
@@ -455,250 +641,126 @@ impl Relay {
         Ok((response, waiting))
     }
 
+    /// Refuses a push of `bytes` that would take `community` past its quota, or the disk
+    /// into its reserve (young communities) or below a quarter of it (established ones).
+    fn room_for(&self, tx: &Connection, community: &str, bytes: u64) -> Result<(), RelayError> {
+        let (used, created_ms) = blobs::usage(tx, community)?;
+        let quota = self.config.quota_bytes;
+        if used.saturating_add(bytes) > quota {
+            return Err(RelayError::Full {
+                message: format!(
+                    "community {community} keeps {} MB on this relay and may keep {} MB: this push \
+                     of {} kB does not fit (committee staff can compact the relay's copy); \
+                     nothing was stored",
+                    used >> 20,
+                    quota >> 20,
+                    bytes >> 10
+                ),
+                retry_after: 3600,
+            });
+        }
+        let young = now_ms().saturating_sub(created_ms)
+            < i64::try_from(self.config.young.as_millis()).unwrap_or(i64::MAX);
+        let keep = if young {
+            self.config.reserve_bytes
+        } else {
+            self.config.reserve_bytes / 4
+        };
+        self.disk_keeps(keep.saturating_add(bytes))
+    }
+
+    /// Refuses when less than `bytes` are free on the relay's disk.
+    fn disk_keeps(&self, bytes: u64) -> Result<(), RelayError> {
+        let free = limits::free_bytes(&self.dir)?;
+        if free < bytes {
+            return Err(RelayError::Full {
+                message: format!(
+                    "the relay's disk is nearly full ({} MB free): nothing was stored",
+                    free >> 20
+                ),
+                retry_after: 3600,
+            });
+        }
+        Ok(())
+    }
+
     /// The channel of a community's last stored sequence numbers, by scope (made on first use).
     fn stored_channel(&self, community: &str) -> tokio::sync::watch::Sender<LastStored> {
         let mut map = self.stored.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(community.to_string())
-            .or_insert_with(|| tokio::sync::watch::channel(LastStored::default()).0)
-            .clone()
+        let now = std::time::Instant::now();
+        if map.len() >= CHANNELS_SWEEP && !map.contains_key(community) {
+            // Forget channels nobody listens to that were not used for a minute: a watch
+            // subscribes within moments of its pull, and a push makes its entry anew.
+            map.retain(|_, c| {
+                c.sender.receiver_count() > 0
+                    || now.duration_since(c.used) < Duration::from_secs(60)
+            });
+        }
+        let c = map.entry(community.to_string()).or_insert_with(|| Channel {
+            sender: tokio::sync::watch::channel(LastStored::default()).0,
+            used: now,
+        });
+        c.used = now;
+        c.sender.clone()
+    }
+
+    /// Communities with a channel in memory (for tests: it stays bounded).
+    #[cfg(test)]
+    fn channels(&self) -> usize {
+        self.stored.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Pulls again for a watch that was admitted moments ago (its request was checked then).
     fn pull_again(&self, w: &Waiting) -> Result<Response, RelayError> {
-        let mut db = self
-            .db
-            .lock()
-            .map_err(|_| RelayError::BadRequest("relay busy after an internal failure".into()))?;
+        let mut db = self.db()?;
         let tx = db.transaction()?;
-        let response = pull(&tx, &w.community, &w.grant, &w.device, w.since, w.max_bytes)?;
+        let response = blobs::pull(&tx, &w.community, &w.grant, &w.device, w.since, w.max_bytes)?;
         tx.commit()?;
         Ok(response)
     }
 
-    /// Answers a request, holding an empty watch until blobs of its scopes are stored or its
-    /// wait is over.
-    async fn answer(self, body: Bytes, streaming: bool) -> Result<Response, RelayError> {
-        let relay = self.clone();
-        let (response, waiting) = blocking(move || relay.handle_request(&body, streaming)).await?;
-        match waiting {
-            Some(w) if !w.follow => self.hold(response, w).await,
-            _ => Ok(response),
-        }
-    }
-
-    /// Holds an empty watch's answer until blobs of its scopes are stored or its wait is over.
-    async fn hold(&self, response: Response, mut w: Waiting) -> Result<Response, RelayError> {
-        let mut news = self.listen(&w);
-        // The answer so far: empty, with the cursor past blobs this device does not get.
-        let mut last = response;
-        let deadline = tokio::time::Instant::now() + w.wait;
-        loop {
-            let (again, w2) = self.next_news(w, &mut news, deadline).await?;
-            w = w2;
-            match again {
-                None => return Ok(last),
-                Some(Response::Pulled { blobs, next, more }) if blobs.is_empty() => {
-                    w.since = next;
-                    last = Response::Pulled { blobs, next, more };
-                }
-                Some(again) => return Ok(again),
-            }
-        }
-    }
-
-    /// Holds a follow open on a stream: a frame each time blobs of its scopes are stored (an
-    /// empty one every [`KEEPALIVE_MS`] otherwise), until its wait is over, the relay stops or
-    /// the device goes (a frame cannot be sent).
-    async fn follow(&self, mut w: Waiting, more: bool, tx: &mut Sender<Bytes>) {
-        let mut news = self.listen(&w);
-        news.missed |= more;
-        let deadline = tokio::time::Instant::now() + w.wait;
-        loop {
-            let until = deadline
-                .min(tokio::time::Instant::now() + std::time::Duration::from_millis(KEEPALIVE_MS));
-            let (again, w2) = match self.next_news(w, &mut news, until).await {
-                Ok(next) => next,
-                Err(e) => {
-                    let _ = send_reply(tx, refusal(&e)).await;
-                    return;
-                }
-            };
-            w = w2;
-            match again {
-                None if *news.closing.borrow() || tokio::time::Instant::now() >= deadline => return,
-                None => {
-                    if tx.send_data(Bytes::from(frame(&[]))).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Response::Pulled { blobs, next, more }) => {
-                    w.since = next;
-                    news.missed |= more;
-                    if !blobs.is_empty() {
-                        let answer = Reply::Answer(Response::Pulled { blobs, next, more });
-                        if send_reply(tx, answer).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Some(other) => {
-                    let _ = send_reply(tx, Reply::Answer(other)).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// What a held watch or follow listens to.
-    fn listen(&self, w: &Waiting) -> News {
-        let mut stored = self.stored_channel(&w.community).subscribe();
-        // A push stored between the first look and subscribing has a sequence number past it.
-        let missed = News::any_for(&stored.borrow_and_update(), w);
-        News {
-            closing: self.closing.subscribe(),
-            stored,
-            missed,
-        }
-    }
-
-    /// Waits until blobs of `w`'s scopes are stored past its cursor, then pulls them; `None`
-    /// when `until` passes first or the relay is stopping.
-    async fn next_news(
-        &self,
-        w: Waiting,
-        news: &mut News,
-        until: tokio::time::Instant,
-    ) -> Result<(Option<Response>, Waiting), RelayError> {
-        loop {
-            if *news.closing.borrow() {
-                return Ok((None, w));
-            }
-            if !std::mem::take(&mut news.missed) {
-                tokio::select! {
-                    changed = tokio::time::timeout_at(until, news.stored.changed()) => match changed {
-                        Ok(Ok(())) => {}
-                        // The wait is over.
-                        Ok(Err(_)) | Err(_) => return Ok((None, w)),
-                    },
-                    // The relay is stopping.
-                    _ = news.closing.changed() => return Ok((None, w)),
-                }
-                // Blobs of other scopes only: nothing to look for.
-                if !News::any_for(&news.stored.borrow_and_update(), &w) {
-                    continue;
-                }
-            }
-            let relay = self.clone();
-            let (again, w) = blocking(move || relay.pull_again(&w).map(|r| (r, w))).await?;
-            return Ok((Some(again), w));
-        }
-    }
-
-    /// Reads a stream's requests as they arrive and answers each in order (see
-    /// [`STREAM_PATH`]); stops at the first refused, or holds a follow.
-    async fn stream(self, mut body: axum::body::Body, tx: &mut Sender<Bytes>) {
-        use http_body_util::BodyExt;
-        let mut frames = Frames::default();
-        loop {
-            let next = match frames.next_frame() {
-                Err(e) => Err(RelayError::BadRequest(e.to_string())),
-                Ok(Some(bytes)) if bytes.is_empty() => continue,
-                Ok(Some(bytes)) => Ok(Bytes::from(bytes)),
-                Ok(None) => match body.frame().await {
-                    Some(Ok(f)) => {
-                        if let Ok(data) = f.into_data() {
-                            frames.extend(&data);
-                        }
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        tracing::info!(error = %e, "a stream was cut");
-                        return;
-                    }
-                    None if frames.pending() == 0 => return,
-                    None => Err(RelayError::BadRequest(format!(
-                        "the stream ended inside a request ({} bytes of it arrived): it was not \
-                         handled",
-                        frames.pending()
-                    ))),
-                },
-            };
-            let handled = match next {
-                Ok(bytes) => {
-                    tracing::debug!(bytes = bytes.len(), "stream frame arrived");
-                    let relay = self.clone();
-                    match blocking(move || relay.handle_request(&bytes, true)).await {
-                        Ok((response, Some(w))) if !w.follow => {
-                            self.hold(response, w).await.map(|r| (r, None))
-                        }
-                        other => other,
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            match handled {
-                Ok((response, follow)) => {
-                    let more = matches!(response, Response::Pulled { more: true, .. });
-                    if send_reply(tx, Reply::Answer(response)).await.is_err() {
-                        return;
-                    }
-                    if let Some(w) = follow {
-                        self.follow(w, more, tx).await;
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::info!(error = %e, "request in a stream refused");
-                    let _ = send_reply(tx, refusal(&e)).await;
-                    return;
-                }
-            }
-        }
-    }
-
     /// Checks the sender's membership against the community's root, registering a new
-    /// community on first contact from its root device when allowed.
-    fn admit(&self, tx: &Connection, m: &Membership) -> Result<Grant, RelayError> {
-        let root: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT root FROM communities WHERE id = ?1",
-                [&m.community],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let root: PublicKey = match root {
-            Some(bytes) => bytes
-                .try_into()
-                .map_err(|_| RelayError::BadRequest("stored root key is damaged".into()))?,
-            None if self.config.first_contact && m.certs.is_empty() => {
+    /// community on first contact from its root device when allowed. A refusal says the
+    /// same whether or not the community is registered here.
+    fn admit(
+        &self,
+        tx: &Connection,
+        m: &Membership,
+        origin: Option<IpAddr>,
+    ) -> Result<Grant, RelayError> {
+        let root = match self.root_of(tx, &m.community)? {
+            Some(root) => root,
+            None if self.may_register(m) => {
+                self.limits.first_contacts.check(origin, false)?;
+                self.disk_keeps(self.config.reserve_bytes)?;
+                self.limits.first_contacts.check(origin, true)?;
                 tx.execute(
-                    "INSERT INTO communities (id, root, created_ms) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO communities (id, root, created_ms, bytes) VALUES (?1, ?2, ?3, 0)",
                     params![m.community, &m.root[..], now_ms()],
                 )?;
-                tracing::info!(community = %m.community, root = %short(&m.root), "new community");
+                tracing::info!(
+                    community = %clean(&m.community),
+                    root = %short(&m.root),
+                    origin = ?origin,
+                    "new community"
+                );
                 m.root
             }
-            None if self.config.first_contact => {
-                return Err(RelayError::Forbidden(format!(
-                    "community {} is not known here yet: the device that created it must sync with this relay first",
-                    m.community
-                )));
-            }
-            None => {
-                return Err(RelayError::Forbidden(format!(
-                    "community {} is not registered on this relay (first contact is turned off)",
-                    m.community
-                )));
-            }
+            None => return Err(not_a_member(m)),
         };
-        m.verify(&root).map_err(|e| {
-            RelayError::Forbidden(format!(
-                "device {} is not a member of community {}: {e}",
-                short(&m.device()),
-                m.community
-            ))
-        })
+        m.verify(&root).map_err(|_| not_a_member(m))
     }
+}
+
+/// The one refusal of a membership: the same whether the community is not registered here,
+/// the chain does not verify, or its id is not its root key's.
+fn not_a_member(m: &Membership) -> RelayError {
+    RelayError::Forbidden(format!(
+        "device {} is not a member of community {} on this relay (a community is known here \
+         once the device that created it has synced with it)",
+        short(&m.device()),
+        clean(&m.community)
+    ))
 }
 
 fn now_ms() -> i64 {
@@ -706,256 +768,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn kind_code(kind: BlobKind) -> i64 {
-    match kind {
-        BlobKind::Changes => 0,
-        BlobKind::Snapshot => 1,
-    }
-}
-
-fn push(
-    tx: &Connection,
-    community: &str,
-    grant: &Grant,
-    device: &PublicKey,
-    blobs: Vec<NewBlob>,
-) -> Result<Response, RelayError> {
-    // All or nothing: check every blob before storing any.
-    if let Some(b) = blobs.iter().find(|b| !grant.may_use(&b.scope)) {
-        return Err(RelayError::Forbidden(format!(
-            "device {} is {}: it may not write scope {} (documents {}); nothing was stored",
-            short(device),
-            grant.describe(),
-            b.scope,
-            b.docs
-                .iter()
-                .take(3)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    // A snapshot may only cover what its sender holds: every blob of its scopes up to `covers`
-    // was handed to it by a pull, or sent by it.
-    if let Some(covers) = blobs
-        .iter()
-        .filter(|b| b.kind == BlobKind::Snapshot)
-        .map(|b| b.covers)
-        .max()
-    {
-        unseen_below(tx, community, grant, device, covers)?;
-    }
-    let mut seqs = Vec::with_capacity(blobs.len());
-    for b in blobs {
-        tx.execute(
-            "INSERT INTO blobs (community, scope, kind, sender, sealed) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![community, b.scope, kind_code(b.kind), &device[..], b.sealed],
-        )?;
-        let seq = tx.last_insert_rowid();
-        let mut doc_row = tx.prepare_cached(
-            "INSERT OR IGNORE INTO blob_docs (community, doc, seq) VALUES (?1, ?2, ?3)",
-        )?;
-        for d in &b.docs {
-            doc_row.execute(params![community, d, seq])?;
-        }
-        if b.kind == BlobKind::Snapshot && b.covers > 0 {
-            supersede(tx, community, &b.docs, b.covers as i64, seq)?;
-        }
-        seqs.push(seq as u64);
-    }
-    Ok(Response::Pushed { seqs })
-}
-
-/// Forgets older blobs' claims on documents a snapshot now holds whole, and deletes blobs no
-/// document needs any more.
-fn supersede(
-    tx: &Connection,
-    community: &str,
-    docs: &[String],
-    covers: i64,
-    snapshot: i64,
-) -> Result<(), RelayError> {
-    let mut older = tx.prepare_cached(
-        "SELECT seq FROM blob_docs WHERE community = ?1 AND doc = ?2 AND seq <= ?3 AND seq != ?4",
-    )?;
-    let mut forget =
-        tx.prepare_cached("DELETE FROM blob_docs WHERE community = ?1 AND doc = ?2 AND seq = ?3")?;
-    let mut touched = std::collections::BTreeSet::new();
-    for d in docs {
-        let seqs: Vec<i64> = older
-            .query_map(params![community, d, covers, snapshot], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        for s in seqs {
-            forget.execute(params![community, d, s])?;
-            touched.insert(s);
-        }
-    }
-    let mut still = tx.prepare_cached("SELECT 1 FROM blob_docs WHERE seq = ?1 LIMIT 1")?;
-    let mut delete = tx.prepare_cached("DELETE FROM blobs WHERE seq = ?1")?;
-    for s in touched {
-        if !still.exists([s])? {
-            delete.execute([s])?;
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a snapshot covering a blob of the device's scopes that it has neither pulled nor sent.
-fn unseen_below(
-    tx: &Connection,
-    community: &str,
-    grant: &Grant,
-    device: &PublicKey,
-    covers: u64,
-) -> Result<(), RelayError> {
-    let pulled: i64 = tx
-        .query_row(
-            "SELECT pulled FROM devices WHERE key = ?1",
-            [&device[..]],
-            |r| r.get::<_, Option<i64>>(0),
-        )
-        .optional()?
-        .flatten()
-        .unwrap_or(0);
-    let covers = i64::try_from(covers).unwrap_or(i64::MAX);
-    let mut stmt = tx.prepare_cached(
-        "SELECT seq, scope, sender FROM blobs WHERE community = ?1 AND seq > ?2 AND seq <= ?3
-         ORDER BY seq",
-    )?;
-    let mut rows = stmt.query(params![community, pulled, covers])?;
-    while let Some(row) = rows.next()? {
-        let (seq, scope, sender): (i64, String, Vec<u8>) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        if sender.as_slice() != &device[..] && grant.may_use(&scope) {
-            return Err(RelayError::Forbidden(format!(
-                "device {} sent a snapshot covering blobs up to #{covers}, but it has pulled only up \
-                 to #{pulled} and not blob #{seq}: pull first; nothing was stored",
-                short(device)
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn pull(
-    tx: &Connection,
-    community: &str,
-    grant: &Grant,
-    device: &PublicKey,
-    since: u64,
-    max_bytes: u64,
-) -> Result<Response, RelayError> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT seq, scope, kind, sender, sealed FROM blobs
-         WHERE community = ?1 AND seq > ?2 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query(params![community, i64::try_from(since).unwrap_or(i64::MAX)])?;
-    let mut blobs = Vec::new();
-    let mut next = since;
-    let mut bytes = 0u64;
-    let mut more = false;
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let scope: String = row.get(1)?;
-        let sender: Vec<u8> = row.get(3)?;
-        if sender.as_slice() == &device[..] || !grant.may_use(&scope) {
-            next = seq as u64;
-            continue;
-        }
-        let sealed: Vec<u8> = row.get(4)?;
-        if !blobs.is_empty() && bytes + sealed.len() as u64 > max_bytes {
-            more = true;
-            break;
-        }
-        bytes += sealed.len() as u64;
-        let kind = if row.get::<_, i64>(2)? == 1 {
-            BlobKind::Snapshot
-        } else {
-            BlobKind::Changes
-        };
-        blobs.push(Blob {
-            seq: seq as u64,
-            scope,
-            kind,
-            sealed,
-        });
-        next = seq as u64;
-    }
-    // How far the device has pulled moves only when this pull started where it had got to (or
-    // before): a device asking from a later cursor skipped blobs, and must not claim them (a
-    // snapshot it sends may cover only what it has seen, see `unseen_below`).
-    tx.execute(
-        "UPDATE devices SET pulled = MAX(COALESCE(pulled, 0), ?2)
-         WHERE key = ?1 AND (pulled IS NULL OR pulled >= ?3)",
-        params![
-            &device[..],
-            i64::try_from(next).unwrap_or(i64::MAX),
-            i64::try_from(since).unwrap_or(i64::MAX)
-        ],
-    )?;
-    Ok(Response::Pulled { blobs, next, more })
-}
-
-/// Runs blocking work (SQLite) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, RelayError> + Send + 'static,
-) -> Result<T, RelayError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| RelayError::Internal(format!("relay task failed: {e}")))?
-}
-
-async fn handle(State(relay): State<Relay>, body: Bytes) -> (StatusCode, Vec<u8>) {
-    match relay.answer(body, false).await {
-        Ok(response) => (StatusCode::OK, linli_wire::encode(&response)),
-        Err(e) => {
-            tracing::info!(error = %e, "request refused");
-            (e.status(), e.to_string().into_bytes())
-        }
-    }
-}
-
-/// `POST /v1/stream`: answers as the requests arrive (see [`STREAM_PATH`]).
-async fn handle_stream(
-    State(relay): State<Relay>,
-    body: axum::body::Body,
-) -> axum::response::Response {
-    let (mut tx, answers) = http_body_util::channel::Channel::<Bytes>::new(16);
-    tokio::spawn(async move { relay.stream(body, &mut tx).await });
-    axum::response::Response::new(axum::body::Body::new(answers))
-}
-
-type Sender<D> = http_body_util::channel::Sender<D>;
-
-async fn send_reply(tx: &mut Sender<Bytes>, reply: Reply) -> Result<(), ()> {
-    tx.send_data(Bytes::from(frame(&linli_wire::encode(&reply))))
-        .await
-        .map_err(|_| ())
-}
-
-fn refusal(e: &RelayError) -> Reply {
-    Reply::Refused {
-        status: e.status().as_u16(),
-        message: e.to_string(),
-    }
-}
-
-/// What a held watch or follow listens to: the relay stopping, and blobs stored.
-struct News {
-    closing: tokio::sync::watch::Receiver<bool>,
-    stored: tokio::sync::watch::Receiver<LastStored>,
-    /// Blobs arrived that were not pulled yet.
-    missed: bool,
-}
-
-impl News {
-    /// Whether a blob of a scope `w`'s device reads, sent by another device, was stored past
-    /// where it looked.
-    fn any_for(last: &LastStored, w: &Waiting) -> bool {
-        last.iter()
-            .any(|(scope, l)| l.not_from(&w.device) > w.since && w.grant.may_use(scope))
-    }
 }
 
 #[cfg(test)]
@@ -967,13 +779,7 @@ mod tests {
     #[test]
     fn plans_do_not_depend_on_bound_values() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let relay = Relay::open(
-            dir.path(),
-            Config {
-                first_contact: true,
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let relay = Relay::open(dir.path(), Config::default()).unwrap_or_else(|e| panic!("{e}"));
         let db = relay.db.lock().unwrap_or_else(|e| panic!("{e}"));
         assert!(
             db.db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG)
@@ -1006,5 +812,36 @@ mod tests {
         l.stored(d1, 10);
         l.stored(d2, 9);
         assert_eq!((l.not_from(&d1), l.not_from(&d2)), (11, 10));
+    }
+
+    /// Memory does not grow with strangers' communities: a channel nobody listens to is
+    /// forgotten a minute after its last use, once there are many.
+    #[test]
+    fn channels_of_idle_communities_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let relay = Relay::open(dir.path(), Config::default()).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..(super::CHANNELS_SWEEP + 50) {
+            drop(relay.stored_channel(&format!("c{i}")));
+        }
+        assert_eq!(
+            relay.channels(),
+            super::CHANNELS_SWEEP + 50,
+            "all used within the minute"
+        );
+        let listened = relay.stored_channel("c0").subscribe();
+        let long_ago = std::time::Instant::now()
+            .checked_sub(std::time::Duration::from_secs(61))
+            .unwrap_or_else(std::time::Instant::now);
+        for c in relay
+            .stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values_mut()
+        {
+            c.used = long_ago;
+        }
+        drop(relay.stored_channel("a-new-one"));
+        assert_eq!(relay.channels(), 2, "the one listened to, and the new one");
+        drop(listened);
     }
 }

@@ -2,10 +2,11 @@
 //! the library.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use linli_relay::{Config, Relay};
+use linli_relay::{Config, Relay, RelayError, Timeouts};
 
 /// Linli relay: stores and forwards sealed blobs for the members of each community.
 #[derive(Parser, Debug)]
@@ -26,6 +27,40 @@ struct Args {
     /// contact from the device that created it).
     #[arg(long)]
     no_first_contact: bool,
+    /// New communities registered per hour from one address (the relay registers ten times
+    /// as many in all); more are refused with 429 and `Retry-After`.
+    #[arg(long, default_value_t = 5)]
+    first_contacts_per_hour: u32,
+    /// The most megabytes of sealed data one community keeps on the relay.
+    #[arg(long, default_value_t = 2048)]
+    quota_mb: u64,
+    /// Free disk space (MB) kept for established communities: below it, new and young
+    /// communities are refused, established ones may still write down to a quarter of it.
+    #[arg(long, default_value_t = 1024)]
+    reserve_mb: u64,
+    /// Hours a community counts as young after it registered (see --reserve-mb).
+    #[arg(long, default_value_t = 24)]
+    young_hours: u64,
+    /// The most connections open at once (also capped by the open-file limit).
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// The most connections open at once from one address.
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_address: usize,
+    /// The most megabytes of request bodies held in memory at once.
+    #[arg(long, default_value_t = 160)]
+    inflight_mb: usize,
+    /// Answer `GET /traffic` (bytes in and out since the start), for benchmarks: it tells
+    /// anyone who can reach the relay when and how much devices sync.
+    #[arg(long)]
+    traffic: bool,
+    /// Seconds a client may take to send a request's head; an idle connection is closed
+    /// after as long.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a request body may pause.
+    #[arg(long, default_value_t = 20)]
+    body_timeout: u64,
 }
 
 fn main() -> Result<()> {
@@ -39,15 +74,40 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    let relay = Relay::open(
-        &args.data,
-        Config {
-            first_contact: !args.no_first_contact,
+    let defaults = Config::default();
+    let config = Config {
+        first_contact: !args.no_first_contact,
+        first_contacts_per_hour: args.first_contacts_per_hour,
+        quota_bytes: args.quota_mb.saturating_mul(1 << 20),
+        reserve_bytes: args.reserve_mb.saturating_mul(1 << 20),
+        young: Duration::from_secs(args.young_hours.saturating_mul(3600)),
+        max_connections: args.max_connections,
+        max_connections_per_address: args.max_connections_per_address,
+        inflight_bytes: args.inflight_mb.saturating_mul(1 << 20),
+        traffic: args.traffic,
+        timeouts: Timeouts {
+            header: Duration::from_secs(args.header_timeout.max(1)),
+            body_idle: Duration::from_secs(args.body_timeout.max(1)),
+            ..defaults.timeouts
         },
-    )
-    .with_context(|| format!("cannot open the relay's data in {}", args.data.display()))?;
+    };
+    let relay = match Relay::open(&args.data, config) {
+        Ok(relay) => relay,
+        // Said as it is: the path and what to do.
+        Err(e @ RelayError::Locked(_)) => anyhow::bail!("{e}"),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot open the relay's data in {}", args.data.display())
+            });
+        }
+    };
+    tracing::info!(
+        max_connections = relay.max_connections(),
+        "linli-relay {} started",
+        env!("CARGO_PKG_VERSION")
+    );
     let _checkpoints = relay
-        .checkpoint_in_background(std::time::Duration::from_secs(2))
+        .checkpoint_in_background(Duration::from_secs(2))
         .context("cannot start the checkpoint thread")?;
     let tls = if args.tls {
         Some(

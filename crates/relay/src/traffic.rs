@@ -1,14 +1,17 @@
 //! Bytes on the relay's sockets, counted as TCP payload (HTTP headers and bodies), for the sync
-//! benchmark and for the operator: `GET /traffic` answers `bytes_in bytes_out`.
+//! benchmark (`GET /traffic` answers `bytes_in bytes_out` when the relay runs with
+//! `--traffic`), and each connection's last moment of activity, so that a connection on which
+//! nothing moves is closed.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Totals since the relay started.
 #[derive(Debug, Default)]
@@ -27,31 +30,32 @@ impl Traffic {
     }
 }
 
-/// A TCP listener whose connections count their bytes into a [`Traffic`].
-pub struct CountingListener {
-    pub(crate) inner: TcpListener,
-    pub(crate) traffic: Arc<Traffic>,
+/// When a connection last read or wrote a byte.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    /// Milliseconds after `start`.
+    last: AtomicU64,
 }
 
-impl axum::serve::Listener for CountingListener {
-    type Io = CountingStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        // A stream's frames go out as they are made, not held for a full packet.
-        let _ = stream.set_nodelay(true);
-        (
-            CountingStream {
-                inner: stream,
-                traffic: self.traffic.clone(),
-            },
-            addr,
-        )
+impl Activity {
+    pub(crate) fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        })
     }
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long nothing moved.
+    pub(crate) fn silent_for(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
     }
 }
 
@@ -59,12 +63,32 @@ impl axum::serve::Listener for CountingListener {
 pub struct CountingStream {
     inner: TcpStream,
     traffic: Arc<Traffic>,
+    activity: Arc<Activity>,
 }
 
 impl CountingStream {
-    /// Counts the bytes of `inner` into `traffic`.
-    pub(crate) fn new(inner: TcpStream, traffic: Arc<Traffic>) -> CountingStream {
-        CountingStream { inner, traffic }
+    /// Counts the bytes of `inner` into `traffic`, and notes each move in `activity`.
+    pub(crate) fn new(
+        inner: TcpStream,
+        traffic: Arc<Traffic>,
+        activity: Arc<Activity>,
+    ) -> CountingStream {
+        CountingStream {
+            inner,
+            traffic,
+            activity,
+        }
+    }
+}
+
+impl CountingStream {
+    fn wrote(&self, n: usize) {
+        if n > 0 {
+            self.traffic
+                .bytes_out
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.activity.touch();
+        }
     }
 }
 
@@ -77,7 +101,10 @@ impl AsyncRead for CountingStream {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len().saturating_sub(before) as u64;
-        self.traffic.bytes_in.fetch_add(n, Ordering::Relaxed);
+        if n > 0 {
+            self.traffic.bytes_in.fetch_add(n, Ordering::Relaxed);
+            self.activity.touch();
+        }
         r
     }
 }
@@ -90,9 +117,7 @@ impl AsyncWrite for CountingStream {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &r {
-            self.traffic
-                .bytes_out
-                .fetch_add(*n as u64, Ordering::Relaxed);
+            self.wrote(*n);
         }
         r
     }
@@ -104,9 +129,7 @@ impl AsyncWrite for CountingStream {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &r {
-            self.traffic
-                .bytes_out
-                .fetch_add(*n as u64, Ordering::Relaxed);
+            self.wrote(*n);
         }
         r
     }

@@ -59,8 +59,15 @@ struct Device {
 }
 
 impl Device {
-    fn root(community: &str) -> Device {
+    /// The root device of a new community: its id is `label` and a tag of its key.
+    fn root(label: &str) -> Device {
         let key = DeviceKey::generate().unwrap();
+        Device::claiming(&linli_wire::community_id(label, &key.public()), key)
+    }
+
+    /// A root device that claims community id `community`, whatever its key (a stranger, or
+    /// a community registered before ids were bound to keys).
+    fn claiming(community: &str, key: DeviceKey) -> Device {
         let membership = Membership {
             community: community.into(),
             root: key.public(),
@@ -224,8 +231,9 @@ fn members_push_and_pull_only_their_scopes() {
         );
         assert_eq!(stored_blobs(&relay), before);
 
-        // A device not chained to the root (another community's root claiming c1): refused.
-        let mut stranger = Device::root("c1");
+        // A device not chained to the root (another key claiming the community): refused.
+        let mut stranger =
+            Device::claiming(&root.membership.community, DeviceKey::generate().unwrap());
         let (status, _) = post(
             &relay,
             stranger.signed(Body::Pull {
@@ -281,7 +289,7 @@ fn first_contact_can_be_turned_off() {
         )
         .await;
         assert_eq!(status, 403);
-        assert!(String::from_utf8_lossy(&body).contains("first contact is turned off"));
+        assert!(String::from_utf8_lossy(&body).contains("not a member"));
         assert_eq!(stored_blobs(&relay), 0);
     });
 }
@@ -370,11 +378,18 @@ fn a_snapshot_may_cover_only_what_its_sender_has_pulled_or_sent() {
         let (status, body) = post(&relay, staff.signed(push(vec![snapshot(1)]))).await;
         assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
         assert_eq!(stored_blobs(&relay), 1);
-        // A grid worker of G02 never gets G01's blob, so it does not stand in its way.
+        // A grid worker of G02 never gets G01's blob, so it does not stand in its way: its
+        // snapshot of what it sent itself covers past it.
         assert!(pull(&relay, &mut g2).await.is_empty());
+        assert_eq!(
+            post(&relay, g2.signed(push(vec![blob("G02", "hh-2")])))
+                .await
+                .0,
+            200
+        );
         let g2_snapshot = NewBlob {
             kind: BlobKind::Snapshot,
-            covers: 1,
+            covers: 2,
             ..blob("G02", "hh-2")
         };
         assert_eq!(
@@ -463,7 +478,7 @@ fn a_watch_is_answered_when_a_blob_of_its_scopes_arrives() {
 #[test]
 fn each_listener_counts_its_own_traffic() {
     runtime().block_on(async {
-        let mut relay = start(&["--listen", "[::1]:0"]);
+        let mut relay = start(&["--listen", "[::1]:0", "--traffic"]);
         let mut line = String::new();
         relay.out.read_line(&mut line).unwrap();
         let v6 = line.trim().rsplit(' ').next().unwrap().to_string();
@@ -547,7 +562,8 @@ fn stopping_the_relay_answers_held_watches_at_once() {
 /// its device are kept, and pushes, pulls and the pull tracking work.
 #[test]
 fn a_relay_database_from_before_pulls_were_tracked_is_upgraded_in_place() {
-    let mut root = Device::root("c-old");
+    // Registered before community ids were bound to root keys: it keeps working.
+    let mut root = Device::claiming("c-old", DeviceKey::generate().unwrap());
     let mut staff = root.member(Role::Staff, &[]);
     let dir = tempfile::tempdir().unwrap();
     {
@@ -838,4 +854,774 @@ fn a_follow_brings_each_arrival_of_its_scopes_without_being_asked_again() {
             );
         }
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile members and strangers (the hardening issue): each test below failed on the relay
+// before it, and holds now.
+// ---------------------------------------------------------------------------------------
+
+fn snapshot_of(scope: &str, docs: &[&str], covers: u64) -> NewBlob {
+    NewBlob {
+        scope: scope.into(),
+        kind: BlobKind::Snapshot,
+        docs: docs.iter().map(|d| d.to_string()).collect(),
+        covers,
+        sealed: b"a hostile snapshot".to_vec(),
+    }
+}
+
+fn scopes_pulled(blobs: &[(String, Vec<u8>)]) -> Vec<String> {
+    blobs.iter().map(|b| b.0.clone()).collect()
+}
+
+/// A grid worker of G01, and an owners' committee device, push one snapshot in their own
+/// scope listing the other grids' document ids (guessable: `hh-000123`, `hh-000123.pii`):
+/// refused whole, and a G02 device that joins next still receives every household of G02.
+/// Claims made first by change blobs in their own scope do not help: a snapshot replaces only
+/// blobs of its own scope.
+#[test]
+fn a_member_cannot_delete_other_scopes_data_with_a_snapshot() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let mut root = Device::root("c1");
+        let g2_docs = ["hh-000002", "hh-000002.pii", "hh-000003", "hh-000003.pii"];
+        let mut blobs: Vec<NewBlob> = g2_docs.iter().map(|d| blob("G02", d)).collect();
+        blobs.push(blob("G01", "hh-000001"));
+        blobs.push(blob("*", "notice-1"));
+        assert_eq!(post(&relay, root.signed(Body::Push { blobs })).await.0, 200);
+        let mut g1 = root.member(Role::Grid, &["G01"]);
+        let mut owners = root.member(Role::Owners, &[]);
+        assert_eq!(pull(&relay, &mut g1).await.len(), 2);
+        assert_eq!(pull(&relay, &mut owners).await.len(), 1);
+        let before = stored_blobs(&relay);
+
+        let mut hostile: Vec<&str> = g2_docs.to_vec();
+        hostile.push("hh-000001");
+        let (status, body) = post(
+            &relay,
+            g1.signed(Body::Push {
+                blobs: vec![snapshot_of("G01", &hostile, 100)],
+            }),
+        )
+        .await;
+        assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+        let reason = String::from_utf8_lossy(&body);
+        assert!(reason.contains("has not stored in that scope"), "{reason}");
+        let (status, _) = post(
+            &relay,
+            owners.signed(Body::Push {
+                blobs: vec![snapshot_of(
+                    "*",
+                    &["hh-000001", "hh-000002.pii", "notice-1"],
+                    100,
+                )],
+            }),
+        )
+        .await;
+        assert_eq!(status, 403);
+        assert_eq!(
+            stored_blobs(&relay),
+            before,
+            "nothing stored, nothing deleted"
+        );
+
+        // Squatting the ids with change blobs in G01 first, then the snapshot: accepted, but
+        // it replaces only G01's blobs of those ids (its own).
+        let squat: Vec<NewBlob> = g2_docs.iter().map(|d| blob("G01", d)).collect();
+        assert_eq!(
+            post(&relay, g1.signed(Body::Push { blobs: squat })).await.0,
+            200
+        );
+        assert_eq!(
+            pull(&relay, &mut g1).await.len(),
+            2,
+            "its own blobs are not handed back"
+        );
+        let (status, body) = post(
+            &relay,
+            g1.signed(Body::Push {
+                blobs: vec![snapshot_of("G01", &hostile, 100)],
+            }),
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+        // A G02 device joining now receives all of G02.
+        let mut g2 = root.member(Role::Grid, &["G02"]);
+        let got = pull(&relay, &mut g2).await;
+        assert_eq!(
+            scopes_pulled(&got).iter().filter(|s| *s == "G02").count(),
+            g2_docs.len(),
+            "{got:?}"
+        );
+        let g1_new = root.member(Role::Grid, &["G01"]);
+        let mut g1_new = g1_new;
+        let got = pull(&relay, &mut g1_new).await;
+        assert!(
+            got.iter()
+                .any(|(s, b)| s == "G01" && b == b"a hostile snapshot"),
+            "the snapshot replaced G01's blobs of those ids"
+        );
+    });
+}
+
+/// Staff have the relay drop a blob nobody can read; nobody else may.
+#[test]
+fn staff_and_only_staff_have_blobs_dropped() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let mut root = Device::root("c1");
+        let mut owners = root.member(Role::Owners, &[]);
+        let mut staff = root.member(Role::Staff, &[]);
+        assert_eq!(
+            post(
+                &relay,
+                root.signed(Body::Pull {
+                    since: 0,
+                    max_bytes: 1
+                })
+            )
+            .await
+            .0,
+            200
+        );
+        let mut garbage = blob("*", "notice-9");
+        garbage.sealed = vec![0; 64];
+        let (status, body) = post(
+            &relay,
+            owners.signed(Body::Push {
+                blobs: vec![garbage],
+            }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let seq = match linli_wire::decode::<Response>("response", &body).unwrap() {
+            Response::Pushed { seqs } => seqs[0],
+            other => panic!("{other:?}"),
+        };
+        let (status, _) = post(&relay, owners.signed(Body::Drop { seqs: vec![seq] })).await;
+        assert_eq!(status, 403, "an owners' device may not drop");
+        assert_eq!(stored_blobs(&relay), 1);
+        let (status, body) = post(
+            &relay,
+            staff.signed(Body::Drop {
+                seqs: vec![seq, 999],
+            }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            linli_wire::decode::<Response>("response", &body).unwrap(),
+            Response::Dropped { seqs: vec![seq] }
+        );
+        assert_eq!(stored_blobs(&relay), 0);
+        assert!(pull(&relay, &mut root).await.is_empty());
+    });
+}
+
+/// A community id is bound to its root key: a stranger cannot register a real community's id
+/// (`4401060010001`, a predictable `demo-7`) or another community's, and the refusal is the same
+/// whether the id is registered here or not.
+#[test]
+fn a_stranger_cannot_take_a_community_id() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let pull_body = || Body::Pull {
+            since: 0,
+            max_bytes: 100,
+        };
+        let message = |body: &[u8]| {
+            let text = String::from_utf8_lossy(body).to_string();
+            // The device and community differ between cases; the rest must be the same.
+            text.split_once("on this relay")
+                .map(|(_, rest)| rest.to_string())
+        };
+        let mut squatter = Device::claiming("4401060010001", DeviceKey::generate().unwrap());
+        let (status, unbound) = post(&relay, squatter.signed(pull_body())).await;
+        assert_eq!(status, 403, "{}", String::from_utf8_lossy(&unbound));
+        let mut demo = Device::claiming("demo-7", DeviceKey::generate().unwrap());
+        assert_eq!(post(&relay, demo.signed(pull_body())).await.0, 403);
+
+        // The real community registers; a stranger claiming its id gets the same refusal as
+        // one claiming an id nobody registered.
+        let mut root = Device::root("4401060010001");
+        assert_eq!(post(&relay, root.signed(pull_body())).await.0, 200);
+        let mut thief =
+            Device::claiming(&root.membership.community, DeviceKey::generate().unwrap());
+        let (status, taken) = post(&relay, thief.signed(pull_body())).await;
+        assert_eq!(status, 403);
+        assert_eq!(message(&taken), message(&unbound));
+        let mut nobody = Device::claiming(
+            &linli_wire::community_id("x", &DeviceKey::generate().unwrap().public()),
+            DeviceKey::generate().unwrap(),
+        );
+        let (status, unknown) = post(&relay, nobody.signed(pull_body())).await;
+        assert_eq!(status, 403);
+        assert_eq!(message(&unknown), message(&unbound));
+        // The real root still syncs.
+        assert_eq!(post(&relay, root.signed(pull_body())).await.0, 200);
+    });
+}
+
+/// First contacts are limited per source address (`--first-contacts-per-hour`), refused with
+/// 429 and `Retry-After`; registered communities keep syncing meanwhile.
+#[test]
+fn first_contacts_are_rate_limited() {
+    runtime().block_on(async {
+        let relay = start(&["--first-contacts-per-hour", "2"]);
+        let mut first = Device::root("a");
+        assert_eq!(
+            post(
+                &relay,
+                first.signed(Body::Pull {
+                    since: 0,
+                    max_bytes: 1
+                })
+            )
+            .await
+            .0,
+            200
+        );
+        let mut second = Device::root("b");
+        assert_eq!(
+            post(
+                &relay,
+                second.signed(Body::Pull {
+                    since: 0,
+                    max_bytes: 1
+                })
+            )
+            .await
+            .0,
+            200
+        );
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut third = Device::root("c");
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1", relay.url))
+            .body(third.signed(Body::Pull {
+                since: 0,
+                max_bytes: 1,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 429);
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry > 3000 && retry <= 3600, "{retry}");
+        assert_eq!(
+            post(
+                &relay,
+                first.signed(Body::Push {
+                    blobs: vec![blob("G01", "hh-1")]
+                })
+            )
+            .await
+            .0,
+            200
+        );
+    });
+}
+
+/// A community's storage quota (`--quota-mb`): a push that does not fit is refused whole with
+/// 507 and `Retry-After`; dropping blobs makes room again.
+#[test]
+fn each_community_has_a_storage_quota() {
+    runtime().block_on(async {
+        let relay = start(&["--quota-mb", "1"]);
+        let mut root = Device::root("c1");
+        let big = |doc: &str| {
+            let mut b = blob("G01", doc);
+            b.sealed = vec![7; 600 * 1024];
+            b
+        };
+        let (status, body) = post(
+            &relay,
+            root.signed(Body::Push {
+                blobs: vec![big("hh-1")],
+            }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let seq = match linli_wire::decode::<Response>("response", &body).unwrap() {
+            Response::Pushed { seqs } => seqs[0],
+            other => panic!("{other:?}"),
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1", relay.url))
+            .body(root.signed(Body::Push {
+                blobs: vec![big("hh-2")],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 507);
+        assert!(r.headers().contains_key("retry-after"));
+        let text = r.text().await.unwrap();
+        assert!(text.contains("may keep 1 MB"), "{text}");
+        assert_eq!(stored_blobs(&relay), 1);
+        // Another community is not affected.
+        let mut other = Device::root("c2");
+        assert_eq!(
+            post(
+                &relay,
+                other.signed(Body::Push {
+                    blobs: vec![big("hh-1")]
+                })
+            )
+            .await
+            .0,
+            200
+        );
+        // Room again once the first blob is dropped.
+        assert_eq!(
+            post(&relay, root.signed(Body::Drop { seqs: vec![seq] }))
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            post(
+                &relay,
+                root.signed(Body::Push {
+                    blobs: vec![big("hh-2")]
+                })
+            )
+            .await
+            .0,
+            200
+        );
+    });
+}
+
+/// Free space on the relay's file system, in MB.
+fn free_mb(dir: &std::path::Path) -> u64 {
+    let s = rustix::fs::statvfs(dir).unwrap();
+    s.f_bavail * s.f_frsize / (1 << 20)
+}
+
+/// The disk reserve: when free space falls below it, no new community registers and young
+/// ones may not push, while established communities keep syncing.
+#[test]
+fn the_disk_reserve_keeps_established_communities_syncing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Device::root("old");
+    let data = dir.path().join("relay");
+    let relay = {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_linli-relay"))
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0", "--young-hours", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        (child, line.trim().rsplit(' ').next().unwrap().to_string())
+    };
+    let (mut child, url) = relay;
+    runtime().block_on(async {
+        let (status, _) = post_to(
+            &url,
+            old.signed(Body::Pull {
+                since: 0,
+                max_bytes: 1,
+            }),
+        )
+        .await;
+        assert_eq!(status, 200);
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    // The reserve is now twice the free space: below it, but above a quarter of it.
+    let reserve = (free_mb(dir.path()) * 2).to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linli-relay"))
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--reserve-mb",
+            &reserve,
+            "--young-hours",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    runtime().block_on(async {
+        let mut newcomer = Device::root("new");
+        let (status, body) = post_to(
+            &url,
+            newcomer.signed(Body::Pull {
+                since: 0,
+                max_bytes: 1,
+            }),
+        )
+        .await;
+        assert_eq!(status, 507, "{}", String::from_utf8_lossy(&body));
+        let (status, body) = post_to(
+            &url,
+            old.signed(Body::Push {
+                blobs: vec![blob("G01", "hh-1")],
+            }),
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A request counter far ahead of the relay's clock is refused (once accepted, it would refuse
+/// every later request of that device as a replay); the device is not locked out.
+#[test]
+fn a_counter_far_ahead_of_the_clock_is_refused_and_locks_nobody_out() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let mut root = Device::root("c1");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        root.counter = now + 3 * 3600 * 1000;
+        let (status, body) = post(
+            &relay,
+            root.signed(Body::Pull {
+                since: 0,
+                max_bytes: 1,
+            }),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(String::from_utf8_lossy(&body).contains("ahead of the relay's clock"));
+        root.counter = now;
+        assert_eq!(
+            post(
+                &relay,
+                root.signed(Body::Pull {
+                    since: 0,
+                    max_bytes: 1
+                })
+            )
+            .await
+            .0,
+            200
+        );
+        root.counter = u64::MAX - 5;
+        assert_eq!(
+            post(
+                &relay,
+                root.signed(Body::Pull {
+                    since: 0,
+                    max_bytes: 1
+                })
+            )
+            .await
+            .0,
+            400
+        );
+        root.counter = now + 10;
+        assert_eq!(
+            post(
+                &relay,
+                root.signed(Body::Pull {
+                    since: 0,
+                    max_bytes: 1
+                })
+            )
+            .await
+            .0,
+            200
+        );
+    });
+}
+
+/// Names that travel in clear are validated: a community id with a line break (a forged log
+/// line), a scope or document id of another form.
+#[test]
+fn names_in_requests_are_validated() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let mut forger = Device::claiming(
+            "c1\n2026-12-07T00:00:00Z INFO new community c-real",
+            DeviceKey::generate().unwrap(),
+        );
+        let (status, body) = post(
+            &relay,
+            forger.signed(Body::Pull {
+                since: 0,
+                max_bytes: 1,
+            }),
+        )
+        .await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        assert!(!String::from_utf8_lossy(&body).contains('\n'));
+        let mut root = Device::root("c1");
+        for (scope, doc) in [
+            ("G 1", "hh-1"),
+            ("G01", "hh/1"),
+            ("G01", "张三"),
+            ("\u{1b}[2J", "x"),
+        ] {
+            let (status, _) = post(
+                &relay,
+                root.signed(Body::Push {
+                    blobs: vec![blob(scope, doc)],
+                }),
+            )
+            .await;
+            assert_eq!(status, 400, "{scope:?} {doc:?}");
+        }
+        assert_eq!(stored_blobs(&relay), 0);
+    });
+}
+
+/// `GET /traffic` tells when and how much devices sync: answered only with `--traffic`.
+#[test]
+fn traffic_is_answered_only_when_asked_for() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = reqwest::get(format!("{}/traffic", relay.url))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        let r = reqwest::get(format!("{}/health", relay.url)).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    });
+}
+
+/// A relay locks its data directory: a second one on it exits at once, saying why; the data
+/// directory and the database are readable by their owner only.
+#[test]
+fn a_second_relay_on_one_directory_exits_with_a_clear_message() {
+    use std::os::unix::fs::PermissionsExt;
+    let relay = start(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_linli-relay"))
+        .arg("--data")
+        .arg(relay.dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("already using"), "{text}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(relay.dir.path()), 0o700);
+    assert_eq!(mode(&relay.dir.path().join("relay.sqlite")), 0o600);
+}
+
+/// The relay's peak resident memory (`VmHWM`), in MB.
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+/// Eight strangers and eight members push requests of the largest size at once: strangers are
+/// refused from their first bytes, members are stored or told to come back, and the relay stays
+/// under 400 MB (it went to 2.48 GB before, some 300 MB a request).
+#[test]
+fn eight_maximal_requests_at_once_keep_the_relay_under_400_mb() {
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let mut root = Device::root("c1");
+        assert_eq!(post(&relay, root.signed(Body::Pull { since: 0, max_bytes: 1 })).await.0, 200);
+        let size = linli_wire::relay::MAX_REQUEST - 4096;
+        let signing = std::time::Instant::now();
+        let mut requests = Vec::new();
+        for i in 0..8 {
+            let mut stranger = Device::root(&format!("s{i}"));
+            stranger.membership.certs.push(root.member(Role::Staff, &[]).membership.certs[0].clone());
+            let mut b = blob("G01", &format!("hh-{i}"));
+            b.sealed = vec![i as u8; size];
+            requests.push(stranger.signed(Body::Push { blobs: vec![b.clone()] }));
+            let mut member = root.member(Role::Staff, &[]);
+            requests.push(member.signed(Body::Push { blobs: vec![b] }));
+        }
+        println!("16 requests signed in {:?}", signing.elapsed());
+        let sending = std::time::Instant::now();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let sent: Vec<_> = requests
+            .into_iter()
+            .map(|body| {
+                let (client, url) = (client.clone(), relay.url.clone());
+                tokio::spawn(async move {
+                    match client.post(format!("{url}/v1")).body(body).send().await {
+                        Ok(r) => Some(r.status().as_u16()),
+                        // A refused stranger's connection is closed while it still sends.
+                        Err(_) => None,
+                    }
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for s in sent {
+            statuses.push(tokio::time::timeout(Duration::from_secs(120), s).await.unwrap().unwrap());
+        }
+        let stored = statuses.iter().filter(|s| **s == Some(200)).count();
+        assert!(stored >= 1, "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| matches!(s, None | Some(200 | 403 | 503))),
+            "{statuses:?}"
+        );
+        let peak = peak_rss_mb(relay.child.id());
+        println!(
+            "relay peak RSS with 16 requests of 64 MiB at once: {peak} MB; statuses {statuses:?} in {:?}",
+            sending.elapsed()
+        );
+        assert!(peak < 400, "the relay's peak RSS was {peak} MB");
+        let r = client.get(format!("{}/health", relay.url)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    });
+}
+
+/// 200 connections that never finish (silent, a header line every few seconds, a body that
+/// never completes) are closed within 30 s, while a member syncs meanwhile.
+#[test]
+fn connections_that_never_finish_are_closed_while_members_sync() {
+    use std::io::{Read, Write};
+    runtime().block_on(async {
+        let relay = start(&[]);
+        let addr = relay.url.trim_start_matches("http://").to_string();
+        let started = std::time::Instant::now();
+        let mut conns = Vec::new();
+        for i in 0..200 {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            match i % 3 {
+                0 => {}
+                1 => c.write_all(b"POST /v1 HTTP/1.1\r\nHost: x\r\n").unwrap(),
+                _ => c
+                    .write_all(
+                        b"POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n\x00\x01",
+                    )
+                    .unwrap(),
+            }
+            conns.push((i, c));
+        }
+        // A member syncs while they hang.
+        let mut root = Device::root("c1");
+        let (status, _) = post(
+            &relay,
+            root.signed(Body::Push {
+                blobs: vec![blob("G01", "hh-1")],
+            }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Keep trickling header lines; count connections the relay closed.
+        let mut open: Vec<(usize, std::net::TcpStream)> = conns;
+        let deadline = started + Duration::from_secs(40);
+        while !open.is_empty() && std::time::Instant::now() < deadline {
+            let mut still = Vec::new();
+            for (i, mut c) in open {
+                if i % 3 == 1 {
+                    let _ = c.write_all(b"X-Slow: 1\r\n");
+                }
+                let mut buf = [0u8; 512];
+                match c.read(&mut buf) {
+                    // Closed (after a refusal, or without a word).
+                    Ok(0) => {}
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        still.push((i, c))
+                    }
+                    Err(_) => {}
+                    // An answer (408): read on until it closes.
+                    Ok(_) => still.push((i, c)),
+                }
+            }
+            open = still;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let took = started.elapsed();
+        assert!(
+            open.is_empty(),
+            "{} connections still open after {took:?}",
+            open.len()
+        );
+        assert!(took < Duration::from_secs(31), "closed after {took:?}");
+        println!("200 unfinished connections closed within {took:?}");
+        // And members still sync.
+        let mut g1 = root.member(Role::Grid, &["G01"]);
+        assert_eq!(pull(&relay, &mut g1).await.len(), 1);
+    });
+}
+
+/// Under an open-file limit of 128, 150 silent connections do not stop the relay: it refuses
+/// connections beyond its cap at once, and a member gets through once the silent ones are closed.
+#[test]
+fn an_open_file_limit_does_not_stop_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 128 && exec {} --data {} --listen 127.0.0.1:0",
+            env!("CARGO_BIN_EXE_linli-relay"),
+            dir.path().display()
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let addr = url.trim_start_matches("http://").to_string();
+    let silent: Vec<_> = (0..150)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    let started = std::time::Instant::now();
+    let mut root = Device::root("c1");
+    let ok = runtime().block_on(async {
+        while started.elapsed() < Duration::from_secs(30) {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let sent = reqwest::Client::new()
+                .post(format!("{url}/v1"))
+                .body(root.signed(Body::Pull {
+                    since: 0,
+                    max_bytes: 1,
+                }))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            if let Ok(r) = sent
+                && r.status().as_u16() == 200
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        false
+    });
+    println!("a member got through after {:?}", started.elapsed());
+    drop(silent);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "no member request got through in 30 s");
 }
