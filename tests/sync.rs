@@ -729,3 +729,177 @@ fn a_live_upload_cut_before_the_relay_answers_is_sent_again() {
     assert_eq!(show(&b, &id)["notes"], "电梯停运，已报修");
     assert_eq!(show(&b, &id), show(&a, &id));
 }
+
+/// `POST /v1` on the relay at `url` with `body`, over a plain socket: (status, answer).
+fn post_raw(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1 HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..end]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, answer[end + 4..].to_vec())
+}
+
+/// A push signed by the device of the store in `dir`, as a hostile member would send it.
+fn hostile_push(dir: &Path, url: &str, blobs: Vec<linli_wire::relay::NewBlob>) -> u16 {
+    let store = linli_sync::Store::open(dir).unwrap();
+    let me = store.identity().unwrap();
+    let request = linli_wire::relay::Request {
+        membership: me.membership,
+        counter: store.next_counter().unwrap(),
+        body: linli_wire::relay::Body::Push { blobs },
+    };
+    let bytes = linli_wire::encode(&linli_wire::relay::Signed::sign(&me.key, &request));
+    post_raw(url, &bytes).0
+}
+
+/// One unreadable blob stopped every device's sync for good ("sealed data for scope * does
+/// not open"), and `linli compact` could not repair it. Now a blob a device cannot use (bytes
+/// that do not open, or a household sealed for the community-wide scope) is set aside with who
+/// sent it, the cursor moves on, nothing readable is lost, and staff have the relay drop it.
+#[test]
+fn a_blob_nobody_can_read_is_set_aside_and_staff_have_it_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, o, g, n] = dirs(tmp.path(), ["a", "o", "g", "n"]);
+    let relay = Relay::start(&tmp.path().join("relay"), 0);
+    ok(&a, &["demo", "--households", "60", "--seed", "4"]);
+    ok(&a, &["sync", "--relay", &relay.url]);
+    ok(&o, &["join", &invite(&a, &["--role", "owners"])]);
+    ok(
+        &g,
+        &["join", &invite(&a, &["--role", "grid", "--grid", "G01"])],
+    );
+    ok(&o, &["sync"]);
+    ok(&g, &["sync"]);
+    let households_before = households(&a).len();
+
+    // The owners' committee device pushes 64 zero bytes as a community-wide blob, and a
+    // validly sealed bundle holding a household with its ID numbers in the community-wide
+    // scope (every owners' device would receive it).
+    let garbage = linli_wire::relay::NewBlob {
+        scope: "*".into(),
+        kind: linli_wire::relay::BlobKind::Changes,
+        docs: vec!["notice-x".into()],
+        covers: 0,
+        sealed: vec![0; 64],
+    };
+    assert_eq!(hostile_push(&o, &relay.url, vec![garbage]), 200);
+    let line = r#"{"kind":"household","id":"hh-900001","grid":"G01","compound":"幸福里小区","building":"9","unit":"1","room":"101","area_m2":60.0,"tenure":"自住","members":[{"id":"p-9000001","name":"钱多多","gender":"男","birth":"1980-01-01","id_number":"320106198001010011","phone":"13812345678","relation":"户主","tags":[],"notes":""}]}"#;
+    let community = json(&a, &["stats"])["community_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let records =
+        linli_domain::interchange::parse_line(line, &community, linli_domain::today()).unwrap();
+    let sealed_household = {
+        let store = linli_sync::Store::open(&o).unwrap();
+        let key = store.scope_key("*").unwrap().unwrap();
+        let mut bundle = linli_wire::Bundle::default();
+        for mut r in records {
+            if let linli_domain::AnyRecord::Household(h) = &mut r {
+                h.scope.grid = None;
+            }
+            if let linli_domain::AnyRecord::Sensitive(s) = &mut r {
+                s.scope.grid = None;
+            }
+            let mut doc = automerge::AutoCommit::new();
+            r.reconcile_into(&mut doc).unwrap();
+            bundle.docs.push(linli_wire::DocPayload {
+                id: r.id().to_string(),
+                collection: r.collection().code().to_string(),
+                bytes: doc.save(),
+            });
+        }
+        linli_wire::seal_bundle(&key, &community, "*", &bundle).unwrap()
+    };
+    let sneaked = linli_wire::relay::NewBlob {
+        scope: "*".into(),
+        kind: linli_wire::relay::BlobKind::Changes,
+        docs: vec!["hh-900001".into(), "hh-900001.pii".into()],
+        covers: 0,
+        sealed: sealed_household,
+    };
+    assert_eq!(hostile_push(&o, &relay.url, vec![sneaked]), 200);
+    // Staff write after it: their change must still arrive everywhere.
+    ok(&a, &["edit", "hh-000001", "notes", "有害数据之后的修改"]);
+    ok(&a, &["sync"]);
+
+    // The grid worker's sync goes on, and says what it set aside (the sender is not handed
+    // back its own blobs).
+    let r = json(&g, &["sync"]);
+    assert_eq!(r["set_aside"], 2, "{r}");
+    assert_eq!(json(&o, &["sync"])["set_aside"], 0);
+    let second = json(&g, &["sync"]);
+    assert_eq!(
+        second["set_aside"], 0,
+        "the cursor moved past them: {second}"
+    );
+    let listed = json(&g, &["set-aside"]);
+    let aside = listed["set_aside"].as_array().unwrap();
+    assert_eq!(aside.len(), 2, "{listed}");
+    let owners_key = {
+        let store = linli_sync::Store::open(&o).unwrap();
+        data_hex(&store.identity().unwrap().key.public())
+    };
+    assert!(
+        aside.iter().all(|x| x["sender"] == owners_key.as_str()),
+        "{listed}"
+    );
+    assert!(
+        aside
+            .iter()
+            .any(|x| x["reason"].as_str().unwrap().contains("does not open"))
+    );
+    assert!(
+        aside
+            .iter()
+            .any(|x| x["reason"].as_str().unwrap().contains("scope"))
+    );
+    let text = ok(&g, &["set-aside"]);
+    assert!(
+        text.contains("发送了无法解读的数据") && text.contains(&owners_key[..8]),
+        "{text}"
+    );
+    // Nothing of the hostile household was stored, and what came after it arrived.
+    assert!(households(&g).iter().all(|h| h["id"] != "hh-900001"));
+    assert!(!ok(&o, &["--json", "list", "households"]).contains("hh-900001"));
+    // The grid worker may receive hh-000001 only if it is in G01; staff's other device does.
+    ok(&n, &["join", &invite(&a, &["--role", "staff"])]);
+    let first = json(&n, &["sync"]);
+    assert_eq!(first["set_aside"], 2, "{first}");
+    assert_eq!(show(&n, "hh-000001")["notes"], "有害数据之后的修改");
+    assert_eq!(households(&n).len(), households_before);
+
+    // Staff compact (it syncs first), and have the relay drop what they set aside; the owners'
+    // device may not.
+    ok(&n, &["compact"]);
+    let e = err(&o, &["set-aside", "--drop"]);
+    assert!(e.contains("only committee staff"), "{e}");
+    let dropped = json(&n, &["set-aside", "--drop"]);
+    assert_eq!(dropped["dropped"], 2, "{dropped}");
+    assert_eq!(dropped["set_aside"].as_array().unwrap().len(), 0);
+    // A device joining now never sees them.
+    let fresh = tmp.path().join("fresh");
+    ok(
+        &fresh,
+        &["join", &invite(&a, &["--role", "grid", "--grid", "G01"])],
+    );
+    let r = json(&fresh, &["sync"]);
+    assert_eq!(r["set_aside"], 0, "{r}");
+}
+
+fn data_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -281,8 +281,21 @@ export interface SyncStatus {
   last_sent: number
   /** Connected: changes arrive as they are made. */
   live: boolean
+  /** Received blobs that could not be read, set aside (sync went on without them). */
+  set_aside: number
   /** The order statuses were read in: a larger one was read later (see `showSync`). */
   rev: number
+}
+
+/** A blob received from the relay that this device could not read. */
+export interface SetAside {
+  peer: string
+  seq: number
+  scope: string
+  sender: string
+  received_ms: number
+  reason: string
+  bytes: number
 }
 
 export interface Template { name: string; items: string[] }
@@ -400,6 +413,8 @@ export const api = {
   syncStatus: () => invoke<SyncStatus>('sync_status'),
   setRelay: (url: string) => invoke<SyncStatus>('set_relay', { url }),
   syncNow: () => invoke<SyncStatus>('sync_now'),
+  setAside: () => invoke<SetAside[]>('set_aside'),
+  dropSetAside: () => invoke<number>('drop_set_aside'),
 }
 
 export function onSyncStatus(cb: (s: SyncStatus) => void): Promise<UnlistenFn> {

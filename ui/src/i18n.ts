@@ -28,6 +28,7 @@ export const zh = {
     offline: '离线，稍后重试', failed: '同步失败，稍后重试', never: '尚未同步',
     synced: '已同步（{ago}）', live: '已连接，实时同步', justNow: '刚刚', minutesAgo: '{n} 分钟前', waiting: '{n} 项待同步',
     now: '立即同步', relay: '街道中继地址', setRelay: '保存中继', lastError: '最近错误', lastSynced: '上次同步',
+    setAside: '{n} 份数据无法解读，已搁置',
   },
   overview: {
     title: '社区概览', households: '户数', people: '实有人口', openRequests: '未结诉求',
@@ -123,6 +124,10 @@ export const zh = {
     lastSynced: '上次同步 {time}', notReached: '最近未连上', forget: '忘记',
     serveHint: '打开后，本机在所在局域网（办公室 Wi-Fi、手机热点）中公告自己，并自动与同一网络中同样打开此项的本社区设备同步，无需连接码。',
     nearby: '在附近', nearbyDevice: '本社区设备 {key}', devices: '设备',
+    asideTitle: '无法解读的数据', asideHint: '下列数据本机收到后无法解读，已搁置；同步照常进行，其余数据没有丢失。可能是某台设备出了故障或被人篡改。',
+    asideRow: '设备 {sender} 发送了无法解读的数据（{scope}，{time}，{bytes} 字节）',
+    asideScopeAll: '全社区', asideDrop: '让中继删除这些数据', asideDropped: '中继已删除 {n} 份数据',
+    asideConfirm: '让中继删除这 {n} 份无法解读的数据？删除后任何设备都不会再收到它们。',
   },
   time: { hours: '{n} 小时', days: '{n} 天' },
   error: {
@@ -157,6 +162,7 @@ export const en: Messages = {
     offline: 'Offline, retrying later', failed: 'Sync failed, retrying later', never: 'Not synced yet',
     synced: 'Synced ({ago})', live: 'Connected, live', justNow: 'just now', minutesAgo: '{n} min ago', waiting: '{n} waiting',
     now: 'Sync now', relay: "Street office's relay", setRelay: 'Save relay', lastError: 'Last error', lastSynced: 'Last synced',
+    setAside: '{n} unreadable, set aside',
   },
   overview: {
     title: 'Community overview', households: 'Households', people: 'Residents', openRequests: 'Open requests',
@@ -257,6 +263,10 @@ export const en: Messages = {
     lastSynced: 'last synced {time}', notReached: 'not reached lately', forget: 'Forget',
     serveHint: 'While on, this device announces itself on the local network (office Wi-Fi, a phone hotspot) and syncs by itself with the devices of this community there that have this on too; no code needed.',
     nearby: 'Nearby', nearbyDevice: 'Device of this community {key}', devices: 'Devices',
+    asideTitle: 'Data that could not be read', asideHint: 'This device received the data below and could not read it, so it was set aside; syncing goes on and nothing else was lost. A device may be faulty, or the data tampered with.',
+    asideRow: 'Device {sender} sent data that could not be read ({scope}, {time}, {bytes} bytes)',
+    asideScopeAll: 'whole community', asideDrop: 'Have the relay delete this data', asideDropped: 'The relay deleted {n} item(s)',
+    asideConfirm: 'Have the relay delete these {n} unreadable item(s)? No device will receive them again.',
   },
   time: { hours: '{n} h', days: '{n} days' },
   error: {

@@ -62,6 +62,13 @@ type T = (key: string, params?: Record<string, unknown>) => string
 /** What the always-visible sync status says, and its tone. */
 export function syncLabel(s: SyncStatus | null, now: number, t: T): { tone: 'ok' | 'busy' | 'warn' | 'off'; text: string } {
   if (!s) return { tone: 'off', text: t('sync.unknown') }
+  const label = syncPhaseLabel(s, now, t)
+  // Data nobody here can read was set aside: sync goes on, but staff should look.
+  if (s.set_aside > 0) return { tone: 'warn', text: label.text + ' · ' + t('sync.setAside', { n: s.set_aside }) }
+  return label
+}
+
+function syncPhaseLabel(s: SyncStatus, now: number, t: T): { tone: 'ok' | 'busy' | 'warn' | 'off'; text: string } {
   const waiting = s.pending > 0 ? ' · ' + t('sync.waiting', { n: s.pending }) : ''
   switch (s.phase) {
     case 'no_relay':

@@ -33,7 +33,7 @@ describe('dates in China time', () => {
 function status(p: Partial<SyncStatus>): SyncStatus {
   return {
     phase: 'synced', relay: 'http://127.0.0.1:8080', last_synced_ms: null, pending: 0,
-    last_error: null, failures: 0, next_attempt_ms: null, last_received: 0, last_sent: 0, live: false, rev: 1, ...p,
+    last_error: null, failures: 0, next_attempt_ms: null, last_received: 0, last_sent: 0, live: false, set_aside: 0, rev: 1, ...p,
   }
 }
 
@@ -43,6 +43,8 @@ describe('the sync status line', () => {
     expect(syncLabel(status({ last_synced_ms: T0 - 5 * 60000 }), T0, t)).toEqual({ tone: 'ok', text: '已同步（5 分钟前）' })
     expect(syncLabel(status({ last_synced_ms: T0, pending: 3 }), T0, t)).toEqual({ tone: 'warn', text: '已同步（刚刚） · 3 项待同步' })
     expect(syncLabel(status({ phase: 'offline', pending: 2 }), T0, t).text).toBe('离线，稍后重试 · 2 项待同步')
+    // Data set aside is said whatever the phase, as a warning.
+    expect(syncLabel(status({ live: true, set_aside: 2 }), T0, t)).toEqual({ tone: 'warn', text: '已连接，实时同步 · 2 份数据无法解读，已搁置' })
     expect(syncLabel(status({ phase: 'syncing' }), T0, t).tone).toBe('busy')
     expect(syncLabel(status({ phase: 'no_relay', relay: null }), T0, t).tone).toBe('off')
     expect(syncLabel(null, T0, t).tone).toBe('off')

@@ -11,7 +11,7 @@ describe('the sync badge', () => {
     state.now = Date.parse('2026-03-05T01:30:00Z')
     state.sync = {
       phase: 'offline', relay: 'http://127.0.0.1:1', last_synced_ms: null, pending: 4,
-      last_error: 'connection refused', failures: 2, next_attempt_ms: null, last_received: 0, last_sent: 0, live: false, rev: 1,
+      last_error: 'connection refused', failures: 2, next_attempt_ms: null, last_received: 0, last_sent: 0, live: false, set_aside: 0, rev: 1,
     }
     const w = mount(SyncBadge, { global: { plugins: [i18n, ElementPlus] } })
     expect(w.get('[data-test=sync-status]').text()).toContain('离线，稍后重试 · 4 项待同步')
@@ -27,7 +27,7 @@ describe('the sync badge', () => {
     state.now = Date.parse('2026-03-05T01:30:00Z')
     const base = {
       phase: 'synced' as const, relay: 'http://127.0.0.1:1', last_synced_ms: state.now, last_error: null,
-      failures: 0, next_attempt_ms: null, last_received: 0, last_sent: 1,
+      failures: 0, next_attempt_ms: null, last_received: 0, last_sent: 1, set_aside: 0,
     }
     state.sync = null
     const w = mount(SyncBadge, { global: { plugins: [i18n, ElementPlus] } })

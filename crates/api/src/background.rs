@@ -63,6 +63,9 @@ pub struct SyncStatus {
     /// Connected: a live session is held open on the relay, so changes arrive and leave as
     /// they are made.
     pub live: bool,
+    /// Blobs received that could not be read and were set aside (sync went on without them;
+    /// committee staff can have the relay drop them, see [`Api::drop_set_aside`]).
+    pub set_aside: usize,
     /// The order in which statuses were taken: one with a larger number was read later. A
     /// status reaches the screens both as a command's answer and as an event, and these may
     /// arrive out of order: the screens keep the one with the largest number, so that an
@@ -127,6 +130,7 @@ pub(crate) fn initial_status(store: &Store) -> Result<SyncStatus, ApiError> {
         last_received: 0,
         last_sent: 0,
         live: false,
+        set_aside: 0,
         rev: 0,
     })
 }
@@ -147,20 +151,22 @@ impl Api {
     pub fn sync_status(&self) -> Result<SyncStatus, ApiError> {
         // Numbered before anything is read: a status numbered later reads a later state.
         let rev = self.next_rev();
-        let (relay, pending, last) = {
+        let (relay, pending, last, set_aside) = {
             let store = self.store();
             let relay = if store.community_id()?.is_some() {
                 store.default_relay()?
             } else {
                 None
             };
+            let set_aside = store.set_aside_count()?;
             match self.relay_peer(&store)? {
                 Some(peer) => (
                     relay,
                     store.pending(&peer, 0)?.1,
                     store.peer_synced_ms(&peer)?,
+                    set_aside,
                 ),
-                None => (relay, 0, None),
+                None => (relay, 0, None, set_aside),
             }
         };
         let mut s = self.sync_lock();
@@ -171,6 +177,7 @@ impl Api {
         }
         s.relay = relay;
         s.pending = pending;
+        s.set_aside = set_aside;
         s.last_synced_ms = last.or(s.last_synced_ms);
         Ok(SyncStatus { rev, ..s.clone() })
     }
@@ -284,6 +291,35 @@ impl Api {
                 "compacted the relay"),
             Err(e) => tracing::warn!(error = %e, "compacting the relay failed"),
         }
+    }
+
+    /// What this device received and could not read (set aside so that sync goes on),
+    /// newest first.
+    pub fn set_aside(&self) -> Result<Vec<linli_sync::SetAside>, ApiError> {
+        Ok(self.store().set_aside()?)
+    }
+
+    /// Committee staff only: has the relay drop the blobs this device set aside (nobody can
+    /// read them, and they cost every new device a download), then forgets them here.
+    /// Returns how many the relay dropped.
+    pub fn drop_set_aside(&self) -> Result<usize, ApiError> {
+        {
+            let store = self.store();
+            if !self.role(&store)?.may_manage {
+                return Err(ApiError::Forbidden(
+                    "only committee staff may have the relay drop data".into(),
+                ));
+            }
+        }
+        let relay = self.sync_status()?.relay.ok_or_else(|| {
+            ApiError::invalid("relay", "no relay is set: set the relay in Settings first")
+        })?;
+        let mut store = Store::open(&self.dir)?;
+        let dropped = crate::rt::on_own_runtime(|rt| {
+            Ok(rt.block_on(linli_sync::relay_client::drop_set_aside(&mut store, &relay))?)
+        })?;
+        tracing::info!(dropped, "the relay dropped blobs set aside here");
+        Ok(dropped)
     }
 
     fn record_failure(&self, e: &ApiError) -> SyncStatus {

@@ -34,6 +34,7 @@ pub use board::{BoardRow, NoticeView};
 pub use error::ApiError;
 pub use linli_sync::Hit;
 pub use linli_sync::KnownPeer;
+pub use linli_sync::SetAside;
 pub use linli_sync::screens::{CompoundNode, HouseholdRow};
 pub use overview::Overview;
 pub use peers::{NearbyPeer, PeerServer, PeerSync};

@@ -59,7 +59,9 @@ enum Command {
         /// Street (街道) the community belongs to.
         #[arg(long, default_value = "")]
         street: String,
-        /// Community id (default: derived from a random number).
+        /// The start of the community id, e.g. its administrative code (default `c`); the id
+        /// is this label, `-` and a tag of this device's key, so that nobody else can register
+        /// it on a relay.
         #[arg(long)]
         id: Option<String>,
     },
@@ -175,6 +177,17 @@ enum Command {
     /// so that new devices download documents once, compact. Staff devices compact every
     /// scope; others the scopes they may write. 压缩中继数据。
     Compact {
+        /// The relay (default: this store's).
+        #[arg(long)]
+        relay: Option<String>,
+    },
+    /// List what was received from the relay and could not be read (set aside, so that sync
+    /// goes on); with --drop, have the relay delete those blobs (committee staff only).
+    /// 无法解读的数据。
+    SetAside {
+        /// Have the relay drop the blobs listed, then forget them here.
+        #[arg(long)]
+        drop: bool,
         /// The relay (default: this store's).
         #[arg(long)]
         relay: Option<String>,
@@ -297,7 +310,7 @@ fn run(cli: Cli) -> Result<()> {
                     &mut store,
                     "幸福社区",
                     "和平街道",
-                    Some(&format!("demo-{seed}")),
+                    Some(&format!("demo{seed}")),
                     cli.user.as_deref(),
                 )?;
             }
@@ -504,6 +517,34 @@ fn run(cli: Cli) -> Result<()> {
                 },
             );
         }
+        Command::SetAside { drop, relay } => {
+            let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;
+            let dropped = if *drop {
+                Some(runtime.block_on(linli_sync::relay_client::drop_set_aside(&mut store, &url))?)
+            } else {
+                None
+            };
+            let aside = store.set_aside()?;
+            out.emit(&json!({"set_aside": aside, "dropped": dropped}), || {
+                if let Some(n) = dropped {
+                    say!("中继已删除 The relay dropped {n} blob(s)");
+                }
+                if aside.is_empty() {
+                    say!("没有搁置的数据 Nothing set aside");
+                }
+                for a in &aside {
+                    say!(
+                        "#{} 网格 scope {} · 设备 device {} 发送了无法解读的数据 sent data that could not be read · {} · {} B · {}",
+                        a.seq,
+                        a.scope,
+                        a.sender_short(),
+                        linli_domain::Timestamp(a.received_ms).to_china().format("%Y-%m-%d %H:%M"),
+                        a.bytes,
+                        output::escape(&a.reason)
+                    );
+                }
+            });
+        }
         Command::Sync {
             relay,
             watch,
@@ -543,7 +584,7 @@ fn relay_session(
 
 fn sync_json(url: &str, event: &str, r: &SyncReport) -> serde_json::Value {
     json!({"relay": url, "event": event, "sent": r.sent, "created": r.created, "changed": r.changed,
-           "unchanged": r.unchanged, "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
+           "unchanged": r.unchanged, "set_aside": r.set_aside, "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
            "round_trips": r.round_trips, "ms": r.ms,
            "peak_rss_mb": rss::tenths(rss::peak_rss_mb()), "cpu_ms": rss::tenths(rss::cpu_ms())})
 }

@@ -36,6 +36,13 @@ pub fn say_counts(what: &str, with: &str, r: &linli_sync::relay_client::SyncRepo
         r.round_trips,
         r.ms
     );
+    if r.set_aside > 0 {
+        say!(
+            "注意 Note: {} 份收到的数据无法解读，已搁置 {} received blob(s) could not be read and were set aside (linli set-aside)",
+            r.set_aside,
+            r.set_aside
+        );
+    }
 }
 
 /// Output settings.
@@ -58,6 +65,27 @@ impl Out {
             human();
         }
     }
+}
+
+/// Text from a record made safe for a terminal: control characters (terminal escapes, line
+/// breaks) and direction overrides are shown as `\u{1b}` instead of acting. Records are
+/// validated when written here, but a document received from another device may hold
+/// anything.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    let acts =
+        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(acts) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if acts(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Columns on a terminal: CJK characters take two.
@@ -88,10 +116,10 @@ pub fn print_rows(rows: &[Row]) {
     for r in rows {
         say!(
             "{}  {}  {}  {}",
-            pad(&r.id, w_id),
-            pad(r.grid.as_deref().unwrap_or("-"), 4),
-            pad(&r.title, w_title),
-            r.detail
+            pad(&escape(&r.id), w_id),
+            pad(&escape(r.grid.as_deref().unwrap_or("-")), 4),
+            pad(&escape(&r.title), w_title),
+            escape(&r.detail)
         );
     }
     say!("共 {} 条 · {} rows", rows.len(), rows.len());
@@ -112,14 +140,16 @@ pub fn print_hits(hits: &[Hit]) {
     for h in hits {
         say!(
             "{}  {}  {}  {}  {}  ({})",
-            pad(&h.id, 10),
-            pad(&h.name, w_name),
-            pad(h.grid.as_deref().unwrap_or("-"), 4),
-            h.address,
-            linli_domain::Relation::parse(&h.relation)
-                .map(|r| r.zh())
-                .unwrap_or(&h.relation),
-            h.matched
+            pad(&escape(&h.id), 10),
+            pad(&escape(&h.name), w_name),
+            pad(&escape(h.grid.as_deref().unwrap_or("-")), 4),
+            escape(&h.address),
+            escape(
+                linli_domain::Relation::parse(&h.relation)
+                    .map(|r| r.zh())
+                    .unwrap_or(&h.relation)
+            ),
+            escape(h.matched)
         );
     }
 }
@@ -129,7 +159,7 @@ fn print_value(key: &str, v: &Value, indent: usize) {
     match v {
         Value::Object(map) => {
             if !key.is_empty() {
-                say!("{pad}{key}:");
+                say!("{pad}{}:", escape(key));
             }
             let inner = if key.is_empty() { indent } else { indent + 1 };
             for (k, v) in map {
@@ -137,22 +167,22 @@ fn print_value(key: &str, v: &Value, indent: usize) {
             }
         }
         Value::Array(items) if items.iter().any(|i| i.is_object()) => {
-            say!("{pad}{key}: ({})", items.len());
+            say!("{pad}{}: ({})", escape(key), items.len());
             for (i, item) in items.iter().enumerate() {
                 print_value(&format!("[{i}]"), item, indent + 1);
             }
         }
         Value::Array(items) => {
             let parts: Vec<String> = items.iter().map(scalar).collect();
-            say!("{pad}{key}: [{}]", parts.join(", "));
+            say!("{pad}{}: [{}]", escape(key), parts.join(", "));
         }
-        other => say!("{pad}{key}: {}", scalar(other)),
+        other => say!("{pad}{}: {}", escape(key), scalar(other)),
     }
 }
 
 fn scalar(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => escape(s).into_owned(),
         Value::Null => "-".into(),
         other => other.to_string(),
     }
@@ -169,13 +199,13 @@ pub fn print_history(entries: &[HistoryEntry]) {
         say!(
             "{}  {} @ {}  {}  [{}]",
             e.time,
-            if e.by.is_empty() { "?" } else { &e.by },
-            e.device,
-            e.what,
-            e.doc
+            escape(if e.by.is_empty() { "?" } else { &e.by }),
+            escape(&e.device),
+            escape(&e.what),
+            escape(&e.doc)
         );
         for c in e.changes.iter().take(20) {
-            say!("    {c}");
+            say!("    {}", escape(c));
         }
         if e.changes.len() > 20 {
             say!("    … {} more", e.changes.len() - 20);

@@ -25,6 +25,25 @@ pub struct AuditEntry {
 }
 
 impl Store {
+    /// Whether this device's role may see ID numbers and phones in full: committee staff and
+    /// grid workers may, owners' committee members may not (个人信息保护法: minimum necessary).
+    pub fn may_reveal(&self) -> Result<bool, StoreError> {
+        Ok(self.identity()?.grant.role != linli_wire::Role::Owners)
+    }
+
+    /// The one door to a sensitive value in full: refuses a role that may not see it, and
+    /// writes the audit entry (who, when, whose record, which fields) before anything is shown.
+    pub fn check_reveal(&self, target: &str, detail: &str) -> Result<(), StoreError> {
+        if !self.may_reveal()? {
+            return Err(StoreError::Identity(
+                "this device's role (owners' committee) may not see ID numbers or phones in full; \
+                 该设备的角色（业委会）不能查看完整的证件号码和电话"
+                    .into(),
+            ));
+        }
+        self.audit("reveal", target, detail)
+    }
+
     /// Appends to the audit log, as the current user.
     pub fn audit(&self, action: &str, target: &str, detail: &str) -> Result<(), StoreError> {
         self.conn()

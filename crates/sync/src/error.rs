@@ -99,6 +99,15 @@ pub enum StoreError {
         /// The line where it first appeared.
         first: usize,
     },
+    /// A document received from another device was refused (it does not load, does not
+    /// read as its collection, or claims another scope than it came sealed for).
+    #[error("received document {id} refused: {reason}")]
+    Received {
+        /// Document id.
+        id: String,
+        /// Why (never a value of the document).
+        reason: String,
+    },
     /// The store has no community yet.
     #[error("this store has no community yet: run `linli init --community NAME` first")]
     NoCommunity,
@@ -118,6 +127,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The id of the received document this error refused, if it is such a refusal (and not
+    /// a failure of the store itself, which refuses nothing received).
+    pub fn refused_document(&self) -> Option<&str> {
+        match self {
+            StoreError::Received { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
     /// Whether SQLite refused the write because the disk (or the store's size limit) is full.
     /// The transaction was rolled back: nothing of it was written.
     pub fn is_storage_full(&self) -> bool {

@@ -84,6 +84,9 @@ impl Store {
     /// The history of a record: for a household or a person, of the household document and
     /// its sensitive document; for a person only the changes that touch them. Oldest first.
     pub fn history(&self, id: &str, reveal: bool) -> Result<Vec<HistoryEntry>, StoreError> {
+        if reveal {
+            self.check_reveal(id, "history")?;
+        }
         let (docs, person): (Vec<String>, Option<&str>) = match self.collection_of(id)? {
             Some(Collection::Household) => (vec![id.to_string(), Sensitive::doc_id(id)], None),
             Some(_) => (vec![id.to_string()], None),

@@ -4,6 +4,7 @@
 //! incrementally and compacted, with a local change feed and derived query tables. See
 //! `ARCHITECTURE.md` for how it fits with the rest.
 
+mod aside;
 mod audit;
 pub mod checkpoint;
 mod codec;
@@ -27,6 +28,7 @@ pub mod replica;
 pub mod screens;
 pub mod store;
 
+pub use aside::SetAside;
 pub use audit::AuditEntry;
 pub use codec::TRAIN_AFTER;
 pub use error::StoreError;

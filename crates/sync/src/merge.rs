@@ -53,9 +53,22 @@ impl Store {
         incoming: Vec<Incoming>,
         cursor: Option<u64>,
     ) -> Result<MergeReport, StoreError> {
+        self.merge_setting_aside(peer, incoming, cursor, &[])
+    }
+
+    /// As [`Store::merge`], also recording blobs of the peer's that were `aside` (not used),
+    /// in the same transaction as the cursor that moves past them.
+    pub fn merge_setting_aside(
+        &mut self,
+        peer: &str,
+        incoming: Vec<Incoming>,
+        cursor: Option<u64>,
+        aside: &[crate::SetAside],
+    ) -> Result<MergeReport, StoreError> {
         let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
         let (tx, dicts) = self.immediate_with_dicts()?;
         let report = merge_in(&tx, dicts, &community, peer, incoming)?;
+        crate::aside::record(&tx, aside)?;
         if let Some(cursor) = cursor {
             tx.execute(
                 "INSERT INTO peers (peer, cursor, synced_ms) VALUES (?1, ?2, ?3)
@@ -129,10 +142,9 @@ fn merge_one(
 ) -> Result<Merged, StoreError> {
     let inc = job.inc;
     let id = inc.id.as_str();
-    let refuse = |message: String| StoreError::Field {
+    let refuse = |reason: String| StoreError::Received {
         id: id.to_string(),
-        field: "sync".into(),
-        message,
+        reason,
     };
     let collection = Collection::parse(&inc.collection)
         .ok_or_else(|| refuse(format!("unknown collection {}", inc.collection)))?;
@@ -167,7 +179,19 @@ fn merge_one(
     let outcome = if after == before {
         None
     } else {
-        let rec = hydrate(id, collection, &doc)?;
+        // Why a record does not read is not told: the message could quote a value.
+        let rec = hydrate(id, collection, &doc).map_err(|_| {
+            refuse(format!(
+                "it does not read as a record of {}",
+                collection.code()
+            ))
+        })?;
+        if rec.id() != id {
+            return Err(refuse("it holds another record's id".into()));
+        }
+        if let Err(e) = rec.scope().check(collection) {
+            return Err(refuse(format!("its scope is not allowed: {e}")));
+        }
         if rec.scope().community != community || scope_name(rec.scope()) != inc.scope {
             return Err(refuse(format!(
                 "belongs to scope {}/{}, but came sealed for scope {}",
@@ -264,10 +288,9 @@ fn merge_in(
         match at.get(&inc.id) {
             Some(&i) if grouped[i].0.scope == inc.scope => grouped[i].1.push(bytes),
             Some(_) => {
-                return Err(StoreError::Field {
+                return Err(StoreError::Received {
                     id: inc.id,
-                    field: "sync".into(),
-                    message: "arrived sealed for two different scopes".into(),
+                    reason: "it arrived sealed for two different scopes".into(),
                 });
             }
             None => {

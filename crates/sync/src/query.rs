@@ -248,6 +248,10 @@ impl Store {
     /// fields; a person is their [`PersonRecord`]; ID numbers and phones are masked unless
     /// `reveal`.
     pub fn view(&self, id: &str, reveal: bool) -> Result<Value, StoreError> {
+        if reveal {
+            // The role check and the audit entry come with every reveal, whatever the door.
+            self.check_reveal(id, "id_number,phone")?;
+        }
         if let Some(collection) = self.collection_of(id)? {
             return match collection {
                 Collection::Household => {
@@ -323,6 +327,10 @@ impl Store {
         filter: &ListFilter,
         reveal: bool,
     ) -> Result<Vec<Value>, StoreError> {
+        if reveal && !self.may_reveal()? {
+            // Refused before anything is read, even an empty list.
+            self.check_reveal("", "")?;
+        }
         self.list(collection, filter)?
             .iter()
             .map(|row| self.view(&row.id, reveal))

@@ -227,6 +227,8 @@ pub struct SyncReport {
     pub bytes_up: u64,
     /// Response bytes received (HTTP bodies).
     pub bytes_down: u64,
+    /// Blobs received that could not be used and were set aside (see [`Store::set_aside`]).
+    pub set_aside: usize,
     /// Requests made.
     pub round_trips: u32,
     /// Wall time.
@@ -393,6 +395,23 @@ pub fn seal_outbox_after(
         let shown: Vec<&str> = o.docs.iter().take(3).map(|d| d.id.as_str()).collect();
         return Err(not_allowed(&me.grant, &o.scope, &shown, o.docs.len()));
     }
+    // A household, its sensitive document, a visit or a task never travels community-wide
+    // (every owners' committee device would receive it): refused before anything is sent.
+    for o in outbox
+        .iter()
+        .filter(|o| o.scope == linli_wire::COMMUNITY_WIDE)
+    {
+        if let Some(d) = o.docs.iter().find(|d| {
+            linli_domain::Collection::parse(&d.collection)
+                .is_some_and(|c| c.placement() == linli_domain::Placement::Grid)
+        }) {
+            return Err(SyncError::NotAllowed(format!(
+                "document {} ({}) belongs to a grid but is in the community-wide scope: nothing \
+                 was sent (fix its grid first)",
+                d.id, d.collection
+            )));
+        }
+    }
     seal_groups(store, outbox, BlobKind::Changes, 0)
 }
 
@@ -551,26 +570,128 @@ pub async fn compact(store: &mut Store, url: &str) -> Result<CompactReport, Sync
     })
 }
 
-/// Opens pulled blobs into documents to merge.
-pub fn open_blobs(store: &Store, blobs: &[Blob]) -> Result<Vec<Incoming>, SyncError> {
+/// Has the relay at `url` drop the blobs this device set aside from it (committee staff
+/// only: the relay refuses others), then forgets them here. Returns how many the relay
+/// dropped (a blob another staff device had dropped already is forgotten too).
+pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncError> {
+    let me = store.identity()?;
+    if me.grant.role != linli_wire::Role::Staff {
+        return Err(SyncError::NotAllowed(format!(
+            "only committee staff may have the relay drop data; this device is {}",
+            me.grant.describe()
+        )));
+    }
+    let client = RelayClient::new(url)?;
+    let peer = client.peer();
+    let seqs: Vec<u64> = store
+        .set_aside()?
+        .into_iter()
+        .filter(|a| a.peer == peer)
+        .map(|a| a.seq)
+        .collect();
+    if seqs.is_empty() {
+        return Ok(0);
+    }
+    let mut report = SyncReport::default();
+    let dropped = match client
+        .call(store, Body::Drop { seqs: seqs.clone() }, &mut report)
+        .await?
+    {
+        Response::Dropped { seqs } => seqs.len(),
+        other => {
+            return Err(SyncError::Protocol(format!(
+                "the relay answered a drop with {other:?}"
+            )));
+        }
+    };
+    store.forget_set_aside(&peer, &seqs)?;
+    Ok(dropped)
+}
+
+/// Opens pulled blobs into documents to merge. A blob that does not open (a wrong key,
+/// damaged or made-up bytes, a bundle that does not decode) is set aside, with why; the
+/// others are opened. A scope this device holds no key for is an error of the relay's (it
+/// hands out only the scopes a device may read).
+pub fn open_blobs(
+    store: &Store,
+    peer: &str,
+    blobs: &[&Blob],
+) -> Result<(Vec<Incoming>, Vec<crate::SetAside>), SyncError> {
     let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
     let mut incoming = Vec::new();
+    let mut aside = Vec::new();
     for b in blobs {
         let key = store.scope_key(&b.scope)?.ok_or_else(|| {
             SyncError::Protocol(format!(
                 "received scope {} without holding its key",
-                b.scope
+                linli_wire::check_scope(&b.scope).map_or("(not a scope name)", |_| &b.scope)
             ))
         })?;
-        let bundle = open_bundle(&key, &community, &b.scope, &b.sealed)?;
-        incoming.extend(bundle.docs.into_iter().map(|d| Incoming {
-            scope: b.scope.clone(),
-            id: d.id,
-            collection: d.collection,
-            bytes: d.bytes,
-        }));
+        match open_bundle(&key, &community, &b.scope, &b.sealed) {
+            Ok(bundle) => incoming.extend(bundle.docs.into_iter().map(|d| Incoming {
+                scope: b.scope.clone(),
+                id: d.id,
+                collection: d.collection,
+                bytes: d.bytes,
+            })),
+            Err(e) => aside.push(crate::SetAside::new(peer, b, &e.to_string())),
+        }
     }
-    Ok(incoming)
+    Ok((incoming, aside))
+}
+
+/// Merges pulled blobs with the cursor `next` in one transaction. A blob that does not open,
+/// or holds a document the merge refuses, is set aside (recorded in the same transaction) and
+/// the rest is merged without it: one bad blob never stops a sync, and nothing readable is
+/// lost. Returns the merge and how many blobs were set aside.
+pub(crate) fn merge_blobs(
+    store: &mut Store,
+    peer: &str,
+    blobs: &[Blob],
+    next: u64,
+) -> Result<(crate::MergeReport, usize), SyncError> {
+    let mut using: Vec<&Blob> = blobs.iter().collect();
+    let mut refused: Vec<crate::SetAside> = Vec::new();
+    // Each round sets at least one blob aside, or ends.
+    for _ in 0..=blobs.len() {
+        let (incoming, aside) = open_blobs(store, peer, &using)?;
+        refused.extend(aside);
+        match store.merge_setting_aside(peer, incoming, Some(next), &refused) {
+            Ok(merged) => return Ok((merged, refused.len())),
+            Err(e) => {
+                let Some(id) = e.refused_document().map(str::to_string) else {
+                    return Err(e.into());
+                };
+                let reason = e.to_string();
+                // The blobs that carry the refused document: open each again to look.
+                let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
+                let mut bad = Vec::new();
+                for b in &using {
+                    if refused.iter().any(|a| a.seq == b.seq) {
+                        continue;
+                    }
+                    let Some(key) = store.scope_key(&b.scope)? else {
+                        continue;
+                    };
+                    if let Ok(bundle) = open_bundle(&key, &community, &b.scope, &b.sealed)
+                        && bundle.docs.iter().any(|d| d.id == id)
+                    {
+                        bad.push(b.seq);
+                    }
+                }
+                if bad.is_empty() {
+                    return Err(e.into());
+                }
+                for b in using.iter().filter(|b| bad.contains(&b.seq)) {
+                    refused.push(crate::SetAside::new(peer, b, &reason));
+                }
+                using.retain(|b| !refused.iter().any(|a| a.seq == b.seq));
+            }
+        }
+    }
+    Err(SyncError::Protocol(
+        "received blobs were set aside more often than there are blobs".into(),
+    ))
 }
 
 async fn pull(
@@ -616,10 +737,10 @@ pub(crate) fn receive(
             "the relay's cursor went back from {since} to {next}"
         )));
     }
-    let incoming = open_blobs(store, &blobs)?;
-    let merged = store.merge(peer, incoming, Some(next))?;
+    let (merged, aside) = merge_blobs(store, peer, &blobs, next)?;
     report.created += merged.created;
     report.changed += merged.changed;
     report.unchanged += merged.unchanged;
+    report.set_aside += aside;
     Ok(more)
 }

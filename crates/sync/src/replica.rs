@@ -273,6 +273,7 @@ impl<'a> Replica<'a> {
                 bytes_down: self.bytes_down,
                 round_trips: o.round_trips,
                 ms: self.started.elapsed().as_millis(),
+                set_aside: 0,
             },
         })
     }

@@ -193,7 +193,51 @@ const MIGRATIONS: &[&str] = &[
     // opened (`pack_records`). A household's record: 853 -> about 120 bytes.
     "ALTER TABLE docs ADD COLUMN rdict INTEGER REFERENCES dicts (id);
      INSERT OR REPLACE INTO meta (key, value) VALUES ('pack_records', '1');",
+    // 13: blobs received and set aside because they could not be used (see `aside`).
+    "CREATE TABLE set_aside (
+        peer TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        scope TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (peer, seq)
+     ) WITHOUT ROWID;",
 ];
+
+/// Creates `dir` if missing, readable by its owner only (a store holds residents' data). A
+/// directory that exists is narrowed to its owner when it is one this program made (it holds
+/// a store), and left as it is otherwise (a user's own folder given as `--data`).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let fresh = !dir.exists();
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    if fresh || dir.join(DB_FILE).exists() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(not(unix))]
+    let _ = fresh;
+    Ok(())
+}
+
+/// Creates `path` if missing, readable and writable by its owner only; an existing store file
+/// is narrowed to its owner too.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    options.open(path)?;
+    Ok(())
+}
 
 /// Who writes: the device's Automerge actor and the person using it.
 #[derive(Debug, Clone)]
@@ -256,11 +300,23 @@ pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
 impl Store {
     /// Opens (creating if needed) the store in directory `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        let io = |source: std::io::Error| StoreError::Io {
             path: dir.to_path_buf(),
             source,
-        })?;
+        };
+        private_dir(dir).map_err(io)?;
         let path = dir.join(DB_FILE);
+        // Made readable by its owner only before SQLite opens it: its write-ahead log and
+        // shared-memory files take the same mode.
+        private_file(&path).map_err(io)?;
+        for log in ["-wal", "-shm"] {
+            let mut name = path.clone().into_os_string();
+            name.push(log);
+            let log = std::path::PathBuf::from(name);
+            if log.exists() {
+                private_file(&log).map_err(io)?;
+            }
+        }
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // The write path alone uses some 30 statements (docs, chunks, meta, every q_* table);
