@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use linli_wire::relay::{BodyView, MAX_FOLLOW_MS, MAX_WATCH_MS, Response, STREAM_PATH, SignedView};
+use linli_wire::relay::{
+    BodyView, MAX_COUNTER_AHEAD_MS, MAX_FOLLOW_MS, MAX_WATCH_MS, Response, STREAM_PATH, SignedView,
+};
 use linli_wire::{Grant, Membership, PublicKey, short};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -31,11 +33,6 @@ mod traffic;
 
 /// The database file inside the relay's data directory.
 pub const DB_FILE: &str = "relay.sqlite";
-
-/// How far ahead of the relay's clock a request counter may be (the counter is the device's
-/// clock in ms, or just past its last one): a counter far ahead, once accepted, would refuse
-/// every later request of that device as a replay.
-pub const MAX_COUNTER_AHEAD_MS: u64 = 60 * 60 * 1000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS communities (

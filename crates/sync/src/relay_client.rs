@@ -274,7 +274,10 @@ impl RelayClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(300));
+            .timeout(std::time::Duration::from_secs(300))
+            // The relay closes a connection idle for 10 s: let go of it before, so that a
+            // request never goes out on a connection the relay is closing.
+            .pool_idle_timeout(std::time::Duration::from_secs(5));
         match (base.starts_with("https://"), pin) {
             (true, Some(pin)) => builder = builder.tls_backend_preconfigured(pinned_tls(pin)),
             (true, None) => {

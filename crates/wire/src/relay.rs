@@ -197,6 +197,11 @@ pub enum Body {
 /// The longest a relay holds a [`Body::Watch`] open.
 pub const MAX_WATCH_MS: u64 = 30_000;
 
+/// How far ahead of the relay's clock a request's counter may be (the counter is the device's
+/// clock in ms, or just past its last one): a counter far ahead, once accepted, would have
+/// the relay refuse every later request of that device as a replay.
+pub const MAX_COUNTER_AHEAD_MS: u64 = 60 * 60 * 1000;
+
 /// A request, before signing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
