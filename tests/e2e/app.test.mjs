@@ -55,7 +55,7 @@ async function driver(data, env = {}) {
 
 test('a community from its first start: household, visit, request loop, and a change from a second device through the relay', async () => {
   const relayDir = join(tmp, 'relay')
-  const relay = start(bin('linli-relay'), ['--data', relayDir, '--listen', '127.0.0.1:0'], { LINLI_LOG: 'warn' })
+  const relay = start(bin('linli-relay'), ['--data', relayDir, '--listen', '127.0.0.1:0', '--reserve-mb', '16'], { LINLI_LOG: 'warn' })
   procs.push(relay)
   const relayUrl = (await relay.first).trim().split(' ').pop()
   assert.match(relayUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
@@ -365,7 +365,7 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
 })
 
 test('devices that join with an invitation code see what their role may: a grid worker its grid, an owners\' committee member the board', async () => {
-  const relay = start(bin('linli-relay'), ['--data', join(tmp, 'relay3'), '--listen', '127.0.0.1:0'], { LINLI_LOG: 'warn' })
+  const relay = start(bin('linli-relay'), ['--data', join(tmp, 'relay3'), '--listen', '127.0.0.1:0', '--reserve-mb', '16'], { LINLI_LOG: 'warn' })
   procs.push(relay)
   const relayUrl = (await relay.first).trim().split(' ').pop()
   const office = join(tmp, 'office')

@@ -54,6 +54,9 @@ impl Relay {
             .arg(dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            // A small disk reserve: a machine's temporary directory may have less than the
+            // default 1 GB free.
+            .args(["--reserve-mb", "16"])
             .args(extra)
             .env("LINLI_LOG", "warn")
             .stdout(Stdio::piped())

@@ -296,6 +296,8 @@ export interface SetAside {
   received_ms: number
   reason: string
   bytes: number
+  /** Nothing of it could be read (otherwise some of its documents were merged). */
+  whole: boolean
 }
 
 export interface Template { name: string; items: string[] }

@@ -1209,3 +1209,80 @@ fn a_live_session_counts_a_silent_relay_as_lost() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     drop(relay);
 }
+
+/// A push signed by the device of the store in `dir`, sent over a plain socket.
+fn hostile_push(dir: &std::path::Path, url: &str, blob: linli_wire::relay::NewBlob) -> u16 {
+    use std::io::{Read, Write};
+    let store = linli_sync::Store::open(dir).unwrap();
+    let me = store.identity().unwrap();
+    let request = linli_wire::relay::Request {
+        membership: me.membership,
+        counter: store.next_counter().unwrap(),
+        body: linli_wire::relay::Body::Push { blobs: vec![blob] },
+    };
+    let body = linli_wire::encode(&linli_wire::relay::Signed::sign(&me.key, &request));
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v2 HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Data nobody can read is set aside: the app's status counts it, Settings lists it with its
+/// sender, and only a staff device has the relay drop it.
+#[test]
+fn data_set_aside_shows_in_the_status_and_staff_have_the_relay_drop_it() {
+    let relay_dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(relay_dir.path(), 0);
+    let (a_dir, o_dir, g_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = staff(a_dir.path());
+    a.set_relay(&relay.url).unwrap();
+    a.add_household(&new_household("501")).unwrap();
+    assert_eq!(a.sync_once().phase, SyncPhase::Synced);
+    let owners = Api::open(o_dir.path()).unwrap();
+    owners
+        .join(&a.invite("owners", &[]).unwrap(), "业委会")
+        .unwrap();
+    assert_eq!(owners.sync_once().phase, SyncPhase::Synced);
+    let grid = Api::open(g_dir.path()).unwrap();
+    grid.join(&a.invite("grid", &["G01".into()]).unwrap(), "网格员")
+        .unwrap();
+
+    let garbage = linli_wire::relay::NewBlob {
+        scope: "*".into(),
+        kind: linli_wire::relay::BlobKind::Changes,
+        docs: vec!["notice-x".into()],
+        covers: 0,
+        sealed: vec![0; 64],
+    };
+    assert_eq!(hostile_push(o_dir.path(), &relay.url, garbage), 200);
+    for api in [&a, &grid] {
+        let s = api.sync_once();
+        assert_eq!(s.phase, SyncPhase::Synced, "{s:?}");
+        assert_eq!(s.set_aside, 1, "{s:?}");
+        let listed = api.set_aside().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].scope, "*");
+        assert_eq!(listed[0].bytes, 64);
+    }
+    // The grid worker's household arrived all the same.
+    assert_eq!(
+        grid.households(&HouseholdQuery::default()).unwrap().len(),
+        1
+    );
+    assert_eq!(grid.drop_set_aside().unwrap_err().code(), "forbidden");
+    assert_eq!(a.drop_set_aside().unwrap(), 1);
+    assert_eq!(a.sync_status().unwrap().set_aside, 0);
+    assert!(a.set_aside().unwrap().is_empty());
+}

@@ -126,8 +126,8 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
 /// A decoder's message without the value it quotes: serde says ``invalid type: integer
 /// `16958092444`, expected a string`` or `` unknown variant `13812345678` ``, and the value
 /// may be a phone or an ID number in the wrong column (spreadsheets export them as numbers).
-/// What stands between backticks or double quotes is left out, except a field name after
-/// `field` (`missing field `phone``).
+/// What stands between backticks or double quotes is left out, except a lower-case word with
+/// fewer than four digits (a field name or a code: `missing field `phone``).
 pub fn value_free(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut chars = message.chars().peekable();
@@ -149,11 +149,14 @@ pub fn value_free(message: &str) -> String {
             }
             quoted.push(q);
         }
-        let a_field_name = out.ends_with("field ")
-            && quoted.len() <= 40
+        // A field name or code of ours: a lower-case word, not a number (a phone in a header
+        // row) nor anything else a person typed.
+        let a_field_name = quoted.len() <= 40
+            && quoted.starts_with(|q: char| q.is_ascii_lowercase())
             && quoted
                 .chars()
-                .all(|q| q.is_ascii_lowercase() || q.is_ascii_digit() || q == '_');
+                .all(|q| q.is_ascii_lowercase() || q.is_ascii_digit() || q == '_')
+            && quoted.chars().filter(char::is_ascii_digit).count() < 4;
         if a_field_name {
             out.push(c);
             out.push_str(&quoted);
@@ -433,6 +436,10 @@ mod tests {
             "invalid type: integer, expected a string"
         );
         assert_eq!(value_free("missing field `phone`"), "missing field `phone`");
+        assert_eq!(
+            value_free("unknown field `13812345678`, expected `id`"),
+            "unknown field, expected `id`"
+        );
         assert_eq!(
             value_free(r#"invalid type: string "a\"b`c", expected u8"#),
             "invalid type: string, expected u8"

@@ -64,9 +64,46 @@ fn check_push(
     Ok(())
 }
 
-/// The bytes a push adds.
+/// What one document claim of a blob costs against its community's quota, besides the id
+/// (its rows in `blob_docs` and its index).
+const CLAIM_BYTES: u64 = 48;
+
+/// The bytes a push adds: the sealed bytes, and the document ids it lists (a push of ids
+/// alone would otherwise fill the disk within its quota).
 pub(crate) fn push_bytes(blobs: &[NewBlobView<'_>]) -> u64 {
-    blobs.iter().map(|b| b.sealed.len() as u64).sum()
+    blobs
+        .iter()
+        .map(|b| {
+            b.sealed.len() as u64
+                + b.docs
+                    .iter()
+                    .map(|d| d.len() as u64 + CLAIM_BYTES)
+                    .sum::<u64>()
+        })
+        .sum()
+}
+
+/// Refuses a blob listing a document the relay holds in another scope: a document belongs
+/// to the scope it was first stored in (scopes never change), so no member can claim, or
+/// have devices merge, another scope's document under its own scope.
+fn other_scope(tx: &Connection, community: &str, b: &NewBlobView<'_>) -> Result<(), RelayError> {
+    let mut elsewhere = tx.prepare_cached(
+        "SELECT b.scope FROM blob_docs d JOIN blobs b ON b.seq = d.seq
+         WHERE d.community = ?1 AND d.doc = ?2 AND b.scope != ?3 LIMIT 1",
+    )?;
+    for d in &b.docs {
+        if let Some(scope) = elsewhere
+            .query_row(params![community, d, b.scope], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            return Err(RelayError::Forbidden(format!(
+                "document {d} is kept in scope {scope} on this relay, not in scope {}; nothing \
+                 was stored",
+                b.scope
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Stores a push whole, or nothing.
@@ -90,6 +127,7 @@ pub(crate) fn push(
     }
     let mut seqs = Vec::with_capacity(blobs.len());
     for b in blobs {
+        other_scope(tx, community, b)?;
         if b.kind == BlobKind::Snapshot {
             unknown_in_scope(tx, community, b)?;
         }
@@ -171,15 +209,18 @@ fn supersede(
     let mut forget =
         tx.prepare_cached("DELETE FROM blob_docs WHERE community = ?1 AND doc = ?2 AND seq = ?3")?;
     let mut touched = std::collections::BTreeSet::new();
+    let mut freed = 0u64;
     for d in docs {
         let seqs: Vec<i64> = older
             .query_map(params![community, d, covers, snapshot, scope], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for s in seqs {
             forget.execute(params![community, d, s])?;
+            freed += d.len() as u64 + CLAIM_BYTES;
             touched.insert(s);
         }
     }
+    add_bytes(tx, community, -(freed as i64))?;
     let mut still = tx.prepare_cached("SELECT 1 FROM blob_docs WHERE seq = ?1 LIMIT 1")?;
     let mut gone = Vec::new();
     for s in touched {
@@ -194,15 +235,20 @@ fn supersede(
 /// Deletes blobs by sequence number, with their claims, and takes their bytes off the
 /// community's total; returns those that were there.
 fn delete_blobs(tx: &Connection, community: &str, seqs: &[i64]) -> Result<Vec<u64>, RelayError> {
-    let mut size =
-        tx.prepare_cached("SELECT length(sealed) FROM blobs WHERE seq = ?1 AND community = ?2")?;
+    let mut size = tx.prepare_cached(
+        "SELECT length(sealed) + (SELECT COALESCE(SUM(length(doc) + ?3), 0) FROM blob_docs
+            WHERE blob_docs.seq = blobs.seq)
+         FROM blobs WHERE seq = ?1 AND community = ?2",
+    )?;
     let mut delete = tx.prepare_cached("DELETE FROM blobs WHERE seq = ?1")?;
     let mut claims = tx.prepare_cached("DELETE FROM blob_docs WHERE seq = ?1")?;
     let mut freed = 0i64;
     let mut deleted = Vec::new();
     for &s in seqs {
         let Some(bytes) = size
-            .query_row(params![s, community], |r| r.get::<_, i64>(0))
+            .query_row(params![s, community, CLAIM_BYTES as i64], |r| {
+                r.get::<_, i64>(0)
+            })
             .optional()?
         else {
             continue;

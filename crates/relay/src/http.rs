@@ -5,7 +5,7 @@
 //! memory only within the relay's byte budget, and a stranger's membership is checked from a
 //! request's first bytes, before its body is read.
 //!
-//! Routes: `POST /v1` (one request, one answer), `POST /v1/stream` (see
+//! Routes: `POST /v2` (one request, one answer), `POST /v2/stream` (see
 //! [`linli_wire::relay::STREAM_PATH`]), `GET /health`, and `GET /traffic` only when
 //! [`crate::Config::traffic`] is on.
 
@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::limits::Held;
 use crate::traffic::{Activity, CountingStream, Traffic};
-use crate::{LastStored, Relay, RelayError, Waiting, clean};
+use crate::{Admission, LastStored, Relay, RelayError, Waiting, clean};
 
 /// The address a request came from.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +44,18 @@ impl Relay {
             .route(PATH, post(handle))
             .route(STREAM_PATH, post(handle_stream))
             .route("/health", get(|| async { "linli-relay ok\n" }));
+        for old in linli_wire::relay::OLD_PATHS {
+            router = router.route(
+                old,
+                post(|| async {
+                    (
+                        StatusCode::UPGRADE_REQUIRED,
+                        "this relay speaks version 2 of Linli's protocol: update Linli on this \
+                         device (更新本设备上的邻里)\n",
+                    )
+                }),
+            );
+        }
         if self.config.traffic {
             router = router.route(
                 "/traffic",
@@ -203,13 +215,13 @@ impl Relay {
         }
     }
 
-    /// Reads a request body within the byte budget and the time limits, checking the
-    /// membership it starts with as soon as it has arrived.
-    async fn read_body(
-        &self,
+    /// Reads a request body within the byte budgets and the time limits, checking the
+    /// membership it starts with as soon as it has arrived. The bytes are held in `room`.
+    async fn read_body<'a>(
+        &'a self,
         mut body: axum::body::Body,
         length: Option<usize>,
-        held: &mut Held<'_>,
+        room: &mut Room<'a>,
         origin: IpAddr,
     ) -> Result<Bytes, RelayError> {
         use http_body_util::BodyExt;
@@ -222,7 +234,7 @@ impl Relay {
             )));
         }
         // Room for the membership first; the whole body once it is checked (one allocation,
-        // no copies as it grows). Memory is taken from the budget as bytes arrive.
+        // no copies as it grows).
         let mut buf = bytes::BytesMut::with_capacity(length.unwrap_or(0).min(MEMBERSHIP_WITHIN));
         let started = tokio::time::Instant::now();
         let mut checked = false;
@@ -246,41 +258,34 @@ impl Relay {
                     "the request is longer than the limit of {MAX_REQUEST} bytes"
                 )));
             }
-            if size > held.bytes() {
-                self.limits
-                    .budget
-                    .take(held, size - held.bytes(), t.budget_wait)
-                    .await?;
-            }
+            room.cover(size, t.budget_wait).await?;
             buf.extend_from_slice(&data);
             slow_body(started, buf.len(), &t)?;
-            if !checked {
-                checked = self.peek(&buf, origin).await?;
-                if checked && let Some(len) = length {
-                    // A member's request: room for all of it at once, or a wait for it (a
-                    // share of each of several large requests could leave all of them
-                    // waiting for the others' room).
-                    let rest = len.saturating_sub(held.bytes());
-                    self.limits.budget.take(held, rest, t.budget_wait).await?;
-                    buf.reserve(len.saturating_sub(buf.len()));
-                }
+            if !checked && let Some(admission) = self.peek(&buf, origin).await? {
+                checked = true;
+                // Room for all of it at once, or a wait for it (a share of each of several
+                // large requests could leave all of them waiting for the others' room).
+                let whole = length.unwrap_or(0).max(buf.len());
+                room.admit(admission, whole, t.budget_wait).await?;
+                buf.reserve(whole.saturating_sub(buf.len()));
             }
         }
         Ok(buf.freeze())
     }
 
-    /// Checks the membership at the start of `prefix` once it is there; true when checked.
-    async fn peek(&self, prefix: &[u8], origin: IpAddr) -> Result<bool, RelayError> {
+    /// Checks the membership at the start of `prefix` once it is there.
+    async fn peek(&self, prefix: &[u8], origin: IpAddr) -> Result<Option<Admission>, RelayError> {
         match peek_membership(prefix) {
             Ok(Some(m)) => {
                 let relay = self.clone();
-                blocking(move || relay.precheck(&m, Some(origin))).await?;
-                Ok(true)
+                Ok(Some(
+                    blocking(move || relay.precheck(&m, Some(origin))).await?,
+                ))
             }
             Ok(None) if prefix.len() >= MEMBERSHIP_WITHIN => Err(RelayError::BadRequest(format!(
                 "the request's first {MEMBERSHIP_WITHIN} bytes hold no membership"
             ))),
-            Ok(None) => Ok(false),
+            Ok(None) => Ok(None),
             Err(e) => Err(RelayError::BadRequest(e.to_string())),
         }
     }
@@ -394,24 +399,33 @@ impl Relay {
     }
 
     /// Reads a stream's requests as they arrive and answers each in order (see
-    /// [`STREAM_PATH`]); stops at the first refused, or holds a follow. The bytes of frames
-    /// not yet handled count against the relay's budget.
+    /// [`STREAM_PATH`]); stops at the first refused, or holds a follow. The frame being
+    /// received counts against the budgets: the strangers' until its membership is checked,
+    /// then all of it against its admission's.
     async fn stream(self, mut body: axum::body::Body, origin: IpAddr, tx: &mut Sender<Bytes>) {
         use http_body_util::BodyExt;
         let t = self.config.timeouts;
         let mut frames = Frames::default();
-        let mut held = self.limits.budget.none();
+        let mut room = Room::new(&self.limits);
         let started = tokio::time::Instant::now();
         // Whether the membership of the frame being received was checked.
         let mut checked = false;
         loop {
             let next = match frames.next_frame() {
                 Err(e) => Err(RelayError::BadRequest(e.to_string())),
-                Ok(Some(bytes)) if bytes.is_empty() => {
-                    held.release(4);
-                    continue;
+                Ok(Some(bytes)) => {
+                    // What is left of the buffer belongs to the next frame, not checked yet.
+                    room.reset();
+                    checked = false;
+                    if let Err(e) = room.cover(frames.pending(), t.budget_wait).await {
+                        let _ = send_reply(tx, refusal(&e)).await;
+                        return;
+                    }
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    Ok(Bytes::from(bytes))
                 }
-                Ok(Some(bytes)) => Ok(Bytes::from(bytes)),
                 Ok(None) => {
                     let deadline =
                         (started + t.stream).min(tokio::time::Instant::now() + t.body_idle);
@@ -425,24 +439,25 @@ impl Relay {
                     match arrived {
                         Some(Ok(f)) => {
                             let Ok(data) = f.into_data() else { continue };
-                            if let Err(e) = self
-                                .limits
-                                .budget
-                                .take(&mut held, data.len(), t.budget_wait)
-                                .await
-                            {
+                            frames.extend(&data);
+                            let received = async {
+                                room.cover(frames.pending(), t.budget_wait).await?;
+                                if !checked
+                                    && let Some(admission) =
+                                        self.peek(frames.partial(), origin).await?
+                                {
+                                    checked = true;
+                                    let whole = frames
+                                        .next_len()
+                                        .map_or(0, |l| l + 4)
+                                        .max(frames.pending());
+                                    room.admit(admission, whole, t.budget_wait).await?;
+                                }
+                                Ok::<(), RelayError>(())
+                            };
+                            if let Err(e) = received.await {
                                 let _ = send_reply(tx, refusal(&e)).await;
                                 return;
-                            }
-                            frames.extend(&data);
-                            if !checked {
-                                match self.peek(frames.partial(), origin).await {
-                                    Ok(c) => checked = c,
-                                    Err(e) => {
-                                        let _ = send_reply(tx, refusal(&e)).await;
-                                        return;
-                                    }
-                                }
                             }
                             continue;
                         }
@@ -461,21 +476,14 @@ impl Relay {
             };
             let handled = match next {
                 Ok(bytes) => {
-                    checked = false;
                     tracing::debug!(bytes = bytes.len(), "stream frame arrived");
-                    let size = bytes.len() + 4;
                     let relay = self.clone();
-                    let handled =
-                        match blocking(move || relay.handle_request(&bytes, true, Some(origin)))
-                            .await
-                        {
-                            Ok((response, Some(w))) if !w.follow => {
-                                self.hold(response, w).await.map(|r| (r, None))
-                            }
-                            other => other,
-                        };
-                    held.release(size);
-                    handled
+                    match blocking(move || relay.handle_request(&bytes, true, Some(origin))).await {
+                        Ok((response, Some(w))) if !w.follow => {
+                            self.hold(response, w).await.map(|r| (r, None))
+                        }
+                        other => other,
+                    }
                 }
                 Err(e) => Err(e),
             };
@@ -486,7 +494,9 @@ impl Relay {
                         return;
                     }
                     if let Some(w) = follow {
-                        drop(held);
+                        // Nothing of the stream is kept while the follow is held.
+                        drop(frames);
+                        drop(room);
                         self.follow(w, more, tx).await;
                         return;
                     }
@@ -498,6 +508,90 @@ impl Relay {
                 }
             }
         }
+    }
+}
+
+/// The memory a request (or a stream's frame) holds of the budgets: the strangers' until its
+/// membership is known, then its admission's.
+pub(crate) struct Room<'a> {
+    limits: &'a crate::Limits,
+    early: Held<'a>,
+    admitted: Option<Held<'a>>,
+}
+
+impl<'a> Room<'a> {
+    fn new(limits: &'a crate::Limits) -> Room<'a> {
+        Room {
+            limits,
+            early: limits.strangers.none(),
+            admitted: None,
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.early.bytes() + self.admitted.as_ref().map_or(0, Held::bytes)
+    }
+
+    /// Holds at least `bytes` in all, waiting at most `wait` for room.
+    async fn cover(&mut self, bytes: usize, wait: Duration) -> Result<(), RelayError> {
+        let more = bytes.saturating_sub(self.held());
+        if more == 0 {
+            return Ok(());
+        }
+        match &mut self.admitted {
+            Some(h) => {
+                let budget = if std::ptr::eq(h.budget(), &self.limits.budget) {
+                    &self.limits.budget
+                } else {
+                    &self.limits.strangers
+                };
+                budget.take(h, more, wait).await
+            }
+            None => {
+                self.limits
+                    .strangers
+                    .take(&mut self.early, more, wait)
+                    .await
+            }
+        }
+    }
+
+    /// The membership is known: holds `bytes` of its budget (members', or strangers' for a
+    /// first contact) and gives back what was held before.
+    async fn admit(
+        &mut self,
+        admission: Admission,
+        bytes: usize,
+        wait: Duration,
+    ) -> Result<(), RelayError> {
+        let budget = match admission {
+            Admission::Member => &self.limits.budget,
+            Admission::FirstContact => &self.limits.strangers,
+        };
+        let mut h = budget.none();
+        // A first contact's early bytes are in the strangers' budget already: counted once.
+        let already = if admission == Admission::FirstContact {
+            self.early.bytes()
+        } else {
+            0
+        };
+        budget
+            .take(&mut h, bytes.saturating_sub(already), wait)
+            .await?;
+        if admission == Admission::FirstContact {
+            let early = std::mem::replace(&mut self.early, self.limits.strangers.none());
+            h.absorb(early);
+        } else {
+            self.early = self.limits.strangers.none();
+        }
+        self.admitted = Some(h);
+        Ok(())
+    }
+
+    /// Gives back everything (a stream's frame was handled).
+    fn reset(&mut self) {
+        self.admitted = None;
+        self.early = self.limits.strangers.none();
     }
 }
 
@@ -558,7 +652,7 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .and_then(|v| v.parse().ok())
 }
 
-/// `POST /v1`.
+/// `POST /v2`.
 async fn handle(
     State(relay): State<Relay>,
     Extension(Origin(origin)): Extension<Origin>,
@@ -566,12 +660,12 @@ async fn handle(
     body: axum::body::Body,
 ) -> axum::response::Response {
     let answered = async {
-        let mut held = relay.limits.budget.none();
+        let mut room = Room::new(&relay.limits);
         let bytes = relay
-            .read_body(body, content_length(&headers), &mut held, origin)
+            .read_body(body, content_length(&headers), &mut room, origin)
             .await?;
         let answer = relay.answer(bytes, origin).await;
-        drop(held);
+        drop(room);
         answer
     }
     .await;
@@ -586,7 +680,7 @@ async fn handle(
     }
 }
 
-/// `POST /v1/stream`: answers as the requests arrive (see [`STREAM_PATH`]).
+/// `POST /v2/stream`: answers as the requests arrive (see [`STREAM_PATH`]).
 async fn handle_stream(
     State(relay): State<Relay>,
     Extension(Origin(origin)): Extension<Origin>,

@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use linli_wire::relay::{
-    BodyView, MAX_COUNTER_AHEAD_MS, MAX_FOLLOW_MS, MAX_WATCH_MS, Response, STREAM_PATH, SignedView,
+    BodyView, COUNTER_AHEAD, MAX_COUNTER_AHEAD_MS, MAX_FOLLOW_MS, MAX_WATCH_MS, Response,
+    STREAM_PATH, SignedView,
 };
 use linli_wire::{Grant, Membership, PublicKey, short};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -255,10 +256,23 @@ pub struct Relay {
     _lock: Arc<limits::DirLock>,
 }
 
+/// What the membership at the start of a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A registered community's member.
+    Member,
+    /// The root of a community not registered yet.
+    FirstContact,
+}
+
 /// The limits shared by every connection.
 pub(crate) struct Limits {
     pub(crate) first_contacts: limits::FirstContacts,
+    /// Request bytes of members.
     pub(crate) budget: limits::Budget,
+    /// Request bytes before their membership is known to be a registered member's (and
+    /// first contacts'): strangers cannot take the members' room.
+    pub(crate) strangers: limits::Budget,
     pub(crate) connections: Arc<limits::Connections>,
 }
 
@@ -408,7 +422,7 @@ impl Relay {
         let lock = limits::DirLock::take(dir)?;
         let path = dir.join(DB_FILE);
         // Made private before SQLite opens it; its log and index files take its mode.
-        limits::private_file(&path).map_err(io)?;
+        limits::private_db_file(&path).map_err(io)?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // Plans that never depend on bound values: otherwise every cached statement with a
@@ -433,17 +447,22 @@ impl Relay {
         if !has_column("devices", "pulled")? {
             conn.execute_batch("ALTER TABLE devices ADD COLUMN pulled INTEGER")?;
         }
-        // Relays made before quotas: count what each community keeps.
+        // Relays made before quotas: count what each community keeps (sealed bytes, and its
+        // documents' claims as `blobs::push_bytes` counts them).
         if !has_column("communities", "bytes")? {
             conn.execute_batch(
                 "ALTER TABLE communities ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
-                 UPDATE communities SET bytes = (SELECT COALESCE(SUM(length(sealed)), 0)
-                     FROM blobs WHERE blobs.community = communities.id);",
+                 UPDATE communities SET bytes =
+                     (SELECT COALESCE(SUM(length(sealed)), 0) FROM blobs
+                         WHERE blobs.community = communities.id)
+                   + (SELECT COALESCE(SUM(length(doc) + 48), 0) FROM blob_docs
+                         WHERE blob_docs.community = communities.id);",
             )?;
         }
         let limits = Limits {
             first_contacts: limits::FirstContacts::new(config.first_contacts_per_hour),
             budget: limits::Budget::new(config.inflight_bytes),
+            strangers: limits::Budget::new((config.inflight_bytes / 4).clamp(1 << 20, 32 << 20)),
             connections: Arc::new(limits::Connections::new(
                 limits::connection_cap(config.max_connections),
                 config.max_connections_per_address,
@@ -466,7 +485,7 @@ impl Relay {
         self.limits.connections.max()
     }
 
-    /// Handles one encoded, signed request (what `POST /v1` does), answering a
+    /// Handles one encoded, signed request (what `POST /v2` does), answering a
     /// [`linli_wire::relay::Body::Watch`] at once, as a pull. `origin` is the sender's
     /// address (first contacts are counted by it).
     pub fn handle_bytes(
@@ -479,20 +498,28 @@ impl Relay {
     }
 
     /// Checks the membership a request starts with, before its body is read: a stranger's
-    /// large request is refused without reading (or holding) it.
+    /// large request is refused without reading (or holding) it. Says whether it is a
+    /// registered member's or a first contact's.
     pub(crate) fn precheck(
         &self,
         m: &Membership,
         origin: Option<IpAddr>,
-    ) -> Result<(), RelayError> {
+    ) -> Result<Admission, RelayError> {
         linli_wire::check_community_id(&m.community)
             .map_err(|e| RelayError::BadRequest(e.to_string()))?;
         let db = self.db()?;
         let root = self.root_of(&db, &m.community)?;
         drop(db);
         match root {
-            Some(root) => m.verify(&root).map(|_| ()).map_err(|_| not_a_member(m)),
-            None if self.may_register(m) => self.limits.first_contacts.check(origin, false),
+            Some(root) => m
+                .verify(&root)
+                .map(|_| Admission::Member)
+                .map_err(|_| not_a_member(m)),
+            None if self.may_register(m) => self
+                .limits
+                .first_contacts
+                .check(origin, false)
+                .map(|()| Admission::FirstContact),
             None => Err(not_a_member(m)),
         }
     }
@@ -544,8 +571,8 @@ impl Relay {
             .saturating_sub(u64::try_from(now).unwrap_or(0));
         if ahead > MAX_COUNTER_AHEAD_MS {
             return Err(RelayError::BadRequest(format!(
-                "request {} of device {} is numbered {} minutes ahead of the relay's clock: set \
-                 the device's date and time (the relay takes requests up to {} minutes ahead)",
+                "request {} of device {} is numbered {} minutes {COUNTER_AHEAD}: set the \
+                 device's date and time (the relay takes requests up to {} minutes ahead)",
                 request.counter,
                 short(&device),
                 ahead / 60_000,
@@ -587,9 +614,14 @@ impl Relay {
         let mut pushed_scopes = Vec::new();
         let response = match &request.body {
             BodyView::Push { blobs } => {
-                self.room_for(&tx, community, blobs::push_bytes(blobs))?;
+                let bytes = blobs::push_bytes(blobs);
+                self.disk_room_for(&tx, community, bytes)?;
                 pushed_scopes = blobs.iter().map(|b| b.scope.to_string()).collect();
-                blobs::push(&tx, community, &grant, &device, blobs)?
+                let pushed = blobs::push(&tx, community, &grant, &device, blobs)?;
+                // The quota is checked after the push, in its transaction: a snapshot frees
+                // what it supersedes (compacting a community at its quota makes room).
+                self.within_quota(&tx, community, bytes)?;
+                pushed
             }
             BodyView::Drop { seqs } => blobs::drop_blobs(&tx, community, &grant, &device, seqs)?,
             BodyView::Pull { since, max_bytes } => {
@@ -638,17 +670,17 @@ impl Relay {
         Ok((response, waiting))
     }
 
-    /// Refuses a push of `bytes` that would take `community` past its quota, or the disk
-    /// into its reserve (young communities) or below a quarter of it (established ones).
-    fn room_for(&self, tx: &Connection, community: &str, bytes: u64) -> Result<(), RelayError> {
-        let (used, created_ms) = blobs::usage(tx, community)?;
+    /// Refuses a push that took `community` past its quota (called after it was stored in
+    /// the transaction, which is then rolled back).
+    fn within_quota(&self, tx: &Connection, community: &str, bytes: u64) -> Result<(), RelayError> {
+        let (used, _) = blobs::usage(tx, community)?;
         let quota = self.config.quota_bytes;
-        if used.saturating_add(bytes) > quota {
+        if used > quota {
             return Err(RelayError::Full {
                 message: format!(
-                    "community {community} keeps {} MB on this relay and may keep {} MB: this push \
-                     of {} kB does not fit (committee staff can compact the relay's copy); \
-                     nothing was stored",
+                    "community {community} would keep {} MB on this relay and may keep {} MB: \
+                     this push of {} kB does not fit (committee staff can compact the relay's \
+                     copy); nothing was stored",
                     used >> 20,
                     quota >> 20,
                     bytes >> 10
@@ -656,6 +688,18 @@ impl Relay {
                 retry_after: 3600,
             });
         }
+        Ok(())
+    }
+
+    /// Refuses a push of `bytes` that would take the disk into its reserve (young
+    /// communities) or below a quarter of it (established ones).
+    fn disk_room_for(
+        &self,
+        tx: &Connection,
+        community: &str,
+        bytes: u64,
+    ) -> Result<(), RelayError> {
+        let (_, created_ms) = blobs::usage(tx, community)?;
         let young = now_ms().saturating_sub(created_ms)
             < i64::try_from(self.config.young.as_millis()).unwrap_or(i64::MAX);
         let keep = if young {

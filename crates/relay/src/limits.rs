@@ -150,16 +150,21 @@ pub(crate) struct Held<'a> {
 }
 
 impl Held<'_> {
-    /// Gives back `bytes` of what is held (a frame of a stream was handled).
-    pub(crate) fn release(&mut self, bytes: usize) {
-        let bytes = bytes.min(self.bytes);
-        self.bytes -= bytes;
-        self.budget.give_back(bytes);
-    }
-
     /// Bytes held.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The budget held from.
+    pub(crate) fn budget(&self) -> &Budget {
+        self.budget
+    }
+
+    /// Takes over what `other` holds of the same budget.
+    pub(crate) fn absorb(&mut self, mut other: Held<'_>) {
+        debug_assert!(std::ptr::eq(self.budget, other.budget));
+        self.bytes += other.bytes;
+        other.bytes = 0;
     }
 }
 
@@ -337,6 +342,34 @@ impl DirLock {
     }
 }
 
+/// Creates a file readable and writable by its owner only if missing; narrows an existing
+/// one by its path (an existing SQLite file is never opened and closed here: closing a
+/// descriptor drops the locks the process's connections hold on it).
+pub(crate) fn private_db_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if path.exists() {
+            return std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
 /// Opens (creating if needed) a file readable and writable by its owner only.
 pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
@@ -440,13 +473,12 @@ mod tests {
             budget.take(&mut b, 101, Duration::ZERO).await,
             Err(RelayError::BadRequest(_))
         ));
-        a.release(50);
+        drop(a);
         budget
             .take(&mut b, 30, Duration::from_millis(10))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(budget.used(), 60);
-        drop(a);
+        assert_eq!(budget.used(), 30);
         drop(b);
         assert_eq!(budget.used(), 0);
     }

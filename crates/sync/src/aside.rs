@@ -3,7 +3,8 @@
 //! not load or claims another scope). Such a blob never stops a device's sync: it is recorded
 //! here, with who sent it and when, in the same transaction as the cursor that moves past it
 //! and the other blobs of its pull, which are merged as usual. Committee staff see the list
-//! (设备 … 发送了无法解读的数据) and can have the relay drop those blobs.
+//! (设备 … 发送了无法解读的数据) and can have the relay drop the blobs nothing of which could
+//! be read.
 //!
 //! The blob's bytes are not kept: only where it came from and why it was refused.
 
@@ -31,10 +32,13 @@ pub struct SetAside {
     pub reason: String,
     /// Its size in bytes.
     pub bytes: u64,
+    /// Nothing of it could be read (it does not open). Otherwise some of its documents were
+    /// refused and the others merged.
+    pub whole: bool,
 }
 
 impl SetAside {
-    /// A blob of `peer` refused for `reason`.
+    /// A blob of `peer` refused whole for `reason`.
     pub fn new(peer: &str, blob: &Blob, reason: &str) -> SetAside {
         SetAside {
             peer: peer.to_string(),
@@ -44,6 +48,15 @@ impl SetAside {
             received_ms: Timestamp::now().0,
             reason: reason.to_string(),
             bytes: blob.sealed.len() as u64,
+            whole: true,
+        }
+    }
+
+    /// A blob of `peer` some documents of which were refused for `reason`.
+    pub fn partly(peer: &str, blob: &Blob, reason: &str) -> SetAside {
+        SetAside {
+            whole: false,
+            ..SetAside::new(peer, blob, reason)
         }
     }
 
@@ -56,8 +69,8 @@ impl SetAside {
 /// Records set-aside blobs; runs inside the caller's transaction (a merge's).
 pub(crate) fn record(tx: &rusqlite::Transaction<'_>, aside: &[SetAside]) -> Result<(), StoreError> {
     let mut insert = tx.prepare_cached(
-        "INSERT OR REPLACE INTO set_aside (peer, seq, scope, sender, received_ms, reason, bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR REPLACE INTO set_aside (peer, seq, scope, sender, received_ms, reason, bytes, whole)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for a in aside {
         tracing::warn!(
@@ -74,7 +87,8 @@ pub(crate) fn record(tx: &rusqlite::Transaction<'_>, aside: &[SetAside]) -> Resu
             a.sender,
             a.received_ms,
             a.reason,
-            i64::try_from(a.bytes).unwrap_or(i64::MAX)
+            i64::try_from(a.bytes).unwrap_or(i64::MAX),
+            a.whole
         ])?;
     }
     Ok(())
@@ -84,7 +98,7 @@ impl Store {
     /// The blobs set aside, newest first.
     pub fn set_aside(&self) -> Result<Vec<SetAside>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT peer, seq, scope, sender, received_ms, reason, bytes FROM set_aside
+            "SELECT peer, seq, scope, sender, received_ms, reason, bytes, whole FROM set_aside
              ORDER BY received_ms DESC, seq DESC",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -96,6 +110,7 @@ impl Store {
                 received_ms: r.get(4)?,
                 reason: r.get(5)?,
                 bytes: r.get::<_, i64>(6)?.max(0) as u64,
+                whole: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -4,6 +4,7 @@
 use linli_domain::{AnyRecord, Collection, PersonRecord, validate_household};
 use serde_json::Value;
 
+use crate::error::shown;
 use crate::store::WriteReport;
 use crate::{Store, StoreError};
 
@@ -33,28 +34,6 @@ fn field_err(id: &str, field: &str, message: impl Into<String>) -> StoreError {
         id: shown(id),
         field: shown(field),
         message: message.into(),
-    }
-}
-
-/// An id or field path as typed, for a message, unless it could be something else typed in
-/// its place (a phone or an ID number: five digits in a row, or characters no path has).
-fn shown(text: &str) -> String {
-    let mut run = 0;
-    let mut longest = 0;
-    for c in text.chars() {
-        run = if c.is_ascii_digit() { run + 1 } else { 0 };
-        longest = longest.max(run);
-    }
-    let plain = text.len() <= 64
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '-'));
-    // Record ids start with a letter (`hh-000123`); phones and ID numbers with a digit.
-    let id_like = text.starts_with(|c: char| c.is_ascii_alphabetic());
-    if plain && (longest < 5 || id_like) {
-        text.to_string()
-    } else {
-        "(as given)".into()
     }
 }
 
@@ -124,7 +103,7 @@ fn set_path(
                     field_err(
                         id,
                         field,
-                        format!("index {idx} is past the end ({n} items)"),
+                        format!("index {} is past the end ({n} items)", shown(seg)),
                     )
                 })?
             }

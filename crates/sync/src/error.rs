@@ -57,7 +57,7 @@ pub enum StoreError {
     #[error("{0}")]
     Identity(String),
     /// No record has this id.
-    #[error("no record with id {0}")]
+    #[error("no record with id {}", shown(.0))]
     NotFound(String),
     /// The record breaks a rule.
     #[error("{id}: {errors}")]
@@ -144,5 +144,44 @@ impl StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::DiskFull
         )
+    }
+}
+
+/// An id or field path as typed, for a message, unless it could be something else typed in
+/// its place (a phone or an ID number: five digits in a row not after a letter prefix, or
+/// characters no id or path has).
+pub(crate) fn shown(text: &str) -> String {
+    let mut run = 0;
+    let mut longest = 0;
+    for c in text.chars() {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let plain = text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '-'));
+    // Record ids start with a letter (`hh-000123`); phones and ID numbers with a digit.
+    let id_like = text.starts_with(|c: char| c.is_ascii_alphabetic());
+    if plain && (longest < 5 || id_like) {
+        text.to_string()
+    } else {
+        "(as given)".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_repeated_but_not_numbers_typed_in_their_place() {
+        assert_eq!(shown("hh-000123"), "hh-000123");
+        assert_eq!(shown("checklist[1].ok"), "checklist[1].ok");
+        assert_eq!(shown("13812345678"), "(as given)");
+        assert_eq!(shown("32010619800101001X"), "(as given)");
+        assert_eq!(shown("王芳"), "(as given)");
+        let e = StoreError::NotFound("13812345678".into()).to_string();
+        assert!(!e.contains("5678"), "{e}");
     }
 }

@@ -260,22 +260,23 @@ impl Store {
     }
 
     /// A number larger than any this device has used in a relay request before: its clock in
-    /// ms, or just past its last one. A last one far ahead of the clock (the clock was wrong
-    /// then) is not followed: the relay refuses counters more than an hour ahead of its own
-    /// clock, so it accepted none of them, and the device starts again from its clock.
+    /// ms, or just past its last one (a clock set back does not make it go back).
     pub fn next_counter(&self) -> Result<u64, StoreError> {
         let last: u64 = get_meta(self.conn(), "counter")?
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let now = u64::try_from(linli_domain::Timestamp::now().0).unwrap_or(0);
-        let last = if last > now.saturating_add(linli_wire::relay::MAX_COUNTER_AHEAD_MS) {
-            now
-        } else {
-            last
-        };
         let next = now.max(last + 1);
         set_meta(self.conn(), "counter", &next.to_string())?;
         Ok(next)
+    }
+
+    /// Numbers the next requests from the clock again, when the relay refused a counter as
+    /// too far ahead of its own clock: the stored one came from a clock that was wrong then
+    /// (the relay accepted none of those), and following it would refuse every request.
+    pub fn restart_counter(&self) -> Result<(), StoreError> {
+        let now = u64::try_from(linli_domain::Timestamp::now().0).unwrap_or(0);
+        set_meta(self.conn(), "counter", &now.to_string())
     }
 
     /// `n` numbers larger than any this device has used in a relay request before, taken in
@@ -425,23 +426,22 @@ mod tests {
     use super::*;
 
     /// A counter stored while the clock was far ahead (the relay refused every request then)
-    /// does not lock the device out once the clock is right: it starts again from the clock.
+    /// does not lock the device out once the clock is right: refused as ahead, the device
+    /// starts again from its clock. A clock set back does not make the counter go back.
     #[test]
-    fn a_counter_far_ahead_of_the_clock_is_not_followed() {
+    fn counters_never_go_back_but_restart_from_the_clock_when_refused_as_ahead() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let now = u64::try_from(linli_domain::Timestamp::now().0).unwrap_or(0);
         let hour = linli_wire::relay::MAX_COUNTER_AHEAD_MS;
         set_meta(store.conn(), "counter", &(now + 3 * hour).to_string())
             .unwrap_or_else(|e| panic!("{e}"));
-        let next = store.next_counter().unwrap_or_else(|e| panic!("{e}"));
-        assert!(next >= now && next < now + hour, "{next} vs {now}");
-        // Within the window, a counter ahead is followed (never one used before).
-        set_meta(store.conn(), "counter", &(now + hour / 2).to_string())
-            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             store.next_counter().unwrap_or_else(|e| panic!("{e}")),
-            now + hour / 2 + 1
+            now + 3 * hour + 1
         );
+        store.restart_counter().unwrap_or_else(|e| panic!("{e}"));
+        let next = store.next_counter().unwrap_or_else(|e| panic!("{e}"));
+        assert!(next >= now && next < now + hour, "{next} vs {now}");
     }
 }

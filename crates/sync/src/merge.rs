@@ -67,7 +67,7 @@ impl Store {
     ) -> Result<MergeReport, StoreError> {
         let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
         let (tx, dicts) = self.immediate_with_dicts()?;
-        let report = merge_in(&tx, dicts, &community, peer, incoming)?;
+        let (report, _) = merge_in(&tx, dicts, &community, peer, incoming, false)?;
         crate::aside::record(&tx, aside)?;
         if let Some(cursor) = cursor {
             tx.execute(
@@ -81,6 +81,101 @@ impl Store {
             self.reload_dicts()?;
         }
         Ok(report)
+    }
+}
+
+impl Store {
+    /// Merges the documents of blobs received from `peer` (each tagged with its blob's
+    /// sequence number) with the peer's new `cursor`, in one transaction, leniently: a document
+    /// the merge refuses is left out and its blob is set aside (`set_aside(blob, reason)` makes
+    /// the record) while every other document is merged. When a refused document came in
+    /// several blobs, each blob's part is tried on its own, so that only the part at fault
+    /// is left out. `aside` (blobs that did not even open) is recorded in the same transaction.
+    /// Returns the merge and every blob set aside.
+    pub fn merge_received(
+        &mut self,
+        peer: &str,
+        incoming: Vec<(u64, Incoming)>,
+        cursor: u64,
+        mut aside: Vec<crate::SetAside>,
+        set_aside: impl Fn(u64, &str, bool) -> Option<crate::SetAside>,
+    ) -> Result<(MergeReport, Vec<crate::SetAside>), StoreError> {
+        let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
+        // Which blobs carried each document; the parts of documents that came in several are
+        // kept, to be tried one by one if the document is refused.
+        let mut blobs_of: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut docs_in: HashMap<u64, usize> = HashMap::new();
+        for (blob, inc) in &incoming {
+            blobs_of.entry(inc.id.clone()).or_default().push(*blob);
+            *docs_in.entry(*blob).or_default() += 1;
+        }
+        let several: Vec<(u64, Incoming)> = incoming
+            .iter()
+            .filter(|(_, inc)| blobs_of.get(&inc.id).is_some_and(|b| b.len() > 1))
+            .cloned()
+            .collect();
+        let (tx, dicts) = self.immediate_with_dicts()?;
+        let (mut report, refused) = merge_in(
+            &tx,
+            dicts,
+            &community,
+            peer,
+            incoming.into_iter().map(|(_, inc)| inc).collect(),
+            true,
+        )?;
+        let mut partly: Vec<(u64, String)> = Vec::new();
+        for (id, reason) in refused {
+            let blobs = blobs_of.get(&id).cloned().unwrap_or_default();
+            if blobs.len() < 2 {
+                partly.extend(
+                    blobs
+                        .into_iter()
+                        .map(|b| (b, format!("document {id}: {reason}"))),
+                );
+                continue;
+            }
+            for (blob, part) in several.iter().filter(|(_, inc)| inc.id == id) {
+                let (one, refused) =
+                    merge_in(&tx, dicts, &community, peer, vec![part.clone()], true)?;
+                report.created += one.created;
+                report.changed += one.changed;
+                report.unchanged += one.unchanged;
+                report.dictionaries += one.dictionaries;
+                if let Some((_, reason)) = refused.first() {
+                    partly.push((*blob, format!("document {id}: {reason}")));
+                }
+            }
+        }
+        let mut refused_in: HashMap<u64, usize> = HashMap::new();
+        for (blob, _) in &partly {
+            *refused_in.entry(*blob).or_default() += 1;
+        }
+        for (blob, reason) in partly {
+            match aside.iter_mut().find(|a| a.seq == blob) {
+                Some(a) => {
+                    if a.reason.len() < 1000 {
+                        a.reason.push_str("; ");
+                        a.reason.push_str(&reason);
+                    }
+                }
+                None => {
+                    // Every document of it refused: nothing of it could be used.
+                    let whole = refused_in.get(&blob) >= docs_in.get(&blob);
+                    aside.extend(set_aside(blob, &reason, whole));
+                }
+            }
+        }
+        crate::aside::record(&tx, &aside)?;
+        tx.execute(
+            "INSERT INTO peers (peer, cursor, synced_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (peer) DO UPDATE SET cursor = ?2, synced_ms = ?3",
+            params![peer, cursor as i64, Timestamp::now().0],
+        )?;
+        tx.commit()?;
+        if report.dictionaries > 0 {
+            self.reload_dicts()?;
+        }
+        Ok((report, aside))
     }
 }
 
@@ -148,11 +243,19 @@ fn merge_one(
     };
     let collection = Collection::parse(&inc.collection)
         .ok_or_else(|| refuse(format!("unknown collection {}", inc.collection)))?;
-    let stored = job
-        .stored
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
+    let stored = job.stored.lock().unwrap_or_else(|p| p.into_inner()).take();
+    // A document stays in the scope it is stored in: received sealed for another, it is
+    // refused (a member of one grid could otherwise rewrite another grid's household).
+    if let Some(s) = &stored
+        && s.grid.as_deref().unwrap_or(linli_wire::COMMUNITY_WIDE) != inc.scope
+    {
+        return Err(refuse(format!(
+            "it is kept in scope {} here, and came sealed for scope {}",
+            s.grid.as_deref().unwrap_or(linli_wire::COMMUNITY_WIDE),
+            inc.scope
+        )));
+    }
+    let stored = stored
         .map(|s| {
             let chunks = s.chunk_count();
             decode_doc(None, dicts, id, s).map(|(c, doc)| (c, doc, chunks))
@@ -261,13 +364,18 @@ fn is_one_change_chunk(bytes: &[u8]) -> bool {
     false
 }
 
+/// A document refused by a lenient merge: its id and why.
+pub(crate) type Refused = (String, String);
+
 fn merge_in(
     tx: &Transaction<'_>,
     dicts: &Dicts,
     community: &str,
     peer: &str,
     incoming: Vec<Incoming>,
-) -> Result<MergeReport, StoreError> {
+    lenient: bool,
+) -> Result<(MergeReport, Vec<Refused>), StoreError> {
+    let mut refused: Vec<Refused> = Vec::new();
     let mut report = MergeReport::default();
     let mut seq = next_seq(tx)?;
     let first = seq;
@@ -288,16 +396,28 @@ fn merge_in(
         match at.get(&inc.id) {
             Some(&i) if grouped[i].0.scope == inc.scope => grouped[i].1.push(bytes),
             Some(_) => {
-                return Err(StoreError::Received {
+                let e = StoreError::Received {
                     id: inc.id,
                     reason: "it arrived sealed for two different scopes".into(),
-                });
+                };
+                if !lenient {
+                    return Err(e);
+                }
+                if let StoreError::Received { id, reason } = e
+                    && !refused.iter().any(|(r, _)| *r == id)
+                {
+                    refused.push((id, reason));
+                }
             }
             None => {
                 at.insert(inc.id.clone(), grouped.len());
                 grouped.push((inc, vec![bytes]));
             }
         }
+    }
+    // A document that arrived for two scopes is not merged at all (lenient: refused above).
+    if !refused.is_empty() {
+        grouped.retain(|(inc, _)| !refused.iter().any(|(id, _)| *id == inc.id));
     }
     // In slices: the reads, then the CPU work (decoding, merging, reading the records) on
     // every core, then the writes in order. A slice bounds what is held in memory at once.
@@ -322,9 +442,22 @@ fn merge_in(
         par_pipeline(
             &jobs,
             || Packers::new(dicts),
-            |packers, job| merge_one(packers, dicts, community, job),
+            |packers, job| match merge_one(packers, dicts, community, job) {
+                Ok(merged) => Ok(Ok(merged)),
+                // Lenient: a refused document is left out, and said.
+                Err(StoreError::Received { reason, .. }) if lenient => Ok(Err(reason)),
+                Err(e) => Err(e),
+            },
             |i, merged| {
                 let id = jobs[i].inc.id.as_str();
+                let merged = match merged {
+                    Ok(merged) => merged,
+                    Err(reason) => {
+                        peer_has_all = false;
+                        refused.push((id.to_string(), reason));
+                        return Ok(());
+                    }
+                };
                 let Merged {
                     in_step,
                     after,
@@ -416,7 +549,7 @@ fn merge_in(
         )?
         .execute(params![peer, seq - 1])?;
     }
-    Ok(report)
+    Ok((report, refused))
 }
 
 #[cfg(test)]

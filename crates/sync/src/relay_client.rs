@@ -317,7 +317,14 @@ impl RelayClient {
         report: &mut SyncReport,
     ) -> Result<Response, SyncError> {
         let bytes = sign(store, body)?;
-        self.send(bytes, report).await
+        let answer = self.send(bytes, report).await;
+        if let Err(SyncError::Refused { message, .. }) = &answer
+            && message.contains(linli_wire::relay::COUNTER_AHEAD)
+        {
+            // Numbered from a clock that was wrong: from the clock again next time.
+            store.restart_counter()?;
+        }
+        answer
     }
 
     /// Sends a signed request. Holds no store, so that a long poll can wait beside other work.
@@ -574,8 +581,9 @@ pub async fn compact(store: &mut Store, url: &str) -> Result<CompactReport, Sync
 }
 
 /// Has the relay at `url` drop the blobs this device set aside from it (committee staff
-/// only: the relay refuses others), then forgets them here. Returns how many the relay
-/// dropped (a blob another staff device had dropped already is forgotten too).
+/// only: the relay refuses others), then forgets them here; compacts the relay first when
+/// some were set aside only in part. Returns how many the relay dropped (a blob another staff
+/// device had dropped already is forgotten too).
 pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncError> {
     let me = store.identity()?;
     if me.grant.role != linli_wire::Role::Staff {
@@ -586,14 +594,20 @@ pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncE
     }
     let client = RelayClient::new(url)?;
     let peer = client.peer();
-    let seqs: Vec<u64> = store
+    let mine: Vec<crate::SetAside> = store
         .set_aside()?
         .into_iter()
         .filter(|a| a.peer == peer)
-        .map(|a| a.seq)
         .collect();
+    let seqs: Vec<u64> = mine.iter().map(|a| a.seq).collect();
     if seqs.is_empty() {
         return Ok(0);
+    }
+    // A blob set aside in part also carried documents that were merged here: the relay's copy
+    // is compacted first (every document of this device's scopes uploaded whole), so that
+    // dropping the blob loses nothing readable for devices that join later.
+    if mine.iter().any(|a| !a.whole) {
+        compact(store, url).await?;
     }
     let mut report = SyncReport::default();
     let dropped = match client
@@ -611,15 +625,15 @@ pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncE
     Ok(dropped)
 }
 
-/// Opens pulled blobs into documents to merge. A blob that does not open (a wrong key,
-/// damaged or made-up bytes, a bundle that does not decode) is set aside, with why; the
-/// others are opened. A scope this device holds no key for is an error of the relay's (it
-/// hands out only the scopes a device may read).
+/// Opens pulled blobs into documents to merge, each tagged with its blob's sequence number.
+/// A blob that does not open (a wrong key, damaged or made-up bytes, a bundle that does not
+/// decode) is set aside, with why; the others are opened. A scope this device holds no key for
+/// is an error of the relay's (it hands out only the scopes a device may read).
 pub fn open_blobs(
     store: &Store,
     peer: &str,
-    blobs: &[&Blob],
-) -> Result<(Vec<Incoming>, Vec<crate::SetAside>), SyncError> {
+    blobs: &[Blob],
+) -> Result<(Vec<(u64, Incoming)>, Vec<crate::SetAside>), SyncError> {
     let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
     let mut incoming = Vec::new();
     let mut aside = Vec::new();
@@ -631,11 +645,16 @@ pub fn open_blobs(
             ))
         })?;
         match open_bundle(&key, &community, &b.scope, &b.sealed) {
-            Ok(bundle) => incoming.extend(bundle.docs.into_iter().map(|d| Incoming {
-                scope: b.scope.clone(),
-                id: d.id,
-                collection: d.collection,
-                bytes: d.bytes,
+            Ok(bundle) => incoming.extend(bundle.docs.into_iter().map(|d| {
+                (
+                    b.seq,
+                    Incoming {
+                        scope: b.scope.clone(),
+                        id: d.id,
+                        collection: d.collection,
+                        bytes: d.bytes,
+                    },
+                )
             })),
             Err(e) => aside.push(crate::SetAside::new(peer, b, &e.to_string())),
         }
@@ -643,58 +662,29 @@ pub fn open_blobs(
     Ok((incoming, aside))
 }
 
-/// Merges pulled blobs with the cursor `next` in one transaction. A blob that does not open,
-/// or holds a document the merge refuses, is set aside (recorded in the same transaction) and
-/// the rest is merged without it: one bad blob never stops a sync, and nothing readable is
-/// lost. Returns the merge and how many blobs were set aside.
+/// Merges pulled blobs with the cursor `next` in one transaction. A blob that does not open
+/// is set aside whole; a document the merge refuses (a household in the community-wide scope,
+/// a record that does not load, one kept in another scope) is left out and its blob set aside
+/// in part, while everything else is merged: one bad blob never stops a sync, and nothing
+/// readable is lost. Returns the merge and how many blobs were set aside.
 pub(crate) fn merge_blobs(
     store: &mut Store,
     peer: &str,
     blobs: &[Blob],
     next: u64,
 ) -> Result<(crate::MergeReport, usize), SyncError> {
-    let mut using: Vec<&Blob> = blobs.iter().collect();
-    let mut refused: Vec<crate::SetAside> = Vec::new();
-    // Each round sets at least one blob aside, or ends.
-    for _ in 0..=blobs.len() {
-        let (incoming, aside) = open_blobs(store, peer, &using)?;
-        refused.extend(aside);
-        match store.merge_setting_aside(peer, incoming, Some(next), &refused) {
-            Ok(merged) => return Ok((merged, refused.len())),
-            Err(e) => {
-                let Some(id) = e.refused_document().map(str::to_string) else {
-                    return Err(e.into());
-                };
-                let reason = e.to_string();
-                // The blobs that carry the refused document: open each again to look.
-                let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
-                let mut bad = Vec::new();
-                for b in &using {
-                    if refused.iter().any(|a| a.seq == b.seq) {
-                        continue;
-                    }
-                    let Some(key) = store.scope_key(&b.scope)? else {
-                        continue;
-                    };
-                    if let Ok(bundle) = open_bundle(&key, &community, &b.scope, &b.sealed)
-                        && bundle.docs.iter().any(|d| d.id == id)
-                    {
-                        bad.push(b.seq);
-                    }
+    let (incoming, aside) = open_blobs(store, peer, blobs)?;
+    let (merged, aside) =
+        store.merge_received(peer, incoming, next, aside, |seq, reason, whole| {
+            blobs.iter().find(|b| b.seq == seq).map(|b| {
+                if whole {
+                    crate::SetAside::new(peer, b, reason)
+                } else {
+                    crate::SetAside::partly(peer, b, reason)
                 }
-                if bad.is_empty() {
-                    return Err(e.into());
-                }
-                for b in using.iter().filter(|b| bad.contains(&b.seq)) {
-                    refused.push(crate::SetAside::new(peer, b, &reason));
-                }
-                using.retain(|b| !refused.iter().any(|a| a.seq == b.seq));
-            }
-        }
-    }
-    Err(SyncError::Protocol(
-        "received blobs were set aside more often than there are blobs".into(),
-    ))
+            })
+        })?;
+    Ok((merged, aside.len()))
 }
 
 async fn pull(

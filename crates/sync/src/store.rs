@@ -202,6 +202,7 @@ const MIGRATIONS: &[&str] = &[
         received_ms INTEGER NOT NULL,
         reason TEXT NOT NULL,
         bytes INTEGER NOT NULL,
+        whole INTEGER NOT NULL,
         PRIMARY KEY (peer, seq)
      ) WITHOUT ROWID;",
 ];
@@ -222,21 +223,38 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Creates `path` if missing, readable and writable by its owner only; an existing store file
-/// is narrowed to its owner too.
+/// Creates `path` if missing, readable and writable by its owner only; an existing file is
+/// narrowed to its owner by its path. Never opens (and closes) an existing file: closing any
+/// descriptor of a SQLite file drops the POSIX locks every connection of this process holds on
+/// it (a second store handle opened while the first writes would corrupt its locking).
 fn private_file(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let file = options.open(path)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        if path.exists() {
+            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            return Ok(());
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            // Nobody else had it open: it did not exist.
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
     }
     #[cfg(not(unix))]
-    options.open(path)?;
-    Ok(())
+    {
+        let _ = path;
+        Ok(())
+    }
 }
 
 /// Who writes: the device's Automerge actor and the person using it.
@@ -919,6 +937,8 @@ pub(crate) fn stored_record(
 /// A stored document as read from SQLite, not yet decoded.
 pub(crate) struct StoredDoc {
     collection: String,
+    /// Its grid (`None`: community-wide).
+    pub(crate) grid: Option<String>,
     snapshot: Vec<u8>,
     dict: Option<i64>,
     chunks: Vec<Vec<u8>>,
@@ -934,10 +954,11 @@ impl StoredDoc {
 /// Reads a stored document's bytes (the SQLite part of [`load_doc`]).
 pub(crate) fn read_doc(conn: &Connection, id: &str) -> Result<Option<StoredDoc>, StoreError> {
     let row = conn
-        .prepare_cached("SELECT collection, snapshot, dict, tail FROM docs WHERE id = ?1")?
+        .prepare_cached("SELECT collection, snapshot, dict, tail, grid FROM docs WHERE id = ?1")?
         .query_row([id], |r| {
             let stored = StoredDoc {
                 collection: r.get(0)?,
+                grid: r.get(4)?,
                 snapshot: r.get(1)?,
                 dict: r.get(2)?,
                 chunks: Vec::new(),

@@ -6,7 +6,9 @@ use crate::WireError;
 use crate::cert::{Cert, Grant, Membership};
 use crate::crypto::{DeviceKey, ScopeKey, SignatureBytes, verify};
 
-const PREFIX: &str = "LINLI1";
+const PREFIX: &str = "LINLI2";
+/// The prefix of codes made before invitations were signed whole.
+const OLD_PREFIX: &str = "LINLI1";
 const INVITE_CONTEXT: &[u8] = b"linli invitation v1";
 
 /// An invitation. Its code is a bearer credential (it carries scope keys and a one-time
@@ -77,7 +79,7 @@ impl Invite {
         crate::encode(&fields)
     }
 
-    /// The text code: `LINLI1` and base32 (letters and digits only, so it fits a QR code's
+    /// The text code: `LINLI2` and base32 (letters and digits only, so it fits a QR code's
     /// alphanumeric mode).
     pub fn encode(&self) -> String {
         format!(
@@ -93,6 +95,13 @@ impl Invite {
             .filter(|c| !c.is_whitespace() && *c != '-')
             .collect::<String>()
             .to_ascii_uppercase();
+        if clean.starts_with(OLD_PREFIX) {
+            return Err(WireError::Invite(
+                "it was made by an older Linli (before codes were signed whole): ask for a new \
+                 one"
+                .into(),
+            ));
+        }
         let body = clean
             .strip_prefix(PREFIX)
             .ok_or_else(|| WireError::Invite(format!("it does not start with {PREFIX}")))?;
@@ -217,7 +226,9 @@ mod tests {
         let g = m.verify(&root.public()).unwrap();
         assert_eq!((g.role, g.subject), (Role::Grid, device.public()));
 
-        assert!(Invite::decode("LINLI1AAAA").is_err());
+        assert!(Invite::decode("LINLI2AAAA").is_err());
+        let old = Invite::decode("LINLI1AAAA").unwrap_err().to_string();
+        assert!(old.contains("older Linli"), "{old}");
         assert!(Invite::decode(&code[..code.len() - 9]).is_err());
         assert!(Invite::decode("hello").is_err());
     }
@@ -306,7 +317,7 @@ mod tests {
     proptest::proptest! {
         /// Any text, and any text that looks like a code, decodes to an answer, never a panic.
         #[test]
-        fn decoding_any_text_never_panics(text in ".{0,300}", code in "LINLI1[A-Z2-7]{0,400}") {
+        fn decoding_any_text_never_panics(text in ".{0,300}", code in "LINLI2[A-Z2-7]{0,400}") {
             let _ = Invite::decode(&text);
             let _ = Invite::decode(&code);
         }

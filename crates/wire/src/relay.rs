@@ -1,7 +1,7 @@
-//! The relay's protocol: `POST /v1` takes a [`Signed`] [`Request`] and answers a [`Response`]
+//! The relay's protocol (version 2): `POST /v2` takes a [`Signed`] [`Request`] and answers a [`Response`]
 //! (postcard), or an error status with a plain-text reason.
 //!
-//! `POST /v1/stream` ([`STREAM_PATH`]) holds one exchange open for many requests, so that a
+//! `POST /v2/stream` ([`STREAM_PATH`]) holds one exchange open for many requests, so that a
 //! connected device pays one round trip for a whole session, not one per batch: its body is a
 //! sequence of [frames](frame) each holding a [`Signed`] request, handled in order as each
 //! arrives, and its answer a sequence of frames each holding a [`Reply`], one per request (a
@@ -16,11 +16,15 @@ use crate::cert::Membership;
 use crate::crypto::{DeviceKey, PublicKey, SignatureBytes, verify};
 
 /// The path of the relay's endpoint.
-pub const PATH: &str = "/v1";
+pub const PATH: &str = "/v2";
 /// The largest request the relay accepts.
 pub const MAX_REQUEST: usize = 64 * 1024 * 1024;
 /// The path of the relay's streaming endpoint.
-pub const STREAM_PATH: &str = "/v1/stream";
+pub const STREAM_PATH: &str = "/v2/stream";
+
+/// The paths of the protocol before blobs carried their sender and codes were signed whole
+/// (version 1): a relay answers them with 426, naming the version it speaks.
+pub const OLD_PATHS: &[&str] = &["/v1", "/v1/stream"];
 /// The longest a relay holds a [`Body::Follow`] open.
 pub const MAX_FOLLOW_MS: u64 = 10 * 60 * 1000;
 /// How often a held [`Body::Follow`] sends an empty frame when nothing arrives (so that each
@@ -48,8 +52,7 @@ impl Frames {
     /// Adds bytes that arrived.
     pub fn extend(&mut self, bytes: &[u8]) {
         if self.at > 0 && self.at == self.buf.len() {
-            self.buf.clear();
-            self.at = 0;
+            self.reset();
         }
         self.buf.extend_from_slice(bytes);
     }
@@ -68,16 +71,41 @@ impl Frames {
                 reason: format!("a frame of {len} bytes is longer than the limit {MAX_REQUEST}"),
             });
         }
-        let Some(bytes) = rest.get(4..4 + len) else {
+        if rest.len() < 4 + len {
             return Ok(None);
-        };
-        let bytes = bytes.to_vec();
+        }
+        // The frame is the whole buffer (a large push, usually): handed over without a copy.
+        if self.at == 0 && self.buf.len() == 4 + len {
+            let mut bytes = std::mem::take(&mut self.buf);
+            bytes.drain(..4);
+            return Ok(Some(bytes));
+        }
+        let bytes = rest[4..4 + len].to_vec();
         self.at += 4 + len;
         if self.at == self.buf.len() {
-            self.buf.clear();
+            self.reset();
+        } else if self.at >= 1 << 20 {
+            // Read frames are not kept in memory behind a frame still arriving.
+            self.buf.drain(..self.at);
             self.at = 0;
         }
         Ok(Some(bytes))
+    }
+
+    /// Empties the buffer, giving back a large one's memory.
+    fn reset(&mut self) {
+        if self.buf.capacity() > 1 << 20 {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+        self.at = 0;
+    }
+
+    /// The length of the frame being received, once its length has arrived.
+    pub fn next_len(&self) -> Option<usize> {
+        let len = self.buf.get(self.at..self.at + 4)?;
+        Some(u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
     }
 
     /// What has arrived of the next frame after its length (empty until the length has).
@@ -96,10 +124,10 @@ impl Frames {
 pub enum Reply {
     /// The request was handled.
     Answer(Response),
-    /// The request was refused, as `POST /v1` would with this status and reason; the stream
+    /// The request was refused, as `POST /v2` would with this status and reason; the stream
     /// ends here.
     Refused {
-        /// The HTTP status `POST /v1` would have answered.
+        /// The HTTP status `POST /v2` would have answered.
         status: u16,
         /// Why.
         message: String,
@@ -201,6 +229,10 @@ pub const MAX_WATCH_MS: u64 = 30_000;
 /// clock in ms, or just past its last one): a counter far ahead, once accepted, would have
 /// the relay refuse every later request of that device as a replay.
 pub const MAX_COUNTER_AHEAD_MS: u64 = 60 * 60 * 1000;
+
+/// The words a relay's refusal of a counter too far ahead holds: the device then numbers its
+/// requests from its clock again (its stored counter came from a clock that was wrong).
+pub const COUNTER_AHEAD: &str = "ahead of the relay's clock";
 
 /// A request, before signing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
