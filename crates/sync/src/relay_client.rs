@@ -625,15 +625,15 @@ pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncE
     Ok(dropped)
 }
 
+/// Documents of pulled blobs, each with its blob's sequence number, and the blobs that did not
+/// open.
+pub type Opened = (Vec<(u64, Incoming)>, Vec<crate::SetAside>);
+
 /// Opens pulled blobs into documents to merge, each tagged with its blob's sequence number.
 /// A blob that does not open (a wrong key, damaged or made-up bytes, a bundle that does not
 /// decode) is set aside, with why; the others are opened. A scope this device holds no key for
 /// is an error of the relay's (it hands out only the scopes a device may read).
-pub fn open_blobs(
-    store: &Store,
-    peer: &str,
-    blobs: &[Blob],
-) -> Result<(Vec<(u64, Incoming)>, Vec<crate::SetAside>), SyncError> {
+pub fn open_blobs(store: &Store, peer: &str, blobs: &[Blob]) -> Result<Opened, SyncError> {
     let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
     let mut incoming = Vec::new();
     let mut aside = Vec::new();
