@@ -913,3 +913,50 @@ fn a_blob_nobody_can_read_is_set_aside_and_staff_have_it_dropped() {
 fn data_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A grid worker lists, in a blob of its own grid, the id of a household another grid will
+/// import later: the relay keeps that id in its grid, so the import's push is refused. Staff
+/// are told which blob keeps it, have the relay drop it, and sync again.
+#[test]
+fn staff_have_a_blob_that_claims_another_grids_id_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, g] = dirs(tmp.path(), ["a", "g"]);
+    let relay = Relay::start(&tmp.path().join("relay"), 0);
+    ok(&a, &["demo", "--households", "200", "--seed", "6"]);
+    ok(&a, &["sync", "--relay", &relay.url]);
+    ok(
+        &g,
+        &["join", &invite(&a, &["--role", "grid", "--grid", "G02"])],
+    );
+    ok(&g, &["sync"]);
+    let claim = linli_wire::relay::NewBlob {
+        scope: "G02".into(),
+        kind: linli_wire::relay::BlobKind::Changes,
+        docs: vec!["hh-900001".into(), "hh-900001.pii".into()],
+        covers: 0,
+        sealed: vec![1; 64],
+    };
+    assert_eq!(hostile_push(&g, &relay.url, vec![claim]), 200);
+    let line = r#"{"kind":"household","id":"hh-900001","grid":"G01","compound":"幸福里小区","building":"9","unit":"1","room":"101","area_m2":60.0,"tenure":"自住","members":[{"id":"p-9000001","name":"钱多多","gender":"男","birth":"1980-01-01","id_number":"320106198001010011","phone":"13812345678","relation":"户主","tags":[],"notes":""}]}"#;
+    let file = tmp.path().join("one.jsonl");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    ok(&a, &["import", file.to_str().unwrap()]);
+    let e = err(&a, &["sync"]);
+    assert!(
+        e.contains("is kept in scope G02") && e.contains("linli drop-blob"),
+        "{e}"
+    );
+    let seq = e
+        .split("linli drop-blob ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap()
+        .to_string();
+    assert!(err(&g, &["drop-blob", &seq]).contains("only committee staff"));
+    let dropped = json(&a, &["drop-blob", &seq]);
+    assert_eq!(
+        dropped["dropped"],
+        serde_json::json!([seq.parse::<u64>().unwrap()])
+    );
+    ok(&a, &["sync"]);
+}

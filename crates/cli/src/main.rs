@@ -192,6 +192,17 @@ enum Command {
         #[arg(long)]
         relay: Option<String>,
     },
+    /// Have the relay drop blobs by number (committee staff only): a blob that lists
+    /// documents of another scope it does not hold, as the relay names it when it refuses a
+    /// push. 让中继删除数据。
+    DropBlob {
+        /// The blobs' numbers (`#123` in the relay's message).
+        #[arg(required = true)]
+        seqs: Vec<u64>,
+        /// The relay (default: this store's).
+        #[arg(long)]
+        relay: Option<String>,
+    },
     /// Sync directly with another device over iroh (same network or hotspot). 设备直连。
     P2p {
         #[command(subcommand)]
@@ -516,6 +527,18 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 },
             );
+        }
+        Command::DropBlob { seqs, relay } => {
+            let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;
+            let dropped =
+                runtime.block_on(linli_sync::relay_client::drop_blobs(&mut store, &url, seqs))?;
+            out.emit(&json!({"relay": url, "dropped": dropped}), || {
+                say!(
+                    "中继已删除 The relay dropped {} blob(s): {:?}",
+                    dropped.len(),
+                    dropped
+                );
+            });
         }
         Command::SetAside { drop, relay } => {
             let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;

@@ -37,6 +37,12 @@ fn check_push(
                 b.docs.len()
             )));
         }
+        let mut seen = std::collections::HashSet::with_capacity(b.docs.len());
+        if let Some(d) = b.docs.iter().find(|d| !seen.insert(**d)) {
+            return Err(RelayError::BadRequest(format!(
+                "blob {i} lists document {d} twice; nothing was stored"
+            )));
+        }
         if let Some(e) = b
             .docs
             .iter()
@@ -85,23 +91,48 @@ pub(crate) fn push_bytes(blobs: &[NewBlobView<'_>]) -> u64 {
 
 /// Refuses a blob listing a document the relay holds in another scope: a document belongs
 /// to the scope it was first stored in (scopes never change), so no member can claim, or
-/// have devices merge, another scope's document under its own scope.
-fn other_scope(tx: &Connection, community: &str, b: &NewBlobView<'_>) -> Result<(), RelayError> {
+/// have devices merge, another scope's document under its own scope. Committee staff are told
+/// which blob keeps it there (a member may have listed ids it does not hold, to block them),
+/// and may have the relay drop it (`linli drop-blob`); others are not told which scope.
+fn other_scope(
+    tx: &Connection,
+    community: &str,
+    grant: &Grant,
+    b: &NewBlobView<'_>,
+) -> Result<(), RelayError> {
     let mut elsewhere = tx.prepare_cached(
-        "SELECT b.scope FROM blob_docs d JOIN blobs b ON b.seq = d.seq
+        "SELECT b.scope, b.seq, b.sender FROM blob_docs d JOIN blobs b ON b.seq = d.seq
          WHERE d.community = ?1 AND d.doc = ?2 AND b.scope != ?3 LIMIT 1",
     )?;
     for d in &b.docs {
-        if let Some(scope) = elsewhere
-            .query_row(params![community, d, b.scope], |r| r.get::<_, String>(0))
+        let Some((scope, seq, sender)) = elsewhere
+            .query_row(params![community, d, b.scope], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
             .optional()?
-        {
-            return Err(RelayError::Forbidden(format!(
-                "document {d} is kept in scope {scope} on this relay, not in scope {}; nothing \
+        else {
+            continue;
+        };
+        return Err(RelayError::Forbidden(if grant.role == Role::Staff {
+            let sender: PublicKey = sender.try_into().unwrap_or([0; 32]);
+            format!(
+                "document {d} is kept in scope {scope} on this relay (blob #{seq} of device {}), \
+                 not in scope {}; nothing was stored. If that device should not have listed it, \
+                 have the relay drop that blob: linli drop-blob {seq}",
+                short(&sender),
+                b.scope
+            )
+        } else {
+            format!(
+                "document {d} is kept in another scope on this relay, not in scope {}; nothing \
                  was stored",
                 b.scope
-            )));
-        }
+            )
+        }));
     }
     Ok(())
 }
@@ -127,7 +158,7 @@ pub(crate) fn push(
     }
     let mut seqs = Vec::with_capacity(blobs.len());
     for b in blobs {
-        other_scope(tx, community, b)?;
+        other_scope(tx, community, grant, b)?;
         if b.kind == BlobKind::Snapshot {
             unknown_in_scope(tx, community, b)?;
         }

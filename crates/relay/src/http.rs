@@ -414,8 +414,9 @@ impl Relay {
             let next = match frames.next_frame() {
                 Err(e) => Err(RelayError::BadRequest(e.to_string())),
                 Ok(Some(bytes)) => {
-                    // What is left of the buffer belongs to the next frame, not checked yet.
-                    room.reset();
+                    // The frame keeps its room until it is handled; what is left of the buffer
+                    // belongs to the next frame, not checked yet.
+                    let frame_room = std::mem::replace(&mut room, Room::new(&self.limits));
                     checked = false;
                     if let Err(e) = room.cover(frames.pending(), t.budget_wait).await {
                         let _ = send_reply(tx, refusal(&e)).await;
@@ -424,7 +425,7 @@ impl Relay {
                     if bytes.is_empty() {
                         continue;
                     }
-                    Ok(Bytes::from(bytes))
+                    Ok((Bytes::from(bytes), frame_room))
                 }
                 Ok(None) => {
                     let deadline =
@@ -475,10 +476,14 @@ impl Relay {
                 }
             };
             let handled = match next {
-                Ok(bytes) => {
+                Ok((bytes, frame_room)) => {
                     tracing::debug!(bytes = bytes.len(), "stream frame arrived");
                     let relay = self.clone();
-                    match blocking(move || relay.handle_request(&bytes, true, Some(origin))).await {
+                    let handled =
+                        blocking(move || relay.handle_request(&bytes, true, Some(origin))).await;
+                    // Stored (or refused): its bytes are gone.
+                    drop(frame_room);
+                    match handled {
                         Ok((response, Some(w))) if !w.follow => {
                             self.hold(response, w).await.map(|r| (r, None))
                         }
@@ -586,12 +591,6 @@ impl<'a> Room<'a> {
         }
         self.admitted = Some(h);
         Ok(())
-    }
-
-    /// Gives back everything (a stream's frame was handled).
-    fn reset(&mut self) {
-        self.admitted = None;
-        self.early = self.limits.strangers.none();
     }
 }
 

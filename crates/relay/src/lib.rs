@@ -447,18 +447,22 @@ impl Relay {
         if !has_column("devices", "pulled")? {
             conn.execute_batch("ALTER TABLE devices ADD COLUMN pulled INTEGER")?;
         }
-        // Relays made before quotas: count what each community keeps (sealed bytes, and its
-        // documents' claims as `blobs::push_bytes` counts them).
+        // Relays made before quotas: a column for what each community keeps.
         if !has_column("communities", "bytes")? {
             conn.execute_batch(
-                "ALTER TABLE communities ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
-                 UPDATE communities SET bytes =
-                     (SELECT COALESCE(SUM(length(sealed)), 0) FROM blobs
-                         WHERE blobs.community = communities.id)
-                   + (SELECT COALESCE(SUM(length(doc) + 48), 0) FROM blob_docs
-                         WHERE blob_docs.community = communities.id);",
+                "ALTER TABLE communities ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;",
             )?;
         }
+        // Counted again at each start (sealed bytes, and the documents' claims as
+        // `blobs::push_bytes` counts them), so that no drift outlives a restart. `length` of
+        // a blob reads its record's header only.
+        conn.execute_batch(
+            "UPDATE communities SET bytes =
+                 (SELECT COALESCE(SUM(length(sealed)), 0) FROM blobs
+                     WHERE blobs.community = communities.id)
+               + (SELECT COALESCE(SUM(length(doc) + 48), 0) FROM blob_docs
+                     WHERE blob_docs.community = communities.id);",
+        )?;
         let limits = Limits {
             first_contacts: limits::FirstContacts::new(config.first_contacts_per_hour),
             budget: limits::Budget::new(config.inflight_bytes),
@@ -617,10 +621,12 @@ impl Relay {
                 let bytes = blobs::push_bytes(blobs);
                 self.disk_room_for(&tx, community, bytes)?;
                 pushed_scopes = blobs.iter().map(|b| b.scope.to_string()).collect();
+                let (before, _) = blobs::usage(&tx, community)?;
                 let pushed = blobs::push(&tx, community, &grant, &device, blobs)?;
                 // The quota is checked after the push, in its transaction: a snapshot frees
-                // what it supersedes (compacting a community at its quota makes room).
-                self.within_quota(&tx, community, bytes)?;
+                // what it supersedes (compacting a community at its quota makes room), and a
+                // push that leaves the community smaller is never refused.
+                self.within_quota(&tx, community, before, bytes)?;
                 pushed
             }
             BodyView::Drop { seqs } => blobs::drop_blobs(&tx, community, &grant, &device, seqs)?,
@@ -672,10 +678,16 @@ impl Relay {
 
     /// Refuses a push that took `community` past its quota (called after it was stored in
     /// the transaction, which is then rolled back).
-    fn within_quota(&self, tx: &Connection, community: &str, bytes: u64) -> Result<(), RelayError> {
+    fn within_quota(
+        &self,
+        tx: &Connection,
+        community: &str,
+        before: u64,
+        bytes: u64,
+    ) -> Result<(), RelayError> {
         let (used, _) = blobs::usage(tx, community)?;
         let quota = self.config.quota_bytes;
-        if used > quota {
+        if used > quota && used > before {
             return Err(RelayError::Full {
                 message: format!(
                     "community {community} would keep {} MB on this relay and may keep {} MB: \

@@ -98,22 +98,22 @@ impl Store {
         incoming: Vec<(u64, Incoming)>,
         cursor: u64,
         mut aside: Vec<crate::SetAside>,
+        reopen: impl Fn(u64, &str) -> Option<Incoming>,
         set_aside: impl Fn(u64, &str, bool) -> Option<crate::SetAside>,
     ) -> Result<(MergeReport, Vec<crate::SetAside>), StoreError> {
         let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
-        // Which blobs carried each document; the parts of documents that came in several are
-        // kept, to be tried one by one if the document is refused.
+        // Which blobs carried each document (a refused one that came in several is tried
+        // blob by blob, its parts read again from them by `reopen`), and how many documents
+        // each blob holds.
         let mut blobs_of: HashMap<String, Vec<u64>> = HashMap::new();
         let mut docs_in: HashMap<u64, usize> = HashMap::new();
         for (blob, inc) in &incoming {
-            blobs_of.entry(inc.id.clone()).or_default().push(*blob);
+            let blobs = blobs_of.entry(inc.id.clone()).or_default();
+            if !blobs.contains(blob) {
+                blobs.push(*blob);
+            }
             *docs_in.entry(*blob).or_default() += 1;
         }
-        let several: Vec<(u64, Incoming)> = incoming
-            .iter()
-            .filter(|(_, inc)| blobs_of.get(&inc.id).is_some_and(|b| b.len() > 1))
-            .cloned()
-            .collect();
         let (tx, dicts) = self.immediate_with_dicts()?;
         let (mut report, refused) = merge_in(
             &tx,
@@ -123,6 +123,12 @@ impl Store {
             incoming.into_iter().map(|(_, inc)| inc).collect(),
             true,
         )?;
+        // A merge that trained dictionaries compressed stored documents with them: the
+        // retries below must know them.
+        let mut reloaded: Option<Dicts> = None;
+        if report.dictionaries > 0 {
+            reloaded = Some(Dicts::load(&tx)?);
+        }
         let mut partly: Vec<(u64, String)> = Vec::new();
         for (id, reason) in refused {
             let blobs = blobs_of.get(&id).cloned().unwrap_or_default();
@@ -134,16 +140,31 @@ impl Store {
                 );
                 continue;
             }
-            for (blob, part) in several.iter().filter(|(_, inc)| inc.id == id) {
-                let (one, refused) =
-                    merge_in(&tx, dicts, &community, peer, vec![part.clone()], true)?;
-                report.created += one.created;
-                report.changed += one.changed;
-                report.unchanged += one.unchanged;
+            let mut got = MergeReport::default();
+            for blob in blobs {
+                let Some(part) = reopen(blob, &id) else {
+                    continue;
+                };
+                let current = reloaded.as_ref().unwrap_or(dicts);
+                let (one, refused) = merge_in(&tx, current, &community, peer, vec![part], true)?;
+                if one.dictionaries > 0 {
+                    reloaded = Some(Dicts::load(&tx)?);
+                }
+                got.created += one.created;
+                got.changed += one.changed;
+                got.unchanged += one.unchanged;
                 report.dictionaries += one.dictionaries;
                 if let Some((_, reason)) = refused.first() {
-                    partly.push((*blob, format!("document {id}: {reason}")));
+                    partly.push((blob, format!("document {id}: {reason}")));
                 }
+            }
+            // One document, counted once.
+            if got.created > 0 {
+                report.created += 1;
+            } else if got.changed > 0 {
+                report.changed += 1;
+            } else if got.unchanged > 0 {
+                report.unchanged += 1;
             }
         }
         let mut refused_in: HashMap<u64, usize> = HashMap::new();

@@ -629,6 +629,36 @@ pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncE
 /// open.
 pub type Opened = (Vec<(u64, Incoming)>, Vec<crate::SetAside>);
 
+/// Has the relay at `url` drop the blobs with these sequence numbers (committee staff only):
+/// for a blob that lists documents of another scope it does not hold (the relay names it when
+/// it refuses a push). Returns the blobs dropped.
+pub async fn drop_blobs(store: &mut Store, url: &str, seqs: &[u64]) -> Result<Vec<u64>, SyncError> {
+    let me = store.identity()?;
+    if me.grant.role != linli_wire::Role::Staff {
+        return Err(SyncError::NotAllowed(format!(
+            "only committee staff may have the relay drop data; this device is {}",
+            me.grant.describe()
+        )));
+    }
+    let client = RelayClient::new(url)?;
+    let mut report = SyncReport::default();
+    match client
+        .call(
+            store,
+            Body::Drop {
+                seqs: seqs.to_vec(),
+            },
+            &mut report,
+        )
+        .await?
+    {
+        Response::Dropped { seqs } => Ok(seqs),
+        other => Err(SyncError::Protocol(format!(
+            "the relay answered a drop with {other:?}"
+        ))),
+    }
+}
+
 /// Opens pulled blobs into documents to merge, each tagged with its blob's sequence number.
 /// A blob that does not open (a wrong key, damaged or made-up bytes, a bundle that does not
 /// decode) is set aside, with why; the others are opened. A scope this device holds no key for
@@ -674,16 +704,38 @@ pub(crate) fn merge_blobs(
     next: u64,
 ) -> Result<(crate::MergeReport, usize), SyncError> {
     let (incoming, aside) = open_blobs(store, peer, blobs)?;
-    let (merged, aside) =
-        store.merge_received(peer, incoming, next, aside, |seq, reason, whole| {
-            blobs.iter().find(|b| b.seq == seq).map(|b| {
-                if whole {
-                    crate::SetAside::new(peer, b, reason)
-                } else {
-                    crate::SetAside::partly(peer, b, reason)
-                }
-            })
-        })?;
+    let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
+    let mut keys: std::collections::HashMap<&str, Option<linli_wire::ScopeKey>> =
+        std::collections::HashMap::new();
+    for b in blobs {
+        if !keys.contains_key(b.scope.as_str()) {
+            keys.insert(b.scope.as_str(), store.scope_key(&b.scope)?);
+        }
+    }
+    // A document's part in one blob, read again (only for a document the merge refused that
+    // came in several blobs: rare).
+    let reopen = |seq: u64, id: &str| {
+        let b = blobs.iter().find(|b| b.seq == seq)?;
+        let key = keys.get(b.scope.as_str())?.as_ref()?;
+        let bundle = open_bundle(key, &community, &b.scope, &b.sealed).ok()?;
+        let d = bundle.docs.into_iter().find(|d| d.id == id)?;
+        Some(Incoming {
+            scope: b.scope.clone(),
+            id: d.id,
+            collection: d.collection,
+            bytes: d.bytes,
+        })
+    };
+    let set_aside = |seq: u64, reason: &str, whole: bool| {
+        blobs.iter().find(|b| b.seq == seq).map(|b| {
+            if whole {
+                crate::SetAside::new(peer, b, reason)
+            } else {
+                crate::SetAside::partly(peer, b, reason)
+            }
+        })
+    };
+    let (merged, aside) = store.merge_received(peer, incoming, next, aside, reopen, set_aside)?;
     Ok((merged, aside.len()))
 }
 

@@ -202,9 +202,10 @@ const MIGRATIONS: &[&str] = &[
         received_ms INTEGER NOT NULL,
         reason TEXT NOT NULL,
         bytes INTEGER NOT NULL,
-        whole INTEGER NOT NULL,
         PRIMARY KEY (peer, seq)
      ) WITHOUT ROWID;",
+    // 14: whether nothing of a blob set aside could be read, or only some of its documents.
+    "ALTER TABLE set_aside ADD COLUMN whole INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// Creates `dir` if missing, readable by its owner only (a store holds residents' data). A

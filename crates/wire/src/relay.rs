@@ -74,9 +74,11 @@ impl Frames {
         if rest.len() < 4 + len {
             return Ok(None);
         }
-        // The frame is the whole buffer (a large push, usually): handed over without a copy.
-        if self.at == 0 && self.buf.len() == 4 + len {
-            let mut bytes = std::mem::take(&mut self.buf);
+        // A frame at the start of the buffer (a large push, usually) is handed over without a
+        // copy: what follows it moves to a buffer of its own.
+        if self.at == 0 {
+            let rest = self.buf.split_off(4 + len);
+            let mut bytes = std::mem::replace(&mut self.buf, rest);
             bytes.drain(..4);
             return Ok(Some(bytes));
         }
