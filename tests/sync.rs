@@ -305,8 +305,14 @@ fn the_sync_benchmark_runs_its_three_phases_and_ends_in_step() {
     let cpu = &out["incremental"]["cpu_ms"];
     assert!(cpu["a"].as_f64().unwrap() > 0.0, "{out}");
     assert!(cpu["a_session"].as_f64().unwrap() > 0.0, "{out}");
-    // hh-000001 (.pii, twice), hh-000002 and task-0001 changed.
-    assert_eq!(out["incremental"]["docs_received"], 3, "{out}");
+    // hh-000001 (.pii, twice), hh-000002 and task-0001 changed: 3 documents, or 4 when the
+    // .pii's two edits left in two bursts (a burst leaves 5 ms after its first change, and a
+    // loaded machine may take longer over the five edits) and B merged it twice.
+    let received = out["incremental"]["docs_received"].as_u64().unwrap();
+    assert!(
+        received == 3 || received == 4 && out["incremental"]["b_receipts"].as_u64().unwrap() > 1,
+        "{out}"
+    );
     assert_eq!(out["reconnect"]["docs_received"], 3, "{out}");
     assert!(out["relay_peak_rss_mb"].as_f64().unwrap() > 0.0);
 }
