@@ -53,28 +53,11 @@ impl Store {
         incoming: Vec<Incoming>,
         cursor: Option<u64>,
     ) -> Result<MergeReport, StoreError> {
-        self.merge_setting_aside(peer, incoming, cursor, &[])
-    }
-
-    /// As [`Store::merge`], also recording blobs of the peer's that were `aside` (not used),
-    /// in the same transaction as the cursor that moves past them.
-    pub fn merge_setting_aside(
-        &mut self,
-        peer: &str,
-        incoming: Vec<Incoming>,
-        cursor: Option<u64>,
-        aside: &[crate::SetAside],
-    ) -> Result<MergeReport, StoreError> {
         let community = self.community_id()?.ok_or(StoreError::NoCommunity)?;
         let (tx, dicts) = self.immediate_with_dicts()?;
         let (report, _) = merge_in(&tx, dicts, &community, peer, incoming, false)?;
-        crate::aside::record(&tx, aside)?;
         if let Some(cursor) = cursor {
-            tx.execute(
-                "INSERT INTO peers (peer, cursor, synced_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (peer) DO UPDATE SET cursor = ?2, synced_ms = ?3",
-                params![peer, cursor as i64, Timestamp::now().0],
-            )?;
+            set_cursor(&tx, peer, cursor)?;
         }
         tx.commit()?;
         if report.dictionaries > 0 {
@@ -187,17 +170,23 @@ impl Store {
             }
         }
         crate::aside::record(&tx, &aside)?;
-        tx.execute(
-            "INSERT INTO peers (peer, cursor, synced_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (peer) DO UPDATE SET cursor = ?2, synced_ms = ?3",
-            params![peer, cursor as i64, Timestamp::now().0],
-        )?;
+        set_cursor(&tx, peer, cursor)?;
         tx.commit()?;
         if report.dictionaries > 0 {
             self.reload_dicts()?;
         }
         Ok((report, aside))
     }
+}
+
+/// Records how far `peer`'s feed (the relay's sequence numbers) was merged, and when.
+fn set_cursor(tx: &Transaction<'_>, peer: &str, cursor: u64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO peers (peer, cursor, synced_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (peer) DO UPDATE SET cursor = ?2, synced_ms = ?3",
+        params![peer, cursor as i64, Timestamp::now().0],
+    )?;
+    Ok(())
 }
 
 /// The scope name of a record (`*` for community-wide ones).

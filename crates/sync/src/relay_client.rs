@@ -585,13 +585,7 @@ pub async fn compact(store: &mut Store, url: &str) -> Result<CompactReport, Sync
 /// some were set aside only in part. Returns how many the relay dropped (a blob another staff
 /// device had dropped already is forgotten too).
 pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncError> {
-    let me = store.identity()?;
-    if me.grant.role != linli_wire::Role::Staff {
-        return Err(SyncError::NotAllowed(format!(
-            "only committee staff may have the relay drop data; this device is {}",
-            me.grant.describe()
-        )));
-    }
+    staff_only(store)?;
     let client = RelayClient::new(url)?;
     let peer = client.peer();
     let mine: Vec<crate::SetAside> = store
@@ -629,10 +623,8 @@ pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncE
 /// open.
 pub type Opened = (Vec<(u64, Incoming)>, Vec<crate::SetAside>);
 
-/// Has the relay at `url` drop the blobs with these sequence numbers (committee staff only):
-/// for a blob that lists documents of another scope it does not hold (the relay names it when
-/// it refuses a push). Returns the blobs dropped.
-pub async fn drop_blobs(store: &mut Store, url: &str, seqs: &[u64]) -> Result<Vec<u64>, SyncError> {
+/// Refuses unless this device is committee staff's (only staff have the relay drop data).
+fn staff_only(store: &Store) -> Result<(), SyncError> {
     let me = store.identity()?;
     if me.grant.role != linli_wire::Role::Staff {
         return Err(SyncError::NotAllowed(format!(
@@ -640,6 +632,14 @@ pub async fn drop_blobs(store: &mut Store, url: &str, seqs: &[u64]) -> Result<Ve
             me.grant.describe()
         )));
     }
+    Ok(())
+}
+
+/// Has the relay at `url` drop the blobs with these sequence numbers (committee staff only):
+/// for a blob that lists documents of another scope it does not hold (the relay names it when
+/// it refuses a push). Returns the blobs dropped.
+pub async fn drop_blobs(store: &mut Store, url: &str, seqs: &[u64]) -> Result<Vec<u64>, SyncError> {
+    staff_only(store)?;
     let client = RelayClient::new(url)?;
     let mut report = SyncReport::default();
     match client
