@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 mod common;
-use common::{Relay, Serve, err, json, ok};
+use common::{Relay, Serve, err, hostile_push, json, ok};
 #[path = "support/namespaces.rs"]
 mod namespaces;
 
@@ -734,41 +734,6 @@ fn a_live_upload_cut_before_the_relay_answers_is_sent_again() {
     assert_eq!(got["changed"], 1, "{got}");
     assert_eq!(show(&b, &id)["notes"], "电梯停运，已报修");
     assert_eq!(show(&b, &id), show(&a, &id));
-}
-
-/// `POST /v2` on the relay at `url` with `body`, over a plain socket: (status, answer).
-fn post_raw(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        s,
-        "POST /v2 HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).unwrap();
-    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&answer[..end]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, answer[end + 4..].to_vec())
-}
-
-/// A push signed by the device of the store in `dir`, as a hostile member would send it.
-fn hostile_push(dir: &Path, url: &str, blobs: Vec<linli_wire::relay::NewBlob>) -> u16 {
-    let store = linli_sync::Store::open(dir).unwrap();
-    let me = store.identity().unwrap();
-    let request = linli_wire::relay::Request {
-        membership: me.membership,
-        counter: store.next_counter().unwrap(),
-        body: linli_wire::relay::Body::Push { blobs },
-    };
-    let bytes = linli_wire::encode(&linli_wire::relay::Signed::sign(&me.key, &request));
-    post_raw(url, &bytes).0
 }
 
 /// One unreadable blob stopped every device's sync for good ("sealed data for scope * does

@@ -9,7 +9,7 @@ use serde_json::Value;
 #[path = "../support/relay.rs"]
 mod relay;
 #[allow(unused_imports)]
-pub use relay::{Relay, first_line, relay_bin};
+pub use relay::{Relay, first_line, hostile_push, relay_bin};
 
 pub fn linli(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_linli"))

@@ -107,3 +107,38 @@ pub fn first_line(child: &mut Child, missing: &str) -> String {
     });
     rx.recv_timeout(Duration::from_secs(20)).expect(missing)
 }
+
+/// `POST /v2` on the relay at `url` with `body`, over a plain socket: (status, answer).
+pub fn post_raw(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v2 HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..end]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, answer[end + 4..].to_vec())
+}
+
+/// A push signed by the device of the store in `dir`, as a hostile member would send it.
+pub fn hostile_push(dir: &Path, url: &str, blobs: Vec<linli_wire::relay::NewBlob>) -> u16 {
+    let store = linli_sync::Store::open(dir).unwrap();
+    let me = store.identity().unwrap();
+    let request = linli_wire::relay::Request {
+        membership: me.membership,
+        counter: store.next_counter().unwrap(),
+        body: linli_wire::relay::Body::Push { blobs },
+    };
+    let bytes = linli_wire::encode(&linli_wire::relay::Signed::sign(&me.key, &request));
+    post_raw(url, &bytes).0
+}

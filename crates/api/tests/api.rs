@@ -1210,31 +1210,6 @@ fn a_live_session_counts_a_silent_relay_as_lost() {
     drop(relay);
 }
 
-/// A push signed by the device of the store in `dir`, sent over a plain socket.
-fn hostile_push(dir: &std::path::Path, url: &str, blob: linli_wire::relay::NewBlob) -> u16 {
-    use std::io::{Read, Write};
-    let store = linli_sync::Store::open(dir).unwrap();
-    let me = store.identity().unwrap();
-    let request = linli_wire::relay::Request {
-        membership: me.membership,
-        counter: store.next_counter().unwrap(),
-        body: linli_wire::relay::Body::Push { blobs: vec![blob] },
-    };
-    let body = linli_wire::encode(&linli_wire::relay::Signed::sign(&me.key, &request));
-    let addr = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST /v2 HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(&body).unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    answer.split(' ').nth(1).unwrap().parse().unwrap()
-}
-
 /// Data nobody can read is set aside: the app's status counts it, Settings lists it with its
 /// sender, and only a staff device has the relay drop it.
 #[test]
@@ -1266,7 +1241,10 @@ fn data_set_aside_shows_in_the_status_and_staff_have_the_relay_drop_it() {
         covers: 0,
         sealed: vec![0; 64],
     };
-    assert_eq!(hostile_push(o_dir.path(), &relay.url, garbage), 200);
+    assert_eq!(
+        relay::hostile_push(o_dir.path(), &relay.url, vec![garbage]),
+        200
+    );
     for api in [&a, &grid] {
         let s = api.sync_once();
         assert_eq!(s.phase, SyncPhase::Synced, "{s:?}");

@@ -633,14 +633,7 @@ fn pushes_reach_the_database_file_by_the_background_checkpoint() {
     let size = || std::fs::metadata(&file).unwrap().len();
     runtime().block_on(async {
         // First contact registers the community.
-        let (status, body) = post(
-            &relay,
-            root.signed(Body::Pull {
-                since: 0,
-                max_bytes: 1,
-            }),
-        )
-        .await;
+        let (status, body) = post(&relay, root.signed(hello())).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         let before = size();
         let mut big = blob(linli_wire::COMMUNITY_WIDE, "doc-big");
@@ -1003,18 +996,7 @@ fn staff_and_only_staff_have_blobs_dropped() {
         let mut root = Device::root("c1");
         let mut owners = root.member(Role::Owners, &[]);
         let mut staff = root.member(Role::Staff, &[]);
-        assert_eq!(
-            post(
-                &relay,
-                root.signed(Body::Pull {
-                    since: 0,
-                    max_bytes: 1
-                })
-            )
-            .await
-            .0,
-            200
-        );
+        assert_eq!(post(&relay, root.signed(hello())).await.0, 200);
         let mut garbage = blob("*", "notice-9");
         garbage.sealed = vec![0; 64];
         let (status, body) = post(
@@ -1100,39 +1082,14 @@ fn first_contacts_are_rate_limited() {
     runtime().block_on(async {
         let relay = start(&["--first-contacts-per-hour", "2"]);
         let mut first = Device::root("a");
-        assert_eq!(
-            post(
-                &relay,
-                first.signed(Body::Pull {
-                    since: 0,
-                    max_bytes: 1
-                })
-            )
-            .await
-            .0,
-            200
-        );
+        assert_eq!(post(&relay, first.signed(hello())).await.0, 200);
         let mut second = Device::root("b");
-        assert_eq!(
-            post(
-                &relay,
-                second.signed(Body::Pull {
-                    since: 0,
-                    max_bytes: 1
-                })
-            )
-            .await
-            .0,
-            200
-        );
+        assert_eq!(post(&relay, second.signed(hello())).await.0, 200);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut third = Device::root("c");
         let r = reqwest::Client::new()
             .post(format!("{}/v2", relay.url))
-            .body(third.signed(Body::Pull {
-                since: 0,
-                max_bytes: 1,
-            }))
+            .body(third.signed(hello()))
             .send()
             .await
             .unwrap();
@@ -1229,6 +1186,31 @@ fn each_community_has_a_storage_quota() {
     });
 }
 
+/// A relay process on the data directory `data` (kept after it is killed), and its address.
+fn spawn_at(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_linli-relay"))
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    (child, line.trim().rsplit(' ').next().unwrap().to_string())
+}
+
+/// The smallest request: a pull of at most one byte (a first contact registers with it).
+fn hello() -> Body {
+    Body::Pull {
+        since: 0,
+        max_bytes: 1,
+    }
+}
+
 /// Free space on the relay's file system, in MB.
 fn free_mb(dir: &std::path::Path) -> u64 {
     let s = rustix::fs::statvfs(dir).unwrap();
@@ -1242,65 +1224,19 @@ fn the_disk_reserve_keeps_established_communities_syncing() {
     let dir = tempfile::tempdir().unwrap();
     let mut old = Device::root("old");
     let data = dir.path().join("relay");
-    let relay = {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_linli-relay"))
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--young-hours", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        (child, line.trim().rsplit(' ').next().unwrap().to_string())
-    };
-    let (mut child, url) = relay;
+    let (mut child, url) = spawn_at(&data, &["--young-hours", "0"]);
     runtime().block_on(async {
-        let (status, _) = post_to(
-            &url,
-            old.signed(Body::Pull {
-                since: 0,
-                max_bytes: 1,
-            }),
-        )
-        .await;
+        let (status, _) = post_to(&url, old.signed(hello())).await;
         assert_eq!(status, 200);
     });
     let _ = child.kill();
     let _ = child.wait();
     // The reserve is now twice the free space: below it, but above a quarter of it.
     let reserve = (free_mb(dir.path()) * 2).to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_linli-relay"))
-        .arg("--data")
-        .arg(&data)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--reserve-mb",
-            &reserve,
-            "--young-hours",
-            "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let (mut child, url) = spawn_at(&data, &["--reserve-mb", &reserve, "--young-hours", "0"]);
     runtime().block_on(async {
         let mut newcomer = Device::root("new");
-        let (status, body) = post_to(
-            &url,
-            newcomer.signed(Body::Pull {
-                since: 0,
-                max_bytes: 1,
-            }),
-        )
-        .await;
+        let (status, body) = post_to(&url, newcomer.signed(hello())).await;
         assert_eq!(status, 507, "{}", String::from_utf8_lossy(&body));
         let (status, body) = post_to(
             &url,
@@ -1327,55 +1263,15 @@ fn a_counter_far_ahead_of_the_clock_is_refused_and_locks_nobody_out() {
             .unwrap()
             .as_millis() as u64;
         root.counter = now + 3 * 3600 * 1000;
-        let (status, body) = post(
-            &relay,
-            root.signed(Body::Pull {
-                since: 0,
-                max_bytes: 1,
-            }),
-        )
-        .await;
+        let (status, body) = post(&relay, root.signed(hello())).await;
         assert_eq!(status, 400);
         assert!(String::from_utf8_lossy(&body).contains("ahead of the relay's clock"));
         root.counter = now;
-        assert_eq!(
-            post(
-                &relay,
-                root.signed(Body::Pull {
-                    since: 0,
-                    max_bytes: 1
-                })
-            )
-            .await
-            .0,
-            200
-        );
+        assert_eq!(post(&relay, root.signed(hello())).await.0, 200);
         root.counter = u64::MAX - 5;
-        assert_eq!(
-            post(
-                &relay,
-                root.signed(Body::Pull {
-                    since: 0,
-                    max_bytes: 1
-                })
-            )
-            .await
-            .0,
-            400
-        );
+        assert_eq!(post(&relay, root.signed(hello())).await.0, 400);
         root.counter = now + 10;
-        assert_eq!(
-            post(
-                &relay,
-                root.signed(Body::Pull {
-                    since: 0,
-                    max_bytes: 1
-                })
-            )
-            .await
-            .0,
-            200
-        );
+        assert_eq!(post(&relay, root.signed(hello())).await.0, 200);
     });
 }
 
@@ -1389,14 +1285,7 @@ fn names_in_requests_are_validated() {
             "c1\n2026-12-07T00:00:00Z INFO new community c-real",
             DeviceKey::generate().unwrap(),
         );
-        let (status, body) = post(
-            &relay,
-            forger.signed(Body::Pull {
-                since: 0,
-                max_bytes: 1,
-            }),
-        )
-        .await;
+        let (status, body) = post(&relay, forger.signed(hello())).await;
         assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
         assert!(!String::from_utf8_lossy(&body).contains('\n'));
         let mut root = Device::root("c1");
@@ -1484,7 +1373,7 @@ fn eight_maximal_requests_at_once_keep_the_relay_under_400_mb() {
     runtime().block_on(async {
         let relay = start(&[]);
         let mut root = Device::root("c1");
-        assert_eq!(post(&relay, root.signed(Body::Pull { since: 0, max_bytes: 1 })).await.0, 200);
+        assert_eq!(post(&relay, root.signed(hello())).await.0, 200);
         let size = linli_wire::relay::MAX_REQUEST - 4096;
         let signing = std::time::Instant::now();
         let mut requests = Vec::new();
@@ -1647,10 +1536,7 @@ fn an_open_file_limit_does_not_stop_the_relay() {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let sent = reqwest::Client::new()
                 .post(format!("{url}/v2"))
-                .body(root.signed(Body::Pull {
-                    since: 0,
-                    max_bytes: 1,
-                }))
+                .body(root.signed(hello()))
                 .timeout(Duration::from_secs(5))
                 .send()
                 .await;
@@ -1679,18 +1565,7 @@ fn strangers_holding_requests_open_do_not_block_members() {
         // Strangers may hold 10 MB here (a quarter of 40).
         let relay = start(&["--inflight-mb", "40"]);
         let mut root = Device::root("c1");
-        assert_eq!(
-            post(
-                &relay,
-                root.signed(Body::Pull {
-                    since: 0,
-                    max_bytes: 1
-                })
-            )
-            .await
-            .0,
-            200
-        );
+        assert_eq!(post(&relay, root.signed(hello())).await.0, 200);
         let addr = relay.url.trim_start_matches("http://").to_string();
         // Four of them would hold 36 MB of the 40 if strangers shared the members' room.
         let mut held = Vec::new();
