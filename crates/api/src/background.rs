@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use linli_domain::Timestamp;
-use linli_sync::Store;
+use linli_store::Store;
 use linli_sync::relay_client::RelayClient;
 use serde::Serialize;
 
@@ -295,7 +295,7 @@ impl Api {
 
     /// What this device received and could not read (set aside so that sync goes on),
     /// newest first.
-    pub fn set_aside(&self) -> Result<Vec<linli_sync::SetAside>, ApiError> {
+    pub fn set_aside(&self) -> Result<Vec<linli_store::SetAside>, ApiError> {
         Ok(self.store().set_aside()?)
     }
 
@@ -384,6 +384,7 @@ impl Api {
         relay: &str,
         period: Duration,
         rx: &mpsc::Receiver<Wake>,
+        nudge: &tokio::sync::Notify,
         notify: &impl Fn(SyncEvent),
     ) -> Live {
         use linli_sync::live::{LiveEnd, LiveEvent, LiveOptions};
@@ -402,18 +403,21 @@ impl Api {
                     wait: left.min(WATCH),
                     ..LiveOptions::default()
                 };
+                // Ends the session when a wake arrives ("sync now", a new relay, stop).
+                let stop = async {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(w) => return woken.set(Some(w)),
+                            Err(TryRecvError::Disconnected) => return woken.set(Some(Wake::Stop)),
+                            Err(TryRecvError::Empty) => nudge.notified().await,
+                        }
+                    }
+                };
                 let ended = rt.block_on(linli_sync::live::live(
                     &mut store,
                     relay,
                     options,
-                    |_| {
-                        match rx.try_recv() {
-                            Ok(w) => woken.set(Some(w)),
-                            Err(TryRecvError::Disconnected) => woken.set(Some(Wake::Stop)),
-                            Err(TryRecvError::Empty) => {}
-                        }
-                        woken.get().is_some()
-                    },
+                    stop,
                     |event| {
                         let (received, sent) = match event {
                             LiveEvent::Received(r) => (r.created + r.changed, 0),
@@ -454,10 +458,27 @@ impl Api {
     }
 }
 
+/// Wakes the background loop: a message, and a nudge for a live session, which waits on the
+/// network and its timers, not on the channel.
+#[derive(Debug, Clone)]
+pub(crate) struct Waker {
+    tx: mpsc::Sender<Wake>,
+    nudge: Arc<tokio::sync::Notify>,
+}
+
+impl Waker {
+    /// Sends `wake` to the loop.
+    pub(crate) fn send(&self, wake: Wake) -> Result<(), mpsc::SendError<Wake>> {
+        let sent = self.tx.send(wake);
+        self.nudge.notify_one();
+        sent
+    }
+}
+
 /// The background sync loop (a thread); dropping the handle stops it.
 #[derive(Debug)]
 pub struct SyncHandle {
-    tx: mpsc::Sender<Wake>,
+    tx: Waker,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -470,7 +491,12 @@ impl SyncHandle {
         notify: impl Fn(SyncEvent) + Send + 'static,
     ) -> SyncHandle {
         let (tx, rx) = mpsc::channel();
-        *api.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+        let waker = Waker {
+            tx,
+            nudge: Arc::new(tokio::sync::Notify::new()),
+        };
+        *api.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(waker.clone());
+        let tx = waker.clone();
         let thread = std::thread::Builder::new()
             .name("linli-sync".into())
             .spawn(move || {
@@ -511,7 +537,7 @@ impl SyncHandle {
                             s.live = true;
                         }
                         notify(SyncEvent::Status(api.current_status()));
-                        let ended = api.live(relay, backoff.period, &rx, &notify);
+                        let ended = api.live(relay, backoff.period, &rx, &waker.nudge, &notify);
                         api.sync_lock().live = false;
                         match ended {
                             Live::Sync => continue,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use linli_domain::board::{PostKind, PostStatus, Reply};
 use linli_domain::{AnyRecord, HelpPost, Notice, Scope, Timestamp};
-use linli_sync::Store;
+use linli_store::Store;
 use serde::Serialize;
 
 use crate::{Api, ApiError, new_id, required, save};

@@ -2,7 +2,7 @@
 //! shows the message; its logic branches on the code only.
 
 use linli_domain::request::StepError;
-use linli_sync::StoreError;
+use linli_store::StoreError;
 use linli_sync::relay_client::SyncError;
 use serde::ser::SerializeStruct;
 

@@ -25,17 +25,17 @@ use std::sync::{Mutex, MutexGuard};
 
 use linli_domain::Community;
 use linli_domain::roster::{Grid, RequestCategory};
-use linli_sync::Store;
+use linli_store::Store;
 use linli_wire::Role;
 use serde::Serialize;
 
 pub use background::{Backoff, SyncEvent, SyncHandle, SyncPhase, SyncStatus};
 pub use board::{BoardRow, NoticeView};
 pub use error::ApiError;
-pub use linli_sync::Hit;
-pub use linli_sync::KnownPeer;
-pub use linli_sync::SetAside;
-pub use linli_sync::screens::{CompoundNode, HouseholdRow};
+pub use linli_store::Hit;
+pub use linli_store::KnownPeer;
+pub use linli_store::SetAside;
+pub use linli_store::screens::{CompoundNode, HouseholdRow};
 pub use overview::Overview;
 pub use peers::{NearbyPeer, PeerServer, PeerSync};
 pub use requests::{NewRequest, Reminder, ReminderKind, RequestQuery, RequestRow, RequestView};
@@ -59,14 +59,14 @@ pub struct Api {
     /// device serves.
     nearby: Mutex<std::collections::BTreeMap<String, linli_sync::lan::Nearby>>,
     /// Wakes the background loop (set while it runs).
-    waker: Mutex<Option<std::sync::mpsc::Sender<background::Wake>>>,
+    waker: Mutex<Option<background::Waker>>,
     /// Writes the store's log back to its file every [`CHECKPOINT_EVERY`], off the path of
     /// edits and merges.
-    _checkpoints: linli_sync::checkpoint::Checkpointer,
+    _checkpoints: linli_store::checkpoint::Checkpointer,
 }
 
 /// How often the app's store writes its log back into the database file: what was committed
-/// is durable against a power cut within this time (see `linli_sync::checkpoint`).
+/// is durable against a power cut within this time (see `linli_store::checkpoint`).
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Api {
@@ -196,7 +196,7 @@ impl Api {
                     categories: c.request_categories,
                 },
                 // Joined, and the community's document has not arrived yet.
-                Err(linli_sync::StoreError::NotFound(_)) => CommunityInfo {
+                Err(linli_store::StoreError::NotFound(_)) => CommunityInfo {
                     name: store.invited_name()?.unwrap_or_else(|| id.clone()),
                     id,
                     street: String::new(),
@@ -302,7 +302,7 @@ impl Api {
     }
 
     /// The latest entries of this device's audit log (reveals), newest first.
-    pub fn audit_log(&self, limit: usize) -> Result<Vec<linli_sync::AuditEntry>, ApiError> {
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<linli_store::AuditEntry>, ApiError> {
         Ok(self.store().audit_log(limit.min(1000))?)
     }
 
@@ -320,7 +320,7 @@ pub(crate) fn save(
     let today = linli_domain::today();
     for r in &records {
         r.validate(today)
-            .map_err(|errors| linli_sync::StoreError::Invalid {
+            .map_err(|errors| linli_store::StoreError::Invalid {
                 id: r.id().to_string(),
                 errors,
             })?;

@@ -3,7 +3,7 @@
 
 use chrono::Datelike;
 use linli_domain::{Day, Timestamp};
-use linli_sync::screens::Counts;
+use linli_store::screens::Counts;
 use serde::Serialize;
 
 use crate::roster::day_start_ms;

@@ -15,10 +15,11 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use linli_store::{KnownPeer, Store};
+use linli_sync::PeerReport;
 use linli_sync::lan::{Lan, LanEvent, LanScope, LanTag, Nearby};
 use linli_sync::p2p::Server;
 use linli_sync::relay_client::SyncError;
-use linli_sync::{KnownPeer, PeerReport, Store};
 use linli_wire::peer::Ticket;
 use serde::Serialize;
 

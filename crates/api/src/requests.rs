@@ -5,7 +5,7 @@
 
 use linli_domain::request::{Event, EventKind, Satisfaction, default_categories};
 use linli_domain::{AnyRecord, LoopStatus, RequestState, Scope, ServiceRequest, Timestamp};
-use linli_sync::Store;
+use linli_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::{Api, ApiError, new_id, required, save};

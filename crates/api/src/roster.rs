@@ -10,8 +10,8 @@ use linli_domain::{
     Address, AnyRecord, Area, Day, Gender, Household, IdType, Person, Relation, Residence, Scope,
     Sensitive, SensitiveFields, Tenure, Timestamp, Visit, validate_household,
 };
-use linli_sync::screens::{CompoundNode, HouseholdFilter, HouseholdRow};
-use linli_sync::{Hit, Store, StoreError};
+use linli_store::screens::{CompoundNode, HouseholdFilter, HouseholdRow};
+use linli_store::{Hit, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::{Api, ApiError, RoleInfo, new_id, required};
@@ -80,7 +80,7 @@ pub struct PersonView {
     pub places: Vec<PlaceRow>,
     /// Reveals of their ID number or phone on this device, newest first (only for roles
     /// that may reveal; empty otherwise).
-    pub reveals: Vec<linli_sync::AuditEntry>,
+    pub reveals: Vec<linli_store::AuditEntry>,
     /// Changed here and not yet at the relay.
     pub unsynced: bool,
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use linli_domain::interchange::parse_line;
 use linli_domain::{AnyRecord, Community, Timestamp};
-use linli_sync::{Store, StoreError, WriteReport};
+use linli_store::{Store, StoreError, WriteReport};
 
 use crate::{ApiError, demo};
 

@@ -5,7 +5,7 @@
 use linli_domain::request::default_categories;
 use linli_domain::work::{ChecklistItem, TEMPLATES, TaskStatus};
 use linli_domain::{AnyRecord, Day, Scope, ServiceRequest, Task, Timestamp};
-use linli_sync::Store;
+use linli_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::roster::parse_day;
@@ -158,7 +158,7 @@ impl Api {
         let compound = required("compound", &input.compound)?;
         let building = required("building", &input.building)?;
         let grid = store
-            .households(&linli_sync::screens::HouseholdFilter {
+            .households(&linli_store::screens::HouseholdFilter {
                 compound: Some(compound.to_string()),
                 building: Some(building.to_string()),
                 ..Default::default()

@@ -2,10 +2,8 @@
 //! on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../../tests/support/namespaces.rs"]
-mod namespaces;
-#[path = "../../../tests/support/relay.rs"]
-mod relay;
+use linli_testkit::namespaces;
+use linli_testkit::relay;
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -1185,23 +1183,27 @@ fn a_live_session_counts_a_silent_relay_as_lost() {
     let api = staff(dir.path());
     api.set_relay(&relay.url).unwrap();
     assert_eq!(api.sync_once().phase, SyncPhase::Synced);
-    let mut store = linli_sync::Store::open(dir.path()).unwrap();
+    let mut store = linli_store::Store::open(dir.path()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     // The relay says nothing while nothing arrives but an empty frame every 15 s: asked to
     // hear from it every 300 ms, the session gives up after that, with the reason.
+    let defaults = linli_sync::live::LiveOptions::default();
     let options = linli_sync::live::LiveOptions {
-        silence: Duration::from_millis(300),
-        ..linli_sync::live::LiveOptions::default()
+        config: linli_proto::relay::LiveConfig {
+            silence: Duration::from_millis(300),
+            ..defaults.config
+        },
+        ..defaults
     };
     let t = Instant::now();
     let ended = rt.block_on(linli_sync::live::live(
         &mut store,
         &relay.url,
         options,
-        |_| false,
+        std::future::pending(),
         |_| {},
     ));
     let err = ended.expect_err("a silent relay");

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use linli_domain::Collection;
-use linli_sync::{ListFilter, Store};
+use linli_store::{ListFilter, Store};
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
@@ -77,7 +77,7 @@ pub fn run(which: &Which) -> Result<()> {
     };
     let tmp = std::env::temp_dir().join(format!("linli-bench-{}", std::process::id()));
     let dir = keep.clone().unwrap_or_else(|| tmp.join("store"));
-    if dir.join(linli_sync::store::DB_FILE).exists() {
+    if dir.join(linli_store::store::DB_FILE).exists() {
         anyhow::bail!(
             "{} already holds a store; give an empty directory",
             dir.display()
@@ -113,7 +113,7 @@ pub fn run(which: &Which) -> Result<()> {
     let import_ms = started.elapsed().as_secs_f64() * 1000.0;
     let docs = report.created;
     drop(store);
-    let db = dir.join(linli_sync::store::DB_FILE);
+    let db = dir.join(linli_store::store::DB_FILE);
     let store_bytes = file_size(&db) + file_size(&db.with_extension("sqlite-wal"));
 
     // Open + list one building's households (median of 21 opens).
@@ -161,7 +161,7 @@ pub fn run(which: &Which) -> Result<()> {
         let q = match i % 4 {
             0 => p.title.clone(),
             1 => p.title.chars().take(2).collect(),
-            2 => linli_sync::index::initials(&p.title),
+            2 => linli_store::index::initials(&p.title),
             _ => {
                 // The value itself, read by the benchmark (not shown: no reveal).
                 let phone = store.person(&p.id)?.map(|p| p.sensitive.phone);

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use linli_sync::Store;
+use linli_store::Store;
 use serde_json::{Value, json};
 
 use crate::rss::{cpu_ms, peak_rss_mb_of, tenths, threads_cpu_ms_of};
@@ -98,7 +98,7 @@ fn apply(
     };
     match store.edit(&target, &field, &raw(value)) {
         Ok(_) => Ok(true),
-        Err(linli_sync::StoreError::Invalid { .. }) => Ok(false),
+        Err(linli_store::StoreError::Invalid { .. }) => Ok(false),
         Err(err) => Err(err).with_context(|| format!("edit {} {field}", e.id)),
     }
 }

@@ -23,8 +23,8 @@ use clap::{Parser, Subcommand};
 use linli_api::demo;
 use linli_api::setup::{import_file, init};
 use linli_domain::Collection;
+use linli_store::{ListFilter, Store, WriteReport};
 use linli_sync::relay_client::SyncReport;
-use linli_sync::{ListFilter, Store, WriteReport};
 use serde_json::json;
 
 use crate::output::{Out, print_history, print_record, print_rows};
@@ -257,7 +257,7 @@ fn open(cli: &Cli) -> Result<Store> {
 /// Opens an existing store for reading: a missing store is an error, not a new empty one.
 fn open_existing(cli: &Cli) -> Result<Store> {
     let dir = data_dir(cli)?;
-    if !dir.join(linli_sync::store::DB_FILE).exists() {
+    if !dir.join(linli_store::store::DB_FILE).exists() {
         bail!(
             "no store in {}: run `linli init --community NAME` or `linli demo` first",
             dir.display()
@@ -650,11 +650,12 @@ async fn watch_relay(
                 wait,
                 ..LiveOptions::default()
             };
+            // The session's own time ends it at `until`; Ctrl-C / SIGTERM end the whole watch.
             live(
                 store,
                 url,
                 options,
-                |_| over(until),
+                std::future::pending(),
                 |event| match event {
                     LiveEvent::Received(r) => line("received", r),
                     LiveEvent::Sent(r) => line("sent", r),

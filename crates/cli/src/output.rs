@@ -1,6 +1,6 @@
 //! Text for people and JSON for scripts.
 
-use linli_sync::{HistoryEntry, Hit, Row};
+use linli_store::{HistoryEntry, Hit, Row};
 use serde::Serialize;
 use serde_json::Value;
 

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use linli_store::Store;
+use linli_sync::PeerReport;
 use linli_sync::lan::{Lan, LanScope, LanTag};
 use linli_sync::p2p::Server;
-use linli_sync::{PeerReport, Store};
 use linli_wire::peer::Ticket;
 use serde_json::json;
 

@@ -323,7 +323,12 @@ impl Latest {
     }
 }
 
+/// A follow admitted by [`Relay::open_follow`], held by its caller.
+#[derive(Debug)]
+pub struct Follow(Waiting);
+
 /// A watch that found nothing yet: what to pull again when blobs arrive.
+#[derive(Debug)]
 struct Waiting {
     community: String,
     grant: Grant,
@@ -335,25 +340,7 @@ struct Waiting {
     follow: bool,
 }
 
-/// The automatic checkpoint left on the relay's connection once checkpoints run in the
-/// background: 8,192 pages (32 MB of log), a bound should the thread fall behind.
-const BACKSTOP_PAGES: i64 = 8192;
-
-/// A thread that checkpoints the relay's log every period, until dropped (a last one then).
-#[derive(Debug)]
-pub struct Checkpointer {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub use linli_sqlite::Checkpointer;
 
 /// A community id, scope or other text from a request, made safe for a log line: control
 /// characters escaped.
@@ -372,35 +359,12 @@ impl Relay {
     /// relay answers it or wakes the devices watching (11 ms of a 12 ms push, measured on
     /// the sync benchmark). A passive checkpoint never waits for readers or writers.
     pub fn checkpoint_in_background(&self, every: Duration) -> Result<Checkpointer, RelayError> {
-        let conn = Connection::open(&self.path)?;
-        self.db()?
-            .pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("relay-checkpoint".into())
-            .spawn(move || {
-                loop {
-                    let last = !matches!(
-                        stopped.recv_timeout(every),
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-                    );
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        // A checkpoint under way elsewhere: the next period tries again.
-                        tracing::debug!(error = %e, "checkpoint skipped");
-                    }
-                    if last {
-                        break;
-                    }
-                }
-            })
-            .map_err(|source| RelayError::Io {
+        linli_sqlite::backstop(&*self.db()?)?;
+        Checkpointer::start(&self.path, "relay-checkpoint", every, |_| {}).map_err(|source| {
+            RelayError::Io {
                 path: self.path.clone(),
                 source,
-            })?;
-        Ok(Checkpointer {
-            stop: Some(stop),
-            thread: Some(thread),
+            }
         })
     }
 
@@ -418,22 +382,12 @@ impl Relay {
             path: dir.to_path_buf(),
             source,
         };
-        limits::private_dir(dir).map_err(io)?;
+        linli_sqlite::private_dir(dir, DB_FILE).map_err(io)?;
         let lock = limits::DirLock::take(dir)?;
         let path = dir.join(DB_FILE);
         // Made private before SQLite opens it; its log and index files take its mode.
-        limits::private_db_file(&path).map_err(io)?;
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        // Plans that never depend on bound values: otherwise every cached statement with a
-        // `column = ?` filter is parsed and planned again at each use (rusqlite clears a
-        // statement's bindings when it takes it back, and SQLite then expires it).
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            true,
-        )?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        linli_sqlite::private_db_file(&path).map_err(io)?;
+        let conn = linli_sqlite::open(&path, Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
         let has_column = |table: &str, column: &str| -> Result<bool, rusqlite::Error> {
             conn.query_row(
@@ -499,6 +453,31 @@ impl Relay {
     ) -> Result<Response, RelayError> {
         self.handle_request(body, false, origin)
             .map(|(response, _)| response)
+    }
+
+    /// Admits a [`linli_wire::relay::Body::Follow`] (what `POST /v2/stream` does with one):
+    /// its first answer, and the [`Follow`] to ask [`Relay::follow_next`] with afterwards. For
+    /// a caller that holds the follow itself: the relay's own HTTP server holds it on a
+    /// stream; a test drives it in one process.
+    pub fn open_follow(
+        &self,
+        body: &[u8],
+        origin: Option<IpAddr>,
+    ) -> Result<(Response, Follow), RelayError> {
+        match self.handle_request(body, true, origin)? {
+            (response, Some(w)) if w.follow => Ok((response, Follow(w))),
+            _ => Err(RelayError::BadRequest("not a follow".into())),
+        }
+    }
+
+    /// What a held follow gets now: the blobs of its scopes stored since its last answer
+    /// (none if nothing arrived), and its cursor moved past them.
+    pub fn follow_next(&self, follow: &mut Follow) -> Result<Response, RelayError> {
+        let response = self.pull_again(&follow.0)?;
+        if let Response::Pulled { next, .. } = &response {
+            follow.0.since = *next;
+        }
+        Ok(response)
     }
 
     /// Checks the membership a request starts with, before its body is read: a stranger's

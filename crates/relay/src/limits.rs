@@ -333,65 +333,13 @@ impl DirLock {
             path: path.clone(),
             source,
         };
-        let file = private_file(&path).map_err(io)?;
+        let file = linli_sqlite::private_file(&path).map_err(io)?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(DirLock { _file: file }),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(RelayError::Locked(dir.to_path_buf())),
             Err(e) => Err(io(e.into())),
         }
     }
-}
-
-/// Creates a file readable and writable by its owner only if missing; narrows an existing
-/// one by its path (an existing SQLite file is never opened and closed here: closing a
-/// descriptor drops the locks the process's connections hold on it).
-pub(crate) fn private_db_file(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        if path.exists() {
-            return std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(())
-    }
-}
-
-/// Opens (creating if needed) a file readable and writable by its owner only.
-pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-/// Creates `dir` (and its parents) if missing; the directory itself is readable by its owner
-/// only.
-pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use mdns_sd::{IfKind, RecvTimeoutError, ServiceDaemon, ServiceEvent, ServiceInfo
 use sha2::{Digest, Sha256};
 
 use crate::relay_client::SyncError;
-use crate::{Store, StoreError};
+use linli_store::{Store, StoreError};
 use linli_wire::ScopeKey;
 
 /// The DNS-SD service type Linli devices announce.
@@ -313,8 +313,7 @@ impl Drop for Lan {
 }
 
 #[cfg(test)]
-#[path = "../../../tests/support/namespaces.rs"]
-mod namespaces;
+use linli_testkit::namespaces;
 
 #[cfg(test)]
 mod tests {

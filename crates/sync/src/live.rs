@@ -1,60 +1,56 @@
-//! A live session with the relay: what other devices send arrives the moment the relay stores
-//! it, and this device's own changes leave as they are made, in a bounded number of round
-//! trips however many documents a burst of work touches.
+//! A live session with the relay, driven over HTTP: what other devices send arrives the moment
+//! the relay stores it, and this device's own changes leave as they are made, in a bounded
+//! number of round trips however many documents a burst of work touches.
 //!
-//! One held stream ([`Body::Follow`] on [`STREAM_PATH`]) brings a frame each time blobs of
-//! this device's scopes arrive; each is merged in one transaction with the cursor it moves
-//! to, as a pull's answer is. Local changes, looked for every tick on the store's change feed,
-//! are sealed and sent at once as frames of one upload stream, kept open while the work goes
-//! on and closed once it has been idle for a moment: a burst of edits is one round trip, and
-//! the relay stores (and forwards) each frame as it arrives instead of after the burst.
-//! What an upload carries counts as sent only when the relay's answers to all of its frames
-//! have come back; until then it is in flight, and a session that ends before sends it again
-//! next time (the relay keeps both copies; merging one twice changes nothing).
+//! The protocol's rules (when to seal, what is in flight, what counts as sent, when an upload
+//! closes, when the connection counts as lost) are [`linli_proto::relay::Live`], a state
+//! machine without I/O; this module carries its outputs out with the store and reqwest and
+//! feeds back what happened:
+//!
+//! - one held stream ([`Body::Follow`] on [`STREAM_PATH`]) brings a frame each time blobs of
+//!   this device's scopes arrive; each is merged in one transaction with the cursor it moves to;
+//! - each commit on the store announces itself ([`Store::on_commit`]): the session wakes then,
+//!   not on a timer. Writes by another process on the same store are seen by a look at the
+//!   feed every [`LiveOptions::foreign_writes`]. Between events an idle session sleeps
+//!   (the relay's keepalive every 15 s and that look are all that wake it);
+//! - local changes are sealed, signed and sent as frames of one upload stream, kept open while
+//!   the work goes on and closed once it has been idle for a moment.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::channel::{Channel, Sender};
-use linli_wire::relay::{Body, Frames, KEEPALIVE_MS, Reply, Response, STREAM_PATH, frame};
+use linli_proto::relay::{Input, Live, LiveConfig, LiveError, Output, PushFrame};
+use linli_wire::relay::{Body, KEEPALIVE_MS, STREAM_PATH, frame};
+
+pub use linli_proto::relay::LiveEnd;
 
 use crate::relay_client::{
-    Heads, PULL_BYTES, RelayClient, SyncError, SyncReport, push_batches, receive,
-    seal_outbox_after, sign, sign_numbered,
+    PULL_BYTES, RelayClient, SyncError, SyncReport, push_batches, receive, seal_outbox_after, sign,
+    sign_numbered, with_causes,
 };
-use crate::{InFlight, Store};
+use linli_store::{InFlight, Store};
 
 /// How a live session runs.
 #[derive(Debug, Clone, Copy)]
 pub struct LiveOptions {
     /// How long the session lasts (the relay holds a follow at most ten minutes).
     pub wait: Duration,
-    /// How often the store's change feed is looked at (and `stop` asked) while changes are
-    /// being made here or wait to be acknowledged.
-    pub tick: Duration,
-    /// How often otherwise (the delay of a first change after a calm moment).
-    pub calm_tick: Duration,
-    /// How long an upload stays open after its last change.
-    pub idle: Duration,
-    /// The longest a change waits to be sent while more follow it without pause: changes
-    /// made in a burst go together (a frame has a cost of its own at every hop), a lone
-    /// change goes one tick after it was made.
-    pub batch: Duration,
-    /// How long the relay may say nothing (it sends an empty frame every 15 s when nothing
-    /// arrives) before the connection counts as lost: a network that drops without closing
-    /// the connection is noticed then, not when the session's time is over.
-    pub silence: Duration,
+    /// The protocol's timings (batching, idle close, silence).
+    pub config: LiveConfig,
+    /// How often the change feed is looked at for writes made by another process on the same
+    /// store (writes of this process announce themselves at once).
+    pub foreign_writes: Duration,
 }
 
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
             wait: Duration::from_secs(300),
-            tick: Duration::from_millis(2),
-            calm_tick: Duration::from_millis(10),
-            idle: Duration::from_millis(200),
-            batch: Duration::from_millis(5),
-            silence: Duration::from_millis(2 * KEEPALIVE_MS + 5_000),
+            config: LiveConfig::default(),
+            foreign_writes: Duration::from_secs(1),
         }
     }
 }
@@ -69,38 +65,227 @@ pub enum LiveEvent<'a> {
     Sent(&'a SyncReport),
 }
 
-/// How a live session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiveEnd {
-    /// `stop` asked.
-    Stopped,
-    /// The session's time passed (or the relay is stopping): open the next.
-    Over,
-}
-
 /// Request counters a session takes at once.
 const COUNTERS: u64 = 1000;
 
-/// The longest one upload stays open, however busy the device.
-const MAX_UPLOAD: Duration = Duration::from_secs(60);
+/// An upload request under way: frames go in through `tx`; its answer comes from `answer`.
+struct UploadIo {
+    tx: Sender<Bytes>,
+    answer: tokio::task::JoinHandle<Result<(u16, Bytes), String>>,
+}
+
+impl UploadIo {
+    /// Opens an upload stream: the request runs on its own task while frames are fed to it.
+    fn open(client: &RelayClient, longest: Duration) -> UploadIo {
+        let (tx, body) = Channel::<Bytes>::new(64);
+        let request = client
+            .http
+            .post(format!("{}{STREAM_PATH}", client.url))
+            .header("content-type", "application/octet-stream")
+            .timeout(longest + Duration::from_secs(60))
+            .body(reqwest::Body::wrap(body))
+            .send();
+        let answer = tokio::spawn(async move {
+            let response = request.await.map_err(|e| with_causes(&e))?;
+            let status = response.status().as_u16();
+            let body = response.bytes().await.map_err(|e| with_causes(&e))?;
+            Ok((status, body))
+        });
+        UploadIo { tx, answer }
+    }
+}
+
+/// Request counters taken for this session and not used yet.
+struct Counters(std::ops::RangeInclusive<u64>);
+
+impl Counters {
+    /// The next request counter, taking more when the session's are used up.
+    fn next(&mut self, store: &Store) -> Result<u64, SyncError> {
+        if let Some(c) = self.0.next() {
+            return Ok(c);
+        }
+        self.0 = store.reserve_counters(COUNTERS)?;
+        self.0
+            .next()
+            .ok_or_else(|| SyncError::Protocol("no request counter left".into()))
+    }
+}
+
+/// What carrying out an [`Output`] leaves to do.
+#[derive(Debug)]
+pub enum Carried {
+    /// Feed this to the session.
+    Input(Input),
+    /// The transport's part: [`Output::OpenUpload`], [`Output::Send`] or
+    /// [`Output::CloseUpload`].
+    Transport(Output),
+    /// Nothing.
+    Done,
+    /// The session ended well.
+    End(LiveEnd),
+}
+
+/// The store's side of a live session with the relay at one address: carries out the outputs
+/// of [`Live`] that read or write the store (seal and sign, merge, record what was sent) and
+/// reports what arrived and left. The transport (HTTP here, the relay library in one process
+/// in the tests) carries the rest.
+pub struct StoreSide {
+    url: String,
+    peer: String,
+    counters: Counters,
+    received: SyncReport,
+}
+
+impl StoreSide {
+    /// The store's side of a session with the relay at `url` (as [`RelayClient`] names it).
+    /// It takes request counters for the session's pushes: sign the follow before (a relay
+    /// takes a device's requests only in the order of their counters).
+    pub fn new(store: &Store, url: &str) -> Result<StoreSide, SyncError> {
+        Ok(StoreSide {
+            url: url.to_string(),
+            peer: format!("relay {url}"),
+            counters: Counters(store.reserve_counters(COUNTERS)?),
+            received: SyncReport::default(),
+        })
+    }
+
+    /// A session starting at `now` from what the store recorded as sent, and its first input:
+    /// the feed's head (what was written while offline is sent first).
+    pub fn start(
+        &self,
+        store: &Store,
+        config: LiveConfig,
+        now: Instant,
+    ) -> Result<(Live, Input), SyncError> {
+        let session = Live::new(config, now, store.sent_seq(&self.peer)?);
+        let head = store.feed_head()?;
+        Ok((session, Input::Changed { head }))
+    }
+
+    /// Counts bytes received on the follow (reported with what they brought).
+    pub fn count_down(&mut self, bytes: usize) {
+        self.received.bytes_down += bytes as u64;
+    }
+
+    /// Counts the follow's request.
+    fn count_follow(&mut self, bytes: usize) {
+        self.received.bytes_up += bytes as u64;
+        self.received.round_trips += 1;
+    }
+
+    /// Carries out `output` on `store`; reports what arrived or left through `on_event`.
+    pub fn carry(
+        &mut self,
+        store: &mut Store,
+        output: Output,
+        on_event: &mut impl FnMut(LiveEvent<'_>),
+    ) -> Result<Carried, SyncError> {
+        let peer = self.peer.as_str();
+        Ok(match output {
+            Output::Seal {
+                after,
+                head,
+                in_flight,
+            } => {
+                let in_flight: InFlight = in_flight;
+                let t0 = Instant::now();
+                let (blobs, heads) = seal_outbox_after(store, peer, after, &in_flight)?;
+                let mut frames = Vec::new();
+                for batch in push_batches(blobs) {
+                    let blobs = batch.len();
+                    let docs = batch.iter().map(|b| b.docs.len()).sum();
+                    let counter = self.counters.next(store)?;
+                    let request = sign_numbered(store, Body::Push { blobs: batch }, counter)?;
+                    frames.push(PushFrame {
+                        blobs,
+                        docs,
+                        request,
+                    });
+                }
+                tracing::debug!(
+                    us = t0.elapsed().as_micros() as u64,
+                    head,
+                    frames = frames.len(),
+                    "sealed"
+                );
+                Carried::Input(Input::Sealed {
+                    frames,
+                    heads,
+                    head,
+                })
+            }
+            Output::Merge(response) => {
+                let merging = Instant::now();
+                let since = store.peer_cursor(peer)?;
+                receive(store, peer, since, response, &mut self.received)?;
+                self.received.ms += merging.elapsed().as_millis();
+                tracing::debug!(changed = self.received.changed, "merged a frame");
+                let r = &self.received;
+                if r.created + r.changed + r.unchanged > 0 {
+                    on_event(LiveEvent::Received(&self.received));
+                    self.received = SyncReport::default();
+                }
+                Carried::Input(Input::Merged {
+                    sent_seq: store.sent_seq(peer)?,
+                })
+            }
+            Output::MarkSent { heads, sent_seq } => {
+                store.mark_sent(peer, &heads)?;
+                store.set_sent_seq(peer, sent_seq)?;
+                Carried::Done
+            }
+            Output::SentUpTo(seq) => {
+                // Never waits for another writer: a later seal finds nothing anyway.
+                store.try_set_sent_seq(peer, seq)?;
+                Carried::Done
+            }
+            Output::Sent(report) => {
+                on_event(LiveEvent::Sent(&report));
+                Carried::Done
+            }
+            Output::End(Ok(end)) => Carried::End(end),
+            Output::End(Err(e)) => {
+                return Err(match e {
+                    LiveError::Refused { status, message } => {
+                        SyncError::Refused { status, message }
+                    }
+                    LiveError::Lost(reason) => SyncError::Unreachable {
+                        url: self.url.clone(),
+                        reason,
+                    },
+                    other => SyncError::Protocol(other.to_string()),
+                });
+            }
+            transport @ (Output::OpenUpload | Output::Send(_) | Output::CloseUpload) => {
+                Carried::Transport(transport)
+            }
+        })
+    }
+}
 
 /// Stays connected to the relay at `url` for `options.wait`: merges what arrives, sends what is
-/// made here, and reports both through `on_event`. `stop` is asked every tick. An upload still
-/// open at the end is closed and acknowledged first.
+/// made here, and reports both through `on_event`. When `stop` completes, the open upload is
+/// closed and acknowledged and the session ends with [`LiveEnd::Stopped`].
 pub async fn live(
     store: &mut Store,
     url: &str,
     options: LiveOptions,
-    mut stop: impl FnMut(&Store) -> bool,
+    stop: impl Future<Output = ()>,
     mut on_event: impl FnMut(LiveEvent<'_>),
 ) -> Result<LiveEnd, SyncError> {
     let client = RelayClient::new(url)?;
     let peer = client.peer();
-    let unreachable = |e: reqwest::Error| SyncError::Unreachable {
+    let unreachable = |reason: String| SyncError::Unreachable {
         url: client.url.clone(),
-        reason: crate::relay_client::with_causes(&e),
+        reason,
     };
-    let mut received = SyncReport::default();
+    // Announcements of this process's commits: registered before the feed is first read, so
+    // that no write falls between.
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let _subscription = store.on_commit({
+        let changed = changed.clone();
+        move || changed.notify_one()
+    });
     let since = store.peer_cursor(&peer)?;
     let request = frame(&sign(
         store,
@@ -110,8 +295,9 @@ pub async fn live(
             wait_ms: u64::try_from(options.wait.as_millis()).unwrap_or(u64::MAX),
         },
     )?);
-    received.bytes_up += request.len() as u64;
-    received.round_trips += 1;
+    // After the follow's counter: the session's pushes are numbered after it.
+    let mut side = StoreSide::new(store, &client.url)?;
+    side.count_follow(request.len());
     let mut follow = client
         .http
         .post(format!("{}{STREAM_PATH}", client.url))
@@ -120,326 +306,99 @@ pub async fn live(
         .body(request)
         .send()
         .await
-        .map_err(unreachable)?;
+        .map_err(|e| unreachable(with_causes(&e)))?;
     if !follow.status().is_success() {
         let status = follow.status().as_u16();
         let message = follow.text().await.unwrap_or_default();
         return Err(SyncError::Refused { status, message });
     }
-    let mut frames = Frames::default();
-    let mut uploads = Uploads::new(store, &peer)?;
-    let mut next_tick = tokio::time::Instant::now();
-    let mut heard = tokio::time::Instant::now();
+    let (mut session, first) = side.start(store, options.config, Instant::now())?;
+    let mut upload: Option<UploadIo> = None;
+    let mut answer: Option<tokio::task::JoinHandle<Result<(u16, Bytes), String>>> = None;
+    let mut seen_head = store.feed_head()?;
+    let mut inputs = VecDeque::from([first]);
+    let mut follow_open = true;
+    let mut stopping = false;
+    let mut next_look = tokio::time::Instant::now() + options.foreign_writes;
+    let mut stop = std::pin::pin!(stop);
     loop {
-        tokio::select! {
-            chunk = follow.chunk() => {
-                let Some(bytes) = chunk.map_err(unreachable)? else {
-                    uploads.finish(store, &client, &mut on_event).await?;
-                    return Ok(LiveEnd::Over);
-                };
-                heard = tokio::time::Instant::now();
-                received.bytes_down += bytes.len() as u64;
-                frames.extend(&bytes);
-                while let Some(f) = frames.next_frame()? {
-                    if f.is_empty() {
-                        continue;
+        while let Some(input) = inputs.pop_front() {
+            for output in session.handle(Instant::now(), input) {
+                match side.carry(store, output, &mut on_event)? {
+                    Carried::Input(input) => inputs.push_back(input),
+                    Carried::Done => {}
+                    Carried::End(end) => return Ok(end),
+                    Carried::Transport(Output::OpenUpload) => {
+                        upload = Some(UploadIo::open(&client, options.config.max_upload));
                     }
-                    match linli_wire::decode::<Reply>("relay reply", &f)? {
-                        Reply::Answer(response) => {
-                            let merging = Instant::now();
-                            tracing::debug!(bytes = f.len(), "a frame arrived");
-                            let since = store.peer_cursor(&peer)?;
-                            receive(store, &peer, since, response, &mut received)?;
-                            // The time spent receiving what the report counts.
-                            received.ms += merging.elapsed().as_millis();
-                            tracing::debug!(changed = received.changed, "merged a frame");
-                            if received.created + received.changed + received.unchanged > 0 {
-                                on_event(LiveEvent::Received(&received));
-                                received = SyncReport::default();
-                            }
+                    Carried::Transport(Output::Send(bytes)) => {
+                        let sent = match &mut upload {
+                            Some(up) => up.tx.send_data(Bytes::from(bytes)).await.is_ok(),
+                            None => false,
+                        };
+                        if !sent {
+                            inputs.push_back(Input::UploadBroken(
+                                "the upload ended before all its frames were sent".into(),
+                            ));
                         }
-                        Reply::Refused { status, message } => {
-                            return Err(SyncError::Refused { status, message });
+                    }
+                    Carried::Transport(_) => {
+                        if let Some(up) = upload.take() {
+                            drop(up.tx);
+                            answer = Some(up.answer);
                         }
                     }
                 }
             }
-            _ = tokio::time::sleep_until(heard + options.silence) => {
-                return Err(SyncError::Unreachable {
-                    url: client.url.clone(),
-                    reason: format!(
-                        "no word from the relay for {} s: the connection counts as lost",
-                        options.silence.as_secs_f32()
-                    ),
+        }
+        let Some(wake) = session.next_wake() else {
+            return Err(SyncError::Protocol(
+                "the session ended without saying how".into(),
+            ));
+        };
+        let wake = tokio::time::Instant::from_std(wake);
+        tokio::select! {
+            chunk = follow.chunk(), if follow_open => match chunk {
+                Ok(Some(bytes)) => {
+                    side.count_down(bytes.len());
+                    inputs.push_back(Input::Follow(bytes.to_vec()));
+                }
+                Ok(None) => {
+                    follow_open = false;
+                    inputs.push_back(Input::FollowEnded);
+                }
+                Err(e) => return Err(unreachable(with_causes(&e))),
+            },
+            () = changed.notified() => {
+                seen_head = store.feed_head()?;
+                inputs.push_back(Input::Changed { head: seen_head });
+            }
+            () = tokio::time::sleep_until(next_look) => {
+                next_look = tokio::time::Instant::now() + options.foreign_writes;
+                let head = store.feed_head()?;
+                if head != seen_head {
+                    seen_head = head;
+                    inputs.push_back(Input::Changed { head });
+                }
+            }
+            done = async {
+                match answer.as_mut() {
+                    Some(a) => a.await,
+                    None => std::future::pending().await,
+                }
+            }, if answer.is_some() => {
+                answer = None;
+                inputs.push_back(match done {
+                    Ok(Ok((status, body))) => Input::Answer { status, body: body.to_vec() },
+                    Ok(Err(reason)) => Input::UploadBroken(reason),
+                    Err(e) => Input::UploadBroken(format!("the upload's task failed: {e}")),
                 });
             }
-            _ = tokio::time::sleep_until(next_tick) => {
-                if stop(store) {
-                    uploads.finish(store, &client, &mut on_event).await?;
-                    return Ok(LiveEnd::Stopped);
-                }
-                uploads.tick(store, &client, &options, &mut on_event).await?;
-                // Quick looks while changes are being made here, calm ones otherwise.
-                let pause = if uploads.busy() { options.tick } else { options.calm_tick };
-                next_tick = tokio::time::Instant::now() + pause;
+            () = tokio::time::sleep_until(wake) => inputs.push_back(Input::Timer),
+            () = &mut stop, if !stopping => {
+                stopping = true;
+                inputs.push_back(Input::Stop);
             }
-        }
-    }
-}
-
-/// This device's side of a live session: what was sealed, what waits for the relay's answer.
-struct Uploads {
-    peer: String,
-    /// The feed position up to which every document is sent or in flight.
-    sealed_seq: i64,
-    /// The feed head last sealed at.
-    last_head: Option<i64>,
-    /// The feed head seen at the last tick.
-    seen_head: Option<i64>,
-    /// Since when changes wait to be sealed.
-    waiting_since: Option<Instant>,
-    /// A feed position up to which everything is sent, not yet recorded.
-    unsaved_sent: Option<i64>,
-    /// Heads sent in the open upload.
-    in_flight: InFlight,
-    open: Option<Upload>,
-    /// Request counters taken for this session and not used yet.
-    counters: std::ops::RangeInclusive<u64>,
-}
-
-/// An upload stream, open.
-struct Upload {
-    tx: Sender<Bytes>,
-    answer: tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>>,
-    /// Blobs in each request sent.
-    expected: Vec<usize>,
-    heads: Heads,
-    sealed_seq: i64,
-    opened: Instant,
-    last: Instant,
-    report: SyncReport,
-}
-
-impl Uploads {
-    fn new(store: &Store, peer: &str) -> Result<Uploads, SyncError> {
-        Ok(Uploads {
-            peer: peer.to_string(),
-            sealed_seq: store.sent_seq(peer)?,
-            last_head: None,
-            seen_head: None,
-            waiting_since: None,
-            unsaved_sent: None,
-            in_flight: InFlight::new(),
-            open: None,
-            counters: store.reserve_counters(COUNTERS)?,
-        })
-    }
-
-    /// The next request counter, taking more when the session's are used up.
-    fn counter(&mut self, store: &Store) -> Result<u64, SyncError> {
-        if let Some(c) = self.counters.next() {
-            return Ok(c);
-        }
-        self.counters = store.reserve_counters(COUNTERS)?;
-        self.counters
-            .next()
-            .ok_or_else(|| SyncError::Protocol("no request counter left".into()))
-    }
-
-    /// Whether changes are being made or wait for the relay.
-    fn busy(&self) -> bool {
-        self.waiting_since.is_some() || self.open.is_some() || self.unsaved_sent.is_some()
-    }
-
-    /// Sends what changed since the last look; closes an upload idle for `idle`.
-    async fn tick(
-        &mut self,
-        store: &mut Store,
-        client: &RelayClient,
-        options: &LiveOptions,
-        on_event: &mut impl FnMut(LiveEvent<'_>),
-    ) -> Result<(), SyncError> {
-        let idle = options.idle;
-        // The head first: a write after this moment is looked at next time.
-        let head = store.feed_head()?;
-        tracing::trace!(head, "looked at the feed");
-        if self.last_head != Some(head) {
-            // Writes go on: wait for a pause, or until the first waited long enough.
-            let quiet = self.seen_head == Some(head);
-            self.seen_head = Some(head);
-            let since = *self.waiting_since.get_or_insert_with(Instant::now);
-            if !quiet && since.elapsed() < options.batch {
-                return Ok(());
-            }
-            self.waiting_since = None;
-            self.last_head = Some(head);
-            // Only merges from the relay since (each records that the relay has what it
-            // wrote): nothing to look for.
-            if self.open.is_none() && store.sent_seq(&self.peer)? >= head {
-                self.sealed_seq = head;
-                self.unsaved_sent = None;
-                return Ok(());
-            }
-            let t0 = Instant::now();
-            let (blobs, heads) =
-                seal_outbox_after(store, &self.peer, self.sealed_seq, &self.in_flight)?;
-            tracing::debug!(us = t0.elapsed().as_micros() as u64, head, "sealed");
-            if blobs.is_empty() {
-                if self.open.is_none() {
-                    // Written once the feed is quiet: a write now would wait behind the
-                    // writes going on (SQLite's wait for a lock backs off to 100 ms sleeps).
-                    self.unsaved_sent = Some(head);
-                }
-                self.sealed_seq = head;
-                return Ok(());
-            }
-            self.unsaved_sent = None;
-            let mut requests = Vec::new();
-            for batch in push_batches(blobs) {
-                let counts = (
-                    batch.len(),
-                    batch.iter().map(|b| b.docs.len()).sum::<usize>(),
-                );
-                let counter = self.counter(store)?;
-                requests.push((
-                    counts,
-                    frame(&sign_numbered(store, Body::Push { blobs: batch }, counter)?),
-                ));
-            }
-            let up = self.open.get_or_insert_with(|| Upload::open(client));
-            for ((blobs, docs), bytes) in requests {
-                up.report.sent += docs;
-                up.report.bytes_up += bytes.len() as u64;
-                up.expected.push(blobs);
-                if up.tx.send_data(Bytes::from(bytes)).await.is_err() {
-                    // The request ended: its error says why.
-                    return self.finish(store, client, on_event).await;
-                }
-            }
-            tracing::debug!(docs = heads.len(), head, "sent in the open upload");
-            for (id, h) in &heads {
-                self.in_flight.insert(id.clone(), h.clone());
-            }
-            up.heads.extend(heads);
-            up.sealed_seq = head;
-            up.last = Instant::now();
-            self.sealed_seq = head;
-        } else if let Some(sent) = self.unsaved_sent {
-            // Never waiting for another writer: tried again at the next quiet look.
-            if store.try_set_sent_seq(&self.peer, sent)? {
-                self.unsaved_sent = None;
-            }
-        } else if self
-            .open
-            .as_ref()
-            .is_some_and(|up| up.last.elapsed() >= idle || up.opened.elapsed() >= MAX_UPLOAD)
-        {
-            self.finish(store, client, on_event).await?;
-        }
-        Ok(())
-    }
-
-    /// Closes the open upload, if any, and records what the relay acknowledged as sent.
-    async fn finish(
-        &mut self,
-        store: &mut Store,
-        client: &RelayClient,
-        on_event: &mut impl FnMut(LiveEvent<'_>),
-    ) -> Result<(), SyncError> {
-        let Some(mut up) = self.open.take() else {
-            if let Some(sent) = self.unsaved_sent.take() {
-                store.set_sent_seq(&self.peer, sent)?;
-            }
-            return Ok(());
-        };
-        // Whatever happens next, what was in flight is not known to have arrived.
-        self.in_flight.clear();
-        self.sealed_seq = store.sent_seq(&self.peer)?;
-        self.last_head = None;
-        drop(up.tx);
-        let unreachable = |reason: String| SyncError::Unreachable {
-            url: client.url.clone(),
-            reason,
-        };
-        let response = up
-            .answer
-            .await
-            .map_err(|e| SyncError::Protocol(format!("the upload's task failed: {e}")))?
-            .map_err(|e| unreachable(crate::relay_client::with_causes(&e)))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unreachable(crate::relay_client::with_causes(&e)))?;
-        up.report.bytes_down += body.len() as u64;
-        if !status.is_success() {
-            return Err(SyncError::Refused {
-                status: status.as_u16(),
-                message: String::from_utf8_lossy(&body).into_owned(),
-            });
-        }
-        let mut frames = Frames::default();
-        frames.extend(&body);
-        let mut answered = 0;
-        while let Some(f) = frames.next_frame()? {
-            if f.is_empty() {
-                continue;
-            }
-            match linli_wire::decode::<Reply>("relay reply", &f)? {
-                Reply::Answer(Response::Pushed { seqs })
-                    if up.expected.get(answered) == Some(&seqs.len()) =>
-                {
-                    answered += 1;
-                }
-                Reply::Refused { status, message } => {
-                    return Err(SyncError::Refused { status, message });
-                }
-                other => {
-                    return Err(SyncError::Protocol(format!(
-                        "the relay answered a push with {other:?}"
-                    )));
-                }
-            }
-        }
-        if answered != up.expected.len() {
-            return Err(SyncError::Protocol(format!(
-                "the relay answered {answered} of {} pushes in the stream ({} bytes cut off); \
-                 what they carried is sent again next time",
-                up.expected.len(),
-                frames.pending()
-            )));
-        }
-        store.mark_sent(&self.peer, &up.heads)?;
-        store.set_sent_seq(&self.peer, up.sealed_seq)?;
-        self.sealed_seq = up.sealed_seq;
-        up.report.round_trips = 1;
-        up.report.ms = up.opened.elapsed().as_millis();
-        on_event(LiveEvent::Sent(&up.report));
-        Ok(())
-    }
-}
-
-impl Upload {
-    /// Opens an upload stream: the request runs on its own task while frames are fed to it.
-    fn open(client: &RelayClient) -> Upload {
-        let (tx, body) = Channel::<Bytes>::new(64);
-        let request = client
-            .http
-            .post(format!("{}{STREAM_PATH}", client.url))
-            .header("content-type", "application/octet-stream")
-            .timeout(MAX_UPLOAD + Duration::from_secs(60))
-            .body(reqwest::Body::wrap(body))
-            .send();
-        let now = Instant::now();
-        Upload {
-            tx,
-            answer: tokio::spawn(request),
-            expected: Vec::new(),
-            heads: Heads::new(),
-            sealed_seq: 0,
-            opened: now,
-            last: now,
-            report: SyncReport::default(),
         }
     }
 }

@@ -17,9 +17,10 @@ use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey};
 use linli_wire::peer::{ALPN, MAX_WIRE_FRAME, Ticket};
 use tokio::sync::mpsc;
 
-use crate::peer::{Side, TIMEOUT_MS};
 use crate::relay_client::SyncError;
-use crate::{PeerReport, Replica, Store};
+use crate::{PeerReport, Replica};
+use linli_proto::peer::{Side, TIMEOUT_MS};
+use linli_store::Store;
 
 /// How long to wait to connect to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

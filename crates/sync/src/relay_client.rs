@@ -8,14 +8,14 @@ use std::time::Instant;
 use linli_wire::relay::{Blob, BlobKind, Body, NewBlob, PATH, Request, Response, Signed};
 use linli_wire::{Bundle, open_bundle, seal_bundle};
 
-use crate::{Incoming, Store, StoreError};
+use linli_store::{Incoming, Store, StoreError};
 
 /// Plaintext bytes per sealed bundle (a bundle is compressed and encrypted whole).
 const BUNDLE_BYTES: usize = 4 * 1024 * 1024;
 /// Sealed bytes per push request.
 pub(crate) const PUSH_BYTES: usize = 16 * 1024 * 1024;
 /// A soft limit on each pull response.
-pub(crate) const PULL_BYTES: u64 = 16 * 1024 * 1024;
+pub const PULL_BYTES: u64 = 16 * 1024 * 1024;
 /// Pull requests per sync (a bound on the loop; a sync that hits it says so).
 const MAX_PULLS: usize = 10_000;
 
@@ -194,7 +194,7 @@ pub enum SyncError {
     Protocol(String),
     /// A peer-to-peer session failed.
     #[error(transparent)]
-    Peer(#[from] crate::peer::PeerError),
+    Peer(#[from] linli_proto::peer::PeerError),
 }
 
 /// The refusal of a device that holds documents of a scope it may not use.
@@ -212,31 +212,7 @@ pub(crate) fn not_allowed(
     ))
 }
 
-/// What a sync did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncReport {
-    /// Documents sent.
-    pub sent: usize,
-    /// Documents received that were new here.
-    pub created: usize,
-    /// Documents received that changed here.
-    pub changed: usize,
-    /// Documents received that were already up to date.
-    pub unchanged: usize,
-    /// Request bytes sent (HTTP bodies).
-    pub bytes_up: u64,
-    /// Response bytes received (HTTP bodies).
-    pub bytes_down: u64,
-    /// Blobs received that could not be used and were set aside (see [`Store::set_aside`]).
-    pub set_aside: usize,
-    /// Requests made.
-    pub round_trips: u32,
-    /// Wall time.
-    pub ms: u128,
-}
-
-/// Document ids and their encoded heads.
-pub type Heads = Vec<(String, Vec<u8>)>;
+pub use linli_proto::{Heads, SyncReport};
 
 /// A connection to one relay.
 #[derive(Debug, Clone)]
@@ -357,13 +333,13 @@ impl RelayClient {
 }
 
 /// A request body signed by this device, with its next counter.
-pub(crate) fn sign(store: &Store, body: Body) -> Result<Vec<u8>, SyncError> {
+pub fn sign(store: &Store, body: Body) -> Result<Vec<u8>, SyncError> {
     sign_numbered(store, body, store.next_counter()?)
 }
 
 /// A request body signed by this device, with a counter taken before (see
 /// [`Store::reserve_counters`]).
-pub(crate) fn sign_numbered(store: &Store, body: Body, counter: u64) -> Result<Vec<u8>, SyncError> {
+pub fn sign_numbered(store: &Store, body: Body, counter: u64) -> Result<Vec<u8>, SyncError> {
     let me = store.identity()?;
     let request = Request {
         membership: me.membership,
@@ -388,7 +364,12 @@ pub async fn sync(store: &mut Store, url: &str) -> Result<SyncReport, SyncError>
 /// Seals every scope's outgoing documents, refusing (before sending anything) documents of a
 /// scope this device may not write.
 pub fn seal_outbox(store: &Store, peer: &str) -> Result<(Vec<NewBlob>, Heads), SyncError> {
-    seal_outbox_after(store, peer, store.sent_seq(peer)?, &crate::InFlight::new())
+    seal_outbox_after(
+        store,
+        peer,
+        store.sent_seq(peer)?,
+        &linli_store::InFlight::new(),
+    )
 }
 
 /// As [`seal_outbox`], for documents written after feed position `since`, beyond what is
@@ -397,7 +378,7 @@ pub fn seal_outbox_after(
     store: &Store,
     peer: &str,
     since: i64,
-    in_flight: &crate::InFlight,
+    in_flight: &linli_store::InFlight,
 ) -> Result<(Vec<NewBlob>, Heads), SyncError> {
     let me = store.identity()?;
     let outbox = store.outbox_after(peer, since, in_flight)?;
@@ -428,7 +409,7 @@ pub fn seal_outbox_after(
 /// Seals documents grouped by scope into blobs of `kind` of at most [`BUNDLE_BYTES`] each.
 fn seal_groups(
     store: &Store,
-    outbox: Vec<crate::Outgoing>,
+    outbox: Vec<linli_store::Outgoing>,
     kind: BlobKind,
     covers: u64,
 ) -> Result<(Vec<NewBlob>, Heads), SyncError> {
@@ -561,7 +542,7 @@ pub async fn compact(store: &mut Store, url: &str) -> Result<CompactReport, Sync
     let client = RelayClient::new(url)?;
     let covers = store.peer_cursor(&client.peer())?;
     let grant = store.identity()?.grant;
-    let groups: Vec<crate::Outgoing> = store
+    let groups: Vec<linli_store::Outgoing> = store
         .outbox(WHOLE)?
         .into_iter()
         .filter(|o| grant.may_use(&o.scope))
@@ -588,7 +569,7 @@ pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncE
     staff_only(store)?;
     let client = RelayClient::new(url)?;
     let peer = client.peer();
-    let mine: Vec<crate::SetAside> = store
+    let mine: Vec<linli_store::SetAside> = store
         .set_aside()?
         .into_iter()
         .filter(|a| a.peer == peer)
@@ -621,7 +602,7 @@ pub async fn drop_set_aside(store: &mut Store, url: &str) -> Result<usize, SyncE
 
 /// Documents of pulled blobs, each with its blob's sequence number, and the blobs that did not
 /// open.
-pub type Opened = (Vec<(u64, Incoming)>, Vec<crate::SetAside>);
+pub type Opened = (Vec<(u64, Incoming)>, Vec<linli_store::SetAside>);
 
 /// Refuses unless this device is committee staff's (only staff have the relay drop data).
 fn staff_only(store: &Store) -> Result<(), SyncError> {
@@ -686,7 +667,7 @@ pub fn open_blobs(store: &Store, peer: &str, blobs: &[Blob]) -> Result<Opened, S
                     },
                 )
             })),
-            Err(e) => aside.push(crate::SetAside::new(peer, b, &e.to_string())),
+            Err(e) => aside.push(linli_store::SetAside::new(peer, b, &e.to_string())),
         }
     }
     Ok((incoming, aside))
@@ -702,7 +683,7 @@ pub(crate) fn merge_blobs(
     peer: &str,
     blobs: &[Blob],
     next: u64,
-) -> Result<(crate::MergeReport, usize), SyncError> {
+) -> Result<(linli_store::MergeReport, usize), SyncError> {
     let (incoming, aside) = open_blobs(store, peer, blobs)?;
     let community = store.community_id()?.ok_or(StoreError::NoCommunity)?;
     let mut keys: std::collections::HashMap<&str, Option<linli_wire::ScopeKey>> =
@@ -729,9 +710,9 @@ pub(crate) fn merge_blobs(
     let set_aside = |seq: u64, reason: &str, whole: bool| {
         blobs.iter().find(|b| b.seq == seq).map(|b| {
             if whole {
-                crate::SetAside::new(peer, b, reason)
+                linli_store::SetAside::new(peer, b, reason)
             } else {
-                crate::SetAside::partly(peer, b, reason)
+                linli_store::SetAside::partly(peer, b, reason)
             }
         })
     };

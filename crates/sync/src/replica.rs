@@ -2,16 +2,15 @@
 //! persists what it receives. Transports (the in-memory network of the tests, iroh) only carry
 //! frames between two [`Replica`]s.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use linli_wire::peer::{PeerDoc, PeerMsg};
+use linli_wire::peer::PeerMsg;
 use linli_wire::{Grant, PublicKey};
 
-use crate::outbox::decode_heads;
-use crate::peer::{Input, Item, LoadRequest, Loaded, Me, Outcome, Output, Session, Side};
 use crate::relay_client::SyncError;
-use crate::{Incoming, MergeReport, Store, StoreError};
+use linli_proto::peer::{Input, Item, Me, Outcome, Output, Session, Side};
+use linli_store::{Incoming, MergeReport, Store};
 
 /// What a peer sync did, as the command line reports it: who the peer was, the reconciliation
 /// rounds, and what went each way (counted as a relay sync counts it; bytes are frame bytes).
@@ -27,83 +26,6 @@ pub struct PeerReport {
     pub rounds: u32,
     /// Documents sent and received, bytes, round trips this side waited for, wall time.
     pub counts: crate::relay_client::SyncReport,
-}
-
-impl Store {
-    /// Every document as the reconciliation sees it: id, scope, heads.
-    pub fn summary(&self) -> Result<Vec<Item>, StoreError> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT id, grid, heads FROM docs ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            let grid: Option<String> = r.get(1)?;
-            Ok(Item {
-                id: r.get(0)?,
-                scope: grid.unwrap_or_else(|| linli_wire::COMMUNITY_WIDE.to_string()),
-                heads: r.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Answers a peer's loads: a whole document if the peer has none of it; the changes after
-    /// its heads if this device knows them all (nothing if there are none); the changes outside
-    /// the peer's hashes when given; otherwise [`Loaded::Unknown`] with this device's hashes.
-    pub fn load_for_peer(&self, requests: &[LoadRequest]) -> Result<Vec<Loaded>, StoreError> {
-        let mut answers = Vec::with_capacity(requests.len());
-        for r in requests {
-            let Some((collection, mut doc)) = self.load_doc(&r.id)? else {
-                continue;
-            };
-            let bytes = if let Some(except) = &r.except {
-                let except: HashSet<&[u8; 32]> = except.iter().collect();
-                let mut bytes = Vec::new();
-                for c in doc.get_changes(&[]) {
-                    if !except.contains(&c.hash().0) {
-                        bytes.extend_from_slice(c.raw_bytes());
-                    }
-                }
-                bytes
-            } else if r.since.is_empty() {
-                crate::store::save(&mut doc)
-            } else {
-                let since = decode_heads(&r.since);
-                if since.iter().all(|h| doc.get_change_by_hash(h).is_some()) {
-                    doc.save_after(&since)
-                } else {
-                    let hashes = doc.get_changes(&[]).iter().map(|c| c.hash().0).collect();
-                    answers.push(Loaded::Unknown {
-                        id: r.id.clone(),
-                        hashes,
-                    });
-                    continue;
-                }
-            };
-            if bytes.is_empty() {
-                continue;
-            }
-            let scope = self
-                .scope_of(&r.id)?
-                .unwrap_or_else(|| linli_wire::COMMUNITY_WIDE.to_string());
-            answers.push(Loaded::Doc(PeerDoc {
-                scope,
-                id: r.id.clone(),
-                collection: collection.code().to_string(),
-                bytes,
-            }));
-        }
-        Ok(answers)
-    }
-
-    fn scope_of(&self, id: &str) -> Result<Option<String>, StoreError> {
-        use rusqlite::OptionalExtension;
-        let grid: Option<Option<String>> = self
-            .conn()
-            .prepare_cached("SELECT grid FROM docs WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
-        Ok(grid.flatten())
-    }
 }
 
 /// Refuses if `items` (this device's documents) include a scope `grant` may not use: they could

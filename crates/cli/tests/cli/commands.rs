@@ -1,7 +1,6 @@
 //! Acceptance tests of the `linli` command line: each runs the real binary on a real SQLite
 //! store in a temporary directory.
 // Helpers here panic on purpose: a failed step fails the test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod common;
-use common::{err, json, ok};
+use crate::common::{err, json, ok};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/community-60.jsonl")
@@ -110,7 +108,7 @@ fn init_import_list_show_search() {
     );
     let by_id: Vec<Value> = serde_json::from_value(json(d, &["search", &full[14..]])).unwrap();
     assert!(by_id.iter().any(|h| h["id"] == pid));
-    let initials: String = linli_sync::index::initials(name);
+    let initials: String = linli_store::index::initials(name);
     let by_initials: Vec<Value> = serde_json::from_value(json(d, &["search", &initials])).unwrap();
     assert!(by_initials.iter().any(|h| h["id"] == pid));
 }
@@ -451,7 +449,7 @@ const HOUSEHOLD: &str = r#"{"kind":"household","id":"hh-900001","grid":"G01","co
 fn import_line(dir: &Path, line: &str) -> std::process::Output {
     let file = dir.join("one.jsonl");
     std::fs::write(&file, format!("{line}\n")).unwrap();
-    common::linli(dir, &["import", file.to_str().unwrap()])
+    crate::common::linli(dir, &["import", file.to_str().unwrap()])
 }
 
 /// A wide character at positions 14-16 of an ID number made `import` and `edit` panic (exit
@@ -474,7 +472,7 @@ fn id_numbers_with_wide_characters_are_refused_cleanly() {
             "{e}"
         );
         assert!(!e.contains("32010619800") && !e.contains("panicked"), "{e}");
-        let out = common::linli(d, &["edit", "p-0000001", "id_number", bad]);
+        let out = crate::common::linli(d, &["edit", "p-0000001", "id_number", bad]);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains("id_number") && !e.contains("32010619800"), "{e}");

@@ -1,12 +1,11 @@
-//! Helpers shared by the store's integration tests: a community and roster lines in the
-//! generator's format.
-#![allow(dead_code)]
+//! A community and roster lines in the
+//! generator's format, for tests of the store and of sync.
 
 use linli_domain::interchange::parse_line;
 use linli_domain::roster::Grid;
 use linli_domain::validate::id_check_char;
 use linli_domain::{AnyRecord, Community, Day, Timestamp};
-use linli_sync::Store;
+use linli_store::Store;
 
 /// A roster line (the generator's format) for household `i`, with a valid ID number.
 pub fn roster_line(i: usize) -> String {
@@ -52,4 +51,28 @@ pub fn community() -> Community {
         })
         .collect();
     c
+}
+
+/// The households of `range`, in community `community`.
+pub fn households_in(community: &str, range: std::ops::Range<usize>) -> Vec<AnyRecord> {
+    let today = Day::parse("2026-11-20").unwrap_or_else(|e| panic!("{e}"));
+    range
+        .flat_map(|i| {
+            parse_line(&roster_line(i), community, today).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
+/// A store whose community (grids G01–G03) has an id made from its device's key, as a relay
+/// requires (see `linli_wire::community_id`): its device is the community's root.
+pub fn rooted_store(dir: &std::path::Path) -> Store {
+    let mut store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
+    let root = store
+        .device_key()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .public();
+    let mut c = community();
+    c.id = linli_wire::community_id("c1", &root);
+    store.init_community(c).unwrap_or_else(|e| panic!("{e}"));
+    store
 }

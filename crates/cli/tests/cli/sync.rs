@@ -1,15 +1,12 @@
 //! End-to-end sync through a real `linli-relay` process on 127.0.0.1, driven through the
 //! `linli` command line exactly as the acceptance checks use it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
 use serde_json::Value;
 
-mod common;
-use common::{Relay, Serve, err, hostile_push, json, ok};
-#[path = "support/namespaces.rs"]
-mod namespaces;
+use crate::common::{Relay, Serve, err, hostile_push, json, ok};
+use linli_testkit::namespaces;
 
 fn households(dir: &Path) -> Vec<Value> {
     serde_json::from_value(json(dir, &["--reveal", "list", "households"])).unwrap()
@@ -252,7 +249,7 @@ fn p2p_refuses_a_device_outside_its_scope_and_a_stranger() {
 #[test]
 fn the_sync_benchmark_runs_its_three_phases_and_ends_in_step() {
     let tmp = tempfile::tempdir().unwrap();
-    let _ = common::relay_bin(); // `bench sync` starts the relay that sits next to `linli`
+    let _ = crate::common::relay_bin(); // `bench sync` starts the relay that sits next to `linli`
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
     let out = json(
         &tmp.path().join("unused"),
@@ -512,7 +509,7 @@ fn a_serving_device_keeps_serving_when_its_output_is_closed() {
 #[test]
 fn p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network() {
     if !namespaces::isolated(
-        "p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network",
+        "sync::p2p_sync_finds_a_serving_device_of_its_community_on_the_local_network",
     ) {
         return;
     }
@@ -781,7 +778,7 @@ fn a_blob_nobody_can_read_is_set_aside_and_staff_have_it_dropped() {
     let notice =
         linli_domain::AnyRecord::from_json(linli_domain::Collection::Notice, notice).unwrap();
     let sealed_household = {
-        let store = linli_sync::Store::open(&o).unwrap();
+        let store = linli_store::Store::open(&o).unwrap();
         let key = store.scope_key("*").unwrap().unwrap();
         let mut bundle = linli_wire::Bundle::default();
         for mut r in records.into_iter().chain([notice]) {
@@ -831,7 +828,7 @@ fn a_blob_nobody_can_read_is_set_aside_and_staff_have_it_dropped() {
     let aside = listed["set_aside"].as_array().unwrap();
     assert_eq!(aside.len(), 2, "{listed}");
     let owners_key = {
-        let store = linli_sync::Store::open(&o).unwrap();
+        let store = linli_store::Store::open(&o).unwrap();
         data_hex(&store.identity().unwrap().key.public())
     };
     assert!(

@@ -208,56 +208,6 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE set_aside ADD COLUMN whole INTEGER NOT NULL DEFAULT 1;",
 ];
 
-/// Creates `dir` if missing, readable by its owner only (a store holds residents' data). A
-/// directory that exists is narrowed to its owner when it is one this program made (it holds
-/// a store), and left as it is otherwise (a user's own folder given as `--data`).
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    let fresh = !dir.exists();
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    if fresh || dir.join(DB_FILE).exists() {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    #[cfg(not(unix))]
-    let _ = fresh;
-    Ok(())
-}
-
-/// Creates `path` if missing, readable and writable by its owner only; an existing file is
-/// narrowed to its owner by its path. Never opens (and closes) an existing file: closing any
-/// descriptor of a SQLite file drops the POSIX locks every connection of this process holds on
-/// it (a second store handle opened while the first writes would corrupt its locking).
-fn private_file(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        if path.exists() {
-            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-            }
-            return Ok(());
-        }
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            // Nobody else had it open: it did not exist.
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(())
-    }
-}
-
 /// Who writes: the device's Automerge actor and the person using it.
 #[derive(Debug, Clone)]
 pub struct Author {
@@ -300,6 +250,10 @@ pub struct Store {
     conn: Connection,
     author: Author,
     path: PathBuf,
+    /// The key its commits are announced under (see [`crate::changes`]).
+    pub(crate) key: PathBuf,
+    /// Pages of write-ahead log past which a commit checkpoints.
+    pub(crate) checkpoint_pages: std::sync::Arc<std::sync::atomic::AtomicI64>,
     dicts: Dicts,
     recent: Recent,
 }
@@ -323,27 +277,20 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
-        private_dir(dir).map_err(io)?;
+        linli_sqlite::private_dir(dir, DB_FILE).map_err(io)?;
         let path = dir.join(DB_FILE);
         // Made readable by its owner only before SQLite opens it: its write-ahead log and
         // shared-memory files take the same mode.
-        private_file(&path).map_err(io)?;
-        for log in ["-wal", "-shm"] {
-            let mut name = path.clone().into_os_string();
-            name.push(log);
-            let log = std::path::PathBuf::from(name);
-            if log.exists() {
-                private_file(&log).map_err(io)?;
-            }
-        }
-        let mut conn = Connection::open(&path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        linli_sqlite::private_db_file(&path).map_err(io)?;
+        let mut conn = linli_sqlite::open(&path, BUSY_TIMEOUT)?;
         // The write path alone uses some 30 statements (docs, chunks, meta, every q_* table);
         // rusqlite's default cache of 16 made each edit re-parse half of them.
         conn.set_prepared_statement_cache_capacity(128);
-        stable_plans(&conn)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let key = crate::changes::key(&path);
+        let checkpoint_pages = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            crate::changes::DEFAULT_CHECKPOINT_PAGES,
+        ));
+        crate::changes::install(&mut conn, key.clone(), checkpoint_pages.clone())?;
         migrate(&mut conn)?;
         let actor = match get_meta(&conn, "actor")? {
             Some(hex) => hex_to_actor(&hex).ok_or_else(|| StoreError::Field {
@@ -381,6 +328,8 @@ impl Store {
                 user,
             },
             path,
+            key,
+            checkpoint_pages,
         };
         // A migration that added derived columns asks for a rebuild from the documents.
         if get_meta(&store.conn, "reindex")?.is_some() {
@@ -637,7 +586,7 @@ impl Store {
     pub fn household_of(&self, person: &str) -> Result<Option<String>, StoreError> {
         // Present first, then the first household by id, chosen here among the person's few
         // rows (this once worked around SQLite planning the statement again for every id,
-        // 4 % of an edit; `stable_plans` has since removed the cause for every statement).
+        // 4 % of an edit; `linli_sqlite::open` has since removed the cause for every statement).
         let mut best: Option<(bool, String)> = None;
         for (household, present) in self.households_of(person)? {
             let better = match &best {
@@ -842,21 +791,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
     }
-    Ok(())
-}
-
-/// Turns on SQLite's query planner stability guarantee for `conn`: a statement's plan never
-/// depends on the values bound to it. Without it SQLite marks many parameters (any
-/// `column = ?` it filters on, for one) as able to change the plan, and rusqlite's statement
-/// cache clears the bindings of every statement it takes back, which then makes SQLite parse
-/// and plan that statement again at its next use: sealing 293 edited documents for a push
-/// spent 62 % of its instructions re-preparing one query. The store keeps no planner
-/// statistics, so no plan is lost by it.
-pub(crate) fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )?;
     Ok(())
 }
 
@@ -1576,7 +1510,7 @@ mod tests {
     }
 
     /// A cached statement that filters on `column = ?` is planned once, not at every use
-    /// (see [`stable_plans`]; without it each use below re-prepares the statement).
+    /// (see `linli_sqlite::open`; without it each use below re-prepares the statement).
     #[test]
     fn cached_statements_are_not_prepared_again_at_each_use() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -1,13 +1,11 @@
 //! Helpers shared by the command-line test binaries.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
-#[path = "../support/relay.rs"]
-mod relay;
+use linli_testkit::relay;
 #[allow(unused_imports)]
 pub use relay::{Relay, first_line, hostile_push, relay_bin};
 

@@ -1,9 +1,8 @@
-//! Test harnesses shared by the crates' tests (`#[path]`-included): a test that runs itself
+//! Test harnesses: a test that runs itself
 //! again inside Linux namespaces of its own — a network where the only interface is loopback,
 //! or a small disk that really fills up. They need `unshare` from util-linux, `ip` from
 //! iproute2 and user namespaces; the outer run panics if the inner one failed or the namespace
 //! cannot be made.
-#![allow(dead_code)] // each test binary uses one or the other
 
 use std::path::PathBuf;
 

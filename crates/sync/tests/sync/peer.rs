@@ -2,16 +2,16 @@
 //! 3–5 replicas under random edits and sync orders (seeded), scopes, and faults — a cut
 //! connection, damaged and out-of-scope messages, replayed messages, silence.
 
-mod common;
-#[path = "../../../tests/support/namespaces.rs"]
-mod namespaces;
+use linli_testkit::namespaces;
+use linli_testkit::roster as common;
 
 use std::collections::{BTreeMap, VecDeque};
 
 use common::{households, new_store};
-use linli_sync::peer::{PeerError, Side};
+use linli_proto::peer::{PeerError, Side};
+use linli_store::Store;
 use linli_sync::relay_client::SyncError;
-use linli_sync::{PeerReport, Replica, Store};
+use linli_sync::{PeerReport, Replica};
 use linli_wire::Role;
 use linli_wire::peer::PeerMsg;
 use proptest::prelude::*;
@@ -672,7 +672,7 @@ fn a_silent_peer_times_out() {
     r.tick();
     assert!(r.poll(10_000).is_ok());
     r.tick();
-    let err = r.poll(linli_sync::peer::TIMEOUT_MS + 1).unwrap_err();
+    let err = r.poll(linli_proto::peer::TIMEOUT_MS + 1).unwrap_err();
     assert!(
         matches!(err, SyncError::Peer(PeerError::Timeout(_))),
         "{err}"
@@ -687,7 +687,7 @@ fn what_arrives_from_a_peer_does_not_wait_to_go_back() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut a = root_with(&tmp.path().join("a"), 12);
     let mut b = member(&tmp.path().join("b"), &a, Role::Staff, &[]);
-    let from = |a: &Store, ids: &[&str]| -> Vec<linli_sync::Incoming> {
+    let from = |a: &Store, ids: &[&str]| -> Vec<linli_store::Incoming> {
         let all = state(a);
         ids.iter()
             .map(|id| {
@@ -695,7 +695,7 @@ fn what_arrives_from_a_peer_does_not_wait_to_go_back() {
                     .load_doc(id)
                     .unwrap_or_else(|e| panic!("{e}"))
                     .unwrap_or_else(|| panic!("{id} missing"));
-                linli_sync::Incoming {
+                linli_store::Incoming {
                     scope: all[*id].0.clone(),
                     id: id.to_string(),
                     collection: collection.code().to_string(),
@@ -794,7 +794,7 @@ fn the_outbox_sends_stored_chunks_that_bring_the_peer_exactly_up_to_date() {
         .unwrap_or_else(|e| panic!("{e}"));
     a.edit(ids[0], "notes", "楼道灯已修好")
         .unwrap_or_else(|e| panic!("{e}"));
-    for i in 0..linli_sync::store::COMPACT_AFTER + 2 {
+    for i in 0..linli_store::store::COMPACT_AFTER + 2 {
         a.edit(ids[1], "notes", &format!("第{i}次回访"))
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -836,7 +836,7 @@ fn pruning_the_feed_deletes_only_superseded_writes() {
         a.edit(ids[0], "notes", note)
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    for i in 0..linli_sync::store::COMPACT_AFTER + 2 {
+    for i in 0..linli_store::store::COMPACT_AFTER + 2 {
         a.edit(ids[1], "notes", &format!("第{i}次回访"))
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -891,13 +891,13 @@ fn the_checkpoint_thread_prunes_the_feed_when_due_without_waiting_for_writers() 
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let rows = a.log_rows().unwrap_or_else(|e| panic!("{e}"));
-    let other = rusqlite::Connection::open(dir.path().join(linli_sync::store::DB_FILE))
+    let other = rusqlite::Connection::open(dir.path().join(linli_store::store::DB_FILE))
         .unwrap_or_else(|e| panic!("{e}"));
     // Due: the last prune was PRUNE_EVERY writes before the head.
     other
         .execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned', ?1)",
-            [(a.feed_head().unwrap_or(0) - linli_sync::feed::PRUNE_EVERY).to_string()],
+            [(a.feed_head().unwrap_or(0) - linli_store::feed::PRUNE_EVERY).to_string()],
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let wait_for = |what: &str, done: &dyn Fn() -> bool| {
@@ -945,7 +945,7 @@ fn recording_what_was_sent_gives_way_to_another_writer_instead_of_waiting() {
     let a = root_with(dir.path(), 2);
     let head = a.feed_head().unwrap_or_else(|e| panic!("{e}"));
     // Another process holds the write lock.
-    let mut other = rusqlite::Connection::open(dir.path().join(linli_sync::store::DB_FILE))
+    let mut other = rusqlite::Connection::open(dir.path().join(linli_store::store::DB_FILE))
         .unwrap_or_else(|e| panic!("{e}"));
     let tx = other
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)

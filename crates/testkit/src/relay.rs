@@ -1,6 +1,5 @@
-//! A `linli-relay` process on 127.0.0.1 for tests, shared by the test binaries of several
-//! crates (included with `#[path]`).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! A `linli-relay` process on 127.0.0.1 for tests, raw requests to it, and a push signed as a
+//! hostile member would send it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -132,7 +131,7 @@ pub fn post_raw(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
 
 /// A push signed by the device of the store in `dir`, as a hostile member would send it.
 pub fn hostile_push(dir: &Path, url: &str, blobs: Vec<linli_wire::relay::NewBlob>) -> u16 {
-    let store = linli_sync::Store::open(dir).unwrap();
+    let store = linli_store::Store::open(dir).unwrap();
     let me = store.identity().unwrap();
     let request = linli_wire::relay::Request {
         membership: me.membership,

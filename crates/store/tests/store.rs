@@ -1,12 +1,12 @@
 //! The store on real SQLite files: compression dictionaries, compaction, reopening.
 
-mod common;
+use linli_testkit::roster as common;
 
 use common::{households, new_store};
 use linli_domain::AnyRecord;
 use std::time::{Duration, Instant};
 
-use linli_sync::{Store, TRAIN_AFTER};
+use linli_store::{Store, TRAIN_AFTER};
 
 fn compressed(store: &Store, collection: &str) -> i64 {
     store
@@ -498,7 +498,7 @@ fn records_stored_plain_are_compressed_when_the_store_opens() {
     };
     // As a store from before: no record dictionaries, records rebuilt plain from the
     // documents, then compressed, as migrations 9 and 12 ask.
-    let conn = rusqlite::Connection::open(dir.path().join(linli_sync::store::DB_FILE))
+    let conn = rusqlite::Connection::open(dir.path().join(linli_store::store::DB_FILE))
         .unwrap_or_else(|e| panic!("{e}"));
     conn.execute_batch(
         "UPDATE docs SET record = NULL, rdict = NULL;
@@ -544,7 +544,7 @@ fn damaged_chunk_lists_and_missing_dictionaries_are_errors_naming_the_document()
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let record = store.get("hh-000000").unwrap_or_else(|e| panic!("{e}"));
-    let conn = rusqlite::Connection::open(dir.path().join(linli_sync::store::DB_FILE))
+    let conn = rusqlite::Connection::open(dir.path().join(linli_store::store::DB_FILE))
         .unwrap_or_else(|e| panic!("{e}"));
     // Damage as a disk or a bug would: past the references SQLite checks.
     conn.execute_batch("PRAGMA foreign_keys = OFF")

@@ -2,9 +2,9 @@
 //!
 //! A [`Session`] is driven by [`Input`]s (a frame from the peer, documents it asked to load, a
 //! clock tick) and answers with [`Output`]s (send a frame, load documents, persist received
-//! documents, finished). It never touches a socket, a file or a clock: [`crate::replica`] runs
-//! it against a [`crate::Store`], the in-memory network of the tests shuttles its frames, and
-//! [`crate::p2p`] carries them over iroh.
+//! documents, finished). It never touches a socket, a file or a clock: `linli_sync::replica` runs
+//! it against the store, the in-memory network of the tests shuttles its frames, and
+//! `linli_sync::p2p` carries them over iroh.
 //!
 //! One session between an initiator (the device that connected) and a responder:
 //!
