@@ -45,6 +45,19 @@ pub enum Which {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Wake-ups and CPU of an idle connected device: `linli sync --watch` of its own, or the
+    /// process `--pid` (prints JSON).
+    Idle {
+        /// How long to measure.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Measure this process (the app, say) instead of starting a device.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Households of the device's demo community.
+        #[arg(long, default_value_t = 200)]
+        households: usize,
+    },
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -74,6 +87,11 @@ pub fn run(which: &Which) -> Result<()> {
             edits,
             keep,
         } => return crate::bench_sync::run(community, edits, keep.as_deref()),
+        Which::Idle {
+            seconds,
+            pid,
+            households,
+        } => return crate::bench_idle::run(*seconds, *pid, *households),
     };
     let tmp = std::env::temp_dir().join(format!("linli-bench-{}", std::process::id()));
     let dir = keep.clone().unwrap_or_else(|| tmp.join("store"));

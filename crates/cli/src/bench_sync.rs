@@ -116,10 +116,10 @@ fn original(records: &HashMap<String, Value>, e: &Edit) -> Value {
     v
 }
 
-struct RelayProc {
+pub(crate) struct RelayProc {
     child: Child,
     /// A's address (127.0.0.1).
-    url: String,
+    pub(crate) url: String,
     /// B's address (`[::1]`).
     url_b: String,
 }
@@ -131,7 +131,7 @@ impl Drop for RelayProc {
     }
 }
 
-fn start_relay(dir: &Path) -> Result<RelayProc> {
+pub(crate) fn start_relay(dir: &Path) -> Result<RelayProc> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name(format!("linli-relay{}", std::env::consts::EXE_SUFFIX));
     ensure!(
@@ -216,7 +216,7 @@ fn b_sync(dir: &Path, url: &str) -> Result<(Value, f64)> {
 }
 
 /// A device staying connected (`linli sync --watch`), its JSON lines read on a thread.
-struct Watcher {
+pub(crate) struct Watcher {
     child: Child,
     lines: std::sync::mpsc::Receiver<Value>,
     name: &'static str,
@@ -226,7 +226,7 @@ struct Watcher {
 
 impl Watcher {
     /// Starts a device's live session and waits for its first sync to finish.
-    fn start(name: &'static str, dir: &Path, url: &str) -> Result<Watcher> {
+    pub(crate) fn start(name: &'static str, dir: &Path, url: &str) -> Result<Watcher> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .arg("--json")
@@ -257,6 +257,11 @@ impl Watcher {
         ensure!(first["event"] == "synced", "device {name} said {first}");
         w.first = first;
         Ok(w)
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn next(&mut self) -> Result<Value> {

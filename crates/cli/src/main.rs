@@ -10,6 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[macro_use]
 mod output;
 mod bench;
+mod bench_idle;
 mod bench_sync;
 mod p2p;
 mod rss;

@@ -125,12 +125,34 @@ pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// a merge; at the relay, 11 ms of a 12 ms push, measured on the sync benchmark). A
 /// long-running process moves its checkpoints here: a passive checkpoint every period copies
 /// what it can without waiting for readers or writers, so commits are on disk within a period
-/// and no write waits for one. The writing connection keeps an automatic checkpoint far higher
+/// and no write waits for one ([`Checkpointer::on_commits`]: only after something was
+/// committed, so an idle device sleeps). The writing connection keeps an automatic checkpoint far higher
 /// ([`BACKSTOP_PAGES`], set by [`Checkpointer::start`]'s caller with [`backstop`]).
 #[derive(Debug)]
 pub struct Checkpointer {
-    stop: Option<mpsc::Sender<()>>,
+    tx: mpsc::Sender<Tick>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the checkpoint thread is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tick {
+    /// Something was committed.
+    Commit,
+    /// Stop, after a last checkpoint.
+    Stop,
+}
+
+/// Tells a [`Checkpointer`] started with [`Checkpointer::on_commits`] that something was
+/// committed. Cheap, and never blocks: call it from a commit hook.
+#[derive(Debug, Clone)]
+pub struct CommitNudge(mpsc::Sender<Tick>);
+
+impl CommitNudge {
+    /// Something was committed: a checkpoint follows within the period.
+    pub fn committed(&self) {
+        let _ = self.0.send(Tick::Commit);
+    }
 }
 
 /// Leaves `conn`'s automatic checkpoint at [`BACKSTOP_PAGES`] (its checkpoints run on a
@@ -142,32 +164,72 @@ pub fn backstop(conn: &Connection) -> rusqlite::Result<()> {
 impl Checkpointer {
     /// Starts a thread named `name` with a connection of its own to the database at `path`
     /// (one that never waits for a lock) that runs a passive checkpoint every `every`, then
-    /// `after` with its connection (the store prunes its change feed there).
+    /// `after` with its connection. For a server, whose writes come from anywhere.
     pub fn start(
         path: &Path,
         name: &str,
         every: Duration,
+        after: impl FnMut(&Connection) + Send + 'static,
+    ) -> std::io::Result<Checkpointer> {
+        Self::spawn(path, name, every, false, after)
+    }
+
+    /// As [`Checkpointer::start`], but the thread sleeps until told of a commit
+    /// ([`CommitNudge::committed`]) and checkpoints `every` after it (commits meanwhile are
+    /// folded in): a device that writes nothing does not wake for it.
+    pub fn on_commits(
+        path: &Path,
+        name: &str,
+        every: Duration,
+        after: impl FnMut(&Connection) + Send + 'static,
+    ) -> std::io::Result<(Checkpointer, CommitNudge)> {
+        let c = Self::spawn(path, name, every, true, after)?;
+        let nudge = CommitNudge(c.tx.clone());
+        Ok((c, nudge))
+    }
+
+    fn spawn(
+        path: &Path,
+        name: &str,
+        every: Duration,
+        on_demand: bool,
         mut after: impl FnMut(&Connection) + Send + 'static,
     ) -> std::io::Result<Checkpointer> {
         let conn = open(path, Duration::ZERO).map_err(std::io::Error::other)?;
-        let (stop, stopped) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel::<Tick>();
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 loop {
-                    let last = !matches!(
-                        stopped.recv_timeout(every),
-                        Err(mpsc::RecvTimeoutError::Timeout)
-                    );
+                    // On demand, nothing happens until something is committed.
+                    if on_demand && matches!(rx.recv(), Ok(Tick::Stop) | Err(_)) {
+                        passive(&conn);
+                        after(&conn);
+                        return;
+                    }
+                    // Then wait out the period; commits meanwhile change nothing.
+                    let due = std::time::Instant::now() + every;
+                    let mut last = false;
+                    loop {
+                        let left = due.saturating_duration_since(std::time::Instant::now());
+                        match rx.recv_timeout(left) {
+                            Ok(Tick::Commit) => {}
+                            Err(mpsc::RecvTimeoutError::Timeout) => break,
+                            Ok(Tick::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                                last = true;
+                                break;
+                            }
+                        }
+                    }
                     passive(&conn);
                     after(&conn);
                     if last {
-                        break;
+                        return;
                     }
                 }
             })?;
         Ok(Checkpointer {
-            stop: Some(stop),
+            tx,
             thread: Some(thread),
         })
     }
@@ -186,7 +248,7 @@ fn passive(conn: &Connection) {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        let _ = self.tx.send(Tick::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -225,6 +287,29 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("no checkpoint ran: {e}"));
         drop(checkpoints);
+        // On demand: nothing until a commit is told, then one checkpoint a period after.
+        let (tx, rx) = mpsc::channel();
+        let (checkpoints, nudge) = Checkpointer::on_commits(
+            &path,
+            "test-on-commits",
+            Duration::from_millis(5),
+            move |_| {
+                let _ = tx.send(());
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        nudge.committed();
+        nudge.committed();
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("no checkpoint after a commit: {e}"));
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "one for both"
+        );
+        drop(checkpoints);
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("no last checkpoint: {e}"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -6,39 +6,59 @@
 //! cut only by the next checkpoint, and the write that triggers an automatic checkpoint pays
 //! for it (copying the pages and an fsync: on a tablet's flash, a visible stall of an edit, or
 //! of a sync's merge). A long-running process (the app, `linli sync --watch`, `linli p2p
-//! serve`) starts a [`Checkpointer`]: its own connection runs a passive checkpoint every
-//! period, which copies what it can without waiting for readers or writers, so commits are on
-//! disk within a period even under light editing and no edit waits for one. The store's own
+//! serve`) starts a [`Checkpointer`]: its own connection runs a passive checkpoint a period
+//! after a commit (none while nothing is written: an idle tablet sleeps), which copies what it
+//! can without waiting for readers or writers, so commits are on disk within a period even
+//! under light editing and no edit waits for one. The store's own
 //! connection keeps an automatic checkpoint far higher ([`BACKSTOP_PAGES`]) as a bound on the
 //! log should the thread fall behind. The same thread prunes the change feed when it is due
 //! (see [`crate::feed`]), without waiting for a lock another connection holds.
 
 use std::time::Duration;
 
-pub use linli_sqlite::{BACKSTOP_PAGES, Checkpointer};
+pub use linli_sqlite::BACKSTOP_PAGES;
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Subscription};
+
+/// Checkpoints of a store on a thread of their own, until dropped (a last one then).
+#[derive(Debug)]
+pub struct Checkpointer {
+    // Dropped first: no commit is announced to a thread that is gone.
+    _subscription: Subscription,
+    _thread: linli_sqlite::Checkpointer,
+}
 
 impl Store {
-    /// Moves this store's checkpoints to a background thread that runs one every `every`;
-    /// checkpoints run inline again only past [`BACKSTOP_PAGES`]. Keep the returned handle as
-    /// long as the store: dropping it stops the thread after a last checkpoint. The same
-    /// thread prunes the change feed when it is due, never waiting for a lock.
+    /// Moves this store's checkpoints to a background thread that runs one `every` after a
+    /// commit on this database file in this process (none while nothing is written), and
+    /// prunes the change feed when it is due, never waiting for a lock; checkpoints run inline
+    /// again only past [`BACKSTOP_PAGES`]. Keep the returned handle as long as the store.
     pub fn checkpoint_in_background(&self, every: Duration) -> Result<Checkpointer, StoreError> {
         // Not the `wal_autocheckpoint` pragma: it would replace the hook that announces
         // commits (see `crate::changes`), which checkpoints past this threshold instead.
         self.checkpoint_pages
             .store(BACKSTOP_PAGES, std::sync::atomic::Ordering::Relaxed);
-        Checkpointer::start(self.path(), "linli-checkpoint", every, |conn| {
-            match crate::feed::prune_if_due(conn) {
+        let (thread, nudge) = linli_sqlite::Checkpointer::on_commits(
+            self.path(),
+            "linli-checkpoint",
+            every,
+            |conn| match crate::feed::prune_if_due(conn) {
                 Ok(Some(n)) => tracing::debug!(rows = n, "pruned the change feed"),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning the change feed failed"),
-            }
-        })
+            },
+        )
         .map_err(|source| StoreError::Io {
             path: self.path().to_path_buf(),
             source,
+        })?;
+        // Once a period after the start too: what an earlier process left in the log (or a
+        // prune another process made due) is not left until this one writes.
+        nudge.committed();
+        let subscription = self.on_commit(move || nudge.committed());
+        Ok(Checkpointer {
+            _subscription: subscription,
+            _thread: thread,
         })
     }
 }

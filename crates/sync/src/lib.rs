@@ -14,5 +14,6 @@ pub mod live;
 pub mod p2p;
 pub mod relay_client;
 pub mod replica;
+mod wake;
 
 pub use replica::{PeerReport, Replica};

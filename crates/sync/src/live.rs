@@ -10,9 +10,10 @@
 //! - one held stream ([`Body::Follow`] on [`STREAM_PATH`]) brings a frame each time blobs of
 //!   this device's scopes arrive; each is merged in one transaction with the cursor it moves to;
 //! - each commit on the store announces itself ([`Store::on_commit`]): the session wakes then,
-//!   not on a timer. Writes by another process on the same store are seen by a look at the
-//!   feed every [`LiveOptions::foreign_writes`]. Between events an idle session sleeps
-//!   (the relay's keepalive every 15 s and that look are all that wake it);
+//!   not on a timer. Writes by another process on the same store wake it through a watch on
+//!   the store's directory (inotify; elsewhere a look at the feed every
+//!   [`LiveOptions::foreign_writes`]). Between events an idle session sleeps: the relay's
+//!   keepalive every 15 s is all that wakes it;
 //! - local changes are sealed, signed and sent as frames of one upload stream, kept open while
 //!   the work goes on and closed once it has been idle for a moment.
 
@@ -41,7 +42,8 @@ pub struct LiveOptions {
     /// The protocol's timings (batching, idle close, silence).
     pub config: LiveConfig,
     /// How often the change feed is looked at for writes made by another process on the same
-    /// store (writes of this process announce themselves at once).
+    /// store where they cannot be watched (on Linux and Android a watch on the store's
+    /// directory reports them; writes of this process announce themselves at once).
     pub foreign_writes: Duration,
 }
 
@@ -50,7 +52,7 @@ impl Default for LiveOptions {
         LiveOptions {
             wait: Duration::from_secs(300),
             config: LiveConfig::default(),
-            foreign_writes: Duration::from_secs(1),
+            foreign_writes: Duration::from_secs(2),
         }
     }
 }
@@ -319,7 +321,11 @@ pub async fn live(
     let mut inputs = VecDeque::from([first]);
     let mut follow_open = true;
     let mut stopping = false;
-    let mut next_look = tokio::time::Instant::now() + options.foreign_writes;
+    let mut foreign = crate::wake::ForeignWrites::watch(
+        store.path(),
+        options.config.quiet,
+        options.foreign_writes,
+    );
     let mut stop = std::pin::pin!(stop);
     loop {
         while let Some(input) = inputs.pop_front() {
@@ -373,8 +379,7 @@ pub async fn live(
                 seen_head = store.feed_head()?;
                 inputs.push_back(Input::Changed { head: seen_head });
             }
-            () = tokio::time::sleep_until(next_look) => {
-                next_look = tokio::time::Instant::now() + options.foreign_writes;
+            () = foreign.written() => {
                 let head = store.feed_head()?;
                 if head != seen_head {
                     seen_head = head;

@@ -34,8 +34,11 @@ pub fn relay_bin() -> PathBuf {
 
 /// A relay process on 127.0.0.1, killed when dropped.
 pub struct Relay {
+    /// The process.
     pub child: Child,
+    /// Its address, `http://127.0.0.1:PORT` (or `https://…#sha256=PIN` with `--tls`).
     pub url: String,
+    /// Its data directory.
     pub dir: PathBuf,
 }
 

@@ -25,6 +25,7 @@ pub fn roster_line(i: usize) -> String {
     )
 }
 
+/// The households of `range` (with their sensitive documents), in community `c1`.
 pub fn households(range: std::ops::Range<usize>) -> Vec<AnyRecord> {
     let today = Day::parse("2026-11-20").unwrap_or_else(|e| panic!("{e}"));
     range
@@ -32,6 +33,7 @@ pub fn households(range: std::ops::Range<usize>) -> Vec<AnyRecord> {
         .collect()
 }
 
+/// A store in `dir` whose device created community `c1` ([`community`]).
 pub fn new_store(dir: &std::path::Path) -> Store {
     let mut store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
     store
