@@ -29,6 +29,8 @@ export interface RoleInfo {
   may_reveal: boolean
   may_manage: boolean
   may_edit_roster: boolean
+  /** May publish notices (staff, owners' committee). */
+  may_publish: boolean
 }
 export interface AppStatus {
   community: CommunityInfo | null
@@ -99,6 +101,8 @@ export interface MemberView {
   phone: string
   tags: string[]
   health: string
+  /** Whether they may leave now: not the head while others still live there (the backend's rule). */
+  may_leave: boolean
 }
 export interface VisitRow {
   id: string

@@ -262,16 +262,6 @@ export function moveTargets(hits: Hit[], current: string): { household: string; 
   return out
 }
 
-/** Whether `person` is the head (户主) of a household where others still live: they may not
- *  leave until another member is made head (the backend refuses it too). */
-export function headMustStay(
-  members: { person: { id: string; moved_out: string | null; deceased: string | null } }[],
-  head: string | null,
-  person: string,
-): boolean {
-  return head === person && members.some((m) => m.person.id !== person && !m.person.moved_out && !m.person.deceased)
-}
-
 /** The devices Settings lists: every known one (marked when it is announced on this network),
  *  then the community's devices announced nearby that were never synced with. */
 export function peerRows(

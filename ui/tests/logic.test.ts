@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { HouseholdRow, SyncStatus } from '../src/api'
 import {
   addDays, addressOf, dayStartMs, deadlineText, formatDay, formatTime, groupByUnit, monthStart,
-  ageOn, headMustStay, moveTargets, peerName, peerRows, reminderText, needsReason, nextHousehold, stateTone, syncLabel, today,
+  ageOn, moveTargets, peerName, peerRows, reminderText, needsReason, nextHousehold, stateTone, syncLabel, today,
 } from '../src/logic'
 import { i18n } from '../src/i18n'
 
@@ -179,14 +179,6 @@ describe('person pages', () => {
   })
 })
 
-describe('the head of a household', () => {
-  const m = (id: string, gone = false) => ({ person: { id, moved_out: gone ? '2026-01-01' : null, deceased: null } })
-  it('stays while others live there', () => {
-    expect(headMustStay([m('a'), m('b')], 'a', 'a')).toBe(true)
-    expect(headMustStay([m('a'), m('b', true)], 'a', 'a')).toBe(false)
-    expect(headMustStay([m('a'), m('b')], 'a', 'b')).toBe(false)
-  })
-})
 
 describe('nearby devices', () => {
   it('marks known devices announced nearby and lists new ones after them', () => {

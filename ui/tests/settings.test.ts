@@ -28,7 +28,7 @@ function backend(calls: string[]) {
 function asRole(code: 'staff' | 'owners') {
   state.status = {
     community: null, user: '王芳', device: 'device-1', data_dir: '/tmp/x', households: 0,
-    role: { code, grids: [], may_reveal: code === 'staff', may_edit_roster: code === 'staff', may_manage: code === 'staff' },
+    role: { code, grids: [], may_reveal: code === 'staff', may_edit_roster: code === 'staff', may_manage: code === 'staff', may_publish: true },
   } as unknown as typeof state.status
 }
 

@@ -360,9 +360,6 @@ pub(crate) enum Wake {
     Stop,
 }
 
-/// The longest one live session is held (the relay caps a follow at ten minutes).
-const WATCH: Duration = Duration::from_secs(300);
-
 /// Why the live wait ended.
 enum Live {
     /// Time for a full sync (the period passed, a change here).
@@ -387,65 +384,53 @@ impl Api {
         nudge: &tokio::sync::Notify,
         notify: &impl Fn(SyncEvent),
     ) -> Live {
-        use linli_sync::live::{LiveEnd, LiveEvent, LiveOptions};
+        use linli_sync::live::{LiveEnd, LiveEvent};
         let until = std::time::Instant::now() + period;
         let woken = Cell::new(None);
         let result = (|| -> Result<Live, ApiError> {
             let mut store = Store::open(&self.dir)?;
             // This is the loop's own thread, outside any runtime.
             let rt = crate::rt::runtime()?;
-            loop {
-                let left = until.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return Ok(Live::Sync);
-                }
-                let options = LiveOptions {
-                    wait: left.min(WATCH),
-                    ..LiveOptions::default()
-                };
-                // Ends the session when a wake arrives ("sync now", a new relay, stop).
-                let stop = async {
-                    loop {
-                        match rx.try_recv() {
-                            Ok(w) => return woken.set(Some(w)),
-                            Err(TryRecvError::Disconnected) => return woken.set(Some(Wake::Stop)),
-                            Err(TryRecvError::Empty) => nudge.notified().await,
-                        }
+            // Ends the session when a wake arrives ("sync now", a new relay, stop).
+            let stop = async {
+                loop {
+                    match rx.try_recv() {
+                        Ok(w) => return woken.set(Some(w)),
+                        Err(TryRecvError::Disconnected) => return woken.set(Some(Wake::Stop)),
+                        Err(TryRecvError::Empty) => nudge.notified().await,
                     }
-                };
-                let ended = rt.block_on(linli_sync::live::live(
-                    &mut store,
-                    relay,
-                    options,
-                    stop,
-                    |event| {
-                        let (received, sent) = match event {
-                            LiveEvent::Received(r) => (r.created + r.changed, 0),
-                            LiveEvent::Sent(r) => (0, r.sent),
-                        };
-                        tracing::info!(received, sent, "live sync with the relay");
-                        {
-                            let mut s = self.sync_lock();
-                            s.last_synced_ms = Some(Timestamp::now().0);
-                            s.last_received = received;
-                            s.last_sent = sent;
-                        }
-                        if received > 0 {
-                            notify(SyncEvent::Changed { received });
-                        }
-                        if let Ok(status) = self.sync_status() {
-                            notify(SyncEvent::Status(status));
-                        }
-                    },
-                ))?;
-                if ended == LiveEnd::Stopped {
-                    return Ok(match woken.get() {
-                        Some(Wake::Stop) => Live::Stop,
-                        Some(Wake::Now) => Live::Now,
-                        None => Live::Sync,
-                    });
                 }
-            }
+            };
+            let ended = rt.block_on(linli_sync::live::stay(
+                &mut store,
+                relay,
+                Some(until),
+                stop,
+                |event| {
+                    let (received, sent) = match event {
+                        LiveEvent::Received(r) => (r.created + r.changed, 0),
+                        LiveEvent::Sent(r) => (0, r.sent),
+                    };
+                    tracing::info!(received, sent, "live sync with the relay");
+                    {
+                        let mut s = self.sync_lock();
+                        s.last_synced_ms = Some(Timestamp::now().0);
+                        s.last_received = received;
+                        s.last_sent = sent;
+                    }
+                    if received > 0 {
+                        notify(SyncEvent::Changed { received });
+                    }
+                    if let Ok(status) = self.sync_status() {
+                        notify(SyncEvent::Status(status));
+                    }
+                },
+            ))?;
+            Ok(match (ended, woken.get()) {
+                (LiveEnd::Over, _) | (LiveEnd::Stopped, None) => Live::Sync,
+                (LiveEnd::Stopped, Some(Wake::Stop)) => Live::Stop,
+                (LiveEnd::Stopped, Some(Wake::Now)) => Live::Now,
+            })
         })();
         match result {
             Ok(live) => live,

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The device has not created or joined a community yet.
     #[error("this device has no community yet: create one or join with an invitation")]
     NoCommunity,
+    /// There is no store in this data directory yet.
+    #[error("no store in {}: run `linli init --community NAME` or `linli demo` first", .0.display())]
+    NoStore(std::path::PathBuf),
     /// A file given by the user could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -68,7 +71,9 @@ impl ApiError {
                 | StoreError::Import { .. }
                 | StoreError::Duplicate { .. },
             ) => "invalid",
-            ApiError::Store(StoreError::NoCommunity) | ApiError::NoCommunity => "no_community",
+            ApiError::Store(StoreError::NoCommunity)
+            | ApiError::NoCommunity
+            | ApiError::NoStore(_) => "no_community",
             ApiError::Store(StoreError::HasCommunity(_)) => "has_community",
             ApiError::Store(StoreError::Identity(_)) | ApiError::Forbidden(_) => "forbidden",
             ApiError::Store(e) if e.is_storage_full() => "storage_full",

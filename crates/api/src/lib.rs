@@ -1,7 +1,7 @@
 //! `linli-api`: every operation the Linli app offers, defined once. The main type is [`Api`]:
 //! one device's store, opened from its data directory, with a method per command of the app.
-//! The Tauri shell (`src-tauri`) maps each command to one call here; the command line uses
-//! [`setup`] and [`demo`]. Results are plain serde types; errors are [`ApiError`]
+//! The Tauri shell (`src-tauri`) maps each command to one call here, and every command of the
+//! command line is a call here too: both doors check roles, mask and audit the same way. Results are plain serde types; errors are [`ApiError`]
 //! (`{code, message}` once serialized).
 //!
 //! Architecture invariant: ID numbers and phones leave this crate masked, except through
@@ -14,6 +14,8 @@ mod drafts;
 mod error;
 mod overview;
 mod peers;
+mod records;
+mod relay;
 mod requests;
 mod roster;
 mod rt;
@@ -38,6 +40,8 @@ pub use linli_store::SetAside;
 pub use linli_store::screens::{CompoundNode, HouseholdRow};
 pub use overview::Overview;
 pub use peers::{NearbyPeer, PeerServer, PeerSync};
+pub use records::{DemoFill, Doctor};
+pub use relay::stop_signal;
 pub use requests::{NewRequest, Reminder, ReminderKind, RequestQuery, RequestRow, RequestView};
 pub use roster::{
     HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewMember, NewVisit, PersonView,
@@ -122,6 +126,8 @@ pub struct RoleInfo {
     pub may_manage: bool,
     /// May edit the roster and record visits.
     pub may_edit_roster: bool,
+    /// May publish notices (committee staff and the owners' committee; a grid worker may not).
+    pub may_publish: bool,
 }
 
 impl RoleInfo {
@@ -132,6 +138,7 @@ impl RoleInfo {
             may_reveal: matches!(role, Role::Staff | Role::Grid),
             may_manage: role == Role::Staff,
             may_edit_roster: matches!(role, Role::Staff | Role::Grid),
+            may_publish: matches!(role, Role::Staff | Role::Owners),
         }
     }
 }
@@ -151,6 +158,20 @@ impl Api {
             waker: Mutex::default(),
             _checkpoints: checkpoints,
         })
+    }
+
+    /// Opens the store in `dir` if there is one: a missing store is an error, not a new
+    /// empty one (the command line's commands that read).
+    pub fn open_existing(dir: &Path) -> Result<Api, ApiError> {
+        if !dir.join(linli_store::store::DB_FILE).exists() {
+            return Err(ApiError::NoStore(dir.to_path_buf()));
+        }
+        Api::open(dir)
+    }
+
+    /// Records `user` as the person making this process's changes (not saved).
+    pub fn set_user(&self, user: &str) {
+        self.store().set_user(user);
     }
 
     /// The data directory.
@@ -217,7 +238,7 @@ impl Api {
             user: store.author().user.clone(),
             device: store.author().device.clone(),
             data_dir: self.dir.display().to_string(),
-            households: store.count("SELECT COUNT(*) FROM q_households")?,
+            households: store.household_count()?,
         })
     }
 
@@ -242,9 +263,7 @@ impl Api {
         let user = required("user", user)?;
         {
             let mut store = self.store();
-            if store.community_id()?.is_some()
-                && store.count("SELECT COUNT(*) FROM q_households")? > 0
-            {
+            if store.community_id()?.is_some() && store.household_count()? > 0 {
                 return Err(ApiError::invalid(
                     "demo",
                     "this device already holds a community",
@@ -266,22 +285,46 @@ impl Api {
     /// Joins a community with an invitation code; the device must be new.
     pub fn join(&self, code: &str, user: &str) -> Result<AppStatus, ApiError> {
         let user = required("user", user)?;
+        self.join_with(code, Some(user))?;
+        self.status()
+    }
+
+    /// Joins with an invitation code, recording `user` as the person at the device if given;
+    /// the invitation read and what it granted.
+    pub fn join_with(
+        &self,
+        code: &str,
+        user: Option<&str>,
+    ) -> Result<(linli_wire::Invite, linli_wire::Grant), ApiError> {
         let invite = linli_wire::Invite::decode(code.trim())?;
-        {
+        let grant = {
             let mut store = self.store();
-            store.set_identity(user, None)?;
-            store.join(&invite)?;
-        }
+            if let Some(user) = user {
+                store.set_identity(user, None)?;
+            }
+            store.join(&invite)?
+        };
         if let Some(relay) = &invite.relay {
             self.sync_lock().relay = Some(relay.clone());
         }
-        self.status()
+        Ok((invite, grant))
     }
 
     /// An invitation code for a new device with `role` (`staff`, `grid`, `owners`) and, for
     /// a grid worker, its grids. Only staff devices invite. The code carries keys: show it
     /// once (as text or a QR code).
     pub fn invite(&self, role: &str, grids: &[String]) -> Result<String, ApiError> {
+        self.invite_for(role, grids, None)
+    }
+
+    /// As [`Api::invite`], naming the relay the new device should use (default: this
+    /// device's).
+    pub fn invite_for(
+        &self,
+        role: &str,
+        grids: &[String],
+        relay: Option<&str>,
+    ) -> Result<String, ApiError> {
         let store = self.store();
         if !self.role(&store)?.may_manage {
             return Err(ApiError::Forbidden(
@@ -289,7 +332,10 @@ impl Api {
             ));
         }
         let role = Role::parse(role).ok_or_else(|| {
-            ApiError::invalid("role", format!("`{role}` is not staff, grid or owners"))
+            ApiError::invalid(
+                "role",
+                format!("unknown role `{role}`: expected staff, grid or owners"),
+            )
         })?;
         if role == Role::Grid && grids.is_empty() {
             return Err(ApiError::invalid(
@@ -297,7 +343,10 @@ impl Api {
                 "a grid worker needs at least one grid",
             ));
         }
-        let relay = store.default_relay()?;
+        let relay = match relay {
+            Some(r) => Some(r.to_string()),
+            None => store.default_relay()?,
+        };
         Ok(store.invite(role, grids, relay.as_deref())?.encode())
     }
 

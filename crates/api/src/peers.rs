@@ -76,6 +76,46 @@ impl Api {
         })
     }
 
+    /// Looks on the local network for at most `wait` for this community's devices that serve
+    /// (bound to `bind`: a loopback address looks on loopback only), and syncs once with each
+    /// found; what each sync did. None found is an error that says so.
+    pub fn sync_nearby(
+        &self,
+        bind: SocketAddr,
+        wait: Duration,
+    ) -> Result<Vec<PeerReport>, ApiError> {
+        let (tag, me) = {
+            let store = self.store();
+            if store.community_id()?.is_none() {
+                return Err(ApiError::NoCommunity);
+            }
+            (LanTag::of(&store)?, store.identity()?.key.public())
+        };
+        let found = Lan::look(&tag, me, LanScope::of(bind), wait)?;
+        if found.is_empty() {
+            return Err(ApiError::invalid(
+                "peers",
+                format!(
+                    "no device of this community announced itself on the local network within \
+                     {:.1} s (is one serving? `linli p2p serve`); or give its ticket",
+                    wait.as_secs_f64()
+                ),
+            ));
+        }
+        let mut reports = Vec::new();
+        for n in found {
+            reports.push(self.sync_ticket(&n.ticket(), None)?);
+        }
+        Ok(reports)
+    }
+
+    /// Syncs once with the device that shows `ticket` and remembers it; what the sync did.
+    pub fn sync_ticket_report(&self, ticket: &str) -> Result<PeerReport, ApiError> {
+        let ticket = Ticket::decode(ticket.trim())
+            .map_err(|e| ApiError::invalid("ticket", format!("cannot be read: {e}")))?;
+        self.sync_ticket(&ticket, None)
+    }
+
     fn sync_ticket(
         &self,
         ticket: &Ticket,
@@ -247,6 +287,26 @@ impl PeerServer {
         lan: bool,
         notify: impl Fn(SyncEvent) + Send + 'static,
     ) -> Result<PeerServer, ApiError> {
+        PeerServer::serve(api, bind, lan, true, move |session| {
+            if let Ok(r) = session {
+                let received = r.counts.created + r.counts.changed;
+                if received > 0 {
+                    notify(SyncEvent::Changed { received });
+                }
+            }
+        })
+    }
+
+    /// Serves as [`PeerServer::start`] does, reporting every session, done or failed, to
+    /// `on_session` (the command line prints a line for each); `remember_port` keeps the port
+    /// for the app's next start (the app's own serving), the command line's does not.
+    pub fn serve(
+        api: &Arc<Api>,
+        bind: SocketAddr,
+        lan: bool,
+        remember_port: bool,
+        on_session: impl Fn(Result<&PeerReport, &str>) + Send + 'static,
+    ) -> Result<PeerServer, ApiError> {
         let store = Store::open(&api.dir)?;
         let me = store.identity()?.key.public();
         // The community's tag on the local network (none before a community exists).
@@ -282,11 +342,12 @@ impl PeerServer {
                                 Some(Ok(r)) => {
                                     tracing::info!(peer = %r.peer, sent = r.counts.sent,
                                         received = r.counts.created + r.counts.changed, "peer session");
-                                    if r.counts.created + r.counts.changed > 0 {
-                                        notify(SyncEvent::Changed { received: r.counts.created + r.counts.changed });
-                                    }
+                                    on_session(Ok(&r));
                                 }
-                                Some(Err(e)) => tracing::warn!(error = %e, "a peer session failed"),
+                                Some(Err(e)) => {
+                                    tracing::warn!(error = %e, "a peer session failed");
+                                    on_session(Err(&e));
+                                }
                                 None => break,
                             },
                             _ = &mut stop_rx => break,
@@ -299,9 +360,10 @@ impl PeerServer {
         let ticket = ready_rx
             .recv()
             .map_err(|_| ApiError::Sync(SyncError::Protocol("the peer server stopped".into())))??;
-        if let Some(port) = Ticket::decode(&ticket)
-            .ok()
-            .and_then(|t| t.addrs.first().map(SocketAddr::port))
+        if remember_port
+            && let Some(port) = Ticket::decode(&ticket)
+                .ok()
+                .and_then(|t| t.addrs.first().map(SocketAddr::port))
         {
             api.store().set_serving_port(port)?;
         }

@@ -62,6 +62,9 @@ pub struct MemberView {
     pub tags: Vec<String>,
     /// 健康状况.
     pub health: String,
+    /// Whether they may leave the household now (move out, be recorded deceased, move
+    /// elsewhere): not the head while others still live there (`Household::head_must_stay`).
+    pub may_leave: bool,
 }
 
 /// A person page: the person (sensitive values masked), where they live and have lived, and
@@ -231,8 +234,7 @@ fn arrival(
 /// The head (户主) may not leave while others still live in the household: a new head is named
 /// first (`set_head`). The last one living there may leave.
 fn head_may_leave(h: &Household, person: &str) -> Result<(), ApiError> {
-    let others = h.members.iter().any(|m| m.id != person && m.is_present());
-    if h.head.as_deref() == Some(person) && others {
+    if h.head_must_stay(person) {
         let name = h.member(person).map_or(person, |m| m.name.as_str());
         return Err(ApiError::invalid(
             "head",
@@ -245,8 +247,9 @@ fn head_may_leave(h: &Household, person: &str) -> Result<(), ApiError> {
 }
 
 /// A member as screens show them: ID number and phone masked.
-fn masked(p: &Person, f: Option<&SensitiveFields>) -> MemberView {
+fn masked(h: &Household, p: &Person, f: Option<&SensitiveFields>) -> MemberView {
     MemberView {
+        may_leave: !h.head_must_stay(&p.id),
         person: p.clone(),
         id_type: f.map_or(IdType::ResidentId, |f| f.id_type),
         id_number: f.map(|f| mask_id_number(&f.id_number)).unwrap_or_default(),
@@ -314,7 +317,7 @@ impl Api {
         let members = household
             .members
             .iter()
-            .map(|p| masked(p, sensitive.people.get(&p.id)))
+            .map(|p| masked(&household, p, sensitive.people.get(&p.id)))
             .collect();
         // What each visit recorded (a household has a few; each is read whole).
         let mut visits = Vec::new();
@@ -369,7 +372,7 @@ impl Api {
                 deceased: p.deceased,
             });
             if member.is_none() {
-                member = Some((masked(p, s.people.get(id)), h));
+                member = Some((masked(&h, p, s.people.get(id)), h));
             }
         }
         let (member, h) = member.ok_or_else(not_found)?;

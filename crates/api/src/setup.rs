@@ -116,7 +116,7 @@ pub fn fill_demo(
         )?;
     }
     let community = store.community()?;
-    if store.count("SELECT COUNT(*) FROM docs WHERE collection = 'households'")? > 0 {
+    if store.household_count()? > 0 {
         return Err(ApiError::invalid(
             "households",
             "this store already has households; a demo fills a new store only",

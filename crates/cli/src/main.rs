@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use linli_api::demo;
-use linli_api::setup::{import_file, init};
-use linli_domain::Collection;
-use linli_store::{ListFilter, Store, WriteReport};
+use linli_api::{Api, demo};
+use linli_store::{ListFilter, WriteReport};
+use linli_sync::live::LiveEvent;
 use linli_sync::relay_client::SyncReport;
 use serde_json::json;
 
@@ -130,6 +129,13 @@ enum Command {
     History {
         /// Record id.
         id: String,
+    },
+    /// Who saw which resident's ID number or phone in full on this device, newest first
+    /// (never the value). 查看记录（审计）。
+    Audit {
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Write a document's raw Automerge bytes to a file. 导出文档。
     ExportDoc {
@@ -245,26 +251,25 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
     }
 }
 
-fn open(cli: &Cli) -> Result<Store> {
+/// The device's API on the store in the data directory (created if missing).
+fn api(cli: &Cli) -> Result<Api> {
     let dir = data_dir(cli)?;
-    let mut store =
-        Store::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let api =
+        Api::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))?;
     if let Some(user) = &cli.user {
-        store.set_user(user);
+        api.set_user(user);
     }
-    Ok(store)
+    Ok(api)
 }
 
-/// Opens an existing store for reading: a missing store is an error, not a new empty one.
-fn open_existing(cli: &Cli) -> Result<Store> {
+/// The device's API on an existing store: a missing store is an error, not a new empty one.
+fn api_existing(cli: &Cli) -> Result<Api> {
     let dir = data_dir(cli)?;
-    if !dir.join(linli_store::store::DB_FILE).exists() {
-        bail!(
-            "no store in {}: run `linli init --community NAME` or `linli demo` first",
-            dir.display()
-        );
+    let api = Api::open_existing(&dir)?;
+    if let Some(user) = &cli.user {
+        api.set_user(user);
     }
-    open(cli)
+    Ok(api)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -278,22 +283,17 @@ fn run(cli: Cli) -> Result<()> {
             street,
             id,
         } => {
-            let mut store = open(&cli)?;
-            let c = init(
-                &mut store,
-                community,
-                street,
-                id.as_deref(),
-                cli.user.as_deref(),
-            )?;
+            let api = api(&cli)?;
+            let c = api.init_community(community, street, id.as_deref(), cli.user.as_deref())?;
+            let path = api.data_dir().join(linli_store::store::DB_FILE);
             out.emit(
-                &json!({"community": c.id, "name": c.name, "store": store.path()}),
+                &json!({"community": c.id, "name": c.name, "store": path}),
                 || {
                     say!(
                         "已创建社区 Created community {} ({}) in {}",
                         c.name,
                         c.id,
-                        store.path().display()
+                        path.display()
                     );
                 },
             );
@@ -310,101 +310,74 @@ fn run(cli: Cli) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("--as-of: {e}"))?,
                 None => demo::as_of_now(),
             };
-            // What was recorded cannot have happened yet (visits, request steps).
-            anyhow::ensure!(
-                as_of <= linli_domain::Timestamp::now(),
-                "--as-of: {} is in the future",
-                as_of.to_china().format("%Y-%m-%d %H:%M")
-            );
-            let mut store = open(&cli)?;
-            if store.community_id()?.is_none() {
-                init(
-                    &mut store,
-                    "幸福社区",
-                    "和平街道",
-                    Some(&format!("demo{seed}")),
-                    cli.user.as_deref(),
-                )?;
-            }
-            let community = store.community()?;
-            if store.count("SELECT COUNT(*) FROM docs WHERE collection = 'households'")? > 0 {
-                bail!(
-                    "this store already has households; `linli demo` fills a new store (give another --data DIR)"
-                );
-            }
+            let api = api(&cli)?;
             let started = std::time::Instant::now();
-            let lines = demo::generate(
-                &community,
-                *households,
-                tasks.unwrap_or(households / 20),
-                *seed,
-                as_of,
-            );
+            let fill = api
+                .fill_demo(
+                    *households,
+                    tasks.unwrap_or(households / 20),
+                    *seed,
+                    as_of,
+                    cli.user.as_deref(),
+                )
+                .map_err(|e| match e {
+                    linli_api::ApiError::Invalid { field, message } if field == "as_of" => {
+                        anyhow::anyhow!("--as-of: {message}")
+                    }
+                    linli_api::ApiError::Invalid { field, .. } if field == "households" => {
+                        anyhow::anyhow!(
+                            "this store already has households; `linli demo` fills a new store (give another --data DIR)"
+                        )
+                    }
+                    e => e.into(),
+                })?;
             if let Some(path) = export {
-                std::fs::write(path, lines.join("\n") + "\n")
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                write_atomic(path, (fill.lines.join("\n") + "\n").as_bytes())?;
             }
-            let tmp = data_dir(&cli)?.join("demo.jsonl.partial");
-            std::fs::write(&tmp, lines.join("\n") + "\n")
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            let result = import_file(&mut store, &tmp, &format!("demo --seed {seed}"));
-            let _ = std::fs::remove_file(&tmp);
-            let report = result?;
-            report_write(&out, "demo", &report, started);
+            report_write(&out, "demo", &fill.report, started);
         }
         Command::Import { file } => {
-            let mut store = open_existing(&cli)?;
+            let api = api_existing(&cli)?;
             let started = std::time::Instant::now();
             let name = file
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let report = import_file(&mut store, file, &format!("import {name}"))?;
+            let report = api.import_file(file, &format!("import {name}"))?;
             report_write(&out, "import", &report, started);
         }
-        Command::Stats => {
-            let store = open_existing(&cli)?;
-            stats(&store, &out)?;
-        }
+        Command::Stats => stats(&api_existing(&cli)?, &out)?,
         Command::List {
             collection,
             grid,
             building,
         } => {
-            let store = open_existing(&cli)?;
-            let c = Collection::parse(collection)
-                .filter(|c| !matches!(c, Collection::Sensitive | Collection::Community))
-                .with_context(|| {
-                    format!("unknown collection `{collection}`; one of: households, people, organisations, visits, tasks, requests, posts, notices, ballots")
-                })?;
+            let api = api_existing(&cli)?;
             let filter = ListFilter {
                 grid: grid.clone(),
                 building: building.clone(),
             };
             if out.json {
-                let records = store.list_json(c, &filter, out.reveal)?;
+                let records = api.list_records(collection, &filter, out.reveal)?;
                 say!("{}", serde_json::to_string_pretty(&records)?);
             } else {
-                print_rows(&store.list(c, &filter)?);
+                print_rows(&api.list_rows(collection, &filter)?);
             }
         }
         Command::Search { text, limit } => {
-            let store = open_existing(&cli)?;
-            let hits = store.search(text, *limit)?;
+            let hits = api_existing(&cli)?.search(text, *limit)?;
             out.emit(&hits, || output::print_hits(&hits));
         }
         Command::Show { id } => {
-            let store = open_existing(&cli)?;
-            let v = store.view(id, out.reveal)?;
+            let v = api_existing(&cli)?.show(id, out.reveal)?;
             out.emit(&v, || print_record(&v));
         }
         Command::Edit { id, field, value } => {
-            let mut store = open_existing(&cli)?;
-            let report = store.edit(id, field, value)?;
+            let changed = api_existing(&cli)?.edit_field(id, field, value)?;
             out.emit(
-                &json!({"id": id, "field": field, "changed": report.changed}),
+                &json!({"id": id, "field": field, "changed": usize::from(changed)}),
                 || {
-                    if report.changed > 0 {
+                    if changed {
                         say!("已修改 Updated {id}: {field}");
                     } else {
                         say!("未变化 Unchanged {id}: {field} already has that value");
@@ -413,13 +386,15 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::History { id } => {
-            let store = open_existing(&cli)?;
-            let entries = store.history(id, out.reveal)?;
+            let entries = api_existing(&cli)?.history(id, out.reveal)?;
             out.emit(&entries, || print_history(&entries));
         }
+        Command::Audit { limit } => {
+            let entries = api_existing(&cli)?.audit_log(*limit)?;
+            out.emit(&entries, || output::print_audit(&entries));
+        }
         Command::ExportDoc { id, file } => {
-            let store = open_existing(&cli)?;
-            let bytes = store.export_doc(id)?;
+            let bytes = api_existing(&cli)?.export_doc(id)?;
             write_atomic(file, &bytes)?;
             out.emit(
                 &json!({"id": id, "file": file, "bytes": bytes.len()}),
@@ -434,25 +409,21 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::RebuildIndex => {
-            let mut store = open_existing(&cli)?;
-            let n = store.rebuild_index()?;
+            let n = api_existing(&cli)?.rebuild_index()?;
             out.emit(&json!({"documents": n}), || {
                 say!("已重建索引 Rebuilt the query tables and stored records from {n} documents")
             });
         }
         Command::Doctor => {
-            let mut store = open_existing(&cli)?;
-            let integrity = store.integrity_check()?;
-            let before = store.dump_index()?;
-            let docs = store.rebuild_index()?;
-            let after = store.dump_index()?;
-            let matches = before == after;
-            // The comparison covers the stored records too; they are not index rows.
-            let index_rows = after.iter().filter(|l| !l.starts_with("record: ")).count();
-            let v = json!({"integrity": integrity, "documents": docs, "index_rows": index_rows, "index_matches": matches});
-            out.emit(&v, || {
-                say!("SQLite: {integrity} · {docs} documents load · {index_rows} index rows");
-                if matches {
+            let d = api_existing(&cli)?.doctor()?;
+            out.emit(&d, || {
+                say!(
+                    "SQLite: {} · {} documents load · {} index rows",
+                    d.integrity,
+                    d.documents,
+                    d.index_rows
+                );
+                if d.index_matches {
                     say!("索引一致 The query tables and stored records equal a rebuild from the documents");
                 } else {
                     say!(
@@ -460,25 +431,19 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
             });
-            if integrity != "ok" || !matches {
+            if d.integrity != "ok" || !d.index_matches {
                 bail!("the store needed repair (see above)");
             }
         }
         Command::Bench { which } => bench::run(which)?,
-        Command::P2p { which } => p2p::run(open_existing(&cli)?, which, &out)?,
+        Command::P2p { which } => p2p::run(api_existing(&cli)?, which, &out)?,
         Command::Invite { role, grids, relay } => {
-            let store = open_existing(&cli)?;
-            let role = linli_wire::Role::parse(role).with_context(|| {
-                format!("unknown role `{role}`: expected staff, grid or owners")
-            })?;
-            let relay = match relay {
-                Some(r) => Some(r.clone()),
-                None => store.default_relay()?,
-            };
-            let invite = store.invite(role, grids, relay.as_deref())?;
-            let code = invite.encode();
+            let api = api_existing(&cli)?;
+            let code = api.invite_for(role, grids, relay.as_deref())?;
+            let invite = linli_wire::Invite::decode(&code)?;
+            let role = invite.grant()?.role;
             out.emit(
-                &json!({"code": code, "role": role.code(), "grids": grids, "relay": relay}),
+                &json!({"code": code, "role": role.code(), "grids": grids, "relay": invite.relay}),
                 || {
                     say!(
                         "邀请码 Invitation for {} ({}{}) — show it once, it carries keys:",
@@ -495,9 +460,8 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Join { code } => {
-            let invite = linli_wire::Invite::decode(code)?;
-            let mut store = open(&cli)?;
-            let grant = store.join(&invite)?;
+            let api = api(&cli)?;
+            let (invite, grant) = api.join_with(code, cli.user.as_deref())?;
             out.emit(
                 &json!({"community": grant.community, "role": grant.role.code(), "grids": grant.grids, "relay": invite.relay}),
                 || {
@@ -512,8 +476,9 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Compact { relay } => {
-            let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;
-            let r = runtime.block_on(linli_sync::relay_client::compact(&mut store, &url))?;
+            let api = api_existing(&cli)?;
+            let url = api.relay_url(relay.as_deref())?;
+            let r = api.compact_relay(&url)?;
             out.emit(
                 &json!({"relay": url, "docs": r.docs, "blobs": r.blobs, "covers": r.covers,
                         "bytes_up": r.bytes_up, "ms": r.ms, "synced": sync_json(&url, "synced", &r.synced)}),
@@ -530,9 +495,9 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::DropBlob { seqs, relay } => {
-            let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;
-            let dropped =
-                runtime.block_on(linli_sync::relay_client::drop_blobs(&mut store, &url, seqs))?;
+            let api = api_existing(&cli)?;
+            let url = api.relay_url(relay.as_deref())?;
+            let dropped = api.drop_blobs(&url, seqs)?;
             out.emit(&json!({"relay": url, "dropped": dropped}), || {
                 say!(
                     "中继已删除 The relay dropped {} blob(s): {:?}",
@@ -542,13 +507,14 @@ fn run(cli: Cli) -> Result<()> {
             });
         }
         Command::SetAside { drop, relay } => {
-            let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;
+            let api = api_existing(&cli)?;
             let dropped = if *drop {
-                Some(runtime.block_on(linli_sync::relay_client::drop_set_aside(&mut store, &url))?)
+                let url = api.relay_url(relay.as_deref())?;
+                Some(api.drop_set_aside_at(&url)?)
             } else {
                 None
             };
-            let aside = store.set_aside()?;
+            let aside = api.set_aside()?;
             out.emit(&json!({"set_aside": aside, "dropped": dropped}), || {
                 if let Some(n) = dropped {
                     say!("中继已删除 The relay dropped {n} blob(s)");
@@ -574,36 +540,33 @@ fn run(cli: Cli) -> Result<()> {
             watch,
             for_secs,
         } => {
-            let (mut store, url, runtime) = relay_session(&cli, relay.as_deref())?;
-            let r = runtime.block_on(linli_sync::relay_client::sync(&mut store, &url))?;
-            if *watch {
-                // A long-running process: its checkpoints run in the background, as the app's.
-                let _checkpoints = store.checkpoint_in_background(linli_api::CHECKPOINT_EVERY)?;
-                let until = for_secs.map(|s| Instant::now() + Duration::from_secs(s));
-                return runtime.block_on(watch_relay(&mut store, &url, &r, until, &out));
+            let api = api_existing(&cli)?;
+            let url = api.relay_url(relay.as_deref())?;
+            let r = api.sync_relay(&url)?;
+            if !*watch {
+                out.emit(&sync_json(&url, "synced", &r), || say_synced(&url, &r));
+                return Ok(());
             }
-            out.emit(&sync_json(&url, "synced", &r), || say_synced(&url, &r));
+            // One JSON object per line, so that a script can follow along.
+            let line = |event: &str, r: &SyncReport| {
+                if out.json {
+                    say!("{}", sync_json(&url, event, r));
+                } else {
+                    say_synced(&url, r);
+                }
+            };
+            line("synced", &r);
+            output::SERVING.store(true, std::sync::atomic::Ordering::Relaxed);
+            // Until the time is up, or Ctrl-C / SIGTERM: then the store closes as usual (its
+            // last checkpoint) instead of the process dying in the middle of a wait.
+            let until = for_secs.map(|s| Instant::now() + Duration::from_secs(s));
+            api.watch_relay(&url, until, |event| match event {
+                LiveEvent::Received(r) => line("received", r),
+                LiveEvent::Sent(r) => line("sent", r),
+            })?;
         }
     }
     Ok(())
-}
-
-/// The store, the relay to use (given, or the store's) and a runtime to talk to it.
-fn relay_session(
-    cli: &Cli,
-    relay: Option<&str>,
-) -> Result<(Store, String, tokio::runtime::Runtime)> {
-    let store = open_existing(cli)?;
-    let url = match relay {
-        Some(r) => r.to_string(),
-        None => store
-            .default_relay()?
-            .context("no relay known for this store: give --relay http://HOST:PORT")?,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    Ok((store, url, runtime))
 }
 
 fn sync_json(url: &str, event: &str, r: &SyncReport) -> serde_json::Value {
@@ -617,61 +580,6 @@ fn say_synced(url: &str, r: &SyncReport) {
     output::say_counts("已同步 Synced with", url, r, "");
 }
 
-/// `linli sync --watch`: after the first sync, stay connected to the relay (a live session,
-/// see `linli_sync::live`): merge what arrives the moment the relay stores it, and send this
-/// store's own changes (seen on its change feed) as they are made.
-async fn watch_relay(
-    store: &mut Store,
-    url: &str,
-    first: &SyncReport,
-    until: Option<Instant>,
-    out: &Out,
-) -> Result<()> {
-    use linli_sync::live::{LiveEvent, LiveOptions, live};
-    // One JSON object per line, so that a script can follow along.
-    let line = |event: &str, r: &SyncReport| {
-        if out.json {
-            say!("{}", sync_json(url, event, r));
-        } else {
-            say_synced(url, r);
-        }
-    };
-    line("synced", first);
-    output::SERVING.store(true, std::sync::atomic::Ordering::Relaxed);
-    let over = |until: Option<Instant>| until.is_some_and(|u| Instant::now() >= u);
-    // Until the time is up, or Ctrl-C / SIGTERM: then the store closes as usual (its last
-    // checkpoint) instead of the process dying in the middle of a wait.
-    let follow = async {
-        while !over(until) {
-            let wait = until.map_or(Duration::from_secs(300), |u| {
-                u.saturating_duration_since(Instant::now())
-                    .min(Duration::from_secs(300))
-            });
-            let options = LiveOptions {
-                wait,
-                ..LiveOptions::default()
-            };
-            // The session's own time ends it at `until`; Ctrl-C / SIGTERM end the whole watch.
-            live(
-                store,
-                url,
-                options,
-                std::future::pending(),
-                |event| match event {
-                    LiveEvent::Received(r) => line("received", r),
-                    LiveEvent::Sent(r) => line("sent", r),
-                },
-            )
-            .await?;
-        }
-        Ok(())
-    };
-    tokio::select! {
-        r = follow => r,
-        _ = crate::p2p::stop_signal() => Ok(()),
-    }
-}
-
 fn report_write(out: &Out, what: &str, r: &WriteReport, started: std::time::Instant) {
     let ms = started.elapsed().as_millis();
     out.emit(&json!({"created": r.created, "changed": r.changed, "unchanged": r.unchanged, "ms": ms}), || {
@@ -682,38 +590,34 @@ fn report_write(out: &Out, what: &str, r: &WriteReport, started: std::time::Inst
     });
 }
 
-fn stats(store: &Store, out: &Out) -> Result<()> {
-    let community = store.community().ok();
-    let counts = store.counts()?;
-    let people = store.count("SELECT COUNT(*) FROM q_people WHERE present = 1")?;
-    let tagged = store.count("SELECT COUNT(DISTINCT person) FROM q_tags")?;
-    let size = ["", "-wal"]
-        .iter()
-        .filter_map(|s| std::fs::metadata(format!("{}{s}", store.path().display())).ok())
-        .map(|m| m.len())
-        .sum::<u64>();
+fn stats(api: &Api, out: &Out) -> Result<()> {
+    let (community, st) = api.stats()?;
     let v = json!({
         "community": community.as_ref().map(|c| &c.name),
         "community_id": community.as_ref().map(|c| &c.id),
-        "documents": counts.iter().map(|(c, n)| (c.code().to_string(), json!(*n))).collect::<serde_json::Map<_, _>>(),
-        "people": people,
-        "people_with_attention_tags": tagged,
-        "feed_head": store.feed_head()?,
-        "store_bytes": size,
+        "documents": st.documents.iter().map(|(c, n)| (c.code().to_string(), json!(*n))).collect::<serde_json::Map<_, _>>(),
+        "people": st.people,
+        "people_with_attention_tags": st.people_with_tags,
+        "feed_head": st.feed_head,
+        "store_bytes": st.bytes,
     });
     out.emit(&v, || {
         if let Some(c) = &community {
             say!("社区 Community: {} ({})", c.name, c.id);
         }
-        for (c, n) in &counts {
+        for (c, n) in &st.documents {
             say!("  {:<16} {:>8}  {}", c.code(), n, c.zh());
         }
-        say!("  {:<16} {:>8}  实有人口(在住)", "people", people);
-        say!("  {:<16} {:>8}  重点人群", "attention tags", tagged);
+        say!("  {:<16} {:>8}  实有人口(在住)", "people", st.people);
+        say!(
+            "  {:<16} {:>8}  重点人群",
+            "attention tags",
+            st.people_with_tags
+        );
         say!(
             "变更序号 Change feed at {} · 存储 Store {:.1} MB",
-            v["feed_head"],
-            size as f64 / 1e6
+            st.feed_head,
+            st.bytes as f64 / 1e6
         );
     });
     Ok(())

@@ -46,6 +46,7 @@ pub fn say_counts(what: &str, with: &str, r: &linli_sync::relay_client::SyncRepo
 }
 
 /// Output settings.
+#[derive(Debug, Clone, Copy)]
 pub struct Out {
     /// Print JSON.
     pub json: bool,
@@ -212,4 +213,19 @@ pub fn print_history(entries: &[HistoryEntry]) {
         }
     }
     say!("共 {} 次修改 · {} changes", entries.len(), entries.len());
+}
+
+/// The audit log, newest first: when, who, what, whose record, which field (never a value).
+pub fn print_audit(entries: &[linli_store::AuditEntry]) {
+    for e in entries {
+        say!(
+            "{}  {}  {}  {}  {}",
+            e.at.to_china().format("%Y-%m-%d %H:%M:%S"),
+            escape(if e.user.is_empty() { "?" } else { &e.user }),
+            escape(&e.action),
+            escape(&e.target),
+            escape(&e.detail)
+        );
+    }
+    say!("共 {} 条 · {} entries", entries.len(), entries.len());
 }

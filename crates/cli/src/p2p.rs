@@ -2,14 +2,13 @@
 //! iroh, by its ticket or found on the local network.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use linli_store::Store;
+use linli_api::{Api, PeerServer};
 use linli_sync::PeerReport;
-use linli_sync::lan::{Lan, LanScope, LanTag};
-use linli_sync::p2p::Server;
 use linli_wire::peer::Ticket;
 use serde_json::json;
 
@@ -66,11 +65,8 @@ fn say_report(what: &str, r: &PeerReport) {
     crate::output::say_counts(what, &r.peer, &r.counts, " (UDP)");
 }
 
-/// Runs a p2p command on `store`.
-pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+/// Runs a p2p command through the device's API.
+pub fn run(api: Api, cmd: &P2p, out: &Out) -> Result<()> {
     match cmd {
         P2p::Serve { bind, lan } => {
             let lan = match lan {
@@ -78,16 +74,14 @@ pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
                 LanMode::On => true,
                 LanMode::Off => false,
             };
-            runtime.block_on(serve(store, *bind, lan, out))
+            serve(api, *bind, lan, out)
         }
         P2p::Sync {
             ticket: Some(ticket),
-            bind,
             ..
         } => {
-            let ticket = Ticket::decode(ticket).context("cannot read the ticket")?;
-            let mut store = store;
-            let r = runtime.block_on(linli_sync::p2p::sync(&mut store, &ticket, *bind))?;
+            Ticket::decode(ticket).context("cannot read the ticket")?;
+            let r = api.sync_ticket_report(ticket)?;
             out.emit(&report_json(&r), || {
                 say_report("已同步 Synced with", &r);
             });
@@ -98,22 +92,8 @@ pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
             bind,
             wait,
         } => {
-            store
-                .community_id()?
-                .context("this store has no community yet (create one or join)")?;
-            let tag = LanTag::of(&store)?;
-            let me = store.identity()?.key.public();
             let wait = Duration::try_from_secs_f64(*wait).context("--wait: seconds")?;
-            let found = Lan::look(&tag, me, LanScope::of(*bind), wait)?;
-            anyhow::ensure!(
-                !found.is_empty(),
-                "no device of this community announced itself on the local network within {:.1} s \
-                 (is one serving? `linli p2p serve`); or give its ticket",
-                wait.as_secs_f64()
-            );
-            let mut store = store;
-            for n in found {
-                let r = runtime.block_on(linli_sync::p2p::sync(&mut store, &n.ticket(), *bind))?;
+            for r in api.sync_nearby(*bind, wait)? {
                 out.emit(&report_json(&r), || {
                     say_report("已同步 Synced with", &r);
                 });
@@ -123,76 +103,31 @@ pub fn run(store: Store, cmd: &P2p, out: &Out) -> Result<()> {
     }
 }
 
-async fn serve(store: Store, bind: SocketAddr, lan: bool, out: &Out) -> Result<()> {
-    let tag = match store.community_id()? {
-        Some(_) => Some(LanTag::of(&store)?),
-        None => None,
-    };
-    let me = store.identity()?.key.public();
-    // A long-running process: its checkpoints run in the background, as the app's.
-    let _checkpoints = store.checkpoint_in_background(linli_api::CHECKPOINT_EVERY)?;
-    let (server, mut sessions) = Server::start(store, bind).await?;
-    say!("{}", server.ticket().encode());
-    // Announced until this returns (dropping it withdraws the announcement).
-    let _announced = match (lan, tag) {
-        (true, Some(tag)) => Some(Lan::start(
-            &tag,
-            me,
-            Some(server.ticket()),
-            LanScope::of(bind),
-            |_| {},
-        )?),
-        _ => None,
-    };
+/// Serves other devices until Ctrl-C or SIGTERM, a line per session (the app's own server,
+/// `PeerServer`, without keeping its port).
+fn serve(api: Api, bind: SocketAddr, lan: bool, out: &Out) -> Result<()> {
+    let api = Arc::new(api);
+    let out_copy = *out;
+    let server = PeerServer::serve(&api, bind, lan, false, move |session| match session {
+        Ok(r) => out_copy.emit(&report_json(r), || say_report("已同步 Synced with", r)),
+        Err(e) => {
+            eprintln!("同步失败 a peer session failed: {e}");
+            out_copy.emit(&json!({"error": e}), || {});
+        }
+    })?;
+    say!("{}", server.ticket());
     crate::output::SERVING.store(true, std::sync::atomic::Ordering::Relaxed);
-    let addrs: Vec<String> = server
-        .ticket()
-        .addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+    let addrs: Vec<String> = Ticket::decode(server.ticket())
+        .map(|t| t.addrs.iter().map(|a| a.to_string()).collect())
+        .unwrap_or_default();
     eprintln!(
         "等待直连 Serving peers on {} until stopped (Ctrl-C)",
         addrs.join(", ")
     );
-    let stop = stop_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            session = sessions.recv() => match session {
-                Some(Ok(r)) => out.emit(&report_json(&r), || say_report("已同步 Synced with", &r)),
-                Some(Err(e)) => {
-                    eprintln!("同步失败 a peer session failed: {e}");
-                    out.emit(&json!({"error": e}), || {});
-                }
-                None => break,
-            },
-            _ = &mut stop => break,
-        }
-    }
-    server.shutdown().await;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(linli_api::stop_signal());
+    drop(server);
     Ok(())
-}
-
-/// Ctrl-C, or SIGTERM on Unix.
-pub(crate) async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -314,6 +314,17 @@ impl Household {
     pub fn head_person(&self) -> Option<&Person> {
         self.head.as_deref().and_then(|h| self.member(h))
     }
+    /// Whether `person` must stay on this household for now: the head (户主) may not leave
+    /// (move out, be recorded deceased, move elsewhere) while others still live in it; another
+    /// member is made head first. The last one living there may leave. The one place this
+    /// rule lives: the API refuses by it and the screens show it (`MemberView::may_leave`).
+    pub fn head_must_stay(&self, person: &str) -> bool {
+        self.head.as_deref() == Some(person)
+            && self
+                .members
+                .iter()
+                .any(|m| m.id != person && m.is_present())
+    }
 }
 
 record_impl!(
@@ -876,5 +887,23 @@ mod tests {
         // Both replicas converge to the same state.
         hd_b.merge(&mut hd_a).unwrap();
         assert_eq!(hydrate::<_, Household>(&hd_b).unwrap(), merged);
+    }
+
+    #[test]
+    fn the_head_stays_while_others_live_in_the_household() {
+        let member = |id: &str| {
+            let mut p = person("11010119900307001X", Gender::Male, today()).person;
+            p.id = id.into();
+            p
+        };
+        let mut h = household(vec![member("a"), member("b")]);
+        h.head = Some("a".into());
+        assert!(h.head_must_stay("a"));
+        assert!(!h.head_must_stay("b"), "others may leave");
+        h.members[1].moved_out = Some(Day::parse("2026-01-01").unwrap_or_else(|e| panic!("{e}")));
+        assert!(
+            !h.head_must_stay("a"),
+            "the last one living there may leave"
+        );
     }
 }

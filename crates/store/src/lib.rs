@@ -46,4 +46,4 @@ pub use identity::{Identity, KnownPeer};
 pub use merge::{Incoming, MergeReport, scope_name};
 pub use outbox::{InFlight, Outgoing};
 pub use query::{Hit, ListFilter, Row};
-pub use store::{Author, FeedEntry, Store, WriteReport};
+pub use store::{Author, FeedEntry, Store, StoreStats, WriteReport};

@@ -318,7 +318,7 @@ impl Store {
             |r| r.get(0),
         )?;
         Ok(Counts {
-            households: self.count("SELECT COUNT(*) FROM q_households")?,
+            households: self.household_count()?,
             people: self.count("SELECT COUNT(*) FROM q_people WHERE present = 1")?,
             tags,
             visits,

@@ -245,6 +245,21 @@ pub struct FeedEntry {
     pub scope: Scope,
 }
 
+/// What a store holds ([`Store::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Documents per collection.
+    pub documents: Vec<(Collection, i64)>,
+    /// People living here (not moved out or deceased).
+    pub people: i64,
+    /// People with attention tags.
+    pub people_with_tags: i64,
+    /// The change feed's head.
+    pub feed_head: i64,
+    /// The database file and its write-ahead log, in bytes.
+    pub bytes: u64,
+}
+
 /// The local store: one SQLite file of Automerge documents.
 pub struct Store {
     conn: Connection,
@@ -744,9 +759,42 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs a read-only query that returns one integer.
+    /// Runs a read-only query that returns one integer: a probe for tests. Nothing above the
+    /// store passes SQL; it asks the typed questions ([`Store::stats`],
+    /// [`Store::household_count`]).
     pub fn count(&self, sql: &str) -> Result<i64, StoreError> {
         Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    /// Households on this device.
+    pub fn household_count(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM q_households", [], |r| r.get(0))?)
+    }
+
+    /// What the store holds: documents per collection, people living here, people with
+    /// attention tags, the change feed's head and the file's size.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let count = |sql: &str| -> Result<i64, StoreError> {
+            Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+        };
+        let bytes = ["", "-wal"]
+            .iter()
+            .filter_map(|s| {
+                let mut name = self.path.as_os_str().to_owned();
+                name.push(s);
+                std::fs::metadata(PathBuf::from(name)).ok()
+            })
+            .map(|m| m.len())
+            .sum();
+        Ok(StoreStats {
+            documents: self.counts()?,
+            people: count("SELECT COUNT(*) FROM q_people WHERE present = 1")?,
+            people_with_tags: count("SELECT COUNT(DISTINCT person) FROM q_tags")?,
+            feed_head: self.feed_head()?,
+            bytes,
+        })
     }
 
     /// Writes the WAL back into the database file (e.g. before measuring its size).

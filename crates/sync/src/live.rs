@@ -407,3 +407,35 @@ pub async fn live(
         }
     }
 }
+
+/// The longest one session asks the relay to hold its follow (a relay holds one at most ten
+/// minutes).
+const SESSION: Duration = Duration::from_secs(300);
+
+/// Stays connected to the relay at `url` until `until` (for good without one): one live
+/// session after another, each as long as the relay holds a follow. Ends with
+/// [`LiveEnd::Stopped`] when `stop` completes, [`LiveEnd::Over`] at `until`; an error ends it
+/// at once (the caller retries as it sees fit). The app's background loop and `linli sync
+/// --watch` both stay connected through this.
+pub async fn stay(
+    store: &mut Store,
+    url: &str,
+    until: Option<Instant>,
+    stop: impl Future<Output = ()>,
+    mut on_event: impl FnMut(LiveEvent<'_>),
+) -> Result<LiveEnd, SyncError> {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Ok(LiveEnd::Over);
+        }
+        let options = LiveOptions {
+            wait: left.map_or(SESSION, |l| l.min(SESSION)),
+            ..LiveOptions::default()
+        };
+        if live(store, url, options, stop.as_mut(), &mut on_event).await? == LiveEnd::Stopped {
+            return Ok(LiveEnd::Stopped);
+        }
+    }
+}
