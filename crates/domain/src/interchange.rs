@@ -108,7 +108,7 @@ struct GenTask {
 
 fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, LineError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let field = e.path().to_string();
+        let field = value_free_path(e.path());
         let message = e.inner().to_string();
         // serde_json appends " at line 1 column N" to some messages; drop it, the caller
         // reports the line.
@@ -123,12 +123,87 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
     })
 }
 
+/// A field path as the decoder gives it (`members[2].birth`), with every key that is not a name
+/// of ours left out (`?`): an unknown key is whatever the file held there, and may be a
+/// resident's number pasted into a header (found by fuzzing).
+fn value_free_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(if is_field_name(key) { key } else { "?" });
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    if out.is_empty() { ".".into() } else { out }
+}
+
+/// A field name or code of ours: a lower-case word, not a number (a phone in a header row) nor
+/// anything else a person typed.
+fn is_field_name(quoted: &str) -> bool {
+    quoted.len() <= 40
+        && quoted.starts_with(|q: char| q.is_ascii_lowercase())
+        && quoted
+            .chars()
+            .all(|q| q.is_ascii_lowercase() || q.is_ascii_digit() || q == '_')
+        && quoted.chars().filter(char::is_ascii_digit).count() < 4
+}
+
 /// A decoder's message without the value it quotes: serde says ``invalid type: integer
 /// `16958092444`, expected a string`` or `` unknown variant `13812345678` ``, and the value
 /// may be a phone or an ID number in the wrong column (spreadsheets export them as numbers).
 /// What stands between backticks or double quotes is left out, except a lower-case word with
 /// fewer than four digits (a field name or a code: `missing field `phone``).
 pub fn value_free(message: &str) -> String {
+    // Unknown keys and variants are quoted raw, backticks and all: only the list of what was
+    // expected (made from our own names, at the end) is kept (found by fuzzing).
+    for unknown in ["unknown field", "unknown variant"] {
+        if let Some(rest) = message.strip_prefix(unknown) {
+            return match rest.rfind(", expected ") {
+                Some(i) => no_long_numbers(&format!("{unknown}{}", &rest[i..])),
+                None => unknown.to_string(),
+            };
+        }
+    }
+    no_long_numbers(&quoted_values_left_out(message))
+}
+
+/// Runs of seven digits or more (a phone, an ID number) replaced by `…`: the last guard of a
+/// message built from a decoder's text.
+fn no_long_numbers(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut run = String::new();
+    for c in message.chars().chain(std::iter::once('\u{0}')) {
+        if c.is_ascii_digit() {
+            run.push(c);
+            continue;
+        }
+        if run.len() >= 7 {
+            out.push('…');
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        if c != '\u{0}' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What stands between backticks or double quotes left out, except field names of ours.
+fn quoted_values_left_out(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut chars = message.chars().peekable();
     while let Some(c) = chars.next() {
@@ -149,15 +224,7 @@ pub fn value_free(message: &str) -> String {
             }
             quoted.push(q);
         }
-        // A field name or code of ours: a lower-case word, not a number (a phone in a header
-        // row) nor anything else a person typed.
-        let a_field_name = quoted.len() <= 40
-            && quoted.starts_with(|q: char| q.is_ascii_lowercase())
-            && quoted
-                .chars()
-                .all(|q| q.is_ascii_lowercase() || q.is_ascii_digit() || q == '_')
-            && quoted.chars().filter(char::is_ascii_digit).count() < 4;
-        if a_field_name {
+        if is_field_name(&quoted) {
             out.push(c);
             out.push_str(&quoted);
             out.push(c);
@@ -436,6 +503,16 @@ mod tests {
             "invalid type: integer, expected a string"
         );
         assert_eq!(value_free("missing field `phone`"), "missing field `phone`");
+        // An unknown key is left out of the path too (found by fuzzing).
+        let e = parse_line(
+            r#"{"kind":"household","id":"hh-1","grid":"G01","compound":"a","building":"1","unit":"1","room":"1","area_m2":1,"tenure":"自住","members":[{"id":"p-1","name":"王","gender":"男","birth":"1981-12-03","id_number":"320106198112039810","phone":"16628794596","relation":"户主","tags":[],"notes":"","un3201061954it":1}]}"#,
+            "c",
+            today(),
+        )
+        .map(|_| ())
+        .map_or_else(|e| e.to_string(), |()| String::new());
+        assert!(e.starts_with("field `members[0].?`"), "{e}");
+        assert!(!e.contains("3201061954"), "{e}");
         assert_eq!(
             value_free("unknown field `13812345678`, expected `id`"),
             "unknown field, expected `id`"

@@ -994,6 +994,21 @@ pub(crate) fn load_doc(
         .transpose()
 }
 
+/// Reads a document's bytes as they arrive from another device or sit in a store (an
+/// Automerge save, possibly followed by incremental changes) as a record of `collection`: an
+/// error for bytes that are not a document of that kind, never a panic.
+pub fn record_from_bytes(
+    id: &str,
+    collection: Collection,
+    bytes: &[u8],
+) -> Result<AnyRecord, StoreError> {
+    let doc = AutoCommit::load(bytes).map_err(|source| StoreError::Automerge {
+        id: id.to_string(),
+        source: Box::new(source),
+    })?;
+    hydrate(id, collection, &doc)
+}
+
 pub(crate) fn hydrate(
     id: &str,
     collection: Collection,
