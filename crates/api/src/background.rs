@@ -14,7 +14,6 @@ use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use linli_domain::Timestamp;
 use linli_store::Store;
 use linli_sync::relay_client::RelayClient;
 use serde::Serialize;
@@ -243,7 +242,7 @@ impl Api {
                     s.phase = SyncPhase::Synced;
                     s.failures = 0;
                     s.last_error = None;
-                    s.last_synced_ms = Some(Timestamp::now().0);
+                    s.last_synced_ms = Some(self.now().0);
                     s.last_received = report.created + report.changed;
                     s.last_sent = report.sent;
                 }
@@ -269,11 +268,11 @@ impl Api {
             // The clock starts at the device's first sync: a new device does not upload
             // everything it has just downloaded.
             let Some(last) = store.compacted_ms()? else {
-                store.set_compacted_ms(Timestamp::now().0)?;
+                store.set_compacted_ms(self.now().0)?;
                 return Ok(false);
             };
             let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
-            Ok(Timestamp::now().0.saturating_sub(last) >= every)
+            Ok(self.now().0.saturating_sub(last) >= every)
         })();
         if !due.unwrap_or(false) {
             return;
@@ -283,7 +282,7 @@ impl Api {
             let r = crate::rt::on_own_runtime(|rt| {
                 Ok(rt.block_on(linli_sync::relay_client::compact(&mut store, relay))?)
             })?;
-            store.set_compacted_ms(Timestamp::now().0)?;
+            store.set_compacted_ms(self.now().0)?;
             Ok(r)
         })();
         match result {
@@ -414,7 +413,7 @@ impl Api {
                     tracing::info!(received, sent, "live sync with the relay");
                     {
                         let mut s = self.sync_lock();
-                        s.last_synced_ms = Some(Timestamp::now().0);
+                        s.last_synced_ms = Some(self.now().0);
                         s.last_received = received;
                         s.last_sent = sent;
                     }
@@ -515,7 +514,7 @@ impl SyncHandle {
                     // the next full sync is due.
                     if let (Some(relay), 0) = (&status.relay, status.failures) {
                         api.compact_relay_if_due(backoff.compact_every);
-                        let next = Timestamp::now().0 + backoff.period.as_millis() as i64;
+                        let next = api.now().0 + backoff.period.as_millis() as i64;
                         {
                             let mut s = api.sync_lock();
                             s.next_attempt_ms = Some(next);
@@ -547,7 +546,7 @@ impl SyncHandle {
                     } else {
                         backoff.delay(status.failures)
                     };
-                    let next = Timestamp::now().0 + wait.as_millis() as i64;
+                    let next = api.now().0 + wait.as_millis() as i64;
                     api.sync_lock().next_attempt_ms = status.relay.is_some().then_some(next);
                     notify(SyncEvent::Status(api.current_status()));
                     match rx.recv_timeout(wait) {

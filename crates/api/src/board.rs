@@ -96,12 +96,17 @@ impl Api {
             title: required("title", title)?.to_string(),
             body: body.trim().to_string(),
             author: store.author().user.clone(),
-            at: Timestamp::now(),
+            at: self.now(),
             status: PostStatus::Open,
             claimed_by: None,
             replies: Vec::new(),
         };
-        save(&mut store, vec![AnyRecord::Post(post)], "help post")?;
+        save(
+            &mut store,
+            vec![AnyRecord::Post(post)],
+            "help post",
+            self.today(),
+        )?;
         Ok(id)
     }
 
@@ -112,10 +117,15 @@ impl Api {
         post.replies.push(Reply {
             id: new_id("r")?,
             author: store.author().user.clone(),
-            at: Timestamp::now(),
+            at: self.now(),
             body: required("body", body)?.to_string(),
         });
-        save(&mut store, vec![AnyRecord::Post(post.clone())], "reply")?;
+        save(
+            &mut store,
+            vec![AnyRecord::Post(post.clone())],
+            "reply",
+            self.today(),
+        )?;
         Ok(post)
     }
 
@@ -141,6 +151,7 @@ impl Api {
             &mut store,
             vec![AnyRecord::Post(post.clone())],
             "help post status",
+            self.today(),
         )?;
         Ok(post)
     }
@@ -184,7 +195,7 @@ impl Api {
             title: required("title", title)?.to_string(),
             body: required("body", body)?.to_string(),
             author: store.author().user.clone(),
-            published: Timestamp::now(),
+            published: self.now(),
             expires: None,
             receipts_required,
             receipts: BTreeMap::new(),
@@ -193,6 +204,7 @@ impl Api {
             &mut store,
             vec![AnyRecord::Notice(notice)],
             "publish notice",
+            self.today(),
         )?;
         Ok(id)
     }
@@ -212,7 +224,12 @@ impl Api {
                 .receipts
                 .entry(household.to_string())
                 .or_insert_with(Timestamp::now);
-            save(&mut store, vec![AnyRecord::Notice(notice)], "notice read")?;
+            save(
+                &mut store,
+                vec![AnyRecord::Notice(notice)],
+                "notice read",
+                self.today(),
+            )?;
         }
         self.notice(id)
     }

@@ -50,8 +50,12 @@ const ROOMS: usize = 2;
 /// to it, so a demo made today looks like today's work; the same seed and instant give the
 /// same demo.
 pub fn as_of_now() -> Timestamp {
-    let now = Timestamp::now().0;
-    Timestamp(now - now.rem_euclid(60_000))
+    as_of(Timestamp::now())
+}
+
+/// The instant a demo made at `now` is made as of: `now`, to the minute.
+pub fn as_of(now: Timestamp) -> Timestamp {
+    Timestamp(now.0 - now.0.rem_euclid(60_000))
 }
 
 struct Gen {

@@ -9,6 +9,7 @@
 
 pub mod background;
 mod board;
+pub mod clock;
 pub mod demo;
 mod drafts;
 mod error;
@@ -67,6 +68,8 @@ pub struct Api {
     /// Writes the store's log back to its file every [`CHECKPOINT_EVERY`], off the path of
     /// edits and merges.
     _checkpoints: linli_store::checkpoint::Checkpointer,
+    /// Where the time comes from.
+    clock: std::sync::Arc<dyn clock::Clock>,
 }
 
 /// How often the app's store writes its log back into the database file: what was committed
@@ -146,6 +149,15 @@ impl RoleInfo {
 impl Api {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Api, ApiError> {
+        Api::with_clock(dir, std::sync::Arc::new(clock::SystemClock))
+    }
+
+    /// Opens the store in `dir`, reading the time from `clock` (tests set and move a
+    /// [`clock::ManualClock`] instead of sleeping).
+    pub fn with_clock(
+        dir: &Path,
+        clock: std::sync::Arc<dyn clock::Clock>,
+    ) -> Result<Api, ApiError> {
         let store = Store::open(dir)?;
         let status = background::initial_status(&store)?;
         let checkpoints = store.checkpoint_in_background(CHECKPOINT_EVERY)?;
@@ -157,6 +169,7 @@ impl Api {
             nearby: Mutex::default(),
             waker: Mutex::default(),
             _checkpoints: checkpoints,
+            clock,
         })
     }
 
@@ -172,6 +185,16 @@ impl Api {
     /// Records `user` as the person making this process's changes (not saved).
     pub fn set_user(&self, user: &str) {
         self.store().set_user(user);
+    }
+
+    /// The current instant, from this API's clock.
+    pub fn now(&self) -> linli_domain::Timestamp {
+        self.clock.now()
+    }
+
+    /// Today (China Standard Time), from this API's clock.
+    pub fn today(&self) -> linli_domain::Day {
+        self.clock.today()
     }
 
     /// The data directory.
@@ -276,7 +299,7 @@ impl Api {
                 households / 20,
                 7,
                 Some(user),
-                demo::as_of_now(),
+                demo::as_of(self.now()),
             )?;
         }
         self.status()
@@ -365,8 +388,8 @@ pub(crate) fn save(
     store: &mut Store,
     records: Vec<linli_domain::AnyRecord>,
     message: &str,
+    today: linli_domain::Day,
 ) -> Result<(), ApiError> {
-    let today = linli_domain::today();
     for r in &records {
         r.validate(today)
             .map_err(|errors| linli_store::StoreError::Invalid {

@@ -2,7 +2,7 @@
 //! and overdue requests, task progress.
 
 use chrono::Datelike;
-use linli_domain::{Day, Timestamp};
+use linli_domain::Day;
 use linli_store::screens::Counts;
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ pub struct Overview {
 impl Api {
     /// The overview, as of now (the month in China Standard Time).
     pub fn overview(&self) -> Result<Overview, ApiError> {
-        let now = Timestamp::now();
+        let now = self.now();
         let today = now.day();
         let month_start = Day::ymd(today.0.year(), today.0.month(), 1).unwrap_or(today);
         let store = self.store();

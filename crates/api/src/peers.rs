@@ -149,7 +149,7 @@ impl Api {
                 label: r.peer.clone(),
                 role: r.role.map(str::to_string),
                 grids: r.grids.clone(),
-                last_synced_ms: Some(linli_domain::Timestamp::now().0),
+                last_synced_ms: Some(self.now().0),
                 last_error: None,
             })?,
             Err(e) => store.peer_failed(&key, &e.to_string())?,

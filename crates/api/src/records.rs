@@ -76,7 +76,7 @@ impl Api {
         user: Option<&str>,
     ) -> Result<DemoFill, ApiError> {
         // What was recorded cannot have happened yet (visits, request steps).
-        if as_of > linli_domain::Timestamp::now() {
+        if as_of > self.now() {
             return Err(ApiError::invalid(
                 "as_of",
                 format!(

@@ -4,7 +4,7 @@
 //! request differently (both steps stay in its history).
 
 use linli_domain::request::{Event, EventKind, Satisfaction, default_categories};
-use linli_domain::{AnyRecord, LoopStatus, RequestState, Scope, ServiceRequest, Timestamp};
+use linli_domain::{AnyRecord, LoopStatus, RequestState, Scope, ServiceRequest};
 use linli_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -136,7 +136,7 @@ fn load(store: &Store, id: &str) -> Result<ServiceRequest, ApiError> {
 impl Api {
     /// Requests, newest first, filtered.
     pub fn requests(&self, q: &RequestQuery) -> Result<Vec<RequestRow>, ApiError> {
-        let now = Timestamp::now().0;
+        let now = self.now().0;
         let store = self.store();
         let pending = self.pending_ids(&store, &["requests"])?;
         let rows = store.records("requests", q.grid.as_deref(), None)?;
@@ -166,7 +166,7 @@ impl Api {
         if !self.role(&self.store())?.may_edit_roster {
             return Ok(Vec::new());
         }
-        let now = Timestamp::now().0;
+        let now = self.now().0;
         let due: Vec<(String, Reminder)> = self
             .requests(&RequestQuery {
                 open: true,
@@ -227,7 +227,7 @@ impl Api {
             .unwrap_or_else(|| r.category.clone());
         let unsynced = self.unsynced(store, &[&r.id])?;
         Ok(RequestView {
-            overdue: r.is_overdue(Timestamp::now()),
+            overdue: r.is_overdue(self.now()),
             deadline: r.current_deadline().0,
             status,
             next,
@@ -274,13 +274,18 @@ impl Api {
             title,
             &category,
             &user,
-            Timestamp::now(),
+            self.now(),
             &new_id("s")?,
         );
         r.description = input.description.trim().to_string();
         r.reporter_name = input.reporter_name.trim().to_string();
         r.household = household.map(|(h, _)| h.id);
-        save(&mut store, vec![AnyRecord::Request(r)], "report request")?;
+        save(
+            &mut store,
+            vec![AnyRecord::Request(r)],
+            "report request",
+            self.today(),
+        )?;
         Ok(id)
     }
 
@@ -294,11 +299,12 @@ impl Api {
         let mut store = self.store();
         let mut r = load(&store, id)?;
         let user = store.author().user.clone();
-        r.advance(to, &user, Timestamp::now(), comment.trim(), &new_id("s")?)?;
+        r.advance(to, &user, self.now(), comment.trim(), &new_id("s")?)?;
         save(
             &mut store,
             vec![AnyRecord::Request(r.clone())],
             &format!("request → {}", to.code()),
+            self.today(),
         )?;
         self.request_view(&store, r)
     }
@@ -313,11 +319,12 @@ impl Api {
         let mut store = self.store();
         let mut r = load(&store, id)?;
         let user = store.author().user.clone();
-        r.settle(keep, &user, Timestamp::now(), comment.trim(), &new_id("s")?)?;
+        r.settle(keep, &user, self.now(), comment.trim(), &new_id("s")?)?;
         save(
             &mut store,
             vec![AnyRecord::Request(r.clone())],
             "settle request conflict",
+            self.today(),
         )?;
         self.request_view(&store, r)
     }
@@ -335,6 +342,7 @@ impl Api {
             &mut store,
             vec![AnyRecord::Request(r.clone())],
             "request satisfaction",
+            self.today(),
         )?;
         self.request_view(&store, r)
     }
@@ -351,7 +359,7 @@ impl Api {
             id: new_id("e")?,
             kind: EventKind::Remind,
             by: user,
-            at: Timestamp::now(),
+            at: self.now(),
             new_deadline: None,
             comment: comment.trim().to_string(),
         });
@@ -359,6 +367,7 @@ impl Api {
             &mut store,
             vec![AnyRecord::Request(r.clone())],
             "request reminder",
+            self.today(),
         )?;
         self.request_view(&store, r)
     }

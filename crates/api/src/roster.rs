@@ -8,7 +8,7 @@ use linli_domain::mask::{mask_id_number, mask_phone};
 use linli_domain::work::{PersonChange, PersonChangeKind, VisitMethod, VisitOutcome};
 use linli_domain::{
     Address, AnyRecord, Area, Day, Gender, Household, IdType, Person, Relation, Residence, Scope,
-    Sensitive, SensitiveFields, Tenure, Timestamp, Visit, validate_household,
+    Sensitive, SensitiveFields, Tenure, Visit, validate_household,
 };
 use linli_store::screens::{CompoundNode, HouseholdFilter, HouseholdRow};
 use linli_store::{Hit, Store, StoreError};
@@ -416,7 +416,7 @@ impl Api {
         };
         let (mut old, old_s) = store.household(&from)?.ok_or_else(|| missing(&from))?;
         let (mut new, mut new_s) = store.household(to)?.ok_or_else(|| missing(to))?;
-        let today = linli_domain::today();
+        let today = self.today();
         head_may_leave(&old, person)?;
         let leaving = old
             .members
@@ -560,7 +560,7 @@ impl Api {
         }
         let id = new_id("hh")?;
         let person_id = new_id("p")?;
-        let today = linli_domain::today();
+        let today = self.today();
         let head = arrival(
             &person_id,
             name,
@@ -624,7 +624,7 @@ impl Api {
                     id: household.to_string(),
                 })?;
         let id = new_id("p")?;
-        let today = linli_domain::today();
+        let today = self.today();
         h.members.push(arrival(
             &id,
             required("name", &input.name)?,
@@ -666,7 +666,7 @@ impl Api {
     fn person_day(&self, person: &str, field: &str, day: Option<&str>) -> Result<bool, ApiError> {
         let day = match day {
             Some(d) => parse_day(field, d)?,
-            None => linli_domain::today(),
+            None => self.today(),
         };
         {
             let store = self.store();
@@ -704,7 +704,7 @@ impl Api {
                 m.relation = Relation::Other;
             }
         }
-        check_household(&h, &s, linli_domain::today())?;
+        check_household(&h, &s, self.today())?;
         store.put(vec![AnyRecord::Household(h)], "change head")?;
         Ok(())
     }
@@ -725,7 +725,7 @@ impl Api {
             Some(s) => Some(parse_day("retry_on", s)?),
             None => None,
         };
-        let at = Timestamp::now();
+        let at = self.now();
         let id = new_id("v")?;
         let visit = Visit {
             id: id.clone(),
@@ -744,7 +744,7 @@ impl Api {
             photos: Vec::new(),
             requests: Vec::new(),
         };
-        let today = linli_domain::today();
+        let today = self.today();
         linli_domain::Record::validate(&visit, today).map_err(|errors| StoreError::Invalid {
             id: id.clone(),
             errors,

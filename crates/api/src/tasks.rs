@@ -4,7 +4,7 @@
 
 use linli_domain::request::default_categories;
 use linli_domain::work::{ChecklistItem, TEMPLATES, TaskStatus};
-use linli_domain::{AnyRecord, Day, Scope, ServiceRequest, Task, Timestamp};
+use linli_domain::{AnyRecord, Day, Scope, ServiceRequest, Task};
 use linli_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +104,7 @@ impl Api {
 
     /// Tasks, in due order (latest first), optionally of one grid.
     pub fn tasks(&self, grid: Option<&str>) -> Result<Vec<TaskRow>, ApiError> {
-        let today = linli_domain::today().to_string();
+        let today = self.today().to_string();
         let store = self.store();
         let pending = self.pending_ids(&store, &["tasks"])?;
         Ok(store
@@ -211,7 +211,12 @@ impl Api {
                 .collect(),
             notes: String::new(),
         };
-        save(&mut store, vec![AnyRecord::Task(task)], "create task")?;
+        save(
+            &mut store,
+            vec![AnyRecord::Task(task)],
+            "create task",
+            self.today(),
+        )?;
         Ok(id)
     }
 
@@ -236,7 +241,12 @@ impl Api {
         } else {
             TaskStatus::InProgress
         };
-        save(&mut store, vec![AnyRecord::Task(t.clone())], "check item")?;
+        save(
+            &mut store,
+            vec![AnyRecord::Task(t.clone())],
+            "check item",
+            self.today(),
+        )?;
         let unsynced = self.unsynced(&store, &[task])?;
         Ok(TaskView { task: t, unsynced })
     }
@@ -275,7 +285,7 @@ impl Api {
             &format!("巡查发现：{}（{place}）", entry.item),
             &category,
             &user,
-            Timestamp::now(),
+            self.now(),
             &new_id("s")?,
         );
         r.description = entry.note.clone();
@@ -284,6 +294,7 @@ impl Api {
             &mut store,
             vec![AnyRecord::Request(r), AnyRecord::Task(t)],
             "inspection item to request",
+            self.today(),
         )?;
         Ok(id)
     }

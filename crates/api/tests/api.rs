@@ -267,7 +267,11 @@ fn a_person_moves_to_another_household_and_keeps_their_page() {
 #[test]
 fn demo_roster_visits_and_overview() {
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::open(dir.path()).unwrap();
+    // Time is the test's: each visit below is a moment after the one before.
+    let clock = Arc::new(linli_api::clock::ManualClock::new(
+        linli_domain::Timestamp::now(),
+    ));
+    let api = Api::with_clock(dir.path(), clock.clone()).unwrap();
     api.start_demo(60, "王芳").unwrap();
     assert!(
         api.start_demo(60, "王芳").is_err(),
@@ -316,7 +320,7 @@ fn demo_roster_visits_and_overview() {
     assert!(err.to_string().contains("retry_on"), "{err}");
     visit.retry_on = Some(linli_domain::today().to_string());
     api.record_visit(&visit).unwrap();
-    std::thread::sleep(Duration::from_millis(5)); // a later instant: newest first
+    clock.advance(Duration::from_secs(60)); // a later instant: newest first
     visit.outcome = VisitOutcome::Done;
     visit.notes = "老人身体不错".into();
     let done_visit = api.record_visit(&visit).unwrap();
@@ -353,7 +357,7 @@ fn demo_roster_visits_and_overview() {
         .iter()
         .filter(|m| m.person.moved_out.is_none() && m.person.deceased.is_none())
         .count();
-    std::thread::sleep(Duration::from_millis(5));
+    clock.advance(Duration::from_secs(60));
     let mut moved = visit.clone();
     moved.changes = vec![linli_domain::work::PersonChange {
         person: leaving.clone(),
@@ -1265,4 +1269,43 @@ fn data_set_aside_shows_in_the_status_and_staff_have_the_relay_drop_it() {
     assert_eq!(a.drop_set_aside().unwrap(), 1);
     assert_eq!(a.sync_status().unwrap().set_aside, 0);
     assert!(a.set_aside().unwrap().is_empty());
+}
+
+/// Deadlines pass with the API's clock, not the machine's: a request reported now is not
+/// overdue; moved past its category's deadline, it is, on its page and in the lists.
+#[test]
+fn a_request_becomes_overdue_when_the_clock_passes_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(linli_api::clock::ManualClock::new(
+        linli_domain::Timestamp::now(),
+    ));
+    let api = Api::with_clock(dir.path(), clock.clone()).unwrap();
+    api.create_community("幸福社区", "和平街道", "王芳")
+        .unwrap();
+    let hh = api.add_household(&new_household("101")).unwrap();
+    let id = api
+        .report_request(&NewRequest {
+            title: "楼道灯坏了".into(),
+            description: "三楼楼道灯不亮".into(),
+            category: "utilities".into(),
+            household: Some(hh),
+            reporter_name: "张秀英".into(),
+            grid: None,
+        })
+        .unwrap();
+    let view = api.request(&id).unwrap();
+    assert!(!view.overdue);
+    let deadline = view.request.deadline;
+    let overdue = |api: &Api| {
+        api.requests(&linli_api::RequestQuery {
+            overdue: true,
+            ..linli_api::RequestQuery::default()
+        })
+        .unwrap()
+        .len()
+    };
+    assert_eq!(overdue(&api), 0);
+    clock.set(linli_domain::Timestamp(deadline.0 + 60_000));
+    assert!(api.request(&id).unwrap().overdue);
+    assert_eq!(overdue(&api), 1);
 }
