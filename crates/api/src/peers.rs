@@ -65,7 +65,7 @@ impl Api {
     pub fn sync_peer(&self, ticket: &str) -> Result<PeerSync, ApiError> {
         let ticket = Ticket::decode(ticket.trim())
             .map_err(|e| ApiError::invalid("ticket", format!("cannot be read: {e}")))?;
-        let r = self.sync_ticket(&ticket, None)?;
+        let r = self.sync_ticket(&ticket, None, None)?;
         Ok(PeerSync {
             peer: r.peer,
             role: r.role.map(str::to_string),
@@ -104,30 +104,39 @@ impl Api {
         }
         let mut reports = Vec::new();
         for n in found {
-            reports.push(self.sync_ticket(&n.ticket(), None)?);
+            reports.push(self.sync_ticket(&n.ticket(), None, Some(bind))?);
         }
         Ok(reports)
     }
 
-    /// Syncs once with the device that shows `ticket` and remembers it; what the sync did.
-    pub fn sync_ticket_report(&self, ticket: &str) -> Result<PeerReport, ApiError> {
+    /// Syncs once with the device that shows `ticket`, from the local address `bind` (by
+    /// default loopback for a ticket of this machine, every interface otherwise), and
+    /// remembers it; what the sync did.
+    pub fn sync_ticket_report(
+        &self,
+        ticket: &str,
+        bind: Option<SocketAddr>,
+    ) -> Result<PeerReport, ApiError> {
         let ticket = Ticket::decode(ticket.trim())
             .map_err(|e| ApiError::invalid("ticket", format!("cannot be read: {e}")))?;
-        self.sync_ticket(&ticket, None)
+        self.sync_ticket(&ticket, None, bind)
     }
 
     fn sync_ticket(
         &self,
         ticket: &Ticket,
         limit: Option<Duration>,
+        bind: Option<SocketAddr>,
     ) -> Result<PeerReport, ApiError> {
         // A ticket of this machine's loopback (tests, two stores on one PC) is reached from
         // loopback; any other from every interface.
-        let bind = if ticket.addrs.iter().all(|a| a.ip().is_loopback()) {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
-        } else {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
-        };
+        let bind = bind.unwrap_or_else(|| {
+            if ticket.addrs.iter().all(|a| a.ip().is_loopback()) {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
+            } else {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+            }
+        });
         let mut store = Store::open(&self.dir)?;
         let key = hex(&ticket.key);
         let result = on_own_runtime(|rt| {
@@ -195,7 +204,7 @@ impl Api {
         );
         let mut received = 0;
         for (label, ticket) in tickets {
-            match self.sync_ticket(&ticket, Some(KNOWN_PEER_TIMEOUT)) {
+            match self.sync_ticket(&ticket, Some(KNOWN_PEER_TIMEOUT), None) {
                 Ok(r) => received += r.counts.created + r.counts.changed,
                 Err(e) => {
                     tracing::debug!(peer = %label, error = %e, "a peer did not answer")

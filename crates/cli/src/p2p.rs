@@ -78,10 +78,11 @@ pub fn run(api: Api, cmd: &P2p, out: &Out) -> Result<()> {
         }
         P2p::Sync {
             ticket: Some(ticket),
+            bind,
             ..
         } => {
             Ticket::decode(ticket).context("cannot read the ticket")?;
-            let r = api.sync_ticket_report(ticket)?;
+            let r = api.sync_ticket_report(ticket, Some(*bind))?;
             out.emit(&report_json(&r), || {
                 say_report("已同步 Synced with", &r);
             });

@@ -4,9 +4,11 @@
 //! another input, truncated) and made up from scratch, from a seed it prints.
 //!
 //! `LINLI_FUZZ_SECS` sets the time per target (default 8 s: the whole step stays under two
-//! minutes); `LINLI_FUZZ_SEED` repeats a run. An input that panics is written to the corpus as
-//! `crash-<sha256>` and fails the test, naming the file: commit it, and it is replayed by every
-//! run from then on.
+//! minutes); `LINLI_FUZZ_SEED` repeats a run (each target prints its seed first). An input that
+//! panics is written to the corpus as `crash-<sha256>` (or under `LINLI_FUZZ_CRASH_DIR`) and
+//! fails the test, naming the file and giving the input in hex: commit it, and it is replayed
+//! by every run from then on. A target that hangs holds its test; each call is bounded by the
+//! parsers' own limits (frame and bundle sizes), which is what a hang would break.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -22,6 +24,12 @@ fn corpus_dir(target: &str) -> PathBuf {
         .join(target)
 }
 
+/// Where a crashing input is written: the corpus (to commit), or `LINLI_FUZZ_CRASH_DIR`.
+fn crash_dir(target: &str) -> PathBuf {
+    std::env::var_os("LINLI_FUZZ_CRASH_DIR")
+        .map_or_else(|| corpus_dir(target), |d| PathBuf::from(d).join(target))
+}
+
 /// The committed inputs of `target`, in a stable order.
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let Ok(dir) = std::fs::read_dir(corpus_dir(target)) else {
@@ -32,22 +40,24 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
     files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
 }
 
-/// Runs `f` on `input`; a panic saves the input to the corpus and fails the test.
-fn check(target: &str, f: fn(&[u8]), input: &[u8]) {
+/// Runs `f` on `input`; a panic saves the input to the corpus and fails the test, with the
+/// input itself (hex) in the message: a failure on CI can be reproduced from its log alone.
+fn check(target: &str, f: fn(&[u8]), input: &[u8], seed: u64) {
     if std::panic::catch_unwind(|| f(input)).is_err() {
-        let hash: String = Sha256::digest(input)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let name = format!("crash-{hash}");
-        let path = corpus_dir(target).join(&name);
-        let _ = std::fs::create_dir_all(corpus_dir(target));
-        let _ = std::fs::write(&path, input);
+        let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+        let name = format!("crash-{}", hex(&Sha256::digest(input)));
+        let path = crash_dir(target).join(&name);
+        let saved = std::fs::create_dir_all(crash_dir(target))
+            .and_then(|()| std::fs::write(&path, input))
+            .map_or_else(
+                |e| format!("could not be saved to {} ({e})", path.display()),
+                |()| format!("saved as {}", path.display()),
+            );
         panic!(
-            "fuzz target {target} panicked on {} bytes, saved as {}: commit it as a regression \
-             case and fix the parser",
+            "fuzz target {target} panicked on {} bytes (LINLI_FUZZ_SEED={seed}), {saved}: commit \
+             it as a regression case and fix the parser. The input, hex: {}",
             input.len(),
-            path.display()
+            hex(&input[..input.len().min(4096)])
         );
     }
 }
@@ -126,7 +136,7 @@ fn fuzz(target: &str, f: fn(&[u8])) {
         corpus_dir(target).display()
     );
     for input in &seeds {
-        check(target, f, input);
+        check(target, f, input, 0);
     }
     let budget = std::env::var("LINLI_FUZZ_SECS")
         .ok()
@@ -140,6 +150,7 @@ fn fuzz(target: &str, f: fn(&[u8])) {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
         });
+    eprintln!("{target}: LINLI_FUZZ_SEED={seed}");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let started = Instant::now();
     let mut runs = 0u64;
@@ -152,7 +163,7 @@ fn fuzz(target: &str, f: fn(&[u8])) {
             let n = rng.random_range(0..256usize);
             (0..n).map(|_| rng.random::<u8>()).collect()
         };
-        check(target, f, &input);
+        check(target, f, &input, seed);
         runs += 1;
     }
     println!(

@@ -23,6 +23,10 @@
 //! - **When the connection counts as lost.** The relay sends an empty frame every 15 s when
 //!   nothing arrives; [`LiveConfig::silence`] without a byte ends the session.
 //!
+//! - **When the first push may go.** Only once the relay has answered the follow: its request
+//!   counter comes before the pushes', and the relay takes a device's requests only in the order
+//!   of their counters.
+//!
 //! The driver (`linli_sync::live`) carries [`Output`]s out — seals and signs with the store,
 //! opens HTTP requests, merges — and feeds what happened back as [`Input`]s, with the time.
 //! It sleeps until [`Live::next_wake`] or the next input: an idle device does nothing at all.
@@ -110,6 +114,10 @@ pub enum Input {
         /// The body: a frame per request, each holding a [`Reply`].
         body: Vec<u8>,
     },
+    /// The open upload took no more frames (the relay refused one and stopped reading, or the
+    /// connection broke): it counts as closed, and its answer, which says why, comes as
+    /// [`Input::Answer`] (or [`Input::UploadBroken`]).
+    UploadEnded,
     /// The upload request failed (the connection broke, a frame could not be sent).
     UploadBroken(String),
     /// The time of [`Live::next_wake`] came.
@@ -223,6 +231,10 @@ pub struct Live {
     /// The session ends once the open upload is acknowledged.
     ending: Option<LiveEnd>,
     ended: bool,
+    /// The relay answered the follow: it has recorded the follow's request counter, so the
+    /// session's pushes (numbered after it) may go. Until then nothing is sealed: a push that
+    /// reached the relay first would make it refuse the follow as a replay.
+    admitted: bool,
 }
 
 impl Live {
@@ -245,6 +257,7 @@ impl Live {
             heard: now,
             ending: None,
             ended: false,
+            admitted: false,
         }
     }
 
@@ -307,6 +320,11 @@ impl Live {
                 }
                 Err(e) => self.fail(e, &mut out),
             },
+            Input::UploadEnded => {
+                if self.closing.is_none() {
+                    self.closing = self.open.take();
+                }
+            }
             Input::UploadBroken(reason) => self.fail(LiveError::Lost(reason), &mut out),
             Input::Timer => {}
             Input::Stop => {
@@ -338,7 +356,7 @@ impl Live {
 
     /// When changes not sealed yet are to be sealed, if any wait.
     fn seal_due(&self) -> Option<Instant> {
-        if self.sealing || self.closing.is_some() || self.ending.is_some() {
+        if !self.admitted || self.sealing || self.closing.is_some() || self.ending.is_some() {
             return None;
         }
         let (first, last) = (self.first_change?, self.last_change?);
@@ -459,6 +477,7 @@ impl Live {
             }
             match linli_wire::decode::<Reply>("relay reply", &f).map_err(protocol)? {
                 Reply::Answer(response @ Response::Pulled { .. }) => {
+                    self.admitted = true;
                     out.push(Output::Merge(response));
                 }
                 Reply::Answer(other) => {
@@ -579,6 +598,15 @@ mod tests {
             .collect()
     }
 
+    /// The relay's first answer to a follow: nothing yet.
+    fn first_answer() -> Vec<u8> {
+        reply(&Reply::Answer(Response::Pulled {
+            blobs: Vec::new(),
+            next: 0,
+            more: false,
+        }))
+    }
+
     fn heads(ids: &[&str], h: u8) -> Heads {
         ids.iter().map(|id| (id.to_string(), vec![h])).collect()
     }
@@ -591,7 +619,14 @@ mod tests {
     }
 
     impl Run {
+        /// A session the relay admitted at its start (its first answer to the follow).
         fn new(sent_seq: i64) -> Run {
+            let mut run = Run::unadmitted(sent_seq);
+            let out = run.at(Duration::ZERO, Input::Follow(first_answer()));
+            assert!(matches!(&out[..], [Output::Merge(_)]), "{out:?}");
+            run
+        }
+        fn unadmitted(sent_seq: i64) -> Run {
             let t0 = Instant::now();
             Run {
                 live: Live::new(LiveConfig::default(), t0, sent_seq),
@@ -774,6 +809,57 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_sealed_before_the_relay_answers_the_follow() {
+        let mut r = Run::unadmitted(0);
+        r.at(ms(0), Input::Changed { head: 3 });
+        // Waiting: the only deadline is the relay's silence.
+        assert_eq!(r.live.next_wake(), Some(r.t0 + ms(35_000)));
+        assert!(r.at(ms(10), Input::Timer).is_empty());
+        // Admitted: the change waiting since before is sealed at once, with the answer merged.
+        let out = r.at(ms(50), Input::Follow(first_answer()));
+        assert!(matches!(&out[0], Output::Merge(_)), "{out:?}");
+        assert_eq!(seals(&out), vec![(0, 3, 0)]);
+    }
+
+    #[test]
+    fn an_upload_the_relay_stops_reading_reports_the_relays_reason() {
+        let mut r = Run::new(0);
+        r.at(ms(0), Input::Changed { head: 1 });
+        r.wake();
+        r.at(
+            ms(3),
+            Input::Sealed {
+                frames: vec![push(1), push(1)],
+                heads: heads(&["a", "b"], 1),
+                head: 1,
+            },
+        );
+        // The second frame could not be sent: the upload counts as closed, its answer says why.
+        assert!(r.at(ms(4), Input::UploadEnded).is_empty());
+        let out = r.at(
+            ms(6),
+            Input::Answer {
+                status: 200,
+                body: [
+                    pushed(1),
+                    reply(&Reply::Refused {
+                        status: 403,
+                        message: "this device was revoked".into(),
+                    }),
+                ]
+                .concat(),
+            },
+        );
+        assert!(
+            matches!(
+                &out[..],
+                [Output::End(Err(LiveError::Refused { status: 403, .. }))]
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn a_cut_upload_ends_the_session() {
         let mut r = Run::new(0);
         r.at(ms(0), Input::Changed { head: 1 });
@@ -910,6 +996,7 @@ mod tests {
                 }
             }),
             Just(Input::UploadBroken("cut".into())),
+            Just(Input::UploadEnded),
             Just(Input::Timer),
             Just(Input::Stop),
         ];
@@ -931,6 +1018,9 @@ mod tests {
             for (dt, input) in steps {
                 t += ms(dt);
                 let is_answer = matches!(input, Input::Answer { .. });
+                if matches!(input, Input::UploadEnded) && r.live.open.is_some() {
+                    closes += 1;
+                }
                 let out = r.at(t, input);
                 for o in &out {
                     match o {

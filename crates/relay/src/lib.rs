@@ -382,7 +382,7 @@ impl Relay {
             path: dir.to_path_buf(),
             source,
         };
-        linli_sqlite::private_dir(dir, DB_FILE).map_err(io)?;
+        linli_sqlite::private_dir_always(dir).map_err(io)?;
         let lock = limits::DirLock::take(dir)?;
         let path = dir.join(DB_FILE);
         // Made private before SQLite opens it; its log and index files take its mode.

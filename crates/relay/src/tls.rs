@@ -54,7 +54,7 @@ pub fn load_or_create(data: &Path) -> Result<Tls, RelayError> {
     let dir: PathBuf = data.join("tls");
     let (cert_path, key_path) = (dir.join("cert.der"), dir.join("key.der"));
     if !cert_path.exists() || !key_path.exists() {
-        linli_sqlite::private_dir(&dir, "key.der").map_err(|e| io_err(&dir, e))?;
+        linli_sqlite::private_dir_always(&dir).map_err(|e| io_err(&dir, e))?;
         let made = rcgen::generate_simple_self_signed(vec!["linli-relay".to_string()])
             .map_err(|e| RelayError::Tls(format!("cannot make a certificate: {e}")))?;
         write_new(&key_path, &made.signing_key.serialize_der(), true)?;

@@ -103,6 +103,18 @@ fn narrow_or_create(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Creates `dir` (and its parents) if missing and makes it readable by its owner only, even if
+/// it existed (a server's data directory, made by its operator).
+pub fn private_dir_always(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Opens (creating if needed) a file that is not a database (a lock, a key), readable and
 /// writable by its owner only.
 pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {

@@ -59,6 +59,20 @@ fn announce(path: &Path) {
     }
 }
 
+/// The checkpoint threshold of every connection of this process to the database file `key`
+/// (shared, so that a process whose checkpoints run in the background raises it for its sync
+/// handles too).
+pub(crate) fn threshold(key: &Path) -> Arc<AtomicI64> {
+    static THRESHOLDS: OnceLock<Mutex<HashMap<PathBuf, Arc<AtomicI64>>>> = OnceLock::new();
+    THRESHOLDS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key.to_path_buf())
+        .or_insert_with(|| Arc::new(AtomicI64::new(DEFAULT_CHECKPOINT_PAGES)))
+        .clone()
+}
+
 /// The key a database file's listeners are kept under: its canonical path (two handles may
 /// name the same directory differently).
 pub(crate) fn key(path: &Path) -> PathBuf {

@@ -20,19 +20,31 @@ pub use linli_sqlite::BACKSTOP_PAGES;
 
 use crate::{Store, StoreError, Subscription};
 
-/// Checkpoints of a store on a thread of their own, until dropped (a last one then).
+/// Checkpoints of a store on a thread of their own, until dropped (a last one then; the
+/// process's handles of the file then checkpoint inline again, past SQLite's own threshold).
 #[derive(Debug)]
 pub struct Checkpointer {
     // Dropped first: no commit is announced to a thread that is gone.
     _subscription: Subscription,
     _thread: linli_sqlite::Checkpointer,
+    pages: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.pages.store(
+            crate::changes::DEFAULT_CHECKPOINT_PAGES,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 }
 
 impl Store {
     /// Moves this store's checkpoints to a background thread that runs one `every` after a
     /// commit on this database file in this process (none while nothing is written), and
     /// prunes the change feed when it is due, never waiting for a lock; checkpoints run inline
-    /// again only past [`BACKSTOP_PAGES`]. Keep the returned handle as long as the store.
+    /// again only past [`BACKSTOP_PAGES`], on every handle of the file in this process. Keep
+    /// the returned handle as long as the store.
     pub fn checkpoint_in_background(&self, every: Duration) -> Result<Checkpointer, StoreError> {
         // Not the `wal_autocheckpoint` pragma: it would replace the hook that announces
         // commits (see `crate::changes`), which checkpoints past this threshold instead.
@@ -59,6 +71,7 @@ impl Store {
         Ok(Checkpointer {
             _subscription: subscription,
             _thread: thread,
+            pages: self.checkpoint_pages.clone(),
         })
     }
 }

@@ -267,7 +267,8 @@ pub struct Store {
     path: PathBuf,
     /// The key its commits are announced under (see [`crate::changes`]).
     pub(crate) key: PathBuf,
-    /// Pages of write-ahead log past which a commit checkpoints.
+    /// Pages of write-ahead log past which a commit checkpoints (shared by this process's
+    /// handles of the file).
     pub(crate) checkpoint_pages: std::sync::Arc<std::sync::atomic::AtomicI64>,
     dicts: Dicts,
     recent: Recent,
@@ -302,9 +303,7 @@ impl Store {
         // rusqlite's default cache of 16 made each edit re-parse half of them.
         conn.set_prepared_statement_cache_capacity(128);
         let key = crate::changes::key(&path);
-        let checkpoint_pages = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
-            crate::changes::DEFAULT_CHECKPOINT_PAGES,
-        ));
+        let checkpoint_pages = crate::changes::threshold(&key);
         crate::changes::install(&mut conn, key.clone(), checkpoint_pages.clone())?;
         migrate(&mut conn)?;
         let actor = match get_meta(&conn, "actor")? {

@@ -255,6 +255,7 @@ impl StoreSide {
                         url: self.url.clone(),
                         reason,
                     },
+                    LiveError::Protocol(message) => SyncError::Protocol(message),
                     other => SyncError::Protocol(other.to_string()),
                 });
             }
@@ -300,33 +301,40 @@ pub async fn live(
     // After the follow's counter: the session's pushes are numbered after it.
     let mut side = StoreSide::new(store, &client.url)?;
     side.count_follow(request.len());
-    let mut follow = client
+    let mut stop = std::pin::pin!(stop);
+    let connect = client
         .http
         .post(format!("{}{STREAM_PATH}", client.url))
         .header("content-type", "application/octet-stream")
         .timeout(options.wait + Duration::from_millis(3 * KEEPALIVE_MS))
         .body(request)
-        .send()
-        .await
-        .map_err(|e| unreachable(with_causes(&e)))?;
+        .send();
+    // A stop while connecting ends the session at once (nothing is open yet).
+    let mut follow = tokio::select! {
+        connected = connect => connected.map_err(|e| unreachable(with_causes(&e)))?,
+        () = stop.as_mut() => return Ok(LiveEnd::Stopped),
+    };
     if !follow.status().is_success() {
         let status = follow.status().as_u16();
         let message = follow.text().await.unwrap_or_default();
         return Err(SyncError::Refused { status, message });
     }
-    let (mut session, first) = side.start(store, options.config, Instant::now())?;
-    let mut upload: Option<UploadIo> = None;
-    let mut answer: Option<tokio::task::JoinHandle<Result<(u16, Bytes), String>>> = None;
-    let mut seen_head = store.feed_head()?;
-    let mut inputs = VecDeque::from([first]);
-    let mut follow_open = true;
-    let mut stopping = false;
+    // Watched before the feed is read: a write by another process after the read is seen.
     let mut foreign = crate::wake::ForeignWrites::watch(
         store.path(),
         options.config.quiet,
         options.foreign_writes,
     );
-    let mut stop = std::pin::pin!(stop);
+    let (mut session, first) = side.start(store, options.config, Instant::now())?;
+    let mut seen_head = match first {
+        Input::Changed { head } => head,
+        _ => store.feed_head()?,
+    };
+    let mut upload: Option<UploadIo> = None;
+    let mut answer: Option<tokio::task::JoinHandle<Result<(u16, Bytes), String>>> = None;
+    let mut inputs = VecDeque::from([first]);
+    let mut follow_open = true;
+    let mut stopping = false;
     loop {
         while let Some(input) = inputs.pop_front() {
             for output in session.handle(Instant::now(), input) {
@@ -343,9 +351,18 @@ pub async fn live(
                             None => false,
                         };
                         if !sent {
-                            inputs.push_back(Input::UploadBroken(
-                                "the upload ended before all its frames were sent".into(),
-                            ));
+                            // The relay stopped reading (it refused a frame) or the connection
+                            // broke: its answer says which.
+                            match upload.take() {
+                                Some(up) => {
+                                    drop(up.tx);
+                                    answer = Some(up.answer);
+                                    inputs.push_back(Input::UploadEnded);
+                                }
+                                None => inputs.push_back(Input::UploadBroken(
+                                    "a frame without an open upload".into(),
+                                )),
+                            }
                         }
                     }
                     Carried::Transport(_) => {

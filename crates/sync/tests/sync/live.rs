@@ -103,14 +103,12 @@ impl Device {
         let (first, follow) = net.relay().open_follow(&request, None).unwrap();
         let side = StoreSide::new(&store, URL).unwrap();
         let (live, start) = side.start(&store, LiveConfig::default(), t0).unwrap();
-        let mut inputs = VecDeque::from([start]);
-        if let Response::Pulled { blobs, .. } = &first
-            && !blobs.is_empty()
-        {
-            inputs.push_back(Input::Follow(frame(&linli_wire::encode(&Reply::Answer(
-                first,
-            )))));
-        }
+        // The relay's first answer to the follow (which admits the session's pushes), then
+        // the feed's head.
+        let inputs = VecDeque::from([
+            Input::Follow(frame(&linli_wire::encode(&Reply::Answer(first)))),
+            start,
+        ]);
         Device {
             store,
             side,
