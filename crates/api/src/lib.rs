@@ -65,9 +65,10 @@ pub struct Api {
     nearby: Mutex<std::collections::BTreeMap<String, linli_sync::lan::Nearby>>,
     /// Wakes the background loop (set while it runs).
     waker: Mutex<Option<background::Waker>>,
-    /// Writes the store's log back to its file every [`CHECKPOINT_EVERY`], off the path of
-    /// edits and merges.
-    _checkpoints: linli_store::checkpoint::Checkpointer,
+    /// Writes the store's log back to its file [`CHECKPOINT_EVERY`] after commits, off the
+    /// path of edits and merges (long-running processes: the app, a watching or serving
+    /// command line; a one-shot command leaves it to SQLite).
+    checkpoints: Mutex<Option<linli_store::checkpoint::Checkpointer>>,
     /// Where the time comes from.
     clock: std::sync::Arc<dyn clock::Clock>,
 }
@@ -168,18 +169,41 @@ impl Api {
             sync_rev: std::sync::atomic::AtomicU64::new(0),
             nearby: Mutex::default(),
             waker: Mutex::default(),
-            _checkpoints: checkpoints,
+            checkpoints: Mutex::new(Some(checkpoints)),
             clock,
         })
     }
 
-    /// Opens the store in `dir` if there is one: a missing store is an error, not a new
-    /// empty one (the command line's commands that read).
+    /// Opens the store in `dir` if there is one, for one command of the command line: a
+    /// missing store is an error, not a new empty one, and checkpoints are left to SQLite
+    /// (inline past its threshold, and at the close) unless [`Api::checkpoint_in_background`]
+    /// asks otherwise (a command that runs until stopped).
     pub fn open_existing(dir: &Path) -> Result<Api, ApiError> {
         if !dir.join(linli_store::store::DB_FILE).exists() {
             return Err(ApiError::NoStore(dir.to_path_buf()));
         }
-        Api::open(dir)
+        Api::open_for_command(dir)
+    }
+
+    /// Opens (creating if needed) the store in `dir` for one command of the command line:
+    /// checkpoints are left to SQLite (see [`Api::open_existing`]).
+    pub fn open_for_command(dir: &Path) -> Result<Api, ApiError> {
+        let api = Api::open(dir)?;
+        api.checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        Ok(api)
+    }
+
+    /// Moves this store's checkpoints to a thread of their own, as the app's (for a command
+    /// that runs until stopped: `linli sync --watch`, `linli p2p serve`).
+    pub fn checkpoint_in_background(&self) -> Result<(), ApiError> {
+        let mut slot = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.store().checkpoint_in_background(CHECKPOINT_EVERY)?);
+        }
+        Ok(())
     }
 
     /// Records `user` as the person making this process's changes (not saved).

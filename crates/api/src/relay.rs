@@ -1,6 +1,8 @@
 //! The command line's operations with the street office's relay, on the same code as the app's
 //! background loop: sync once, stay connected (`linli_sync::live::stay`, the one live loop),
-//! compact, and the drops staff ask for.
+//! compact, and the drops staff ask for. They hold the device's store handle while the
+//! network answers: the command line makes one call at a time (the app's own sync runs on a
+//! handle of its own, `background`).
 
 use std::time::Instant;
 
@@ -25,20 +27,11 @@ impl Api {
         }
     }
 
-    /// A handle of the store for network work, so that the device's own handle is never held
-    /// while waiting for the network.
-    fn sync_store(&self) -> Result<Store, ApiError> {
-        let mut store = Store::open(self.data_dir())?;
-        store.set_user(&self.store().author().user);
-        Ok(store)
-    }
-
     /// Syncs once with the relay at `url`: push, then pull.
     pub fn sync_relay(&self, url: &str) -> Result<SyncReport, ApiError> {
-        let mut store = self.sync_store()?;
-        crate::rt::on_own_runtime(|rt| {
-            Ok(rt.block_on(linli_sync::relay_client::sync(&mut store, url))?)
-        })
+        let mut guard = self.store();
+        let store: &mut Store = &mut guard;
+        crate::rt::on_own_runtime(|rt| Ok(rt.block_on(linli_sync::relay_client::sync(store, url))?))
     }
 
     /// Stays connected to the relay at `url` until `until` (for good without one), or until
@@ -51,10 +44,12 @@ impl Api {
         until: Option<Instant>,
         on_event: impl FnMut(LiveEvent<'_>) + Send,
     ) -> Result<(), ApiError> {
-        let mut store = self.sync_store()?;
+        self.checkpoint_in_background()?;
+        let mut guard = self.store();
+        let store: &mut Store = &mut guard;
         crate::rt::on_own_runtime(|rt| {
             rt.block_on(linli_sync::live::stay(
-                &mut store,
+                store,
                 url,
                 until,
                 stop_signal(),
@@ -67,26 +62,29 @@ impl Api {
     /// Replaces, on the relay at `url`, each document's changes by one sealed snapshot (after a
     /// sync).
     pub fn compact_relay(&self, url: &str) -> Result<CompactReport, ApiError> {
-        let mut store = self.sync_store()?;
+        let mut guard = self.store();
+        let store: &mut Store = &mut guard;
         crate::rt::on_own_runtime(|rt| {
-            Ok(rt.block_on(linli_sync::relay_client::compact(&mut store, url))?)
+            Ok(rt.block_on(linli_sync::relay_client::compact(store, url))?)
         })
     }
 
     /// Has the relay at `url` drop blobs by number (committee staff only).
     pub fn drop_blobs(&self, url: &str, seqs: &[u64]) -> Result<Vec<u64>, ApiError> {
-        let mut store = self.sync_store()?;
+        let mut guard = self.store();
+        let store: &mut Store = &mut guard;
         crate::rt::on_own_runtime(|rt| {
-            Ok(rt.block_on(linli_sync::relay_client::drop_blobs(&mut store, url, seqs))?)
+            Ok(rt.block_on(linli_sync::relay_client::drop_blobs(store, url, seqs))?)
         })
     }
 
     /// Has the relay at `url` drop the blobs this device set aside from it (committee staff
     /// only), then forgets them; how many the relay dropped.
     pub fn drop_set_aside_at(&self, url: &str) -> Result<usize, ApiError> {
-        let mut store = self.sync_store()?;
+        let mut guard = self.store();
+        let store: &mut Store = &mut guard;
         crate::rt::on_own_runtime(|rt| {
-            Ok(rt.block_on(linli_sync::relay_client::drop_set_aside(&mut store, url))?)
+            Ok(rt.block_on(linli_sync::relay_client::drop_set_aside(store, url))?)
         })
     }
 }

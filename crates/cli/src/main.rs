@@ -254,8 +254,8 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
 /// The device's API on the store in the data directory (created if missing).
 fn api(cli: &Cli) -> Result<Api> {
     let dir = data_dir(cli)?;
-    let api =
-        Api::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let api = Api::open_for_command(&dir)
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
     if let Some(user) = &cli.user {
         api.set_user(user);
     }

@@ -107,6 +107,8 @@ pub fn run(api: Api, cmd: &P2p, out: &Out) -> Result<()> {
 /// Serves other devices until Ctrl-C or SIGTERM, a line per session (the app's own server,
 /// `PeerServer`, without keeping its port).
 fn serve(api: Api, bind: SocketAddr, lan: bool, out: &Out) -> Result<()> {
+    // Runs until stopped: its checkpoints run in the background, as the app's.
+    api.checkpoint_in_background()?;
     let api = Arc::new(api);
     let out_copy = *out;
     let server = PeerServer::serve(&api, bind, lan, false, move |session| match session {
