@@ -300,7 +300,7 @@ impl Api {
         required("name", name)?;
         {
             let mut store = self.store();
-            setup::init(&mut store, name, street, None, Some(user))?;
+            setup::init(&mut store, name, street, None, Some(user), self.now())?;
         }
         self.status()
     }

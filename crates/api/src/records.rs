@@ -61,7 +61,7 @@ impl Api {
         user: Option<&str>,
     ) -> Result<Community, ApiError> {
         let mut store = self.store();
-        setup::init(&mut store, name, street, label, user)
+        setup::init(&mut store, name, street, label, user, self.now())
     }
 
     /// Fills a new store with the demo community: `households` households, `tasks`
@@ -94,7 +94,7 @@ impl Api {
     /// document's history).
     pub fn import_file(&self, file: &Path, message: &str) -> Result<WriteReport, ApiError> {
         let mut store = self.store();
-        setup::import_file(&mut store, file, message)
+        setup::import_file(&mut store, file, message, self.today())
     }
 
     /// What the store holds.

@@ -18,14 +18,15 @@ pub fn init(
     street: &str,
     label: Option<&str>,
     user: Option<&str>,
+    now: Timestamp,
 ) -> Result<Community, ApiError> {
     // The id ends with a tag of this device's key, the community's root key: no one else can
     // register it on a relay first (see `linli_wire::community_id`).
     let root = store.device_key()?.public();
     let id = linli_wire::community_id(label.unwrap_or("c"), &root);
-    let mut c = Community::new(&id, name.trim(), Timestamp::now());
+    let mut c = Community::new(&id, name.trim(), now);
     c.street = street.trim().to_string();
-    if let Err(errors) = linli_domain::Record::validate(&c, linli_domain::today()) {
+    if let Err(errors) = linli_domain::Record::validate(&c, now.day()) {
         return Err(StoreError::Invalid { id, errors }.into());
     }
     if let Some(user) = user {
@@ -35,13 +36,14 @@ pub fn init(
     Ok(c)
 }
 
-/// Parses every line (1-based numbers in errors) and checks that no id repeats.
+/// Parses every line (1-based numbers in errors) and checks that no id repeats; `today` is
+/// what dates are checked against (no birth in the future).
 pub fn parse_all(
     lines: &[String],
     community: &str,
     file: &str,
+    today: linli_domain::Day,
 ) -> Result<Vec<AnyRecord>, StoreError> {
-    let today = linli_domain::today();
     let mut seen = HashMap::new();
     let mut out = Vec::with_capacity(lines.len() * 2);
     for (i, line) in lines.iter().enumerate() {
@@ -76,23 +78,29 @@ pub fn import_lines(
     lines: &[String],
     file: &str,
     message: &str,
+    today: linli_domain::Day,
 ) -> Result<WriteReport, ApiError> {
     let community = store.community_id()?.ok_or(ApiError::NoCommunity)?;
-    let mut records = parse_all(lines, &community, file)?;
+    let mut records = parse_all(lines, &community, file, today)?;
     let mut c = store.community()?;
     demo::add_grids_and_compounds(&mut c, &records);
     records.push(AnyRecord::Community(c));
     Ok(store.put(records, message)?)
 }
 
-/// Imports a JSON Lines file in one transaction.
-pub fn import_file(store: &mut Store, file: &Path, message: &str) -> Result<WriteReport, ApiError> {
+/// Imports a JSON Lines file in one transaction, checking dates against `today`.
+pub fn import_file(
+    store: &mut Store,
+    file: &Path,
+    message: &str,
+    today: linli_domain::Day,
+) -> Result<WriteReport, ApiError> {
     let text = std::fs::read_to_string(file).map_err(|source| ApiError::Read {
         path: file.to_path_buf(),
         source,
     })?;
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    import_lines(store, &lines, &file.display().to_string(), message)
+    import_lines(store, &lines, &file.display().to_string(), message, today)
 }
 
 /// Fills a store with the demo community (幸福社区, 和平街道) as of the instant `as_of` (see
@@ -113,6 +121,7 @@ pub fn fill_demo(
             "和平街道",
             Some(&format!("demo{seed}")),
             user,
+            as_of,
         )?;
     }
     let community = store.community()?;
@@ -123,6 +132,12 @@ pub fn fill_demo(
         ));
     }
     let lines = demo::generate(&community, households, tasks, seed, as_of);
-    let report = import_lines(store, &lines, "demo", &format!("demo --seed {seed}"))?;
+    let report = import_lines(
+        store,
+        &lines,
+        "demo",
+        &format!("demo --seed {seed}"),
+        as_of.day(),
+    )?;
     Ok((report, lines))
 }

@@ -126,8 +126,16 @@ pub fn run(which: &Which) -> Result<()> {
     // Import.
     let started = Instant::now();
     let mut store = Store::open(&dir)?;
-    linli_api::setup::init(&mut store, "基准社区", "", Some("bench"), None)?;
-    let report = linli_api::setup::import_file(&mut store, &input, "import")?;
+    linli_api::setup::init(
+        &mut store,
+        "基准社区",
+        "",
+        Some("bench"),
+        None,
+        linli_domain::Timestamp::now(),
+    )?;
+    let report =
+        linli_api::setup::import_file(&mut store, &input, "import", linli_domain::today())?;
     let import_ms = started.elapsed().as_secs_f64() * 1000.0;
     let docs = report.created;
     drop(store);

@@ -341,9 +341,17 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let mut a = Store::open(&a_dir)?;
     // Device A is a running app: its checkpoints run in the background, as the app's do.
     let _checkpoints = a.checkpoint_in_background(linli_api::CHECKPOINT_EVERY)?;
-    linli_api::setup::init(&mut a, "基准社区", "", Some("bench"), None)?;
+    linli_api::setup::init(
+        &mut a,
+        "基准社区",
+        "",
+        Some("bench"),
+        None,
+        linli_domain::Timestamp::now(),
+    )?;
     let t = Instant::now();
-    let imported = linli_api::setup::import_file(&mut a, community, "import")?;
+    let imported =
+        linli_api::setup::import_file(&mut a, community, "import", linli_domain::today())?;
     let import_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
     let up = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
