@@ -290,7 +290,9 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
       const t0 = Date.now()
       let asked = Date.now()
       const look = () => {
-        const li = document.querySelector('.el-autocomplete-suggestion li')
+        // A suggestion with text: while the search runs the list holds a loading item alone.
+        const li = [...document.querySelectorAll('.el-autocomplete-suggestion li')]
+          .find((e) => e.textContent.trim())
         if (li) { li.click(); done(li.textContent); return }
         if (Date.now() - t0 > 15000) {
           // What the page showed instead, for the failure message.
