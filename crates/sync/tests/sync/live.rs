@@ -307,6 +307,32 @@ fn count(store: &Store) -> i64 {
         .unwrap()
 }
 
+/// Two devices of one community and the relay: A (its root) connected at `t0`, B (committee
+/// staff) not connected yet. The directories live as long as the returned value.
+fn scene() -> ([tempfile::TempDir; 2], Net, Instant, Device, Store) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let net = Net::new();
+    let t0 = Instant::now();
+    let a = rooted_store(dirs[0].path());
+    let b = staff(dirs[1].path(), &a);
+    let a = Device::connect(a, &net, t0);
+    (dirs, net, t0, a, b)
+}
+
+/// B connects and takes what the relay has: the households it then holds.
+fn households_at(b: Store, net: &mut Net, t0: Instant) -> i64 {
+    let mut b = Device::connect(b, net, t0);
+    b.run_until(ms(100), net);
+    count(&b.store)
+}
+
+/// A's session ended: A connects again at `at` (from `t0`) and runs for a second.
+fn reconnect(a: Device, net: &mut Net, t0: Instant, at: Duration) -> Device {
+    let mut a = Device::connect(a.into_store(), net, t0 + at);
+    a.run_until(at + ms(1_000), net);
+    a
+}
+
 /// The documents a first upload of `households` households carries: each is two documents
 /// (its sensitive fields apart), and the community's own.
 fn docs(households: usize) -> usize {
@@ -319,12 +345,7 @@ fn ms(n: u64) -> Duration {
 
 #[test]
 fn a_burst_goes_in_one_upload_and_reaches_a_following_device() {
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mut net = Net::new();
-    let t0 = Instant::now();
-    let a = rooted_store(dirs[0].path());
-    let b = staff(dirs[1].path(), &a);
-    let mut a = Device::connect(a, &net, t0);
+    let (_dirs, mut net, t0, mut a, b) = scene();
     let mut b = Device::connect(b, &net, t0);
     // Ten writes a millisecond apart: one seal, one upload.
     for i in 0..10 {
@@ -353,12 +374,7 @@ fn a_burst_goes_in_one_upload_and_reaches_a_following_device() {
 
 #[test]
 fn a_burst_while_an_upload_is_in_flight_is_sent_after_and_nothing_is_lost() {
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mut net = Net::new();
-    let t0 = Instant::now();
-    let a = rooted_store(dirs[0].path());
-    let b = staff(dirs[1].path(), &a);
-    let mut a = Device::connect(a, &net, t0);
+    let (_dirs, mut net, t0, mut a, b) = scene();
     a.write(0..5);
     a.run_until(ms(10), &mut net);
     assert!(a.live.uploading(), "the first upload is open");
@@ -381,12 +397,7 @@ fn a_burst_while_an_upload_is_in_flight_is_sent_after_and_nothing_is_lost() {
 
 #[test]
 fn a_cut_upload_counts_as_not_sent_and_the_next_session_sends_it_again() {
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mut net = Net::new();
-    let t0 = Instant::now();
-    let a = rooted_store(dirs[0].path());
-    let b = staff(dirs[1].path(), &a);
-    let mut a = Device::connect(a, &net, t0);
+    let (_dirs, mut net, t0, mut a, b) = scene();
     a.fault = Some(Fault::CutAfter(1));
     a.write(0..3);
     a.run_until(ms(1_000), &mut net);
@@ -400,26 +411,18 @@ fn a_cut_upload_counts_as_not_sent_and_the_next_session_sends_it_again() {
     let peer = format!("relay {URL}");
     assert!(a.store.sent_seq(&peer).unwrap() < a.store.feed_head().unwrap());
     // The next session sends it again (the relay keeps both copies) and it lands.
-    let mut a = Device::connect(a.into_store(), &net, t0 + ms(2_000));
-    a.run_until(ms(3_000), &mut net);
+    let a = reconnect(a, &mut net, t0, ms(2_000));
     assert_eq!(a.sent, docs(3));
     assert_eq!(
         a.store.sent_seq(&peer).unwrap(),
         a.store.feed_head().unwrap()
     );
-    let mut b = Device::connect(b, &net, t0);
-    b.run_until(ms(100), &mut net);
-    assert_eq!(count(&b.store), 3);
+    assert_eq!(households_at(b, &mut net, t0), 3);
 }
 
 #[test]
 fn a_relay_restarted_between_frames_loses_nothing() {
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mut net = Net::new();
-    let t0 = Instant::now();
-    let a = rooted_store(dirs[0].path());
-    let b = staff(dirs[1].path(), &a);
-    let mut a = Device::connect(a, &net, t0);
+    let (_dirs, mut net, t0, mut a, b) = scene();
     a.write(0..2);
     a.run_until(ms(10), &mut net);
     // A second burst while the upload is open, then the relay restarts before its frame.
@@ -431,27 +434,19 @@ fn a_relay_restarted_between_frames_loses_nothing() {
         "{:?}",
         a.ended
     );
-    let mut a = Device::connect(a.into_store(), &net, t0 + ms(2_000));
-    a.run_until(ms(3_000), &mut net);
+    let a = reconnect(a, &mut net, t0, ms(2_000));
     assert!(a.ended.is_none(), "{:?}", a.ended);
     assert_eq!(
         a.sent,
         docs(4),
         "everything since the last acknowledgement is sent again"
     );
-    let mut b = Device::connect(b, &net, t0);
-    b.run_until(ms(100), &mut net);
-    assert_eq!(count(&b.store), 4);
+    assert_eq!(households_at(b, &mut net, t0), 4);
 }
 
 #[test]
 fn a_replayed_frame_is_refused_and_what_it_carried_is_sent_again() {
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mut net = Net::new();
-    let t0 = Instant::now();
-    let a = rooted_store(dirs[0].path());
-    let b = staff(dirs[1].path(), &a);
-    let mut a = Device::connect(a, &net, t0);
+    let (_dirs, mut net, t0, mut a, b) = scene();
     a.fault = Some(Fault::ReplayFirst);
     a.write(0..2);
     a.run_until(ms(1_000), &mut net);
@@ -461,12 +456,9 @@ fn a_replayed_frame_is_refused_and_what_it_carried_is_sent_again() {
         a.ended
     );
     assert_eq!(a.sent, 0);
-    let mut a = Device::connect(a.into_store(), &net, t0 + ms(2_000));
-    a.run_until(ms(3_000), &mut net);
+    let a = reconnect(a, &mut net, t0, ms(2_000));
     assert_eq!(a.sent, docs(2));
-    let mut b = Device::connect(b, &net, t0);
-    b.run_until(ms(100), &mut net);
-    assert_eq!(count(&b.store), 2);
+    assert_eq!(households_at(b, &mut net, t0), 2);
 }
 
 #[test]
