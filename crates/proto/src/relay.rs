@@ -598,6 +598,23 @@ mod tests {
             .collect()
     }
 
+    /// A session whose first change (feed head 1) went out at 3 ms as an upload of one
+    /// single-document push per id, still open.
+    fn uploading(ids: &[&str]) -> Run {
+        let mut r = Run::new(0);
+        r.at(ms(0), Input::Changed { head: 1 });
+        r.wake();
+        r.at(
+            ms(3),
+            Input::Sealed {
+                frames: ids.iter().map(|_| push(1)).collect(),
+                heads: heads(ids, 1),
+                head: 1,
+            },
+        );
+        r
+    }
+
     /// The relay's first answer to a follow: nothing yet.
     fn first_answer() -> Vec<u8> {
         reply(&Reply::Answer(Response::Pulled {
@@ -786,17 +803,7 @@ mod tests {
             (507, b"full".to_vec()),
             (200, pushed(2)[..9].to_vec()),
         ] {
-            let mut r = Run::new(0);
-            r.at(ms(0), Input::Changed { head: 1 });
-            r.wake();
-            r.at(
-                ms(3),
-                Input::Sealed {
-                    frames: vec![push(1), push(1)],
-                    heads: heads(&["a", "b"], 1),
-                    head: 1,
-                },
-            );
+            let mut r = uploading(&["a", "b"]);
             r.wake();
             let out = r.at(ms(300), Input::Answer { status, body });
             assert!(
@@ -823,17 +830,7 @@ mod tests {
 
     #[test]
     fn an_upload_the_relay_stops_reading_reports_the_relays_reason() {
-        let mut r = Run::new(0);
-        r.at(ms(0), Input::Changed { head: 1 });
-        r.wake();
-        r.at(
-            ms(3),
-            Input::Sealed {
-                frames: vec![push(1), push(1)],
-                heads: heads(&["a", "b"], 1),
-                head: 1,
-            },
-        );
+        let mut r = uploading(&["a", "b"]);
         // The second frame could not be sent: the upload counts as closed, its answer says why.
         assert!(r.at(ms(4), Input::UploadEnded).is_empty());
         let out = r.at(
@@ -861,17 +858,7 @@ mod tests {
 
     #[test]
     fn a_cut_upload_ends_the_session() {
-        let mut r = Run::new(0);
-        r.at(ms(0), Input::Changed { head: 1 });
-        r.wake();
-        r.at(
-            ms(3),
-            Input::Sealed {
-                frames: vec![push(1)],
-                heads: heads(&["a"], 1),
-                head: 1,
-            },
-        );
+        let mut r = uploading(&["a"]);
         let out = r.at(ms(10), Input::UploadBroken("reset".into()));
         assert_eq!(out, vec![Output::End(Err(LiveError::Lost("reset".into())))]);
     }
@@ -929,17 +916,7 @@ mod tests {
 
     #[test]
     fn stop_closes_the_open_upload_and_ends_once_it_is_answered() {
-        let mut r = Run::new(0);
-        r.at(ms(0), Input::Changed { head: 1 });
-        r.wake();
-        r.at(
-            ms(3),
-            Input::Sealed {
-                frames: vec![push(1)],
-                heads: heads(&["a"], 1),
-                head: 1,
-            },
-        );
+        let mut r = uploading(&["a"]);
         assert_eq!(r.at(ms(5), Input::Stop), vec![Output::CloseUpload]);
         let out = r.at(
             ms(8),

@@ -19,7 +19,7 @@ pub struct Outgoing {
 }
 
 /// Heads sent to a peer and not yet acknowledged, by document id.
-pub type InFlight = std::collections::HashMap<String, Vec<u8>>;
+pub use linli_proto::relay::InFlight;
 
 pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
     bytes

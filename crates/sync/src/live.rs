@@ -32,7 +32,7 @@ use crate::relay_client::{
     PULL_BYTES, RelayClient, SyncError, SyncReport, push_batches, receive, seal_outbox_after, sign,
     sign_numbered, with_causes,
 };
-use linli_store::{InFlight, Store};
+use linli_store::Store;
 
 /// How a live session runs.
 #[derive(Debug, Clone, Copy)]
@@ -189,7 +189,6 @@ impl StoreSide {
                 head,
                 in_flight,
             } => {
-                let in_flight: InFlight = in_flight;
                 let t0 = Instant::now();
                 let (blobs, heads) = seal_outbox_after(store, peer, after, &in_flight)?;
                 let mut frames = Vec::new();
