@@ -19,12 +19,15 @@ use linli_api::{
     RequestQuery, RequestRow, RequestView, SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView,
     Template,
 };
-use linli_api::{BoardRow, KnownPeer, NearbyPeer, NoticeView, PeerServer, PeerSync};
+use linli_api::{
+    BoardRow, KnownPeer, NearbyPeer, NoticeView, PeerServer, PeerSync, PostView, RoleCode,
+};
 
 use linli_domain::board::{PostKind, PostStatus};
 use linli_domain::request::Satisfaction;
-use linli_domain::{HelpPost, Relation, RequestState};
-use tauri::{Emitter, Manager, Runtime, State};
+use linli_domain::{Relation, RequestState};
+use tauri::{Manager, Runtime, State};
+use tauri_specta::Event;
 
 type Res<T> = Result<T, ApiError>;
 
@@ -45,6 +48,40 @@ pub struct Linli {
     api: Arc<Api>,
     sync: Mutex<Option<SyncHandle>>,
     peers: Mutex<Option<PeerServer>>,
+    window: Window,
+}
+
+/// The way back to the window, once the app runs (the commands themselves stay free of the
+/// runtime's type, which tauri-specta needs to describe them).
+#[derive(Clone, Default)]
+struct Window(Arc<std::sync::OnceLock<Box<dyn WindowHandle>>>);
+
+/// What the commands do to the running app.
+trait WindowHandle: Send + Sync {
+    fn docs_changed(&self, received: usize);
+    fn exit(&self, code: i32);
+}
+
+impl<R: Runtime> WindowHandle for tauri::AppHandle<R> {
+    fn docs_changed(&self, received: usize) {
+        emit(self, DocsChanged(received));
+    }
+    fn exit(&self, code: i32) {
+        tauri::AppHandle::exit(self, code);
+    }
+}
+
+impl Window {
+    fn docs_changed(&self, received: usize) {
+        if let Some(w) = self.0.get() {
+            w.docs_changed(received);
+        }
+    }
+    fn exit(&self, code: i32) {
+        if let Some(w) = self.0.get() {
+            w.exit(code);
+        }
+    }
 }
 
 impl Linli {
@@ -55,17 +92,32 @@ impl Linli {
     }
 }
 
-/// The event the front end listens to for the sync status.
-pub const SYNC_STATUS: &str = "sync-status";
-/// The event telling the front end that synced documents arrived.
-pub const DOCS_CHANGED: &str = "docs-changed";
+/// The event the front end listens to for the sync status (`sync-status`).
+#[derive(Debug, Clone, serde::Serialize, specta::Type, tauri_specta::Event)]
+#[tauri_specta(event_name = "sync-status")]
+pub struct SyncStatusChanged(pub SyncStatus);
 
-#[tauri::command(rename_all = "snake_case")]
+/// The event telling the front end that synced documents arrived (`docs-changed`): how
+/// many.
+#[derive(Debug, Clone, serde::Serialize, specta::Type, tauri_specta::Event)]
+#[tauri_specta(event_name = "docs-changed")]
+pub struct DocsChanged(pub usize);
+
+/// Sends an event to the window; a window that is gone is only logged.
+fn emit<R: Runtime>(app: &tauri::AppHandle<R>, event: impl Event + serde::Serialize + Clone) {
+    if let Err(e) = event.emit(app) {
+        tracing::warn!(error = %e, "cannot send an event to the window");
+    }
+}
+
+#[tauri::command]
+#[specta::specta]
 async fn status(s: State<'_, Linli>) -> Res<AppStatus> {
     blocking(&s.api, move |api| api.status()).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn create_community(
     s: State<'_, Linli>,
     name: String,
@@ -78,7 +130,8 @@ async fn create_community(
     .await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn start_demo(s: State<'_, Linli>, user: String) -> Res<AppStatus> {
     blocking(&s.api, move |api| {
         api.start_demo(linli_api::DEMO_HOUSEHOLDS, &user)
@@ -86,69 +139,82 @@ async fn start_demo(s: State<'_, Linli>, user: String) -> Res<AppStatus> {
     .await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn join(s: State<'_, Linli>, code: String, user: String) -> Res<AppStatus> {
     let status = blocking(&s.api, move |api| api.join(&code, &user)).await;
     s.sync_now();
     status
 }
 
-#[tauri::command(rename_all = "snake_case")]
-async fn invite(s: State<'_, Linli>, role: String, grids: Vec<String>) -> Res<String> {
-    blocking(&s.api, move |api| api.invite(&role, &grids)).await
+#[tauri::command]
+#[specta::specta]
+async fn invite(s: State<'_, Linli>, role: RoleCode, grids: Vec<String>) -> Res<String> {
+    blocking(&s.api, move |api| api.invite(role.code(), &grids)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn overview(s: State<'_, Linli>) -> Res<Overview> {
     blocking(&s.api, move |api| api.overview()).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn compounds(s: State<'_, Linli>) -> Res<Vec<CompoundNode>> {
     blocking(&s.api, move |api| api.compounds()).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn households(s: State<'_, Linli>, query: HouseholdQuery) -> Res<Vec<HouseholdRow>> {
     blocking(&s.api, move |api| api.households(&query)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn household(s: State<'_, Linli>, id: String) -> Res<HouseholdView> {
     blocking(&s.api, move |api| api.household(&id)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn search(s: State<'_, Linli>, text: String) -> Res<Vec<linli_api::Hit>> {
     blocking(&s.api, move |api| api.search(&text, 50)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn reveal(s: State<'_, Linli>, person: String, field: String) -> Res<String> {
     blocking(&s.api, move |api| api.reveal(&person, &field)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn edit(s: State<'_, Linli>, id: String, field: String, value: String) -> Res<bool> {
     blocking(&s.api, move |api| api.edit(&id, &field, &value)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn add_household(s: State<'_, Linli>, input: NewHousehold) -> Res<String> {
     blocking(&s.api, move |api| api.add_household(&input)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn add_member(s: State<'_, Linli>, household: String, input: NewMember) -> Res<String> {
     blocking(&s.api, move |api| api.add_member(&household, &input)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn person(s: State<'_, Linli>, id: String) -> Res<PersonView> {
     blocking(&s.api, move |api| api.person(&id)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn move_person(
     s: State<'_, Linli>,
     person: String,
@@ -158,17 +224,20 @@ async fn move_person(
     blocking(&s.api, move |api| api.move_person(&person, &to, relation)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn set_head(s: State<'_, Linli>, household: String, person: String) -> Res<()> {
     blocking(&s.api, move |api| api.set_head(&household, &person)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn move_out(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
     blocking(&s.api, move |api| api.move_out(&person, day.as_deref())).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn mark_deceased(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
     blocking(&s.api, move |api| {
         api.mark_deceased(&person, day.as_deref())
@@ -176,18 +245,21 @@ async fn mark_deceased(s: State<'_, Linli>, person: String, day: Option<String>)
     .await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn record_visit(s: State<'_, Linli>, input: NewVisit) -> Res<String> {
     blocking(&s.api, move |api| api.record_visit(&input)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn requests(s: State<'_, Linli>, query: RequestQuery) -> Res<Vec<RequestRow>> {
     blocking(&s.api, move |api| api.requests(&query)).await
 }
 
 /// The draft of a form (what was typed and not saved yet), if one was kept.
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn draft(
     s: State<'_, Linli>,
     form: String,
@@ -197,7 +269,8 @@ async fn draft(
 }
 
 /// Keeps what was typed into a form (called as it is typed).
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn save_draft(
     s: State<'_, Linli>,
     form: String,
@@ -208,28 +281,33 @@ async fn save_draft(
 }
 
 /// Forgets a draft: its form was saved or discarded.
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn clear_draft(s: State<'_, Linli>, form: String, subject: String) -> Res<()> {
     blocking(&s.api, move |api| api.clear_draft(&form, &subject)).await
 }
 
 /// The requests that became overdue or nearly due since the last look (each once).
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn reminders(s: State<'_, Linli>) -> Res<Vec<Reminder>> {
     blocking(&s.api, |api| api.reminders()).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn request(s: State<'_, Linli>, id: String) -> Res<RequestView> {
     blocking(&s.api, move |api| api.request(&id)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn report_request(s: State<'_, Linli>, input: NewRequest) -> Res<String> {
     blocking(&s.api, move |api| api.report_request(&input)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn advance_request(
     s: State<'_, Linli>,
     id: String,
@@ -239,7 +317,8 @@ async fn advance_request(
     blocking(&s.api, move |api| api.advance_request(&id, to, &comment)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn settle_request(
     s: State<'_, Linli>,
     id: String,
@@ -249,7 +328,8 @@ async fn settle_request(
     blocking(&s.api, move |api| api.settle_request(&id, &keep, &comment)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn rate_request(
     s: State<'_, Linli>,
     id: String,
@@ -258,32 +338,38 @@ async fn rate_request(
     blocking(&s.api, move |api| api.rate_request(&id, satisfaction)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn remind_request(s: State<'_, Linli>, id: String, comment: String) -> Res<RequestView> {
     blocking(&s.api, move |api| api.remind_request(&id, &comment)).await
 }
 
-#[tauri::command(async, rename_all = "snake_case")]
+#[tauri::command(async)]
+#[specta::specta]
 fn task_templates(s: State<'_, Linli>) -> Vec<Template> {
     s.api.task_templates()
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn tasks(s: State<'_, Linli>, grid: Option<String>) -> Res<Vec<TaskRow>> {
     blocking(&s.api, move |api| api.tasks(grid.as_deref())).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn task(s: State<'_, Linli>, id: String) -> Res<TaskView> {
     blocking(&s.api, move |api| api.task(&id)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn create_task(s: State<'_, Linli>, input: NewTask) -> Res<String> {
     blocking(&s.api, move |api| api.create_task(&input)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn check_item(
     s: State<'_, Linli>,
     task: String,
@@ -294,22 +380,26 @@ async fn check_item(
     blocking(&s.api, move |api| api.check_item(&task, &item, ok, &note)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn item_to_request(s: State<'_, Linli>, task: String, item: String) -> Res<String> {
     blocking(&s.api, move |api| api.item_to_request(&task, &item)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn posts(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
     blocking(&s.api, move |api| api.posts()).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
-async fn post(s: State<'_, Linli>, id: String) -> Res<HelpPost> {
+#[tauri::command]
+#[specta::specta]
+async fn post(s: State<'_, Linli>, id: String) -> Res<PostView> {
     blocking(&s.api, move |api| api.post(&id)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn create_post(
     s: State<'_, Linli>,
     kind: PostKind,
@@ -319,27 +409,32 @@ async fn create_post(
     blocking(&s.api, move |api| api.create_post(kind, &title, &body)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
-async fn reply_post(s: State<'_, Linli>, id: String, body: String) -> Res<HelpPost> {
+#[tauri::command]
+#[specta::specta]
+async fn reply_post(s: State<'_, Linli>, id: String, body: String) -> Res<PostView> {
     blocking(&s.api, move |api| api.reply_post(&id, &body)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
-async fn move_post(s: State<'_, Linli>, id: String, to: PostStatus) -> Res<HelpPost> {
+#[tauri::command]
+#[specta::specta]
+async fn move_post(s: State<'_, Linli>, id: String, to: PostStatus) -> Res<PostView> {
     blocking(&s.api, move |api| api.move_post(&id, to)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn notices(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
     blocking(&s.api, move |api| api.notices()).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn notice(s: State<'_, Linli>, id: String) -> Res<NoticeView> {
     blocking(&s.api, move |api| api.notice(&id)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn publish_notice(
     s: State<'_, Linli>,
     title: String,
@@ -352,30 +447,28 @@ async fn publish_notice(
     .await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn confirm_read(s: State<'_, Linli>, id: String, household: String) -> Res<NoticeView> {
     blocking(&s.api, move |api| api.confirm_read(&id, &household)).await
 }
 
 /// Serves nearby devices (`on`) or stops; returns the ticket while serving. Binds every
 /// interface, or `LINLI_P2P_BIND` (e.g. `127.0.0.1:0` in tests).
-#[tauri::command(async, rename_all = "snake_case")]
-fn serve_peers<R: Runtime>(
-    app: tauri::AppHandle<R>,
-    s: State<'_, Linli>,
-    on: bool,
-) -> Res<Option<String>> {
+#[tauri::command(async)]
+#[specta::specta]
+fn serve_peers(s: State<'_, Linli>, on: bool) -> Res<Option<String>> {
     s.api.set_serving_wanted(on)?;
     if !on {
         s.peers.lock().unwrap_or_else(|p| p.into_inner()).take();
         return Ok(None);
     }
-    start_serving(&app, &s).map(Some)
+    start_serving(&s).map(Some)
 }
 
 /// Serves nearby devices (if not yet): on the port used last time, so that the tickets they
 /// remember stay good, or on any port if that one is taken. Returns the ticket.
-fn start_serving<R: Runtime>(app: &tauri::AppHandle<R>, s: &Linli) -> Res<String> {
+fn start_serving(s: &Linli) -> Res<String> {
     let mut peers = s.peers.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(p) = peers.as_ref() {
         return Ok(p.ticket().to_string());
@@ -384,10 +477,11 @@ fn start_serving<R: Runtime>(app: &tauri::AppHandle<R>, s: &Linli) -> Res<String
         .ok()
         .and_then(|b| b.parse().ok())
         .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-    let emit = |app: tauri::AppHandle<R>| {
+    let emit = || {
+        let window = s.window.clone();
         move |e| {
             if let SyncEvent::Changed { received } = e {
-                let _ = app.emit(DOCS_CHANGED, received);
+                window.docs_changed(received);
             }
         }
     };
@@ -395,11 +489,11 @@ fn start_serving<R: Runtime>(app: &tauri::AppHandle<R>, s: &Linli) -> Res<String
     // address (tests) keeps everything on this machine and needs no discovery.
     let lan = !default.ip().is_loopback();
     let bind = s.api.serving_bind(default)?;
-    let server = match PeerServer::start(&s.api, bind, lan, emit(app.clone())) {
+    let server = match PeerServer::start(&s.api, bind, lan, emit()) {
         Ok(server) => server,
         Err(e) => {
             tracing::info!(error = %e, "the port served on before is taken; serving on another");
-            PeerServer::start(&s.api, default, lan, emit(app.clone()))?
+            PeerServer::start(&s.api, default, lan, emit())?
         }
     };
     let ticket = server.ticket().to_string();
@@ -409,7 +503,7 @@ fn start_serving<R: Runtime>(app: &tauri::AppHandle<R>, s: &Linli) -> Res<String
 
 /// Direct sync as Settings shows it: this device's ticket while it serves, and the devices
 /// it synced with before.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, specta::Type)]
 struct PeersStatus {
     ticket: Option<String>,
     known: Vec<KnownPeer>,
@@ -417,7 +511,8 @@ struct PeersStatus {
     nearby: Vec<NearbyPeer>,
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn peers_status(s: State<'_, Linli>) -> Res<PeersStatus> {
     let ticket = s
         .peers
@@ -434,47 +529,50 @@ async fn peers_status(s: State<'_, Linli>) -> Res<PeersStatus> {
     })
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn forget_peer(s: State<'_, Linli>, key: String) -> Res<bool> {
     blocking(&s.api, move |api| api.forget_peer(&key)).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn set_aside(s: State<'_, Linli>) -> Res<Vec<linli_api::SetAside>> {
     blocking(&s.api, move |api| api.set_aside()).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn drop_set_aside(s: State<'_, Linli>) -> Res<usize> {
     blocking(&s.api, move |api| api.drop_set_aside()).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
-async fn sync_peer<R: Runtime>(
-    app: tauri::AppHandle<R>,
-    s: State<'_, Linli>,
-    ticket: String,
-) -> Res<PeerSync> {
+#[tauri::command]
+#[specta::specta]
+async fn sync_peer(s: State<'_, Linli>, ticket: String) -> Res<PeerSync> {
     let r = blocking(&s.api, move |api| api.sync_peer(&ticket)).await?;
     if r.received > 0 {
-        let _ = app.emit(DOCS_CHANGED, r.received);
+        s.window.docs_changed(r.received);
     }
     Ok(r)
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn sync_status(s: State<'_, Linli>) -> Res<SyncStatus> {
     blocking(&s.api, move |api| api.sync_status()).await
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn set_relay(s: State<'_, Linli>, url: String) -> Res<SyncStatus> {
     let status = blocking(&s.api, move |api| api.set_relay(&url)).await;
     s.sync_now();
     status
 }
 
-#[tauri::command(rename_all = "snake_case")]
+#[tauri::command]
+#[specta::specta]
 async fn sync_now(s: State<'_, Linli>) -> Res<SyncStatus> {
     s.sync_now();
     blocking(&s.api, |api| api.sync_status()).await
@@ -483,8 +581,9 @@ async fn sync_now(s: State<'_, Linli>) -> Res<SyncStatus> {
 /// The app's identifier (as in `tauri.conf.json`): its data directory's name.
 pub const IDENTIFIER: &str = "org.linli.app";
 
-#[tauri::command(async, rename_all = "snake_case")]
-fn first_screen<R: Runtime>(app: tauri::AppHandle<R>, webview_ms: f64) -> u64 {
+#[tauri::command(async)]
+#[specta::specta]
+fn first_screen(s: State<'_, Linli>, webview_ms: f64) -> u64 {
     let ms = started().elapsed().as_millis() as u64;
     tracing::info!(since_start_ms = ms, webview_ms, "first screen interactive");
     // `LINLI_EXIT_AFTER_FIRST_SCREEN=1`: a startup benchmark (prints, then exits).
@@ -492,7 +591,7 @@ fn first_screen<R: Runtime>(app: tauri::AppHandle<R>, webview_ms: f64) -> u64 {
         eprintln!(
             "first screen interactive: {ms} ms after start ({webview_ms:.0} ms in the webview)"
         );
-        app.exit(0);
+        s.window.exit(0);
     }
     ms
 }
@@ -534,41 +633,12 @@ pub fn open(dir: &std::path::Path) -> Result<Api, ApiError> {
     Ok(api)
 }
 
-/// The app on any runtime (the real one, or `tauri::test::mock_builder()` in tests): state
-/// and commands; once running, the background sync loop.
-pub fn app<R: Runtime>(
-    builder: tauri::Builder<R>,
-    api: Arc<Api>,
-    backoff: Backoff,
-) -> tauri::Builder<R> {
-    builder
-        .manage(Linli {
-            api,
-            sync: Mutex::new(None),
-            peers: Mutex::new(None),
-        })
-        .setup(move |app| {
-            let linli = app.state::<Linli>();
-            let handle = app.handle().clone();
-            let sync = SyncHandle::spawn(linli.api.clone(), backoff, move |event| {
-                let sent = match event {
-                    SyncEvent::Status(s) => handle.emit(SYNC_STATUS, s),
-                    SyncEvent::Changed { received } => handle.emit(DOCS_CHANGED, received),
-                };
-                if let Err(e) = sent {
-                    tracing::warn!(error = %e, "cannot send an event to the window");
-                }
-            });
-            *linli.sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync);
-            // Left serving nearby devices last time: serve again, on the same port.
-            if linli.api.serving_wanted().unwrap_or(false)
-                && let Err(e) = start_serving(app.handle(), &linli)
-            {
-                tracing::warn!(error = %e, "cannot serve nearby devices");
-            }
-            Ok(())
-        })
-        .invoke_handler(tauri::generate_handler![
+/// The commands and events of the front end, described for tauri-specta: the same list
+/// serves the calls (`invoke_handler`) and writes `ui/src/bindings.ts` (see
+/// [`write_bindings`]), so the front end's client cannot drift from the Rust definitions.
+pub fn commands<R: Runtime>() -> tauri_specta::Builder<R> {
+    tauri_specta::Builder::<R>::new()
+        .commands(tauri_specta::collect_commands![
             status,
             create_community,
             start_demo,
@@ -626,6 +696,69 @@ pub fn app<R: Runtime>(
             sync_now,
             first_screen,
         ])
+        .events(tauri_specta::collect_events![
+            SyncStatusChanged,
+            DocsChanged
+        ])
+        // The error of every command, `{ code, message }`: the front end narrows a caught
+        // value to it (`isApiError`).
+        .typ::<ApiError>()
+        // Commands throw their `ApiError`, as `invoke` does.
+        .error_handling(tauri_specta::ErrorHandlingMode::Throw)
+        // Counts and instants (ms) stay far below 2^53: plain numbers in TypeScript.
+        .dangerously_cast_bigints_to_number()
+        // One type per shape, not one to send and one to receive.
+        .disable_serde_phases()
+}
+
+/// Writes the front end's TypeScript client (commands, events and every type they carry) to
+/// `path`.
+pub fn write_bindings(path: &std::path::Path) -> Result<(), String> {
+    commands::<tauri::Wry>()
+        .export(
+            specta_typescript::Typescript::default().header(
+                "// Generated from the Rust definitions of src-tauri and linli-api by \
+                 `cargo test -p linli-app bindings` (src-tauri/src/lib.rs): do not edit.",
+            ),
+            path,
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// The app on any runtime (the real one, or `tauri::test::mock_builder()` in tests): state
+/// and commands; once running, the background sync loop.
+pub fn app<R: Runtime>(
+    builder: tauri::Builder<R>,
+    api: Arc<Api>,
+    backoff: Backoff,
+) -> tauri::Builder<R> {
+    let commands = commands::<R>();
+    builder
+        .manage(Linli {
+            api,
+            sync: Mutex::new(None),
+            peers: Mutex::new(None),
+            window: Window::default(),
+        })
+        .invoke_handler(commands.invoke_handler())
+        .setup(move |app| {
+            commands.mount_events(app);
+            let linli = app.state::<Linli>();
+            let _ = linli.window.0.set(Box::new(app.handle().clone()));
+            let handle = app.handle().clone();
+            let sync = SyncHandle::spawn(linli.api.clone(), backoff, move |event| match event {
+                SyncEvent::Status(s) => emit(&handle, SyncStatusChanged(s)),
+                SyncEvent::Changed { received } => emit(&handle, DocsChanged(received)),
+            });
+            *linli.sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync);
+            // Left serving nearby devices last time: serve again, on the same port.
+            if linli.api.serving_wanted().unwrap_or(false)
+                && let Err(e) = start_serving(&linli)
+            {
+                tracing::warn!(error = %e, "cannot serve nearby devices");
+            }
+            Ok(())
+        })
 }
 
 /// Starts the app (desktop `main`, and the entry point of the Android build).
@@ -691,6 +824,27 @@ mod tests {
             .build()
             .expect("a window");
         (app, window)
+    }
+
+    /// `ui/src/bindings.ts` is what the Rust definitions generate. When it is not, the test
+    /// rewrites it and fails: the front end's type check then shows every use of what
+    /// changed, and the new file is committed with the change.
+    #[test]
+    fn the_front_end_bindings_are_current() {
+        let committed =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/bindings.ts");
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("bindings.ts");
+        write_bindings(&fresh).unwrap();
+        let fresh = std::fs::read_to_string(&fresh).unwrap();
+        let old = std::fs::read_to_string(&committed).unwrap_or_default();
+        if old != fresh {
+            std::fs::write(&committed, &fresh).unwrap();
+            panic!(
+                "ui/src/bindings.ts did not match the Rust commands and types; it has been \
+                 rewritten: run `npm run typecheck`, fix what it finds, and commit the file"
+            );
+        }
     }
 
     #[test]
@@ -920,7 +1074,7 @@ mod tests {
         let notice = call(
             &w,
             "publish_notice",
-            json!({"title": "停水通知", "body": "周五停水", "receipts_required": true}),
+            json!({"title": "停水通知", "body": "周五停水", "receiptsRequired": true}),
         )
         .unwrap();
         let read = call(&w, "confirm_read", json!({"id": notice, "household": id})).unwrap();

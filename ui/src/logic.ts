@@ -180,7 +180,7 @@ export class DraftSaver {
   private failing = false
 
   constructor(
-    private readonly write: (json: string | null) => Promise<void>,
+    private readonly write: (json: string | null) => Promise<unknown>,
     private readonly failed: (e: unknown) => void = () => {},
   ) {}
 

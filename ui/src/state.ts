@@ -1,7 +1,6 @@
 // State shared by the screens: who this device is, the sync status (pushed by events) and a
 // counter that screens watch to reload when synced documents arrive.
 import { reactive } from 'vue'
-import { invoke } from '@tauri-apps/api/core'
 import { ElMessage, ElNotification } from 'element-plus'
 import { getCurrentWindow, UserAttentionType } from '@tauri-apps/api/window'
 import { api, isApiError, onDocsChanged, onSyncStatus, type AppStatus, type SyncStatus } from './api'
@@ -84,8 +83,8 @@ let reported = false
 export function firstScreenShown() {
   if (reported) return
   reported = true
-  const webview_ms = performance.now()
-  invoke<number>('first_screen', { webview_ms })
+  api
+    .firstScreen(performance.now())
     .then((ms) => {
       document.documentElement.dataset.firstScreenMs = String(ms)
     })

@@ -169,7 +169,7 @@ describe('person pages', () => {
   })
   it('offers each other household once to move into', () => {
     const hit = (id: string, household: string, address: string) => ({
-      id, name: '王小明', household, address, grid: 'G01', relation: 'child', present: true, matched: 'address',
+      id, name: '王小明', household, address, grid: 'G01', relation: 'child' as const, present: true, matched: 'address' as const,
     })
     const hits = [hit('p1', 'hh-1', '3栋2单元501室'), hit('p2', 'hh-2', '3栋2单元502室'), hit('p3', 'hh-2', '3栋2单元502室'), hit('p4', 'hh-3', '3栋2单元503室')]
     expect(moveTargets(hits, 'hh-1')).toEqual([

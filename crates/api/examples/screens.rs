@@ -23,7 +23,7 @@ fn main() {
             "households {} rows {:?} · overview {} {:?} · tree {} {:?} · search {} {:?} · requests {} {:?}",
             rows.len(),
             a,
-            o.counts.households,
+            o.households,
             b,
             c.len(),
             cc,

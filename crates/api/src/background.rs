@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::{Api, ApiError};
 
 /// Where syncing stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncPhase {
     /// No relay is set: the device works alone (peers can still sync directly).
@@ -39,7 +39,7 @@ pub enum SyncPhase {
 }
 
 /// What the app shows about syncing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct SyncStatus {
     /// Where syncing stands.
     pub phase: SyncPhase,
@@ -294,8 +294,13 @@ impl Api {
 
     /// What this device received and could not read (set aside so that sync goes on),
     /// newest first.
-    pub fn set_aside(&self) -> Result<Vec<linli_store::SetAside>, ApiError> {
-        Ok(self.store().set_aside()?)
+    pub fn set_aside(&self) -> Result<Vec<crate::SetAside>, ApiError> {
+        Ok(self
+            .store()
+            .set_aside()?
+            .into_iter()
+            .map(crate::SetAside::from)
+            .collect())
     }
 
     /// Committee staff only: has the relay drop the blobs this device set aside (nobody can
@@ -324,7 +329,7 @@ impl Api {
     fn record_failure(&self, e: &ApiError) -> SyncStatus {
         tracing::warn!(error = %e, "sync failed");
         let mut s = self.sync_lock();
-        s.phase = if e.code() == "offline" {
+        s.phase = if e.code() == crate::ErrorCode::Offline {
             SyncPhase::Offline
         } else {
             SyncPhase::Failed

@@ -8,17 +8,18 @@ use linli_domain::{AnyRecord, HelpPost, Notice, Scope, Timestamp};
 use linli_store::Store;
 use serde::Serialize;
 
+use crate::views::{NoticeInfo, PostView};
 use crate::{Api, ApiError, new_id, required, save};
 
 /// A post or notice in a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct BoardRow {
     /// Id.
     pub id: String,
     /// Title.
     pub title: String,
-    /// A post's status code (empty for notices).
-    pub status: String,
+    /// A post's status (none for notices).
+    pub status: Option<PostStatus>,
     /// Posted or published at (ms).
     pub at: i64,
     /// Changed here and not yet at the relay.
@@ -26,10 +27,10 @@ pub struct BoardRow {
 }
 
 /// A notice with how many households confirmed reading it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct NoticeView {
     /// The notice.
-    pub notice: Notice,
+    pub notice: NoticeInfo,
     /// Households that confirmed reading.
     pub confirmed: usize,
     /// Households on this device.
@@ -68,7 +69,7 @@ impl Api {
                 at: r.sort.parse().unwrap_or(0),
                 id: r.id,
                 title: r.title,
-                status: r.status,
+                status: PostStatus::parse(&r.status),
             })
             .collect())
     }
@@ -79,8 +80,8 @@ impl Api {
     }
 
     /// One help post with its replies.
-    pub fn post(&self, id: &str) -> Result<HelpPost, ApiError> {
-        load_post(&self.store(), id)
+    pub fn post(&self, id: &str) -> Result<PostView, ApiError> {
+        Ok(PostView::from(&load_post(&self.store(), id)?))
     }
 
     /// Posts an offer (`offer`) or request (`request`) of help; returns its id.
@@ -111,7 +112,7 @@ impl Api {
     }
 
     /// Replies to a post.
-    pub fn reply_post(&self, id: &str, body: &str) -> Result<HelpPost, ApiError> {
+    pub fn reply_post(&self, id: &str, body: &str) -> Result<PostView, ApiError> {
         let mut store = self.store();
         let mut post = load_post(&store, id)?;
         post.replies.push(Reply {
@@ -126,11 +127,11 @@ impl Api {
             "reply",
             self.today(),
         )?;
-        Ok(post)
+        Ok(PostView::from(&post))
     }
 
     /// Claims an open post (认领), or marks a claimed one done (`done`).
-    pub fn move_post(&self, id: &str, to: PostStatus) -> Result<HelpPost, ApiError> {
+    pub fn move_post(&self, id: &str, to: PostStatus) -> Result<PostView, ApiError> {
         let mut store = self.store();
         let mut post = load_post(&store, id)?;
         let user = store.author().user.clone();
@@ -153,7 +154,7 @@ impl Api {
             "help post status",
             self.today(),
         )?;
-        Ok(post)
+        Ok(PostView::from(&post))
     }
 
     /// Notices, newest first.
@@ -168,7 +169,7 @@ impl Api {
         Ok(NoticeView {
             confirmed: notice.receipts.len(),
             households: store.household_count()?,
-            notice,
+            notice: NoticeInfo::from(&notice),
         })
     }
 

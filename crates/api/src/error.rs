@@ -60,33 +60,113 @@ pub enum ApiError {
     Invite(#[from] linli_wire::WireError),
 }
 
+/// The stable code of an [`ApiError`], the part the front end branches on (a union of
+/// string literals in TypeScript).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No record with this id.
+    NotFound,
+    /// Input does not fit (the message names the field).
+    Invalid,
+    /// The device has no community (or no store) yet.
+    NoCommunity,
+    /// The device already has a community.
+    HasCommunity,
+    /// The device's role does not allow it.
+    Forbidden,
+    /// The disk is full.
+    StorageFull,
+    /// The store failed.
+    Store,
+    /// The relay or the peer cannot be reached.
+    Offline,
+    /// The relay or the peer refused.
+    Refused,
+    /// Syncing failed otherwise.
+    Sync,
+    /// Devices took different steps of a request at once: one must be kept.
+    Conflict,
+    /// The request cannot take this step.
+    Step,
+    /// An invitation code cannot be read.
+    Invite,
+    /// A file cannot be read.
+    Io,
+    /// The app itself failed.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as sent to the front end (`not_found`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::NoCommunity => "no_community",
+            ErrorCode::HasCommunity => "has_community",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::Store => "store",
+            ErrorCode::Offline => "offline",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Sync => "sync",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Step => "step",
+            ErrorCode::Invite => "invite",
+            ErrorCode::Io => "io",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl ApiError {
     /// The stable code the front end branches on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Store(StoreError::NotFound(_)) | ApiError::NotFound { .. } => "not_found",
+            ApiError::Store(StoreError::NotFound(_)) | ApiError::NotFound { .. } => {
+                ErrorCode::NotFound
+            }
             ApiError::Store(
                 StoreError::Invalid { .. }
                 | StoreError::Field { .. }
                 | StoreError::Import { .. }
                 | StoreError::Duplicate { .. },
-            ) => "invalid",
+            ) => ErrorCode::Invalid,
             ApiError::Store(StoreError::NoCommunity)
             | ApiError::NoCommunity
-            | ApiError::NoStore(_) => "no_community",
-            ApiError::Store(StoreError::HasCommunity(_)) => "has_community",
-            ApiError::Store(StoreError::Identity(_)) | ApiError::Forbidden(_) => "forbidden",
-            ApiError::Store(e) if e.is_storage_full() => "storage_full",
-            ApiError::Store(_) => "store",
-            ApiError::Sync(SyncError::Unreachable { .. } | SyncError::PeerLink { .. }) => "offline",
-            ApiError::Sync(SyncError::Refused { .. } | SyncError::NotAllowed(_)) => "refused",
-            ApiError::Sync(_) => "sync",
-            ApiError::Step(StepError::Conflict(_)) => "conflict",
-            ApiError::Step(_) => "step",
-            ApiError::Invalid { .. } => "invalid",
-            ApiError::Invite(_) => "invite",
-            ApiError::Read { .. } => "io",
-            ApiError::Internal(_) => "internal",
+            | ApiError::NoStore(_) => ErrorCode::NoCommunity,
+            ApiError::Store(StoreError::HasCommunity(_)) => ErrorCode::HasCommunity,
+            ApiError::Store(StoreError::Identity(_)) | ApiError::Forbidden(_) => {
+                ErrorCode::Forbidden
+            }
+            ApiError::Store(e) if e.is_storage_full() => ErrorCode::StorageFull,
+            ApiError::Store(_) => ErrorCode::Store,
+            ApiError::Sync(SyncError::Unreachable { .. } | SyncError::PeerLink { .. }) => {
+                ErrorCode::Offline
+            }
+            ApiError::Sync(SyncError::Refused { .. } | SyncError::NotAllowed(_)) => {
+                ErrorCode::Refused
+            }
+            ApiError::Sync(_) => ErrorCode::Sync,
+            ApiError::Step(StepError::Conflict(_)) => ErrorCode::Conflict,
+            ApiError::Step(_) => ErrorCode::Step,
+            ApiError::Invalid { .. } => ErrorCode::Invalid,
+            ApiError::Invite(_) => ErrorCode::Invite,
+            ApiError::Read { .. } => ErrorCode::Io,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -101,8 +181,26 @@ impl ApiError {
 impl serde::Serialize for ApiError {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("ApiError", 2)?;
-        st.serialize_field("code", self.code())?;
+        st.serialize_field("code", &self.code())?;
         st.serialize_field("message", &self.to_string())?;
         st.end()
     }
 }
+
+// The front end's type of an error, `{ code, message }`, described by a mirror of what
+// `Serialize` above writes.
+const _: () = {
+    mod specta_shape {
+        use super::ErrorCode;
+        /// An error of a command: a stable code the UI branches on, and a message for people.
+        #[derive(serde::Serialize, specta::Type)]
+        #[specta(remote = super::ApiError)]
+        #[allow(dead_code)]
+        pub struct ApiError {
+            /// What went wrong, as a stable code.
+            code: ErrorCode,
+            /// What went wrong, for people.
+            message: String,
+        }
+    }
+};

@@ -22,6 +22,7 @@ mod roster;
 mod rt;
 pub mod setup;
 mod tasks;
+mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -34,11 +35,7 @@ use serde::Serialize;
 
 pub use background::{Backoff, SyncEvent, SyncHandle, SyncPhase, SyncStatus};
 pub use board::{BoardRow, NoticeView};
-pub use error::ApiError;
-pub use linli_store::Hit;
-pub use linli_store::KnownPeer;
-pub use linli_store::SetAside;
-pub use linli_store::screens::{CompoundNode, HouseholdRow};
+pub use error::{ApiError, ErrorCode};
 pub use overview::Overview;
 pub use peers::{NearbyPeer, PeerServer, PeerSync};
 pub use records::{DemoFill, Doctor};
@@ -49,6 +46,11 @@ pub use roster::{
     PlaceRow, VisitRow,
 };
 pub use tasks::{NewTask, TaskRow, TaskView, Template};
+pub use views::{
+    AuditRow, BuildingNode, ChecklistRow, CompoundNode, EventView, Hit, HouseholdInfo,
+    HouseholdRow, KnownPeer, LoopView, Matched, NoticeInfo, PersonInfo, PostView, ReplyView,
+    RequestInfo, SetAside, StepView, TaskInfo,
+};
 
 /// Households in the demo community the app offers on first start.
 pub const DEMO_HOUSEHOLDS: usize = 2000;
@@ -84,7 +86,7 @@ impl std::fmt::Debug for Api {
 }
 
 /// What the app shows first: whose device this is and what it may do.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct AppStatus {
     /// The community, once created or joined.
     pub community: Option<CommunityInfo>,
@@ -101,7 +103,7 @@ pub struct AppStatus {
 }
 
 /// The community, as the app needs it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct CommunityInfo {
     /// Id.
     pub id: String,
@@ -110,18 +112,97 @@ pub struct CommunityInfo {
     /// 街道 street office.
     pub street: String,
     /// 网格 grids.
-    pub grids: Vec<Grid>,
+    pub grids: Vec<GridInfo>,
     /// 小区 compound names.
     pub compounds: Vec<String>,
     /// 诉求类别 request categories with their deadlines.
-    pub categories: Vec<RequestCategory>,
+    pub categories: Vec<CategoryInfo>,
+}
+
+/// 网格 a grid of the community.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+pub struct GridInfo {
+    /// Its id (`G01`).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its grid worker.
+    pub worker: String,
+}
+
+impl From<Grid> for GridInfo {
+    fn from(g: Grid) -> GridInfo {
+        GridInfo {
+            id: g.id,
+            name: g.name,
+            worker: g.worker,
+        }
+    }
+}
+
+/// 诉求类别 a category of service requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+pub struct CategoryInfo {
+    /// Its code (`utilities`).
+    pub code: String,
+    /// Its name.
+    pub name: String,
+    /// Hours to handle a request of it (处置时限).
+    pub deadline_hours: u32,
+}
+
+impl From<RequestCategory> for CategoryInfo {
+    fn from(c: RequestCategory) -> CategoryInfo {
+        CategoryInfo {
+            code: c.code,
+            name: c.name,
+            deadline_hours: c.deadline_hours,
+        }
+    }
+}
+
+/// A device's role, as the app names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleCode {
+    /// 社区工作人员 committee staff.
+    Staff,
+    /// 网格员 grid worker.
+    Grid,
+    /// 业委会成员 owners' committee member.
+    Owners,
+}
+
+impl RoleCode {
+    /// The code (`staff`, `grid`, `owners`), as the command line spells it.
+    pub fn code(self) -> &'static str {
+        self.role().code()
+    }
+
+    fn role(self) -> Role {
+        match self {
+            RoleCode::Staff => Role::Staff,
+            RoleCode::Grid => Role::Grid,
+            RoleCode::Owners => Role::Owners,
+        }
+    }
+}
+
+impl From<Role> for RoleCode {
+    fn from(r: Role) -> RoleCode {
+        match r {
+            Role::Staff => RoleCode::Staff,
+            Role::Grid => RoleCode::Grid,
+            Role::Owners => RoleCode::Owners,
+        }
+    }
 }
 
 /// What this device may do.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct RoleInfo {
-    /// `staff`, `grid` or `owners`.
-    pub code: &'static str,
+    /// The role.
+    pub code: RoleCode,
     /// Grids of a grid worker.
     pub grids: Vec<String>,
     /// May see ID numbers and phones in full (each reveal is logged).
@@ -137,7 +218,7 @@ pub struct RoleInfo {
 impl RoleInfo {
     fn of(role: Role, grids: Vec<String>) -> RoleInfo {
         RoleInfo {
-            code: role.code(),
+            code: role.into(),
             grids,
             may_reveal: matches!(role, Role::Staff | Role::Grid),
             may_manage: role == Role::Staff,
@@ -259,9 +340,13 @@ impl Api {
                     id: c.id,
                     name: c.name,
                     street: c.street,
-                    grids: c.grids,
+                    grids: c.grids.into_iter().map(GridInfo::from).collect(),
                     compounds: c.compounds.into_iter().map(|x| x.name).collect(),
-                    categories: c.request_categories,
+                    categories: c
+                        .request_categories
+                        .into_iter()
+                        .map(CategoryInfo::from)
+                        .collect(),
                 },
                 // Joined, and the community's document has not arrived yet.
                 Err(linli_store::StoreError::NotFound(_)) => CommunityInfo {
@@ -270,7 +355,10 @@ impl Api {
                     street: String::new(),
                     grids: Vec::new(),
                     compounds: Vec::new(),
-                    categories: linli_domain::request::default_categories(),
+                    categories: linli_domain::request::default_categories()
+                        .into_iter()
+                        .map(CategoryInfo::from)
+                        .collect(),
                 },
                 Err(e) => return Err(e.into()),
             }),

@@ -28,12 +28,12 @@ use crate::rt::{on_own_runtime, runtime};
 use crate::{Api, ApiError};
 
 /// What a direct sync did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct PeerSync {
     /// The other device, in words (its role).
     pub peer: String,
-    /// Its role code (`staff`, `grid`, `owners`).
-    pub role: Option<String>,
+    /// Its role.
+    pub role: Option<crate::RoleCode>,
     /// A grid worker's grids.
     pub grids: Vec<String>,
     /// Documents sent.
@@ -45,9 +45,9 @@ pub struct PeerSync {
 }
 
 /// A device of this community announced on the local network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct NearbyPeer {
-    /// Its device key (hex), as in [`KnownPeer::key`].
+    /// Its device key (hex), as in [`crate::KnownPeer::key`].
     pub key: String,
     /// Where it serves.
     pub addrs: Vec<String>,
@@ -68,7 +68,10 @@ impl Api {
         let r = self.sync_ticket(&ticket, None, None)?;
         Ok(PeerSync {
             peer: r.peer,
-            role: r.role.map(str::to_string),
+            role: r
+                .role
+                .and_then(linli_wire::Role::parse)
+                .map(crate::RoleCode::from),
             grids: r.grids,
             sent: r.counts.sent,
             received: r.counts.created + r.counts.changed,
@@ -167,8 +170,13 @@ impl Api {
     }
 
     /// The devices this one has synced with directly, most recent first.
-    pub fn known_peers(&self) -> Result<Vec<KnownPeer>, ApiError> {
-        Ok(self.store().known_peers()?)
+    pub fn known_peers(&self) -> Result<Vec<crate::KnownPeer>, ApiError> {
+        Ok(self
+            .store()
+            .known_peers()?
+            .into_iter()
+            .map(crate::KnownPeer::from)
+            .collect())
     }
 
     /// Forgets a known peer (by its key); the background loop stops trying it.

@@ -8,10 +8,11 @@ use linli_domain::{AnyRecord, LoopStatus, RequestState, Scope, ServiceRequest};
 use linli_store::Store;
 use serde::{Deserialize, Serialize};
 
+use crate::views::{LoopView, RequestInfo};
 use crate::{Api, ApiError, new_id, required, save};
 
 /// Which requests to list.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, specta::Type)]
 #[serde(default)]
 pub struct RequestQuery {
     /// Only this state code (`conflict` for requests in conflict).
@@ -25,7 +26,7 @@ pub struct RequestQuery {
 }
 
 /// A request in a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct RequestRow {
     /// Id.
     pub id: String,
@@ -33,8 +34,8 @@ pub struct RequestRow {
     pub grid: Option<String>,
     /// Title.
     pub title: String,
-    /// State code, or `conflict`.
-    pub state: String,
+    /// Its state, or `conflict`.
+    pub state: RowState,
     /// Reported at (ms).
     pub created: i64,
     /// Deadline of an open request (ms).
@@ -48,12 +49,12 @@ pub struct RequestRow {
 }
 
 /// A request page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct RequestView {
     /// The request with its whole history of steps and events.
-    pub request: ServiceRequest,
+    pub request: RequestInfo,
     /// Where it stands: one state, or competing branches.
-    pub status: LoopStatus,
+    pub status: LoopView,
     /// The states it may move to now (none while in conflict).
     pub next: Vec<RequestState>,
     /// The deadline after extensions (ms).
@@ -66,8 +67,43 @@ pub struct RequestView {
     pub unsynced: bool,
 }
 
+/// A request's state in a list: one state, or `conflict` (devices moved it differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(untagged)]
+pub enum RowState {
+    /// One state.
+    State(RequestState),
+    /// In conflict.
+    Conflict(Conflicted),
+}
+
+/// The code of a request in conflict: `conflict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+pub enum Conflicted {
+    /// `conflict`.
+    #[serde(rename = "conflict")]
+    Conflict,
+}
+
+impl RowState {
+    /// Reads the state column of the derived tables: a state code, or `conflict`. (They are
+    /// written from documents this version read, so every code is known; anything else is
+    /// shown as a conflict, which asks a person to look.)
+    fn parse(s: &str) -> RowState {
+        RequestState::parse(s).map_or(RowState::Conflict(Conflicted::Conflict), RowState::State)
+    }
+
+    /// The code (`accepted`, `conflict`).
+    pub fn code(self) -> &'static str {
+        match self {
+            RowState::State(s) => s.code(),
+            RowState::Conflict(_) => "conflict",
+        }
+    }
+}
+
 /// Why a request needs attention now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
 #[serde(rename_all = "snake_case")]
 pub enum ReminderKind {
     /// Past its deadline (逾期).
@@ -77,7 +113,7 @@ pub enum ReminderKind {
 }
 
 /// 提醒 An open request to remind the user of, once per device and deadline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct Reminder {
     /// The request.
     pub id: String,
@@ -103,7 +139,7 @@ pub fn reminder_kind(created: i64, deadline: i64, now: i64) -> Option<ReminderKi
 }
 
 /// A request to report.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, specta::Type)]
 pub struct NewRequest {
     /// What is wrong.
     pub title: String,
@@ -151,9 +187,9 @@ impl Api {
                 id: r.id,
                 grid: r.grid,
                 title: r.title,
-                state: r.status,
+                state: RowState::parse(&r.status),
             })
-            .filter(|r| q.state.as_ref().is_none_or(|s| &r.state == s))
+            .filter(|r| q.state.as_ref().is_none_or(|s| r.state.code() == s))
             .filter(|r| !q.open || r.deadline.is_some())
             .filter(|r| !q.overdue || r.overdue)
             .collect())
@@ -229,11 +265,11 @@ impl Api {
         Ok(RequestView {
             overdue: r.is_overdue(self.now()),
             deadline: r.current_deadline().0,
-            status,
+            status: LoopView::from(&status),
             next,
             category_name,
             unsynced,
-            request: r,
+            request: RequestInfo::from(&r),
         })
     }
 

@@ -10,14 +10,15 @@ use linli_domain::{
     Address, AnyRecord, Area, Day, Gender, Household, IdType, Person, Relation, Residence, Scope,
     Sensitive, SensitiveFields, Tenure, Visit, validate_household,
 };
-use linli_store::screens::{CompoundNode, HouseholdFilter, HouseholdRow};
-use linli_store::{Hit, Store, StoreError};
+use linli_store::screens::HouseholdFilter;
+use linli_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::views::{AuditRow, CompoundNode, Hit, HouseholdInfo, HouseholdRow, PersonInfo};
 use crate::{Api, ApiError, RoleInfo, new_id, required};
 
 /// Which households to list; `not_visited_since` is a day, `YYYY-MM-DD`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, specta::Type)]
 #[serde(default)]
 pub struct HouseholdQuery {
     /// Only this compound.
@@ -35,10 +36,10 @@ pub struct HouseholdQuery {
 }
 
 /// A household page: the household, its members with masked sensitive values, its visits.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct HouseholdView {
-    /// The household document (members without sensitive fields).
-    pub household: Household,
+    /// The household.
+    pub household: HouseholdInfo,
     /// Members, in order, with their sensitive fields masked.
     pub members: Vec<MemberView>,
     /// Visits, newest first.
@@ -48,10 +49,10 @@ pub struct HouseholdView {
 }
 
 /// A member with masked sensitive fields.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct MemberView {
     /// The person.
-    pub person: Person,
+    pub person: PersonInfo,
     /// 证件类型 code.
     pub id_type: IdType,
     /// 证件号码, masked (`1101**********1234`).
@@ -69,7 +70,7 @@ pub struct MemberView {
 
 /// A person page: the person (sensitive values masked), where they live and have lived, and
 /// who revealed their ID number or phone on this device.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct PersonView {
     /// The person, as on their current household.
     pub member: MemberView,
@@ -83,13 +84,13 @@ pub struct PersonView {
     pub places: Vec<PlaceRow>,
     /// Reveals of their ID number or phone on this device, newest first (only for roles
     /// that may reveal; empty otherwise).
-    pub reveals: Vec<linli_store::AuditEntry>,
+    pub reveals: Vec<AuditRow>,
     /// Changed here and not yet at the relay.
     pub unsynced: bool,
 }
 
 /// One household a person is or was on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct PlaceRow {
     /// Household id.
     pub household: String,
@@ -106,20 +107,20 @@ pub struct PlaceRow {
 }
 
 /// A visit in a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct VisitRow {
     /// Visit id.
     pub id: String,
     /// When (ms).
     pub at: i64,
-    /// Outcome code.
-    pub outcome: String,
-    /// Method code (`in_person`, `phone`, `wechat`).
-    pub method: String,
+    /// 完成 / 未遇.
+    pub outcome: VisitOutcome,
+    /// 入户 / 电话 / 微信.
+    pub method: VisitMethod,
     /// Who made the visit.
     pub worker: String,
     /// When to try again (after 未遇).
-    pub retry_on: Option<String>,
+    pub retry_on: Option<Day>,
     /// Follow-up of attention tags.
     pub follow_up: String,
     /// Notes.
@@ -127,7 +128,7 @@ pub struct VisitRow {
 }
 
 /// A new household (新增住户) with its head.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, specta::Type)]
 pub struct NewHousehold {
     /// The address.
     pub address: Address,
@@ -160,7 +161,7 @@ pub struct NewHousehold {
 }
 
 /// A new member of an existing household (新增成员).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, specta::Type)]
 pub struct NewMember {
     /// Name.
     pub name: String,
@@ -182,7 +183,7 @@ pub struct NewMember {
 }
 
 /// A visit to record (入户走访).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, specta::Type)]
 pub struct NewVisit {
     /// The household.
     pub household: String,
@@ -250,7 +251,7 @@ fn head_may_leave(h: &Household, person: &str) -> Result<(), ApiError> {
 fn masked(h: &Household, p: &Person, f: Option<&SensitiveFields>) -> MemberView {
     MemberView {
         may_leave: !h.head_must_stay(&p.id),
-        person: p.clone(),
+        person: PersonInfo::from(p),
         id_type: f.map_or(IdType::ResidentId, |f| f.id_type),
         id_number: f.map(|f| mask_id_number(&f.id_number)).unwrap_or_default(),
         phone: f.map(|f| mask_phone(&f.phone)).unwrap_or_default(),
@@ -281,7 +282,12 @@ pub(crate) fn day_start_ms(day: Day) -> i64 {
 impl Api {
     /// Compounds → buildings → units, with household counts (the roster's tree).
     pub fn compounds(&self) -> Result<Vec<CompoundNode>, ApiError> {
-        Ok(self.store().compounds()?)
+        Ok(self
+            .store()
+            .compounds()?
+            .into_iter()
+            .map(CompoundNode::from)
+            .collect())
     }
 
     /// Households in address order, filtered, with their "not yet synced" marks.
@@ -304,7 +310,7 @@ impl Api {
         for r in &mut rows {
             r.unsynced = pending.contains(&r.id) || pending.contains(&Sensitive::doc_id(&r.id));
         }
-        Ok(rows)
+        Ok(rows.into_iter().map(HouseholdRow::from).collect())
     }
 
     /// A household page. Sensitive values are masked.
@@ -326,10 +332,10 @@ impl Api {
                 visits.push(VisitRow {
                     at: v.at.0,
                     id: v.id,
-                    outcome: v.outcome.code().to_string(),
-                    method: v.method.code().to_string(),
+                    outcome: v.outcome,
+                    method: v.method,
                     worker: v.worker,
-                    retry_on: v.retry_on.map(|d| d.to_string()),
+                    retry_on: v.retry_on,
                     follow_up: v.follow_up,
                     notes: v.notes,
                 });
@@ -337,7 +343,7 @@ impl Api {
         }
         Ok(HouseholdView {
             unsynced: self.unsynced(&store, &[id, &Sensitive::doc_id(id)])?,
-            household,
+            household: HouseholdInfo::from(&household),
             members,
             visits,
         })
@@ -377,7 +383,11 @@ impl Api {
         }
         let (member, h) = member.ok_or_else(not_found)?;
         let reveals = if self.role(&store)?.may_reveal {
-            store.audit_of(id, 50)?
+            store
+                .audit_of(id, 50)?
+                .into_iter()
+                .map(AuditRow::from)
+                .collect()
         } else {
             Vec::new()
         };
@@ -460,7 +470,12 @@ impl Api {
         if text.trim().is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.store().search(text, limit.clamp(1, 500))?)
+        Ok(self
+            .store()
+            .search(text, limit.clamp(1, 500))?
+            .into_iter()
+            .map(Hit::from)
+            .collect())
     }
 
     /// A person's ID number or phone in full, if the role allows; the reveal is logged first.
@@ -544,7 +559,7 @@ impl Api {
                 "is required for a building with no households yet",
             ));
         };
-        if role.code == "grid" && !role.grids.contains(&grid) {
+        if role.code == crate::RoleCode::Grid && !role.grids.contains(&grid) {
             return Err(ApiError::Forbidden(format!(
                 "grid {grid} is not one of this device's grids"
             )));

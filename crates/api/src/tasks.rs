@@ -9,10 +9,11 @@ use linli_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::roster::parse_day;
+use crate::views::TaskInfo;
 use crate::{Api, ApiError, new_id, required, save};
 
 /// A checklist template.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct Template {
     /// Its name (the task's kind).
     pub name: &'static str,
@@ -21,7 +22,7 @@ pub struct Template {
 }
 
 /// A task in a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct TaskRow {
     /// Id.
     pub id: String,
@@ -29,8 +30,8 @@ pub struct TaskRow {
     pub grid: Option<String>,
     /// Title.
     pub title: String,
-    /// Status code.
-    pub status: String,
+    /// Status.
+    pub status: TaskStatus,
     /// Due day, `YYYY-MM-DD` (empty: none).
     pub due: String,
     /// Past its due day and not done.
@@ -44,16 +45,16 @@ pub struct TaskRow {
 }
 
 /// A task page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct TaskView {
     /// The task with its checklist.
-    pub task: Task,
+    pub task: TaskInfo,
     /// Changed here and not yet at the relay.
     pub unsynced: bool,
 }
 
 /// A task to create.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, specta::Type)]
 pub struct NewTask {
     /// The template's name.
     pub template: String,
@@ -118,7 +119,8 @@ impl Api {
                     id: r.id,
                     grid: r.grid,
                     title: r.title,
-                    status: r.status,
+                    // Written from documents this version read: every code is known.
+                    status: TaskStatus::parse(&r.status).unwrap_or(TaskStatus::Open),
                     due: r.sort,
                     checked,
                     items,
@@ -133,7 +135,7 @@ impl Api {
         let task = load(&store, id)?;
         Ok(TaskView {
             unsynced: self.unsynced(&store, &[id])?,
-            task,
+            task: TaskInfo::from(&task),
         })
     }
 
@@ -248,7 +250,10 @@ impl Api {
             self.today(),
         )?;
         let unsynced = self.unsynced(&store, &[task])?;
-        Ok(TaskView { task: t, unsynced })
+        Ok(TaskView {
+            task: TaskInfo::from(&t),
+            unsynced,
+        })
     }
 
     /// Turns a failed checklist item into a service request (category 环境卫生 unless the

@@ -15,7 +15,7 @@ use linli_api::{
 };
 use linli_domain::request::Satisfaction;
 use linli_domain::work::{VisitMethod, VisitOutcome};
-use linli_domain::{Address, Gender, IdType, LoopStatus, RequestState, Residence, Tenure};
+use linli_domain::{Address, Gender, IdType, RequestState, Residence, Tenure};
 use relay::Relay;
 
 fn staff(dir: &std::path::Path) -> Api {
@@ -75,7 +75,7 @@ fn a_new_device_creates_a_community_and_keeps_its_roster() {
     let role = status.role.unwrap();
     assert_eq!(
         (role.code, role.may_reveal, role.may_manage),
-        ("staff", true, true)
+        (linli_api::RoleCode::Staff, true, true)
     );
 
     let mut bad = new_household("501");
@@ -163,7 +163,7 @@ fn a_new_device_creates_a_community_and_keeps_its_roster() {
             .moved_out
             .is_some()
     );
-    assert_eq!(api.overview().unwrap().counts.people, 0);
+    assert_eq!(api.overview().unwrap().people, 0);
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn a_person_moves_to_another_household_and_keeps_their_page() {
     assert!(
         old.members
             .iter()
-            .any(|m| m.person.id == kid && !m.person.is_present())
+            .any(|m| m.person.id == kid && m.person.moved_out.is_some())
     );
     let rows = api.households(&HouseholdQuery::default()).unwrap();
     let members = |id: &str| rows.iter().find(|r| r.id == id).unwrap().members;
@@ -298,7 +298,6 @@ fn demo_roster_visits_and_overview() {
     let visited_in_grid = || {
         api.overview()
             .unwrap()
-            .counts
             .visits
             .iter()
             .find(|g| g.grid == grid)
@@ -384,17 +383,13 @@ fn demo_roster_visits_and_overview() {
     // The page shows what each visit recorded.
     let done = &page.visits[1];
     assert_eq!(
-        (
-            done.outcome.as_str(),
-            done.method.as_str(),
-            done.notes.as_str()
-        ),
+        (done.outcome.code(), done.method.code(), done.notes.as_str()),
         ("done", "in_person", "老人身体不错")
     );
     assert_eq!(done.worker, "王芳");
     let not_home = &page.visits[2];
-    assert_eq!(not_home.outcome, "not_home");
-    assert_eq!(not_home.retry_on, Some(linli_domain::today().to_string()));
+    assert_eq!(not_home.outcome.code(), "not_home");
+    assert_eq!(not_home.retry_on, Some(linli_domain::today()));
     let gone = page
         .members
         .iter()
@@ -420,8 +415,8 @@ fn demo_roster_visits_and_overview() {
         .unwrap();
     assert_eq!(not_visited.len(), 59);
     assert!(not_visited.iter().all(|h| h.id != target));
-    assert!(after.counts.households == 60 && after.counts.people > 60);
-    assert!(!after.counts.tags.is_empty());
+    assert!(after.households == 60 && after.people > 60);
+    assert!(!after.tags.is_empty());
 }
 
 #[test]
@@ -451,7 +446,7 @@ fn a_request_goes_around_its_loop() {
         })
         .unwrap();
     let view = api.request(&id).unwrap();
-    assert_eq!(view.request.scope.grid.as_deref(), Some("G01"));
+    assert_eq!(view.request.grid.as_deref(), Some("G01"));
     assert_eq!(
         view.next,
         vec![RequestState::Accepted, RequestState::Rejected]
@@ -497,7 +492,7 @@ fn a_request_goes_around_its_loop() {
 
     let rows = api.requests(&RequestQuery::default()).unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].state, "closed");
+    assert_eq!(rows[0].state.code(), "closed");
     assert!(
         api.requests(&RequestQuery {
             open: true,
@@ -584,7 +579,7 @@ fn devices_sync_through_a_relay_and_settle_a_conflict() {
         .unwrap();
     assert_eq!(owners.sync_once().phase, SyncPhase::Synced);
     let st = owners.status().unwrap();
-    assert_eq!(st.role.as_ref().unwrap().code, "owners");
+    assert_eq!(st.role.as_ref().unwrap().code, linli_api::RoleCode::Owners);
     assert_eq!(st.households, 0);
     assert!(owners.invite("staff", &[]).is_err());
 
@@ -610,13 +605,15 @@ fn devices_sync_through_a_relay_and_settle_a_conflict() {
     assert_eq!(c.sync_once().phase, SyncPhase::Synced);
     assert_eq!(a.sync_once().phase, SyncPhase::Synced);
     let view = a.request(&rq).unwrap();
-    let LoopStatus::Conflict { branches } = &view.status else {
+    let linli_api::LoopView::Conflict { branches } = &view.status else {
         panic!("expected a conflict: {:?}", view.status)
     };
     assert_eq!(branches.len(), 2);
     assert!(view.next.is_empty());
     assert_eq!(
-        a.requests(&RequestQuery::default()).unwrap()[0].state,
+        a.requests(&RequestQuery::default()).unwrap()[0]
+            .state
+            .code(),
         "conflict"
     );
     let err = a.advance_request(&rq, RequestState::Done, "").unwrap_err();
@@ -630,7 +627,7 @@ fn devices_sync_through_a_relay_and_settle_a_conflict() {
     let view = a.settle_request(&rq, &keep, "已上门处理").unwrap();
     assert!(matches!(
         view.status,
-        LoopStatus::Settled {
+        linli_api::LoopView::Settled {
             state: RequestState::InProgress,
             ..
         }
@@ -868,7 +865,7 @@ fn an_inspection_task_is_ticked_and_a_failed_item_becomes_a_request() {
         req.request.title
     );
     assert_eq!(req.request.description, "消防通道堆放自行车");
-    assert_eq!(req.request.scope.grid.as_deref(), Some("G01"));
+    assert_eq!(req.request.grid.as_deref(), Some("G01"));
 
     for i in &items[1..] {
         api.check_item(&id, i, true, "").unwrap();
@@ -877,12 +874,12 @@ fn an_inspection_task_is_ticked_and_a_failed_item_becomes_a_request() {
     assert_eq!(view.task.status, linli_domain::TaskStatus::Done);
     let rows = api.tasks(None).unwrap();
     assert_eq!(
-        (rows[0].status.as_str(), rows[0].checked),
+        (rows[0].status.code(), rows[0].checked),
         ("done", fire.items.len() as u32)
     );
     assert!(!rows[0].overdue);
     let overview = api.overview().unwrap();
-    assert_eq!(overview.counts.tasks[0].done, 1);
+    assert_eq!(overview.tasks[0].done, 1);
 }
 
 #[test]
@@ -904,7 +901,10 @@ fn help_posts_and_notices_with_read_confirmations() {
     assert_eq!(p.claimed_by.as_deref(), Some("王芳"));
     let p = api.move_post(&post, PostStatus::Done).unwrap();
     assert_eq!((p.status, p.replies.len()), (PostStatus::Done, 1));
-    assert_eq!(api.posts().unwrap()[0].status, "done");
+    assert_eq!(
+        api.posts().unwrap()[0].status,
+        Some(linli_domain::PostStatus::Done)
+    );
 
     assert!(
         api.publish_notice("停水通知", "", true).is_err(),
@@ -1305,7 +1305,7 @@ fn a_request_becomes_overdue_when_the_clock_passes_its_deadline() {
         .len()
     };
     assert_eq!(overdue(&api), 0);
-    clock.set(linli_domain::Timestamp(deadline.0 + 60_000));
+    clock.set(linli_domain::Timestamp(deadline + 60_000));
     assert!(api.request(&id).unwrap().overdue);
     assert_eq!(overdue(&api), 1);
 }

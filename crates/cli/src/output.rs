@@ -1,6 +1,7 @@
 //! Text for people and JSON for scripts.
 
-use linli_store::{HistoryEntry, Hit, Row};
+use linli_api::Hit;
+use linli_store::{HistoryEntry, Row};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -145,12 +146,8 @@ pub fn print_hits(hits: &[Hit]) {
             pad(&escape(&h.name), w_name),
             pad(&escape(h.grid.as_deref().unwrap_or("-")), 4),
             escape(&h.address),
-            escape(
-                linli_domain::Relation::parse(&h.relation)
-                    .map(|r| r.zh())
-                    .unwrap_or(&h.relation)
-            ),
-            escape(h.matched)
+            h.relation.map_or("-", |r| r.zh()),
+            h.matched.code()
         );
     }
 }

@@ -209,7 +209,19 @@ record_impl!(
 );
 
 /// 标准地址 a standard address: compound + building + unit + room.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Reconcile)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Reconcile,
+    specta::Type,
+)]
 pub struct Address {
     /// 小区
     pub compound: String,

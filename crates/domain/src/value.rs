@@ -22,6 +22,18 @@ macro_rules! str_enum {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         $vis enum $name { $( $(#[$vmeta])* $variant ),+ }
 
+        // The front end's type: a union of the codes (`"male" | "female"`), described by a
+        // mirror of the enum whose variants are renamed to their codes.
+        const _: () = {
+            mod specta_shape {
+                $(#[$meta])*
+                #[derive(::serde::Serialize, ::specta::Type)]
+                #[specta(remote = super::$name)]
+                #[allow(dead_code)]
+                pub enum $name { $( #[serde(rename = $code)] $variant ),+ }
+            }
+        };
+
         impl $name {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -71,7 +83,8 @@ macro_rules! str_enum {
 }
 
 /// A calendar day (birth dates, due dates, move-in dates), stored as `YYYY-MM-DD`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, specta::Type)]
+#[specta(type = String)]
 pub struct Day(pub NaiveDate);
 
 impl Day {
@@ -227,7 +240,8 @@ impl Hydrate for Timestamp {
 
 /// A floor area in hundredths of a square metre (0.01 m²), exact so that ballot tallies can be
 /// computed with integers. JSON carries it as a decimal number of square metres (`87.35`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, specta::Type)]
+#[specta(type = f64)]
 pub struct Area(pub u64);
 
 impl Area {

@@ -44,7 +44,7 @@ str_enum! {
 }
 
 /// A change to one person, recorded in a visit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Hydrate, Reconcile, specta::Type)]
 pub struct PersonChange {
     /// The person id.
     #[key]
