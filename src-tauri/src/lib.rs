@@ -16,8 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use linli_api::{
     Api, ApiError, AppStatus, Backoff, CompoundNode, HouseholdQuery, HouseholdRow, HouseholdView,
     NewHousehold, NewMember, NewRequest, NewTask, NewVisit, Overview, PersonView, Reminder,
-    RequestQuery, RequestRow, RequestView, SyncEvent, SyncHandle, SyncStatus, TaskRow, TaskView,
-    Template,
+    RequestQuery, RequestRow, RequestView, RevealField, SyncEvent, SyncHandle, SyncStatus, TaskRow,
+    TaskView, Template,
 };
 use linli_api::{
     BoardRow, KnownPeer, NearbyPeer, NoticeView, PeerServer, PeerSync, PostView, RoleCode,
@@ -185,8 +185,8 @@ async fn search(s: State<'_, Linli>, text: String) -> Res<Vec<linli_api::Hit>> {
 
 #[tauri::command]
 #[specta::specta]
-async fn reveal(s: State<'_, Linli>, person: String, field: String) -> Res<String> {
-    blocking(&s.api, move |api| api.reveal(&person, &field)).await
+async fn reveal(s: State<'_, Linli>, person: String, field: RevealField) -> Res<String> {
+    blocking(&s.api, move |api| api.reveal(&person, field.code())).await
 }
 
 #[tauri::command]

@@ -16,7 +16,7 @@ export const commands = {
 	households: (query: HouseholdQuery) => __TAURI_INVOKE<HouseholdRow[]>("households", { query }),
 	household: (id: string) => __TAURI_INVOKE<HouseholdView>("household", { id }),
 	search: (text: string) => __TAURI_INVOKE<Hit[]>("search", { text }),
-	reveal: (person: string, field: string) => __TAURI_INVOKE<string>("reveal", { person, field }),
+	reveal: (person: string, field: RevealField) => __TAURI_INVOKE<string>("reveal", { person, field }),
 	edit: (id: string, field: string, value: string) => __TAURI_INVOKE<boolean>("edit", { id, field, value }),
 	addHousehold: (input: NewHousehold) => __TAURI_INVOKE<string>("add_household", { input }),
 	addMember: (household: string, input: NewMember) => __TAURI_INVOKE<string>("add_member", { household, input }),
@@ -898,6 +898,13 @@ export type RequestView = {
 
 /**  人口类型 residence type */
 export type Residence = "registered" | "floating" | "staying";
+
+/**  A sensitive value a role may see in full (each time logged). */
+export type RevealField = 
+/**  证件号码. */
+"id_number" | 
+/**  电话. */
+"phone";
 
 /**  A device's role, as the app names it. */
 export type RoleCode = 

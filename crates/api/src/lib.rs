@@ -43,7 +43,7 @@ pub use relay::stop_signal;
 pub use requests::{NewRequest, Reminder, ReminderKind, RequestQuery, RequestRow, RequestView};
 pub use roster::{
     HouseholdQuery, HouseholdView, MemberView, NewHousehold, NewMember, NewVisit, PersonView,
-    PlaceRow, VisitRow,
+    PlaceRow, RevealField, VisitRow,
 };
 pub use tasks::{NewTask, TaskRow, TaskView, Template};
 pub use views::{

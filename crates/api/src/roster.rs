@@ -35,6 +35,26 @@ pub struct HouseholdQuery {
     pub not_visited_since: Option<String>,
 }
 
+/// A sensitive value a role may see in full (each time logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum RevealField {
+    /// 证件号码.
+    IdNumber,
+    /// 电话.
+    Phone,
+}
+
+impl RevealField {
+    /// The field's code (`id_number`, `phone`), as [`Api::reveal`] takes it.
+    pub fn code(self) -> &'static str {
+        match self {
+            RevealField::IdNumber => "id_number",
+            RevealField::Phone => "phone",
+        }
+    }
+}
+
 /// A household page: the household, its members with masked sensitive values, its visits.
 #[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct HouseholdView {
