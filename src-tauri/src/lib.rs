@@ -43,9 +43,12 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(ApiError::Internal(format!("a call did not finish: {e}"))))
 }
 
-/// The app's state: the device's API and its background sync loop.
+/// The app's state: where the store is, the device's API once a person has unlocked it, and
+/// its background sync loop.
 pub struct Linli {
-    api: Arc<Api>,
+    dir: PathBuf,
+    backoff: Backoff,
+    api: std::sync::RwLock<Option<Arc<Api>>>,
     sync: Mutex<Option<SyncHandle>>,
     peers: Mutex<Option<PeerServer>>,
     window: Window,
@@ -59,12 +62,16 @@ struct Window(Arc<std::sync::OnceLock<Box<dyn WindowHandle>>>);
 /// What the commands do to the running app.
 trait WindowHandle: Send + Sync {
     fn docs_changed(&self, received: usize);
+    fn sync_status(&self, status: SyncStatus);
     fn exit(&self, code: i32);
 }
 
 impl<R: Runtime> WindowHandle for tauri::AppHandle<R> {
     fn docs_changed(&self, received: usize) {
         emit(self, DocsChanged(received));
+    }
+    fn sync_status(&self, status: SyncStatus) {
+        emit(self, SyncStatusChanged(status));
     }
     fn exit(&self, code: i32) {
         tauri::AppHandle::exit(self, code);
@@ -77,6 +84,11 @@ impl Window {
             w.docs_changed(received);
         }
     }
+    fn sync_status(&self, status: SyncStatus) {
+        if let Some(w) = self.0.get() {
+            w.sync_status(status);
+        }
+    }
     fn exit(&self, code: i32) {
         if let Some(w) = self.0.get() {
             w.exit(code);
@@ -85,6 +97,33 @@ impl Window {
 }
 
 impl Linli {
+    /// The device's API, once unlocked.
+    fn api(&self) -> Res<Arc<Api>> {
+        self.api
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(ApiError::Locked)
+    }
+
+    /// Starts what runs while the store is open: the background sync loop, and serving
+    /// nearby devices if the device did when it last ran.
+    fn opened(&self, api: Arc<Api>) {
+        *self.api.write().unwrap_or_else(|p| p.into_inner()) = Some(api.clone());
+        let window = self.window.clone();
+        let sync = SyncHandle::spawn(api.clone(), self.backoff, move |event| match event {
+            SyncEvent::Status(s) => window.sync_status(s),
+            SyncEvent::Changed { received } => window.docs_changed(received),
+        });
+        *self.sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync);
+        // Left serving nearby devices last time: serve again, on the same port.
+        if api.serving_wanted().unwrap_or(false)
+            && let Err(e) = start_serving(self)
+        {
+            tracing::warn!(error = %e, "cannot serve nearby devices");
+        }
+    }
+
     fn sync_now(&self) {
         if let Some(h) = self.sync.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             h.sync_now();
@@ -113,7 +152,7 @@ fn emit<R: Runtime>(app: &tauri::AppHandle<R>, event: impl Event + serde::Serial
 #[tauri::command]
 #[specta::specta]
 async fn status(s: State<'_, Linli>) -> Res<AppStatus> {
-    blocking(&s.api, move |api| api.status()).await
+    blocking(&s.api()?, move |api| api.status()).await
 }
 
 #[tauri::command]
@@ -124,7 +163,7 @@ async fn create_community(
     street: String,
     user: String,
 ) -> Res<AppStatus> {
-    blocking(&s.api, move |api| {
+    blocking(&s.api()?, move |api| {
         api.create_community(&name, &street, &user)
     })
     .await
@@ -133,7 +172,7 @@ async fn create_community(
 #[tauri::command]
 #[specta::specta]
 async fn start_demo(s: State<'_, Linli>, user: String) -> Res<AppStatus> {
-    blocking(&s.api, move |api| {
+    blocking(&s.api()?, move |api| {
         api.start_demo(linli_api::DEMO_HOUSEHOLDS, &user)
     })
     .await
@@ -142,7 +181,7 @@ async fn start_demo(s: State<'_, Linli>, user: String) -> Res<AppStatus> {
 #[tauri::command]
 #[specta::specta]
 async fn join(s: State<'_, Linli>, code: String, user: String) -> Res<AppStatus> {
-    let status = blocking(&s.api, move |api| api.join(&code, &user)).await;
+    let status = blocking(&s.api()?, move |api| api.join(&code, &user)).await;
     s.sync_now();
     status
 }
@@ -150,67 +189,67 @@ async fn join(s: State<'_, Linli>, code: String, user: String) -> Res<AppStatus>
 #[tauri::command]
 #[specta::specta]
 async fn invite(s: State<'_, Linli>, role: RoleCode, grids: Vec<String>) -> Res<String> {
-    blocking(&s.api, move |api| api.invite(role.code(), &grids)).await
+    blocking(&s.api()?, move |api| api.invite(role.code(), &grids)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn overview(s: State<'_, Linli>) -> Res<Overview> {
-    blocking(&s.api, move |api| api.overview()).await
+    blocking(&s.api()?, move |api| api.overview()).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn compounds(s: State<'_, Linli>) -> Res<Vec<CompoundNode>> {
-    blocking(&s.api, move |api| api.compounds()).await
+    blocking(&s.api()?, move |api| api.compounds()).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn households(s: State<'_, Linli>, query: HouseholdQuery) -> Res<Vec<HouseholdRow>> {
-    blocking(&s.api, move |api| api.households(&query)).await
+    blocking(&s.api()?, move |api| api.households(&query)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn household(s: State<'_, Linli>, id: String) -> Res<HouseholdView> {
-    blocking(&s.api, move |api| api.household(&id)).await
+    blocking(&s.api()?, move |api| api.household(&id)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn search(s: State<'_, Linli>, text: String) -> Res<Vec<linli_api::Hit>> {
-    blocking(&s.api, move |api| api.search(&text, 50)).await
+    blocking(&s.api()?, move |api| api.search(&text, 50)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn reveal(s: State<'_, Linli>, person: String, field: RevealField) -> Res<String> {
-    blocking(&s.api, move |api| api.reveal(&person, field.code())).await
+    blocking(&s.api()?, move |api| api.reveal(&person, field.code())).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn edit(s: State<'_, Linli>, id: String, field: String, value: String) -> Res<bool> {
-    blocking(&s.api, move |api| api.edit(&id, &field, &value)).await
+    blocking(&s.api()?, move |api| api.edit(&id, &field, &value)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn add_household(s: State<'_, Linli>, input: NewHousehold) -> Res<String> {
-    blocking(&s.api, move |api| api.add_household(&input)).await
+    blocking(&s.api()?, move |api| api.add_household(&input)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn add_member(s: State<'_, Linli>, household: String, input: NewMember) -> Res<String> {
-    blocking(&s.api, move |api| api.add_member(&household, &input)).await
+    blocking(&s.api()?, move |api| api.add_member(&household, &input)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn person(s: State<'_, Linli>, id: String) -> Res<PersonView> {
-    blocking(&s.api, move |api| api.person(&id)).await
+    blocking(&s.api()?, move |api| api.person(&id)).await
 }
 
 #[tauri::command]
@@ -221,25 +260,28 @@ async fn move_person(
     to: String,
     relation: Relation,
 ) -> Res<()> {
-    blocking(&s.api, move |api| api.move_person(&person, &to, relation)).await
+    blocking(&s.api()?, move |api| {
+        api.move_person(&person, &to, relation)
+    })
+    .await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn set_head(s: State<'_, Linli>, household: String, person: String) -> Res<()> {
-    blocking(&s.api, move |api| api.set_head(&household, &person)).await
+    blocking(&s.api()?, move |api| api.set_head(&household, &person)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn move_out(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
-    blocking(&s.api, move |api| api.move_out(&person, day.as_deref())).await
+    blocking(&s.api()?, move |api| api.move_out(&person, day.as_deref())).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn mark_deceased(s: State<'_, Linli>, person: String, day: Option<String>) -> Res<bool> {
-    blocking(&s.api, move |api| {
+    blocking(&s.api()?, move |api| {
         api.mark_deceased(&person, day.as_deref())
     })
     .await
@@ -248,13 +290,13 @@ async fn mark_deceased(s: State<'_, Linli>, person: String, day: Option<String>)
 #[tauri::command]
 #[specta::specta]
 async fn record_visit(s: State<'_, Linli>, input: NewVisit) -> Res<String> {
-    blocking(&s.api, move |api| api.record_visit(&input)).await
+    blocking(&s.api()?, move |api| api.record_visit(&input)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn requests(s: State<'_, Linli>, query: RequestQuery) -> Res<Vec<RequestRow>> {
-    blocking(&s.api, move |api| api.requests(&query)).await
+    blocking(&s.api()?, move |api| api.requests(&query)).await
 }
 
 /// The draft of a form (what was typed and not saved yet), if one was kept.
@@ -265,7 +307,7 @@ async fn draft(
     form: String,
     subject: String,
 ) -> Res<Option<serde_json::Value>> {
-    blocking(&s.api, move |api| api.draft(&form, &subject)).await
+    blocking(&s.api()?, move |api| api.draft(&form, &subject)).await
 }
 
 /// Keeps what was typed into a form (called as it is typed).
@@ -277,33 +319,36 @@ async fn save_draft(
     subject: String,
     value: serde_json::Value,
 ) -> Res<()> {
-    blocking(&s.api, move |api| api.save_draft(&form, &subject, &value)).await
+    blocking(&s.api()?, move |api| {
+        api.save_draft(&form, &subject, &value)
+    })
+    .await
 }
 
 /// Forgets a draft: its form was saved or discarded.
 #[tauri::command]
 #[specta::specta]
 async fn clear_draft(s: State<'_, Linli>, form: String, subject: String) -> Res<()> {
-    blocking(&s.api, move |api| api.clear_draft(&form, &subject)).await
+    blocking(&s.api()?, move |api| api.clear_draft(&form, &subject)).await
 }
 
 /// The requests that became overdue or nearly due since the last look (each once).
 #[tauri::command]
 #[specta::specta]
 async fn reminders(s: State<'_, Linli>) -> Res<Vec<Reminder>> {
-    blocking(&s.api, |api| api.reminders()).await
+    blocking(&s.api()?, |api| api.reminders()).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn request(s: State<'_, Linli>, id: String) -> Res<RequestView> {
-    blocking(&s.api, move |api| api.request(&id)).await
+    blocking(&s.api()?, move |api| api.request(&id)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn report_request(s: State<'_, Linli>, input: NewRequest) -> Res<String> {
-    blocking(&s.api, move |api| api.report_request(&input)).await
+    blocking(&s.api()?, move |api| api.report_request(&input)).await
 }
 
 #[tauri::command]
@@ -314,7 +359,7 @@ async fn advance_request(
     to: RequestState,
     comment: String,
 ) -> Res<RequestView> {
-    blocking(&s.api, move |api| api.advance_request(&id, to, &comment)).await
+    blocking(&s.api()?, move |api| api.advance_request(&id, to, &comment)).await
 }
 
 #[tauri::command]
@@ -325,7 +370,10 @@ async fn settle_request(
     keep: String,
     comment: String,
 ) -> Res<RequestView> {
-    blocking(&s.api, move |api| api.settle_request(&id, &keep, &comment)).await
+    blocking(&s.api()?, move |api| {
+        api.settle_request(&id, &keep, &comment)
+    })
+    .await
 }
 
 #[tauri::command]
@@ -335,37 +383,37 @@ async fn rate_request(
     id: String,
     satisfaction: Satisfaction,
 ) -> Res<RequestView> {
-    blocking(&s.api, move |api| api.rate_request(&id, satisfaction)).await
+    blocking(&s.api()?, move |api| api.rate_request(&id, satisfaction)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn remind_request(s: State<'_, Linli>, id: String, comment: String) -> Res<RequestView> {
-    blocking(&s.api, move |api| api.remind_request(&id, &comment)).await
+    blocking(&s.api()?, move |api| api.remind_request(&id, &comment)).await
 }
 
 #[tauri::command(async)]
 #[specta::specta]
-fn task_templates(s: State<'_, Linli>) -> Vec<Template> {
-    s.api.task_templates()
+fn task_templates(s: State<'_, Linli>) -> Res<Vec<Template>> {
+    Ok(s.api()?.task_templates())
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn tasks(s: State<'_, Linli>, grid: Option<String>) -> Res<Vec<TaskRow>> {
-    blocking(&s.api, move |api| api.tasks(grid.as_deref())).await
+    blocking(&s.api()?, move |api| api.tasks(grid.as_deref())).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn task(s: State<'_, Linli>, id: String) -> Res<TaskView> {
-    blocking(&s.api, move |api| api.task(&id)).await
+    blocking(&s.api()?, move |api| api.task(&id)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn create_task(s: State<'_, Linli>, input: NewTask) -> Res<String> {
-    blocking(&s.api, move |api| api.create_task(&input)).await
+    blocking(&s.api()?, move |api| api.create_task(&input)).await
 }
 
 #[tauri::command]
@@ -377,25 +425,28 @@ async fn check_item(
     ok: bool,
     note: String,
 ) -> Res<TaskView> {
-    blocking(&s.api, move |api| api.check_item(&task, &item, ok, &note)).await
+    blocking(&s.api()?, move |api| {
+        api.check_item(&task, &item, ok, &note)
+    })
+    .await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn item_to_request(s: State<'_, Linli>, task: String, item: String) -> Res<String> {
-    blocking(&s.api, move |api| api.item_to_request(&task, &item)).await
+    blocking(&s.api()?, move |api| api.item_to_request(&task, &item)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn posts(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
-    blocking(&s.api, move |api| api.posts()).await
+    blocking(&s.api()?, move |api| api.posts()).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn post(s: State<'_, Linli>, id: String) -> Res<PostView> {
-    blocking(&s.api, move |api| api.post(&id)).await
+    blocking(&s.api()?, move |api| api.post(&id)).await
 }
 
 #[tauri::command]
@@ -406,31 +457,31 @@ async fn create_post(
     title: String,
     body: String,
 ) -> Res<String> {
-    blocking(&s.api, move |api| api.create_post(kind, &title, &body)).await
+    blocking(&s.api()?, move |api| api.create_post(kind, &title, &body)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn reply_post(s: State<'_, Linli>, id: String, body: String) -> Res<PostView> {
-    blocking(&s.api, move |api| api.reply_post(&id, &body)).await
+    blocking(&s.api()?, move |api| api.reply_post(&id, &body)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn move_post(s: State<'_, Linli>, id: String, to: PostStatus) -> Res<PostView> {
-    blocking(&s.api, move |api| api.move_post(&id, to)).await
+    blocking(&s.api()?, move |api| api.move_post(&id, to)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn notices(s: State<'_, Linli>) -> Res<Vec<BoardRow>> {
-    blocking(&s.api, move |api| api.notices()).await
+    blocking(&s.api()?, move |api| api.notices()).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn notice(s: State<'_, Linli>, id: String) -> Res<NoticeView> {
-    blocking(&s.api, move |api| api.notice(&id)).await
+    blocking(&s.api()?, move |api| api.notice(&id)).await
 }
 
 #[tauri::command]
@@ -441,7 +492,7 @@ async fn publish_notice(
     body: String,
     receipts_required: bool,
 ) -> Res<String> {
-    blocking(&s.api, move |api| {
+    blocking(&s.api()?, move |api| {
         api.publish_notice(&title, &body, receipts_required)
     })
     .await
@@ -450,7 +501,7 @@ async fn publish_notice(
 #[tauri::command]
 #[specta::specta]
 async fn confirm_read(s: State<'_, Linli>, id: String, household: String) -> Res<NoticeView> {
-    blocking(&s.api, move |api| api.confirm_read(&id, &household)).await
+    blocking(&s.api()?, move |api| api.confirm_read(&id, &household)).await
 }
 
 /// Serves nearby devices (`on`) or stops; returns the ticket while serving. Binds every
@@ -458,7 +509,7 @@ async fn confirm_read(s: State<'_, Linli>, id: String, household: String) -> Res
 #[tauri::command(async)]
 #[specta::specta]
 fn serve_peers(s: State<'_, Linli>, on: bool) -> Res<Option<String>> {
-    s.api.set_serving_wanted(on)?;
+    s.api()?.set_serving_wanted(on)?;
     if !on {
         s.peers.lock().unwrap_or_else(|p| p.into_inner()).take();
         return Ok(None);
@@ -488,12 +539,13 @@ fn start_serving(s: &Linli) -> Res<String> {
     // On a network, also announce and look for the community's devices there; a loopback
     // address (tests) keeps everything on this machine and needs no discovery.
     let lan = !default.ip().is_loopback();
-    let bind = s.api.serving_bind(default)?;
-    let server = match PeerServer::start(&s.api, bind, lan, emit()) {
+    let api = s.api()?;
+    let bind = api.serving_bind(default)?;
+    let server = match PeerServer::start(&api, bind, lan, emit()) {
         Ok(server) => server,
         Err(e) => {
             tracing::info!(error = %e, "the port served on before is taken; serving on another");
-            PeerServer::start(&s.api, default, lan, emit())?
+            PeerServer::start(&api, default, lan, emit())?
         }
     };
     let ticket = server.ticket().to_string();
@@ -520,8 +572,8 @@ async fn peers_status(s: State<'_, Linli>) -> Res<PeersStatus> {
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
         .map(|p| p.ticket().to_string());
-    let known = blocking(&s.api, move |api| api.known_peers()).await?;
-    let nearby = s.api.nearby_peers();
+    let known = blocking(&s.api()?, move |api| api.known_peers()).await?;
+    let nearby = s.api()?.nearby_peers();
     Ok(PeersStatus {
         ticket,
         known,
@@ -532,25 +584,25 @@ async fn peers_status(s: State<'_, Linli>) -> Res<PeersStatus> {
 #[tauri::command]
 #[specta::specta]
 async fn forget_peer(s: State<'_, Linli>, key: String) -> Res<bool> {
-    blocking(&s.api, move |api| api.forget_peer(&key)).await
+    blocking(&s.api()?, move |api| api.forget_peer(&key)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn set_aside(s: State<'_, Linli>) -> Res<Vec<linli_api::SetAside>> {
-    blocking(&s.api, move |api| api.set_aside()).await
+    blocking(&s.api()?, move |api| api.set_aside()).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn drop_set_aside(s: State<'_, Linli>) -> Res<usize> {
-    blocking(&s.api, move |api| api.drop_set_aside()).await
+    blocking(&s.api()?, move |api| api.drop_set_aside()).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn sync_peer(s: State<'_, Linli>, ticket: String) -> Res<PeerSync> {
-    let r = blocking(&s.api, move |api| api.sync_peer(&ticket)).await?;
+    let r = blocking(&s.api()?, move |api| api.sync_peer(&ticket)).await?;
     if r.received > 0 {
         s.window.docs_changed(r.received);
     }
@@ -560,13 +612,13 @@ async fn sync_peer(s: State<'_, Linli>, ticket: String) -> Res<PeerSync> {
 #[tauri::command]
 #[specta::specta]
 async fn sync_status(s: State<'_, Linli>) -> Res<SyncStatus> {
-    blocking(&s.api, move |api| api.sync_status()).await
+    blocking(&s.api()?, move |api| api.sync_status()).await
 }
 
 #[tauri::command]
 #[specta::specta]
 async fn set_relay(s: State<'_, Linli>, url: String) -> Res<SyncStatus> {
-    let status = blocking(&s.api, move |api| api.set_relay(&url)).await;
+    let status = blocking(&s.api()?, move |api| api.set_relay(&url)).await;
     s.sync_now();
     status
 }
@@ -575,7 +627,7 @@ async fn set_relay(s: State<'_, Linli>, url: String) -> Res<SyncStatus> {
 #[specta::specta]
 async fn sync_now(s: State<'_, Linli>) -> Res<SyncStatus> {
     s.sync_now();
-    blocking(&s.api, |api| api.sync_status()).await
+    blocking(&s.api()?, |api| api.sync_status()).await
 }
 
 /// The app's identifier (as in `tauri.conf.json`): its data directory's name.
@@ -613,10 +665,84 @@ pub fn data_dir() -> Result<PathBuf, ApiError> {
     }
 }
 
-/// Opens the device's store; with `LINLI_DEMO=N`, a new device starts on the demo community
-/// with N households.
-pub fn open(dir: &std::path::Path) -> Result<Api, ApiError> {
-    let api = Api::open(dir)?;
+/// Whether the store is open, or what unlocking it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum Lock {
+    /// Unlocked: the app works.
+    Open,
+    /// A new device (or a store of an older Linli): a person chooses a passphrase.
+    New,
+    /// A person signs in with their passphrase.
+    Locked,
+}
+
+/// What the first screen needs before the store is open.
+#[derive(Debug, Clone, serde::Serialize, specta::Type)]
+struct LockInfo {
+    /// The store's state.
+    state: Lock,
+    /// The people who may unlock it (their names on this device).
+    people: Vec<String>,
+    /// The fewest characters of a passphrase.
+    min_passphrase: usize,
+}
+
+/// Whether the store is open, or what unlocking it needs.
+#[tauri::command]
+#[specta::specta]
+async fn lock_state(s: State<'_, Linli>) -> Res<LockInfo> {
+    let state = if s.api().is_ok() {
+        Lock::Open
+    } else {
+        match linli_api::lock_state(&s.dir) {
+            linli_api::LockState::New => Lock::New,
+            linli_api::LockState::Locked => Lock::Locked,
+        }
+    };
+    let people = linli_store_people(&s.dir);
+    Ok(LockInfo {
+        state,
+        people,
+        min_passphrase: linli_api::MIN_PASSPHRASE,
+    })
+}
+
+fn linli_store_people(dir: &std::path::Path) -> Vec<String> {
+    linli_api::people(dir).unwrap_or_default()
+}
+
+/// Unlocks the store with a person's passphrase (on a new device: sets it, for `person`),
+/// then starts syncing. Deriving the key takes a moment (Argon2id): off the window's thread.
+#[tauri::command]
+#[specta::specta]
+async fn unlock(s: State<'_, Linli>, person: String, passphrase: String) -> Res<AppStatus> {
+    if let Ok(api) = s.api() {
+        return blocking(&api, |api| api.status()).await;
+    }
+    let dir = s.dir.clone();
+    let api = tauri::async_runtime::spawn_blocking(move || -> Res<Api> {
+        let person = person.trim();
+        if person.is_empty() {
+            return Err(ApiError::Invalid {
+                field: "person".into(),
+                message: "is required".into(),
+            });
+        }
+        let key = linli_api::unlock(&dir, person, &passphrase)?;
+        open(&dir, key)
+    })
+    .await
+    .unwrap_or_else(|e| Err(ApiError::Internal(format!("a call did not finish: {e}"))))?;
+    let api = Arc::new(api);
+    s.opened(api.clone());
+    blocking(&api, |api| api.status()).await
+}
+
+/// Opens the device's store with its key; with `LINLI_DEMO=N`, a new device starts on the
+/// demo community with N households.
+pub fn open(dir: &std::path::Path, key: linli_api::DbKey) -> Result<Api, ApiError> {
+    let api = Api::open(dir, key)?;
     if let Some(n) = std::env::var("LINLI_DEMO")
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
@@ -639,6 +765,8 @@ pub fn open(dir: &std::path::Path) -> Result<Api, ApiError> {
 pub fn commands<R: Runtime>() -> tauri_specta::Builder<R> {
     tauri_specta::Builder::<R>::new()
         .commands(tauri_specta::collect_commands![
+            lock_state,
+            unlock,
             status,
             create_community,
             start_demo,
@@ -725,17 +853,21 @@ pub fn write_bindings(path: &std::path::Path) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The app on any runtime (the real one, or `tauri::test::mock_builder()` in tests): state
-/// and commands; once running, the background sync loop.
+/// The app on any runtime (the real one, or `tauri::test::mock_builder()` in tests) on the
+/// store in `dir`: state and commands; once a person unlocks the store (or with `api`, opened
+/// already), the background sync loop. `LINLI_PASSPHRASE` unlocks at start (kiosks, tests).
 pub fn app<R: Runtime>(
     builder: tauri::Builder<R>,
-    api: Arc<Api>,
+    dir: PathBuf,
+    api: Option<Arc<Api>>,
     backoff: Backoff,
 ) -> tauri::Builder<R> {
     let commands = commands::<R>();
     builder
         .manage(Linli {
-            api,
+            dir,
+            backoff,
+            api: std::sync::RwLock::new(api.clone()),
             sync: Mutex::new(None),
             peers: Mutex::new(None),
             window: Window::default(),
@@ -745,17 +877,19 @@ pub fn app<R: Runtime>(
             commands.mount_events(app);
             let linli = app.state::<Linli>();
             let _ = linli.window.0.set(Box::new(app.handle().clone()));
-            let handle = app.handle().clone();
-            let sync = SyncHandle::spawn(linli.api.clone(), backoff, move |event| match event {
-                SyncEvent::Status(s) => emit(&handle, SyncStatusChanged(s)),
-                SyncEvent::Changed { received } => emit(&handle, DocsChanged(received)),
-            });
-            *linli.sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync);
-            // Left serving nearby devices last time: serve again, on the same port.
-            if linli.api.serving_wanted().unwrap_or(false)
-                && let Err(e) = start_serving(&linli)
-            {
-                tracing::warn!(error = %e, "cannot serve nearby devices");
+            let api = match api.clone() {
+                Some(api) => Some(api),
+                None => match std::env::var("LINLI_PASSPHRASE") {
+                    Ok(passphrase) if !passphrase.is_empty() => {
+                        let person = std::env::var("LINLI_USER").unwrap_or_else(|_| "admin".into());
+                        let key = linli_api::unlock(&linli.dir, &person, &passphrase)?;
+                        Some(Arc::new(open(&linli.dir, key)?))
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(api) = api {
+                linli.opened(api);
             }
             Ok(())
         })
@@ -774,15 +908,21 @@ pub fn run() {
         // Colours for a terminal only: not into a log file or a pipe.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let api = match data_dir().and_then(|dir| open(&dir)) {
-        Ok(api) => Arc::new(api),
+    // The store opens once a person unlocks it; a directory that cannot hold it is reported
+    // now, before any window.
+    let dir = match data_dir().and_then(|dir| {
+        std::fs::create_dir_all(&dir)
+            .map(|()| dir.clone())
+            .map_err(|source| ApiError::Read { path: dir, source })
+    }) {
+        Ok(dir) => dir,
         Err(e) => {
             eprintln!("error: cannot open Linli's store: {e}");
             std::process::exit(1);
         }
     };
-    let app =
-        app(tauri::Builder::default(), api, Backoff::default()).build(tauri::generate_context!());
+    let app = app(tauri::Builder::default(), dir, None, Backoff::default())
+        .build(tauri::generate_context!());
     match app {
         Ok(app) => app.run(|handle, event| {
             // Stop the sync loop before the process ends: a sync in flight finishes its
@@ -816,10 +956,15 @@ mod tests {
     use super::*;
 
     fn start(dir: &std::path::Path) -> (App<MockRuntime>, WebviewWindow<MockRuntime>) {
-        let api = Arc::new(Api::open(dir).unwrap());
-        let app = app(mock_builder(), api, Backoff::default())
-            .build(mock_context(noop_assets()))
-            .expect("the app builds on the mock runtime");
+        let api = Arc::new(Api::open(dir, linli_testkit::key()).unwrap());
+        let app = app(
+            mock_builder(),
+            dir.to_path_buf(),
+            Some(api),
+            Backoff::default(),
+        )
+        .build(mock_context(noop_assets()))
+        .expect("the app builds on the mock runtime");
         let window = WebviewWindowBuilder::new(&app, "main", Default::default())
             .build()
             .expect("a window");
@@ -1083,6 +1228,82 @@ mod tests {
         let overview = call(&w, "overview", json!({})).unwrap();
         assert_eq!(overview["households"], 1);
         assert_eq!(overview["open_requests"], 2);
+    }
+
+    fn start_locked(dir: &std::path::Path) -> (App<MockRuntime>, WebviewWindow<MockRuntime>) {
+        let app = app(mock_builder(), dir.to_path_buf(), None, Backoff::default())
+            .build(mock_context(noop_assets()))
+            .expect("the app builds on the mock runtime");
+        let window = WebviewWindowBuilder::new(&app, "main", Default::default())
+            .build()
+            .expect("a window");
+        (app, window)
+    }
+
+    #[test]
+    fn a_new_device_sets_a_passphrase_and_a_locked_one_opens_only_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_app, w) = start_locked(dir.path());
+            let lock = call(&w, "lock_state", json!({})).unwrap();
+            assert_eq!(
+                (lock["state"].as_str(), lock["min_passphrase"].as_u64()),
+                (Some("new"), Some(10))
+            );
+            assert_eq!(call(&w, "status", json!({})).unwrap_err()["code"], "locked");
+            let err = call(
+                &w,
+                "unlock",
+                json!({"person": "王芳", "passphrase": "short"}),
+            )
+            .unwrap_err();
+            assert_eq!(err["code"], "invalid", "{err}");
+            assert!(
+                err["message"].as_str().unwrap().contains("passphrase"),
+                "{err}"
+            );
+            let status = call(
+                &w,
+                "unlock",
+                json!({"person": "王芳", "passphrase": "一二三四五六七八九十"}),
+            )
+            .unwrap();
+            assert_eq!(status["community"], Value::Null);
+            assert_eq!(call(&w, "lock_state", json!({})).unwrap()["state"], "open");
+            call(
+                &w,
+                "create_community",
+                json!({"name": "幸福社区", "street": "", "user": "王芳"}),
+            )
+            .unwrap();
+        }
+        // The store is encrypted: nothing of it in the file.
+        let bytes = std::fs::read(dir.path().join("linli.sqlite")).unwrap();
+        assert!(
+            !bytes
+                .windows("幸福社区".len())
+                .any(|w| w == "幸福社区".as_bytes())
+        );
+        let (_app, w) = start_locked(dir.path());
+        let lock = call(&w, "lock_state", json!({})).unwrap();
+        assert_eq!(
+            (lock["state"].as_str(), lock["people"].clone()),
+            (Some("locked"), json!(["王芳"]))
+        );
+        let err = call(
+            &w,
+            "unlock",
+            json!({"person": "王芳", "passphrase": "not the passphrase"}),
+        )
+        .unwrap_err();
+        assert_eq!(err["code"], "wrong_passphrase", "{err}");
+        let status = call(
+            &w,
+            "unlock",
+            json!({"person": "王芳", "passphrase": "一二三四五六七八九十"}),
+        )
+        .unwrap();
+        assert_eq!(status["community"]["name"], "幸福社区");
     }
 
     #[test]

@@ -21,6 +21,10 @@ const driverBin = process.env.TAURI_DRIVER ?? 'tauri-driver'
 const tmp = mkdtempSync(join(tmpdir(), 'linli-e2e-'))
 const display = `:${90 + Math.floor(Math.random() * 9)}`
 const procs = []
+// Every store is encrypted: the apps started below (but the first one, whose person chooses it
+// on screen) and the command line unlock theirs with this passphrase.
+const PASS = 'e2e 口令 passphrase'
+process.env.LINLI_PASSPHRASE = PASS
 
 before(async () => {
   mkdirSync(shots, { recursive: true })
@@ -61,9 +65,20 @@ test('a community from its first start: household, visit, request loop, and a ch
   assert.match(relayUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
 
   const a = join(tmp, 'a')
-  const { s, stop } = await driver(a)
+  const { s, stop } = await driver(a, { LINLI_PASSPHRASE: '' })
   try {
-    // First start: create the community.
+    // First start: the person chooses the passphrase that protects this device's data.
+    await s.waitFor('[data-test=unlock]')
+    await s.type('[data-test=unlock-person]', '王芳')
+    await s.type('[data-test=unlock-passphrase]', 'too short')
+    await s.type('[data-test=unlock-again]', 'too short')
+    await s.click('[data-test=unlock-submit]')
+    await s.waitFor('[data-test=unlock-error]', { text: '至少' })
+    await s.type('[data-test=unlock-passphrase]', PASS)
+    await s.type('[data-test=unlock-again]', PASS)
+    await s.screenshot(join(shots, 'unlock.png'))
+    await s.click('[data-test=unlock-submit]')
+    // Then: create the community.
     await s.waitFor('[data-test=mode-create]')
     await s.screenshot(join(shots, 'welcome.png'))
     // A new device starts on the welcome screen, with no error (no screen behind it asked for

@@ -6,6 +6,13 @@ import * as __TAURI_EVENT from "@tauri-apps/api/event";
 
 /** Commands */
 export const commands = {
+	/**  Whether the store is open, or what unlocking it needs. */
+	lockState: () => __TAURI_INVOKE<LockInfo>("lock_state"),
+	/**
+	 *  Unlocks the store with a person's passphrase (on a new device: sets it, for `person`),
+	 *  then starts syncing. Deriving the key takes a moment (Argon2id): off the window's thread.
+	 */
+	unlock: (person: string, passphrase: string) => __TAURI_INVOKE<AppStatus>("unlock", { person, passphrase }),
 	status: () => __TAURI_INVOKE<AppStatus>("status"),
 	createCommunity: (name: string, street: string, user: string) => __TAURI_INVOKE<AppStatus>("create_community", { name, street, user }),
 	startDemo: (user: string) => __TAURI_INVOKE<AppStatus>("start_demo", { user }),
@@ -264,7 +271,11 @@ export type ErrorCode =
 /**  A file cannot be read. */
 "io" | 
 /**  The app itself failed. */
-"internal";
+"internal" | 
+/**  The passphrase does not unlock the store. */
+"wrong_passphrase" | 
+/**  The store is locked: a person signs in first. */
+"locked";
 
 /**  Events on a request that do not move it through the loop. */
 export type EventKind = "remind" | "extend" | "note";
@@ -438,6 +449,25 @@ export type KnownPeer = {
 	last_synced_ms: number | null,
 	/**  Why the last try failed. */
 	last_error: string | null,
+};
+
+/**  Whether the store is open, or what unlocking it needs. */
+export type Lock = 
+/**  Unlocked: the app works. */
+"open" | 
+/**  A new device (or a store of an older Linli): a person chooses a passphrase. */
+"new" | 
+/**  A person signs in with their passphrase. */
+"locked";
+
+/**  What the first screen needs before the store is open. */
+export type LockInfo = {
+	/**  The store's state. */
+	state: Lock,
+	/**  The people who may unlock it (their names on this device). */
+	people: string[],
+	/**  The fewest characters of a passphrase. */
+	min_passphrase: number,
 };
 
 /**  Where a request stands. */

@@ -134,6 +134,13 @@ export const zh = {
     no_community: '这台设备还没有社区', invalid: '输入有误', forbidden: '没有权限', not_found: '找不到记录',
     conflict: '有冲突，请先处理', step: '不能这样办理', offline: '无法连接', refused: '被拒绝',
     store: '存储错误', storage_full: '存储空间已满，本次修改没有保存（腾出空间后重试）', sync: '同步错误', invite: '邀请码无效', io: '文件错误', has_community: '已加入社区', internal: '程序错误',
+    wrong_passphrase: '口令不对', locked: '数据已锁定，请先登录',
+  },
+  unlock: {
+    title: '登录', hint: '本机的数据已加密：输入你的口令解锁。',
+    newTitle: '为本机数据设置口令', newHint: '本机保存的居民信息将被加密，只有知道口令的人才能打开。口令至少 {n} 个字符，请牢记：忘记口令将无法打开数据。',
+    person: '使用人', passphrase: '口令', again: '再输入一次口令', submit: '登录', create: '设置口令并开始',
+    personRequired: '请填写使用人', tooShort: '口令至少需要 {n} 个字符', differ: '两次输入的口令不一致', wrong: '口令不对，请重试',
   },
 }
 
@@ -275,6 +282,13 @@ export const en: Messages = {
     offline: 'Cannot connect', refused: 'Refused', store: 'Storage error',
     storage_full: 'Storage is full: this change was not saved (free some space and try again)', sync: 'Sync error',
     invite: 'Invalid invitation code', io: 'File error', has_community: 'Already in a community', internal: 'Internal error',
+    wrong_passphrase: 'Wrong passphrase', locked: "This device's data is locked: sign in first",
+  },
+  unlock: {
+    title: 'Sign in', hint: "This device's data is encrypted: enter your passphrase to unlock it.",
+    newTitle: "Choose a passphrase for this device's data", newHint: "The residents' data kept on this device will be encrypted; only someone who knows the passphrase can open it. At least {n} characters; remember it: without it the data cannot be opened.",
+    person: 'User', passphrase: 'Passphrase', again: 'Passphrase once more', submit: 'Sign in', create: 'Set the passphrase and start',
+    personRequired: 'Enter who uses this device', tooShort: 'A passphrase needs at least {n} characters', differ: 'The two passphrases differ', wrong: 'Wrong passphrase; try again',
   },
 }
 

@@ -2,7 +2,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap());
-    let api = linli_api::Api::open(&dir).unwrap();
+    let api = linli_api::Api::open(&dir, linli_testkit::key()).unwrap();
     for _ in 0..3 {
         let t = std::time::Instant::now();
         let rows = api.households(&Default::default()).unwrap();

@@ -228,7 +228,7 @@ impl Api {
         self.sync_lock().phase = SyncPhase::Syncing;
         let result = (|| -> Result<_, ApiError> {
             // Its own handle: the screens keep reading and writing meanwhile.
-            let mut store = Store::open(&self.dir)?;
+            let mut store = Store::open(&self.dir, &self.key)?;
             crate::rt::on_own_runtime(|rt| {
                 Ok(rt.block_on(linli_sync::relay_client::sync(&mut store, &relay))?)
             })
@@ -278,7 +278,7 @@ impl Api {
             return;
         }
         let result = (|| -> Result<_, ApiError> {
-            let mut store = Store::open(&self.dir)?;
+            let mut store = Store::open(&self.dir, &self.key)?;
             let r = crate::rt::on_own_runtime(|rt| {
                 Ok(rt.block_on(linli_sync::relay_client::compact(&mut store, relay))?)
             })?;
@@ -318,7 +318,7 @@ impl Api {
         let relay = self.sync_status()?.relay.ok_or_else(|| {
             ApiError::invalid("relay", "no relay is set: set the relay in Settings first")
         })?;
-        let mut store = Store::open(&self.dir)?;
+        let mut store = Store::open(&self.dir, &self.key)?;
         let dropped = crate::rt::on_own_runtime(|rt| {
             Ok(rt.block_on(linli_sync::relay_client::drop_set_aside(&mut store, &relay))?)
         })?;
@@ -392,7 +392,7 @@ impl Api {
         let until = std::time::Instant::now() + period;
         let woken = Cell::new(None);
         let result = (|| -> Result<Live, ApiError> {
-            let mut store = Store::open(&self.dir)?;
+            let mut store = Store::open(&self.dir, &self.key)?;
             // This is the loop's own thread, outside any runtime.
             let rt = crate::rt::runtime()?;
             // Ends the session when a wake arrives ("sync now", a new relay, stop).

@@ -52,6 +52,9 @@ pub enum ApiError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The store is locked: nobody has signed in yet.
+    #[error("this device's data is locked: sign in with your passphrase")]
+    Locked,
     /// The app itself failed (a call's thread stopped).
     #[error("{0}")]
     Internal(String),
@@ -95,6 +98,10 @@ pub enum ErrorCode {
     Io,
     /// The app itself failed.
     Internal,
+    /// The passphrase does not unlock the store.
+    WrongPassphrase,
+    /// The store is locked: a person signs in first.
+    Locked,
 }
 
 impl ErrorCode {
@@ -116,6 +123,8 @@ impl ErrorCode {
             ErrorCode::Invite => "invite",
             ErrorCode::Io => "io",
             ErrorCode::Internal => "internal",
+            ErrorCode::WrongPassphrase => "wrong_passphrase",
+            ErrorCode::Locked => "locked",
         }
     }
 }
@@ -149,6 +158,11 @@ impl ApiError {
             | ApiError::NoCommunity
             | ApiError::NoStore(_) => ErrorCode::NoCommunity,
             ApiError::Store(StoreError::HasCommunity(_)) => ErrorCode::HasCommunity,
+            ApiError::Store(StoreError::Passphrase(_)) => ErrorCode::Invalid,
+            ApiError::Store(StoreError::WrongPassphrase(_) | StoreError::WrongKey(_)) => {
+                ErrorCode::WrongPassphrase
+            }
+            ApiError::Locked => ErrorCode::Locked,
             ApiError::Store(StoreError::Identity(_)) | ApiError::Forbidden(_) => {
                 ErrorCode::Forbidden
             }

@@ -22,6 +22,7 @@ mod roster;
 mod rt;
 pub mod setup;
 mod tasks;
+mod unlock;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ use serde::Serialize;
 pub use background::{Backoff, SyncEvent, SyncHandle, SyncPhase, SyncStatus};
 pub use board::{BoardRow, NoticeView};
 pub use error::{ApiError, ErrorCode};
+pub use linli_store::DbKey;
 pub use overview::Overview;
 pub use peers::{NearbyPeer, PeerServer, PeerSync};
 pub use records::{DemoFill, Doctor};
@@ -46,6 +48,7 @@ pub use roster::{
     PlaceRow, RevealField, VisitRow,
 };
 pub use tasks::{NewTask, TaskRow, TaskView, Template};
+pub use unlock::{LockState, MIN_PASSPHRASE, lock_state, people, unlock};
 pub use views::{
     AuditRow, BuildingNode, ChecklistRow, CompoundNode, EventView, Hit, HouseholdInfo,
     HouseholdRow, KnownPeer, LoopView, Matched, NoticeInfo, PersonInfo, PostView, ReplyView,
@@ -58,6 +61,8 @@ pub const DEMO_HOUSEHOLDS: usize = 2000;
 /// One device's Linli: its store and what it knows about syncing.
 pub struct Api {
     dir: PathBuf,
+    /// The key the store is encrypted with (for the handles the API opens besides its own).
+    key: DbKey,
     store: Mutex<Store>,
     sync: Mutex<SyncStatus>,
     /// The last number given to a sync status read ([`SyncStatus::rev`]).
@@ -229,22 +234,24 @@ impl RoleInfo {
 }
 
 impl Api {
-    /// Opens (creating if needed) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Api, ApiError> {
-        Api::with_clock(dir, std::sync::Arc::new(clock::SystemClock))
+    /// Opens (creating if needed) the store in `dir`, encrypted with `key` (from [`unlock`]).
+    pub fn open(dir: &Path, key: DbKey) -> Result<Api, ApiError> {
+        Api::with_clock(dir, key, std::sync::Arc::new(clock::SystemClock))
     }
 
     /// Opens the store in `dir`, reading the time from `clock` (tests set and move a
     /// [`clock::ManualClock`] instead of sleeping).
     pub fn with_clock(
         dir: &Path,
+        key: DbKey,
         clock: std::sync::Arc<dyn clock::Clock>,
     ) -> Result<Api, ApiError> {
-        let store = Store::open(dir)?;
+        let store = Store::open(dir, &key)?;
         let status = background::initial_status(&store)?;
         let checkpoints = store.checkpoint_in_background(CHECKPOINT_EVERY)?;
         Ok(Api {
             dir: dir.to_path_buf(),
+            key,
             store: Mutex::new(store),
             sync: Mutex::new(status),
             sync_rev: std::sync::atomic::AtomicU64::new(0),
@@ -259,17 +266,22 @@ impl Api {
     /// missing store is an error, not a new empty one, and checkpoints are left to SQLite
     /// (inline past its threshold, and at the close) unless [`Api::checkpoint_in_background`]
     /// asks otherwise (a command that runs until stopped).
-    pub fn open_existing(dir: &Path) -> Result<Api, ApiError> {
-        if !dir.join(linli_store::store::DB_FILE).exists() {
+    pub fn open_existing(dir: &Path, key: DbKey) -> Result<Api, ApiError> {
+        if !Api::has_store(dir) {
             return Err(ApiError::NoStore(dir.to_path_buf()));
         }
-        Api::open_for_command(dir)
+        Api::open_for_command(dir, key)
+    }
+
+    /// Whether `dir` holds a store.
+    pub fn has_store(dir: &Path) -> bool {
+        dir.join(linli_store::store::DB_FILE).exists()
     }
 
     /// Opens (creating if needed) the store in `dir` for one command of the command line:
     /// checkpoints are left to SQLite (see [`Api::open_existing`]).
-    pub fn open_for_command(dir: &Path) -> Result<Api, ApiError> {
-        let api = Api::open(dir)?;
+    pub fn open_for_command(dir: &Path, key: DbKey) -> Result<Api, ApiError> {
+        let api = Api::open(dir, key)?;
         api.checkpoints
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -140,7 +140,7 @@ impl Api {
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
             }
         });
-        let mut store = Store::open(&self.dir)?;
+        let mut store = Store::open(&self.dir, &self.key)?;
         let key = hex(&ticket.key);
         let result = on_own_runtime(|rt| {
             let sync = linli_sync::p2p::sync(&mut store, ticket, bind);
@@ -324,7 +324,7 @@ impl PeerServer {
         remember_port: bool,
         on_session: impl Fn(Result<&PeerReport, &str>) + Send + 'static,
     ) -> Result<PeerServer, ApiError> {
-        let store = Store::open(&api.dir)?;
+        let store = Store::open(&api.dir, &api.key)?;
         let me = store.identity()?.key.public();
         // The community's tag on the local network (none before a community exists).
         let tag = match store.community_id()? {

@@ -19,7 +19,7 @@ use linli_domain::{Address, Gender, IdType, RequestState, Residence, Tenure};
 use relay::Relay;
 
 fn staff(dir: &std::path::Path) -> Api {
-    let api = Api::open(dir).unwrap();
+    let api = Api::open(dir, linli_testkit::key()).unwrap();
     api.create_community("幸福社区", "和平街道", "王芳")
         .unwrap();
     api
@@ -65,7 +65,7 @@ fn grandson(id_number: &str) -> linli_api::NewMember {
 #[test]
 fn a_new_device_creates_a_community_and_keeps_its_roster() {
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::open(dir.path()).unwrap();
+    let api = Api::open(dir.path(), linli_testkit::key()).unwrap();
     assert!(api.status().unwrap().community.is_none());
     assert_eq!(api.overview().unwrap_err().code(), "no_community");
     let status = api
@@ -271,7 +271,7 @@ fn demo_roster_visits_and_overview() {
     let clock = Arc::new(linli_api::clock::ManualClock::new(
         linli_domain::Timestamp::now(),
     ));
-    let api = Api::with_clock(dir.path(), clock.clone()).unwrap();
+    let api = Api::with_clock(dir.path(), linli_testkit::key(), clock.clone()).unwrap();
     api.start_demo(60, "王芳").unwrap();
     assert!(
         api.start_demo(60, "王芳").is_err(),
@@ -573,7 +573,7 @@ fn devices_sync_through_a_relay_and_settle_a_conflict() {
     assert!(!a.households(&HouseholdQuery::default()).unwrap()[0].unsynced);
 
     // An owners' committee member sees community-wide records only and no sensitive values.
-    let owners = Api::open(o_dir.path()).unwrap();
+    let owners = Api::open(o_dir.path(), linli_testkit::key()).unwrap();
     owners
         .join(&a.invite("owners", &[]).unwrap(), "赵六")
         .unwrap();
@@ -584,7 +584,7 @@ fn devices_sync_through_a_relay_and_settle_a_conflict() {
     assert!(owners.invite("staff", &[]).is_err());
 
     // A grid worker of G01 receives the household and the request.
-    let c = Api::open(c_dir.path()).unwrap();
+    let c = Api::open(c_dir.path(), linli_testkit::key()).unwrap();
     assert!(a.invite("grid", &[]).is_err(), "a grid worker needs grids");
     c.join(&a.invite("grid", &["G01".into()]).unwrap(), "李四")
         .unwrap();
@@ -706,7 +706,7 @@ fn a_staff_device_compacts_the_relay_when_it_is_due() {
 
     // A grid worker's device never compacts (it holds only some scopes and travels on mobile data).
     let g_dir = tempfile::tempdir().unwrap();
-    let g = Arc::new(Api::open(g_dir.path()).unwrap());
+    let g = Arc::new(Api::open(g_dir.path(), linli_testkit::key()).unwrap());
     g.join(&api.invite("grid", &["G01".into()]).unwrap(), "李四")
         .unwrap();
     assert_eq!(g.sync_once().phase, SyncPhase::Synced);
@@ -732,7 +732,7 @@ fn connected_devices_hear_of_each_others_changes_at_once() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Arc::new(staff(a_dir.path()));
     a.set_relay(&relay.url).unwrap();
-    let b = Arc::new(Api::open(b_dir.path()).unwrap());
+    let b = Arc::new(Api::open(b_dir.path(), linli_testkit::key()).unwrap());
     b.join(&a.invite("staff", &[]).unwrap(), "王五").unwrap();
     // A period of an hour: only the held connection can bring a change within the test.
     let spawn = |api: &Arc<Api>| spawn_loop(api, quick(Duration::from_secs(3600)));
@@ -927,7 +927,7 @@ fn two_devices_sync_directly_without_the_relay() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Arc::new(staff(a_dir.path()));
     let hh = a.add_household(&new_household("501")).unwrap();
-    let b = Api::open(b_dir.path()).unwrap();
+    let b = Api::open(b_dir.path(), linli_testkit::key()).unwrap();
     b.join(&a.invite("grid", &["G01".into()]).unwrap(), "李四")
         .unwrap();
 
@@ -968,7 +968,7 @@ fn a_device_syncs_again_with_a_peer_it_knows_whenever_it_answers() {
     use std::net::{Ipv4Addr, SocketAddr};
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Arc::new(staff(a_dir.path()));
-    let b = Arc::new(Api::open(b_dir.path()).unwrap());
+    let b = Arc::new(Api::open(b_dir.path(), linli_testkit::key()).unwrap());
     b.join(&a.invite("staff", &[]).unwrap(), "李四").unwrap();
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let serve = |api: &Arc<Api>| {
@@ -1024,7 +1024,7 @@ fn devices_serving_nearby_find_each_other_and_sync_without_a_ticket() {
     }
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = Arc::new(staff(dirs[0].path()));
-    let b = Arc::new(Api::open(dirs[1].path()).unwrap());
+    let b = Arc::new(Api::open(dirs[1].path(), linli_testkit::key()).unwrap());
     b.join(&a.invite("staff", &[]).unwrap(), "李四").unwrap();
     let stranger = Arc::new(staff(dirs[2].path()));
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
@@ -1089,7 +1089,7 @@ fn a_full_disk_refuses_a_write_whole_and_loses_nothing() {
     assert!(api.household(&last).is_ok());
     // Reopened from disk: everything is there, once.
     drop(api);
-    let api = Api::open(&dir).unwrap();
+    let api = Api::open(&dir, linli_testkit::key()).unwrap();
     assert_eq!(count(&api), 2 + added);
 }
 
@@ -1098,7 +1098,7 @@ fn a_full_disk_refuses_a_write_whole_and_loses_nothing() {
 #[test]
 fn overdue_requests_are_reminded_once_per_device() {
     let dir = tempfile::tempdir().unwrap();
-    let api = Api::open(dir.path()).unwrap();
+    let api = Api::open(dir.path(), linli_testkit::key()).unwrap();
     api.start_demo(800, "王芳").unwrap();
     let overdue = api
         .requests(&linli_api::RequestQuery {
@@ -1124,14 +1124,14 @@ fn overdue_requests_are_reminded_once_per_device() {
     );
     assert!(api.reminders().unwrap().is_empty(), "once");
     drop(api);
-    let api = Api::open(dir.path()).unwrap();
+    let api = Api::open(dir.path(), linli_testkit::key()).unwrap();
     assert!(
         api.reminders().unwrap().is_empty(),
         "not again after a restart"
     );
 
     let owners_dir = tempfile::tempdir().unwrap();
-    let owners = Api::open(owners_dir.path()).unwrap();
+    let owners = Api::open(owners_dir.path(), linli_testkit::key()).unwrap();
     owners
         .join(&api.invite("owners", &[]).unwrap(), "业委会")
         .unwrap();
@@ -1151,14 +1151,14 @@ fn drafts_stay_on_the_device_until_saved() {
     a.save_draft("household.new", "", &draft).unwrap();
     assert_eq!(a.sync_once().phase, SyncPhase::Synced);
     drop(a);
-    let a = Api::open(a_dir.path()).unwrap();
+    let a = Api::open(a_dir.path(), linli_testkit::key()).unwrap();
     assert_eq!(
         a.draft("household.new", "").unwrap(),
         Some(draft.clone()),
         "kept across a restart"
     );
 
-    let b = Api::open(b_dir.path()).unwrap();
+    let b = Api::open(b_dir.path(), linli_testkit::key()).unwrap();
     b.join(&a.invite("staff", &[]).unwrap(), "李四").unwrap();
     assert_eq!(b.sync_once().phase, SyncPhase::Synced);
     assert_eq!(b.draft("household.new", "").unwrap(), None, "never synced");
@@ -1187,7 +1187,7 @@ fn a_live_session_counts_a_silent_relay_as_lost() {
     let api = staff(dir.path());
     api.set_relay(&relay.url).unwrap();
     assert_eq!(api.sync_once().phase, SyncPhase::Synced);
-    let mut store = linli_store::Store::open(dir.path()).unwrap();
+    let mut store = linli_store::Store::open(dir.path(), &linli_testkit::key()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1231,12 +1231,12 @@ fn data_set_aside_shows_in_the_status_and_staff_have_the_relay_drop_it() {
     a.set_relay(&relay.url).unwrap();
     a.add_household(&new_household("501")).unwrap();
     assert_eq!(a.sync_once().phase, SyncPhase::Synced);
-    let owners = Api::open(o_dir.path()).unwrap();
+    let owners = Api::open(o_dir.path(), linli_testkit::key()).unwrap();
     owners
         .join(&a.invite("owners", &[]).unwrap(), "业委会")
         .unwrap();
     assert_eq!(owners.sync_once().phase, SyncPhase::Synced);
-    let grid = Api::open(g_dir.path()).unwrap();
+    let grid = Api::open(g_dir.path(), linli_testkit::key()).unwrap();
     grid.join(&a.invite("grid", &["G01".into()]).unwrap(), "网格员")
         .unwrap();
 
@@ -1279,7 +1279,7 @@ fn a_request_becomes_overdue_when_the_clock_passes_its_deadline() {
     let clock = Arc::new(linli_api::clock::ManualClock::new(
         linli_domain::Timestamp::now(),
     ));
-    let api = Api::with_clock(dir.path(), clock.clone()).unwrap();
+    let api = Api::with_clock(dir.path(), linli_testkit::key(), clock.clone()).unwrap();
     api.create_community("幸福社区", "和平街道", "王芳")
         .unwrap();
     let hh = api.add_household(&new_household("101")).unwrap();

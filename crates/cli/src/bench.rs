@@ -95,6 +95,8 @@ pub fn run(which: &Which) -> Result<()> {
     };
     let tmp = std::env::temp_dir().join(format!("linli-bench-{}", std::process::id()));
     let dir = keep.clone().unwrap_or_else(|| tmp.join("store"));
+    // Encrypted as every store is, with a key of this run (synthetic data: no key file).
+    let key = linli_store::DbKey::random()?;
     if dir.join(linli_store::store::DB_FILE).exists() {
         anyhow::bail!(
             "{} already holds a store; give an empty directory",
@@ -125,7 +127,7 @@ pub fn run(which: &Which) -> Result<()> {
 
     // Import.
     let started = Instant::now();
-    let mut store = Store::open(&dir)?;
+    let mut store = Store::open(&dir, &key)?;
     linli_api::setup::init(
         &mut store,
         "基准社区",
@@ -143,7 +145,7 @@ pub fn run(which: &Which) -> Result<()> {
     let store_bytes = file_size(&db) + file_size(&db.with_extension("sqlite-wal"));
 
     // Open + list one building's households (median of 21 opens).
-    let probe = Store::open(&dir)?;
+    let probe = Store::open(&dir, &key)?;
     let first = probe.list(Collection::Household, &ListFilter::default())?;
     let some = first
         .get(first.len() / 2)
@@ -161,7 +163,7 @@ pub fn run(which: &Which) -> Result<()> {
     let mut listed = 0;
     for _ in 0..21 {
         let t = Instant::now();
-        let s = Store::open(&dir)?;
+        let s = Store::open(&dir, &key)?;
         listed = s
             .list(
                 Collection::Household,
@@ -176,7 +178,7 @@ pub fn run(which: &Which) -> Result<()> {
     open_list.sort_by(f64::total_cmp);
 
     // Search: names, name prefixes, pinyin initials, last four digits of phones and IDs.
-    let store = Store::open(&dir)?;
+    let store = Store::open(&dir, &key)?;
     let people = store.list(Collection::Person, &ListFilter::default())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut times = Vec::new();
@@ -211,6 +213,7 @@ pub fn run(which: &Which) -> Result<()> {
     for q in sample_queries.iter().cycle().take(20) {
         let t = Instant::now();
         let status = std::process::Command::new(&exe)
+            .env("LINLI_STORE_KEY", crate::bench_sync::key_hex(&key))
             .args(["--data"])
             .arg(&dir)
             .args(["search", q])

@@ -117,7 +117,10 @@ fn run_in(tmp: &Path, seconds: u64, households: usize) -> Result<serde_json::Val
     let relay = crate::bench_sync::start_relay(&tmp.join("relay"))?;
     let store = tmp.join("device");
     let exe = std::env::current_exe()?;
+    // Encrypted as every store is, with a key of this run (synthetic data: no key file).
+    let key = linli_store::DbKey::random()?;
     let out = std::process::Command::new(&exe)
+        .env("LINLI_STORE_KEY", crate::bench_sync::key_hex(&key))
         .arg("--data")
         .arg(&store)
         .args(["demo", "--households", &households.to_string()])
@@ -127,7 +130,7 @@ fn run_in(tmp: &Path, seconds: u64, households: usize) -> Result<serde_json::Val
         "linli demo failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let watcher = crate::bench_sync::Watcher::start("idle", &store, &relay.url)?;
+    let watcher = crate::bench_sync::Watcher::start("idle", &store, &relay.url, &key)?;
     // Let the first sync's aftermath (checkpoints, the upload's close) pass.
     std::thread::sleep(Duration::from_secs(3));
     let mut v = measure(watcher.pid(), seconds)?;

@@ -197,10 +197,16 @@ fn traffic(url: &str) -> Result<(u64, u64)> {
 }
 
 /// Device B syncs once, as its own process.
-fn b_sync(dir: &Path, url: &str) -> Result<(Value, f64)> {
+/// The key of a benchmark's stores as `LINLI_STORE_KEY` takes it (for its child processes).
+pub(crate) fn key_hex(key: &linli_store::DbKey) -> String {
+    key.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn b_sync(dir: &Path, url: &str, key: &linli_store::DbKey) -> Result<(Value, f64)> {
     let exe = std::env::current_exe()?;
     let t = Instant::now();
     let out = Command::new(exe)
+        .env("LINLI_STORE_KEY", key_hex(key))
         .arg("--json")
         .arg("--data")
         .arg(dir)
@@ -226,9 +232,15 @@ pub(crate) struct Watcher {
 
 impl Watcher {
     /// Starts a device's live session and waits for its first sync to finish.
-    pub(crate) fn start(name: &'static str, dir: &Path, url: &str) -> Result<Watcher> {
+    pub(crate) fn start(
+        name: &'static str,
+        dir: &Path,
+        url: &str,
+        key: &linli_store::DbKey,
+    ) -> Result<Watcher> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
+            .env("LINLI_STORE_KEY", key_hex(key))
             .arg("--json")
             .arg("--data")
             .arg(dir)
@@ -326,6 +338,9 @@ pub fn run(community: &Path, edits_file: &Path, keep: Option<&Path>) -> Result<(
 }
 
 fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
+    // The stores are encrypted as every store is, with a key of this run (synthetic data: no
+    // key file).
+    let key = linli_store::DbKey::random()?;
     let records = read_records(community)?;
     let edits = read_edits(edits_file)?;
     let relay = start_relay(&tmp.join("relay"))?;
@@ -338,7 +353,7 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
 
     // Setup: A imports the roster and uploads it.
     let a_dir = tmp.join("a");
-    let mut a = Store::open(&a_dir)?;
+    let mut a = Store::open(&a_dir, &key)?;
     // Device A is a running app: its checkpoints run in the background, as the app's do.
     let _checkpoints = a.checkpoint_in_background(linli_api::CHECKPOINT_EVERY)?;
     linli_api::setup::init(
@@ -359,7 +374,7 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let b_dir = tmp.join("b");
     {
         let invite = a.invite(linli_wire::Role::Staff, &[], Some(&url))?;
-        let mut b = Store::open(&b_dir)?;
+        let mut b = Store::open(&b_dir, &key)?;
         b.join(&invite)?;
     }
 
@@ -382,7 +397,7 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     // Initial: a fresh B fetches everything.
     let before = net()?;
     let relay_before = relay_cpu();
-    let (initial, initial_ms) = b_sync(&b_dir, &url_b)?;
+    let (initial, initial_ms) = b_sync(&b_dir, &url_b, &key)?;
     let initial_cpu = cpu_split(&[
         ("b", ms_of(&initial)),
         ("relay", relay_cpu() - relay_before),
@@ -395,9 +410,9 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     // process on the same store, as the app's screens write beside its sync loop). The phase
     // ends when B holds every document A changed as A has it, checked after each of B's
     // receipts. Round trips: B's held stream and A's uploads.
-    let mut a_watch = Watcher::start("A", &a_dir, &url)?;
-    let mut b_watch = Watcher::start("B", &b_dir, &url_b)?;
-    let b = Store::open(&b_dir)?;
+    let mut a_watch = Watcher::start("A", &a_dir, &url, &key)?;
+    let mut b_watch = Watcher::start("B", &b_dir, &url_b, &key)?;
+    let b = Store::open(&b_dir, &key)?;
     let before = net()?;
     let relay_before = relay_cpu();
     let a_before = cpu_ms();
@@ -502,7 +517,7 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let a_back = runtime.block_on(linli_sync::relay_client::sync(&mut a, &url))?;
     let before = net()?;
     let relay_before = relay_cpu();
-    let (reconnect, reconnect_ms) = b_sync(&b_dir, &url_b)?;
+    let (reconnect, reconnect_ms) = b_sync(&b_dir, &url_b, &key)?;
     let reconnect_cpu = cpu_split(&[
         ("b", ms_of(&reconnect)),
         ("relay", relay_cpu() - relay_before),
@@ -510,7 +525,7 @@ fn run_in(tmp: &Path, community: &Path, edits_file: &Path) -> Result<Value> {
     let reconnect_bytes = measure(before, net()?);
 
     // B must now equal A, document for document.
-    let b = Store::open(&b_dir)?;
+    let b = Store::open(&b_dir, &key)?;
     let sa: HashMap<String, Vec<u8>> = a.summary()?.into_iter().map(|i| (i.id, i.heads)).collect();
     let sb = b.summary()?;
     let behind = sa.len().abs_diff(sb.len())

@@ -251,10 +251,82 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
     }
 }
 
+/// The store's key. `LINLI_STORE_KEY` (64 hex digits: the raw key, for scripts and
+/// benchmarks that open stores many times), or the key file unlocked with the passphrase:
+/// `LINLI_PASSPHRASE`, or asked for on the terminal (twice, when it is chosen for a new store).
+fn key(cli: &Cli, dir: &std::path::Path) -> Result<linli_api::DbKey> {
+    if let Ok(hex) = std::env::var("LINLI_STORE_KEY") {
+        return raw_key(&hex);
+    }
+    let state = linli_api::lock_state(dir);
+    let passphrase = passphrase(state)?;
+    let person = cli.user.clone().unwrap_or_else(|| "admin".to_string());
+    linli_api::unlock(dir, &person, &passphrase).map_err(|e| match e.code() {
+        linli_api::ErrorCode::WrongPassphrase => anyhow::anyhow!(
+            "口令不对 The passphrase does not unlock the store in {}: {e}",
+            dir.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot unlock the store in {}", dir.display())),
+    })
+}
+
+fn raw_key(hex: &str) -> Result<linli_api::DbKey> {
+    let hex = zeroize::Zeroizing::new(hex.trim().to_string());
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    let digits: Option<Vec<u8>> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+        })
+        .collect();
+    match digits {
+        Some(d) if d.len() == 32 && hex.len() == 64 => {
+            bytes.copy_from_slice(&d);
+            Ok(linli_api::DbKey::from_bytes(*bytes))
+        }
+        // The value itself is not repeated: it is a secret.
+        _ => anyhow::bail!("LINLI_STORE_KEY is not 64 hex digits (a 256-bit key)"),
+    }
+}
+
+fn passphrase(state: linli_api::LockState) -> Result<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var("LINLI_PASSPHRASE")
+        && !p.is_empty()
+    {
+        return Ok(p.into());
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        anyhow::bail!(
+            "数据已加密，需要口令 The store is encrypted: set LINLI_PASSPHRASE, or run linli in a \
+             terminal to be asked for the passphrase"
+        );
+    }
+    match state {
+        linli_api::LockState::Locked => Ok(rpassword::prompt_password("口令 Passphrase: ")?.into()),
+        linli_api::LockState::New => {
+            let first: zeroize::Zeroizing<String> = rpassword::prompt_password(
+                "为本机数据设置口令（至少10个字符） Choose a passphrase for this device's data (at least 10 characters): ",
+            )?
+            .into();
+            let again: zeroize::Zeroizing<String> =
+                rpassword::prompt_password("再输入一次 Once more: ")?.into();
+            anyhow::ensure!(
+                *first == *again,
+                "两次输入的口令不一致 The two passphrases differ"
+            );
+            Ok(first)
+        }
+    }
+}
+
 /// The device's API on the store in the data directory (created if missing).
 fn api(cli: &Cli) -> Result<Api> {
     let dir = data_dir(cli)?;
-    let api = Api::open_for_command(&dir)
+    let key = key(cli, &dir)?;
+    let api = Api::open_for_command(&dir, key)
         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
     if let Some(user) = &cli.user {
         api.set_user(user);
@@ -265,7 +337,11 @@ fn api(cli: &Cli) -> Result<Api> {
 /// The device's API on an existing store: a missing store is an error, not a new empty one.
 fn api_existing(cli: &Cli) -> Result<Api> {
     let dir = data_dir(cli)?;
-    let api = Api::open_existing(&dir)?;
+    if !Api::has_store(&dir) {
+        return Err(linli_api::ApiError::NoStore(dir).into());
+    }
+    let key = key(cli, &dir)?;
+    let api = Api::open_existing(&dir, key)?;
     if let Some(user) = &cli.user {
         api.set_user(user);
     }

@@ -360,7 +360,7 @@ impl Relay {
     /// the sync benchmark). A passive checkpoint never waits for readers or writers.
     pub fn checkpoint_in_background(&self, every: Duration) -> Result<Checkpointer, RelayError> {
         linli_sqlite::backstop(&*self.db()?)?;
-        Checkpointer::start(&self.path, "relay-checkpoint", every, |_| {}).map_err(|source| {
+        Checkpointer::start(&self.path, None, "relay-checkpoint", every, |_| {}).map_err(|source| {
             RelayError::Io {
                 path: self.path.clone(),
                 source,
@@ -387,7 +387,7 @@ impl Relay {
         let path = dir.join(DB_FILE);
         // Made private before SQLite opens it; its log and index files take its mode.
         linli_sqlite::private_db_file(&path).map_err(io)?;
-        let conn = linli_sqlite::open(&path, Duration::from_secs(10))?;
+        let conn = linli_sqlite::open(&path, Duration::from_secs(10), None)?;
         conn.execute_batch(SCHEMA)?;
         let has_column = |table: &str, column: &str| -> Result<bool, rusqlite::Error> {
             conn.query_row(

@@ -3,15 +3,132 @@
 //! directories readable by their owner only ([`private_dir`], [`private_db_file`],
 //! [`private_file`]), and checkpoints on a thread of their own ([`Checkpointer`]).
 //!
+//! Encryption at rest: a database opened with a [`DbKey`] is a SQLCipher file (every page,
+//! its write-ahead log's included, AES-256 encrypted and authenticated); the key is a raw 256-bit
+//! key, so opening a connection costs no key derivation. [`encrypt_in_place`] turns a plain
+//! database (a store of an older Linli) into an encrypted one.
+//!
 //! Architecture invariant: every connection to a Linli database is made by [`open`] (or by a
-//! [`Checkpointer`], which uses it), so a setting every database needs (encryption at rest
-//! among them, later) is added here once.
+//! [`Checkpointer`], which uses it), so a setting every database needs (encryption at rest,
+//! `secure_delete`) is added here once.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::Connection;
+use zeroize::Zeroizing;
+
+/// The 256-bit key a database is encrypted with (SQLCipher's raw key). Wiped from memory when
+/// dropped; never printed.
+#[derive(Clone)]
+pub struct DbKey(Zeroizing<[u8; 32]>);
+
+impl DbKey {
+    /// A fresh random key.
+    pub fn random() -> std::io::Result<DbKey> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        getrandom::fill(k.as_mut()).map_err(std::io::Error::other)?;
+        Ok(DbKey(k))
+    }
+
+    /// The key made of these bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> DbKey {
+        DbKey(Zeroizing::new(bytes))
+    }
+
+    /// Its bytes (to wrap it for a person).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// `PRAGMA key` (or `KEY` of an `ATTACH`) as SQLCipher reads a raw key: `"x'…'"`.
+    fn literal(&self) -> Zeroizing<String> {
+        let mut s = Zeroizing::new(String::with_capacity(69));
+        s.push_str("\"x'");
+        for b in self.0.iter() {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        s.push_str("'\"");
+        s
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl std::fmt::Debug for DbKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DbKey(…)")
+    }
+}
+
+/// The first 16 bytes of a plain (unencrypted) SQLite file.
+const PLAIN_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Whether the file at `path` is a plain SQLite database (not encrypted). A missing or empty
+/// file is not.
+pub fn is_plain(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    match std::fs::File::open(path) {
+        Ok(mut f) => match f.read_exact(&mut header) {
+            Ok(()) => Ok(&header == PLAIN_HEADER),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Encrypts the plain database at `path` with `key`, in place: its log is checkpointed into
+/// it, an encrypted copy is written next to it (`…-encrypting`) and renamed over it. A process
+/// killed on the way leaves the plain file whole (the copy is written anew next time). No other
+/// connection may be open meanwhile.
+pub fn encrypt_in_place(path: &Path, key: &DbKey) -> rusqlite::Result<()> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-encrypting");
+    let copy = PathBuf::from(name);
+    let _ = std::fs::remove_file(&copy);
+    {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        private_db_file(&copy).map_err(io_error)?;
+        let attach = Zeroizing::new(format!(
+            "ATTACH DATABASE ?1 AS encrypted KEY {}",
+            key.literal().as_str()
+        ));
+        conn.execute(&attach, [copy.to_string_lossy()])?;
+        conn.query_row("SELECT sqlcipher_export('encrypted')", [], |_| Ok(()))?;
+        // The export copies schema and rows, not the header's numbers: the schema's version
+        // goes along by hand.
+        let version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
+        conn.execute_batch(&format!("PRAGMA encrypted.user_version = {version};"))?;
+        conn.execute("DETACH DATABASE encrypted", [])?;
+        // Back to a rollback journal so that nothing of the plain file stays in a log.
+        conn.pragma_update(None, "journal_mode", "DELETE")?;
+    }
+    std::fs::File::open(&copy)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error)?;
+    std::fs::rename(&copy, path).map_err(io_error)?;
+    for log in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(log);
+        let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+    if let Some(dir) = path.parent() {
+        // The rename is durable once the directory is.
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+fn io_error(e: std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
 
 /// The automatic checkpoint left on a connection whose checkpoints run in the background:
 /// 8,192 pages (32 MB of log), a bound on the log should the thread fall behind.
@@ -25,9 +142,20 @@ pub const BACKSTOP_PAGES: i64 = 8192;
 /// clears a statement's bindings when it takes it back, and SQLite then expires it (sealing
 /// 293 edited documents for a push spent 62 % of its instructions re-preparing one query).
 /// Neither the store nor the relay keeps planner statistics, so no plan is lost by it.
-pub fn open(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+///
+/// With `key`, the file is a SQLCipher database encrypted with it; a wrong key (or a plain
+/// file) fails here with `SQLITE_NOTADB`, not at a later query. Deleted content is
+/// overwritten (`secure_delete`), so it does not linger in free pages.
+pub fn open(path: &Path, busy: Duration, key: Option<&DbKey>) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
+    if let Some(key) = key {
+        let pragma = Zeroizing::new(format!("PRAGMA key = {};", key.literal().as_str()));
+        conn.execute_batch(&pragma)?;
+        // SQLCipher reads the key at the first access: make that now.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+    }
     conn.busy_timeout(busy)?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
@@ -179,11 +307,12 @@ impl Checkpointer {
     /// `after` with its connection. For a server, whose writes come from anywhere.
     pub fn start(
         path: &Path,
+        key: Option<&DbKey>,
         name: &str,
         every: Duration,
         after: impl FnMut(&Connection) + Send + 'static,
     ) -> std::io::Result<Checkpointer> {
-        Self::spawn(path, name, every, false, after)
+        Self::spawn(path, key, name, every, false, after)
     }
 
     /// As [`Checkpointer::start`], but the thread sleeps until told of a commit
@@ -191,23 +320,25 @@ impl Checkpointer {
     /// folded in): a device that writes nothing does not wake for it.
     pub fn on_commits(
         path: &Path,
+        key: Option<&DbKey>,
         name: &str,
         every: Duration,
         after: impl FnMut(&Connection) + Send + 'static,
     ) -> std::io::Result<(Checkpointer, CommitNudge)> {
-        let c = Self::spawn(path, name, every, true, after)?;
+        let c = Self::spawn(path, key, name, every, true, after)?;
         let nudge = CommitNudge(c.tx.clone());
         Ok((c, nudge))
     }
 
     fn spawn(
         path: &Path,
+        key: Option<&DbKey>,
         name: &str,
         every: Duration,
         on_demand: bool,
         mut after: impl FnMut(&Connection) + Send + 'static,
     ) -> std::io::Result<Checkpointer> {
-        let conn = open(path, Duration::ZERO).map_err(std::io::Error::other)?;
+        let conn = open(path, Duration::ZERO, key).map_err(std::io::Error::other)?;
         let (tx, rx) = mpsc::channel::<Tick>();
         let thread = std::thread::Builder::new()
             .name(name.into())
@@ -278,7 +409,9 @@ mod tests {
         private_dir(&data, "db.sqlite").unwrap_or_else(|e| panic!("{e}"));
         let path = data.join("db.sqlite");
         private_db_file(&path).unwrap_or_else(|e| panic!("{e}"));
-        let conn = open(&path, Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
+        let key = DbKey::random().unwrap_or_else(|e| panic!("{e}"));
+        let conn =
+            open(&path, Duration::from_secs(1), Some(&key)).unwrap_or_else(|e| panic!("{e}"));
         backstop(&conn).unwrap_or_else(|e| panic!("{e}"));
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -289,6 +422,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let checkpoints = Checkpointer::start(
             &path,
+            Some(&key),
             "test-checkpoint",
             Duration::from_millis(5),
             move |_| {
@@ -303,6 +437,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let (checkpoints, nudge) = Checkpointer::on_commits(
             &path,
+            Some(&key),
             "test-on-commits",
             Duration::from_millis(5),
             move |_| {
@@ -338,5 +473,98 @@ mod tests {
             wal.push("-wal");
             assert_eq!(mode(Path::new(&wal)), 0o600);
         }
+    }
+
+    fn bytes_of(path: &Path) -> Vec<u8> {
+        let mut all = std::fs::read(path).unwrap_or_else(|e| panic!("{e}"));
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        if let Ok(log) = std::fs::read(PathBuf::from(wal)) {
+            all.extend(log);
+        }
+        all
+    }
+
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn an_encrypted_database_shows_nothing_and_opens_only_with_its_key() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db.sqlite");
+        let key = DbKey::random().unwrap_or_else(|e| panic!("{e}"));
+        let conn =
+            open(&path, Duration::from_secs(1), Some(&key)).unwrap_or_else(|e| panic!("{e}"));
+        conn.execute_batch(
+            "CREATE TABLE people (name, id_number);
+             INSERT INTO people VALUES ('张秀英', '11010519491231002X');",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let bytes = bytes_of(&path);
+        assert!(!contains(&bytes, "张秀英") && !contains(&bytes, "11010519491231002X"));
+        assert!(!is_plain(&path).unwrap_or_else(|e| panic!("{e}")));
+        drop(conn);
+        // Another key, or none: refused at open, not at some later query.
+        let other = DbKey::random().unwrap_or_else(|e| panic!("{e}"));
+        let err = open(&path, Duration::from_secs(1), Some(&other))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::NotADatabase),
+            "{err}"
+        );
+        assert!(open(&path, Duration::from_secs(1), None)
+            .and_then(|c| c.query_row("SELECT count(*) FROM people", [], |r| r.get::<_, i64>(0)))
+            .is_err());
+        let conn =
+            open(&path, Duration::from_secs(1), Some(&key)).unwrap_or_else(|e| panic!("{e}"));
+        let name: String = conn
+            .query_row("SELECT name FROM people", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(name, "张秀英");
+    }
+
+    #[test]
+    fn a_plain_database_is_encrypted_in_place_with_nothing_lost() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db.sqlite");
+        let conn = open(&path, Duration::from_secs(1), None).unwrap_or_else(|e| panic!("{e}"));
+        conn.execute_batch(
+            "CREATE TABLE people (name); INSERT INTO people VALUES ('张秀英');
+             PRAGMA user_version = 13;",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..500 {
+            conn.execute("INSERT INTO people VALUES (?1)", [format!("居民{i}")])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        drop(conn);
+        assert!(is_plain(&path).unwrap_or_else(|e| panic!("{e}")));
+        assert!(contains(&bytes_of(&path), "张秀英"));
+        let key = DbKey::random().unwrap_or_else(|e| panic!("{e}"));
+        encrypt_in_place(&path, &key).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!is_plain(&path).unwrap_or_else(|e| panic!("{e}")));
+        assert!(!contains(&bytes_of(&path), "张秀英"));
+        let conn =
+            open(&path, Duration::from_secs(1), Some(&key)).unwrap_or_else(|e| panic!("{e}"));
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM people", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(n, 501);
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(version, 13, "the schema's version goes along");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("encrypting"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }

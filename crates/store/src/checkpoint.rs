@@ -52,6 +52,7 @@ impl Store {
             .store(BACKSTOP_PAGES, std::sync::atomic::Ordering::Relaxed);
         let (thread, nudge) = linli_sqlite::Checkpointer::on_commits(
             self.path(),
+            Some(&self.cipher),
             "linli-checkpoint",
             every,
             |conn| match crate::feed::prune_if_due(conn) {

@@ -112,7 +112,7 @@ mod tests {
     fn a_draft_outlives_the_store_handle_until_cleared() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = Store::open(dir.path(), &linli_testkit::key()).unwrap();
             assert_eq!(s.draft("visit", "hh-1").unwrap(), None);
             s.save_draft("visit", "hh-1", &json!({"notes": "老人"}))
                 .unwrap();
@@ -121,7 +121,7 @@ mod tests {
             s.save_draft("visit", "hh-2", &json!({"notes": "未遇"}))
                 .unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), &linli_testkit::key()).unwrap();
         assert_eq!(
             s.draft("visit", "hh-1").unwrap(),
             Some(json!({"notes": "老人身体不错"}))
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn bad_names_and_oversized_drafts_are_refused_and_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), &linli_testkit::key()).unwrap();
         s.save_draft("board.post", "", &json!({"title": "停水"}))
             .unwrap();
         for form in ["", "Visit", "visit form", "走访", &"x".repeat(65)] {

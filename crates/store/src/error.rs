@@ -13,6 +13,18 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The store's key file is damaged or of a newer Linli.
+    #[error("{0}")]
+    KeyFile(String),
+    /// A new passphrase does not fit (too short).
+    #[error("passphrase: {0}")]
+    Passphrase(String),
+    /// The passphrase given does not unlock the store (or the person has none here).
+    #[error("{0}")]
+    WrongPassphrase(String),
+    /// The store does not open with the key given: not this store's key, or not a store.
+    #[error("{0} does not open with this key: it belongs to another store, or is damaged")]
+    WrongKey(PathBuf),
     /// A file or directory could not be used.
     #[error("{path}: {source}")]
     Io {

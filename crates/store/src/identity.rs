@@ -431,7 +431,8 @@ mod tests {
     #[test]
     fn counters_never_go_back_but_restart_from_the_clock_when_refused_as_ahead() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
         let now = u64::try_from(linli_domain::Timestamp::now().0).unwrap_or(0);
         let hour = linli_wire::relay::MAX_COUNTER_AHEAD_MS;
         set_meta(store.conn(), "counter", &(now + 3 * hour).to_string())

@@ -30,7 +30,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use crate::codec::{self, Dicts, Kind, Packer};
 pub(crate) use crate::feed::{append_log, feed_head, read_chunks};
 use crate::recent::Recent;
-use crate::{StoreError, index};
+use crate::{DbKey, StoreError, index};
 
 /// The file name of the database inside the data directory.
 pub const DB_FILE: &str = "linli.sqlite";
@@ -270,6 +270,9 @@ pub struct Store {
     /// Pages of write-ahead log past which a commit checkpoints (shared by this process's
     /// handles of the file).
     pub(crate) checkpoint_pages: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// The key the file is encrypted with (for the connections a store opens besides its
+    /// own: its checkpoint thread's).
+    pub(crate) cipher: DbKey,
     dicts: Dicts,
     recent: Recent,
 }
@@ -287,21 +290,33 @@ pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in directory `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) the store in directory `dir`, encrypted with `key` (see
+    /// [`crate::keys`] for where the key comes from). A plain store of an older Linli is
+    /// encrypted with it first, in place, nothing lost.
+    pub fn open(dir: &Path, key: &DbKey) -> Result<Store, StoreError> {
         let io = |source: std::io::Error| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         };
         linli_sqlite::private_dir(dir, DB_FILE).map_err(io)?;
         let path = dir.join(DB_FILE);
+        if linli_sqlite::is_plain(&path).map_err(io)? {
+            tracing::info!(path = %path.display(), "encrypting a plain store in place");
+            linli_sqlite::encrypt_in_place(&path, key)?;
+        }
         // Made readable by its owner only before SQLite opens it: its write-ahead log and
         // shared-memory files take the same mode.
         linli_sqlite::private_db_file(&path).map_err(io)?;
-        let mut conn = linli_sqlite::open(&path, BUSY_TIMEOUT)?;
+        let mut conn = match linli_sqlite::open(&path, BUSY_TIMEOUT, Some(key)) {
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+                return Err(StoreError::WrongKey(path));
+            }
+            other => other?,
+        };
         // The write path alone uses some 30 statements (docs, chunks, meta, every q_* table);
         // rusqlite's default cache of 16 made each edit re-parse half of them.
         conn.set_prepared_statement_cache_capacity(128);
+        let key_for_handles = key.clone();
         let key = crate::changes::key(&path);
         let checkpoint_pages = crate::changes::threshold(&key);
         crate::changes::install(&mut conn, key.clone(), checkpoint_pages.clone())?;
@@ -343,6 +358,7 @@ impl Store {
             },
             path,
             key,
+            cipher: key_for_handles,
             checkpoint_pages,
         };
         // A migration that added derived columns asks for a rebuild from the documents.
@@ -366,6 +382,11 @@ impl Store {
             store.reload_dicts()?;
         }
         Ok(store)
+    }
+
+    /// The key the store is encrypted with (to open another handle of it).
+    pub fn db_key(&self) -> &DbKey {
+        &self.cipher
     }
 
     /// The database file.
@@ -1576,7 +1597,8 @@ mod tests {
     #[test]
     fn cached_statements_are_not_prepared_again_at_each_use() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
         let sql = "SELECT d.id FROM log l JOIN docs d ON d.id = l.doc AND d.seq = l.seq
                    LEFT JOIN peer_heads p ON p.peer = ?1 AND p.doc = d.id
                    WHERE l.seq > ?2 AND (p.heads IS NULL OR p.heads != d.heads)";
@@ -1669,7 +1691,8 @@ mod tests {
             )
             .unwrap_or_else(|e| panic!("{e}"));
         }
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             store.count("PRAGMA user_version").unwrap_or(0),
             MIGRATIONS.len() as i64
@@ -1730,7 +1753,12 @@ mod tests {
             )
             .unwrap_or_else(|e| panic!("{e}"));
         }
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join(DB_FILE);
+        assert!(linli_sqlite::is_plain(&path).unwrap_or_else(|e| panic!("{e}")));
+        let store =
+            Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
+        // An older Linli's store is plain: it is encrypted in place, then migrated.
+        assert!(!linli_sqlite::is_plain(&path).unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(
             store.count("PRAGMA user_version").unwrap_or(0),
             MIGRATIONS.len() as i64

@@ -91,7 +91,8 @@ fn a_large_collection_is_compressed_and_reads_back_the_same() {
         assert_eq!(store.get(rec.id()).ok().flatten().as_ref(), Some(rec));
     }
     drop(store);
-    let mut store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut store =
+        Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     for rec in all.iter().step_by(97) {
         assert_eq!(store.get(rec.id()).ok().flatten().as_ref(), Some(rec));
     }
@@ -153,7 +154,7 @@ fn recent_documents_are_never_read_stale() {
     let mut a = new_store(dir.path());
     a.put(households(0..20), "import")
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut b = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut b = Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     let notes = |s: &Store| match s.get("hh-000003") {
         Ok(Some(AnyRecord::Household(h))) => h.notes,
         other => panic!("{other:?}"),
@@ -175,7 +176,7 @@ fn recent_documents_are_never_read_stale() {
     // A refused edit leaves nothing behind in the cache either.
     assert!(a.edit("hh-000003", "area", "-5").is_err());
     // What both handles read equals what a fresh handle reads.
-    let fresh = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let fresh = Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     for rec in households(0..20) {
         let want = fresh.get(rec.id()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.get(rec.id()).unwrap_or_else(|e| panic!("{e}")), want);
@@ -359,8 +360,8 @@ fn stored_records_are_read_checked_and_rebuilt() {
     );
     drop(store);
 
-    let raw = rusqlite::Connection::open(dir.path().join("linli.sqlite"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let raw =
+        linli_testkit::open_db(dir.path().join("linli.sqlite")).unwrap_or_else(|e| panic!("{e}"));
     raw.execute(
         "UPDATE docs SET record = x'7b22' WHERE id = 'hh-000001'",
         [],
@@ -373,7 +374,8 @@ fn stored_records_are_read_checked_and_rebuilt() {
     .unwrap_or_else(|e| panic!("{e}"));
     drop(raw);
 
-    let mut store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut store =
+        Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     // A stored record that does not parse is read from the document instead.
     match store.get("hh-000001") {
         Ok(Some(AnyRecord::Household(h))) => assert_eq!(h.id, "hh-000001"),
@@ -398,15 +400,16 @@ fn stored_records_are_read_checked_and_rebuilt() {
     // A write of a document whose stored record does not parse reads the document instead,
     // and stores a good record again.
     drop(store);
-    let raw = rusqlite::Connection::open(dir.path().join("linli.sqlite"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let raw =
+        linli_testkit::open_db(dir.path().join("linli.sqlite")).unwrap_or_else(|e| panic!("{e}"));
     raw.execute(
         "UPDATE docs SET record = x'00ff' WHERE id = 'hh-000003'",
         [],
     )
     .unwrap_or_else(|e| panic!("{e}"));
     drop(raw);
-    let mut store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut store =
+        Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     store
         .edit("hh-000003", "notes", "楼道灯已修")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -431,7 +434,7 @@ fn encode(heads: &[automerge::ChangeHash]) -> Vec<Vec<u8>> {
 fn a_handle_uses_dictionaries_another_handle_trained_after_it_opened() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut screens = new_store(dir.path());
-    let mut sync = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut sync = Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     let r = sync
         .put(households(0..TRAIN_AFTER as usize + 10), "first sync")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -498,7 +501,7 @@ fn records_stored_plain_are_compressed_when_the_store_opens() {
     };
     // As a store from before: no record dictionaries, records rebuilt plain from the
     // documents, then compressed, as migrations 9 and 12 ask.
-    let conn = rusqlite::Connection::open(dir.path().join(linli_store::store::DB_FILE))
+    let conn = linli_testkit::open_db(dir.path().join(linli_store::store::DB_FILE))
         .unwrap_or_else(|e| panic!("{e}"));
     conn.execute_batch(
         "UPDATE docs SET record = NULL, rdict = NULL;
@@ -507,7 +510,7 @@ fn records_stored_plain_are_compressed_when_the_store_opens() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     drop(conn);
-    let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         store
             .count("SELECT COUNT(*) FROM docs WHERE collection = 'households' AND rdict IS NULL")
@@ -544,7 +547,7 @@ fn damaged_chunk_lists_and_missing_dictionaries_are_errors_naming_the_document()
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let record = store.get("hh-000000").unwrap_or_else(|e| panic!("{e}"));
-    let conn = rusqlite::Connection::open(dir.path().join(linli_store::store::DB_FILE))
+    let conn = linli_testkit::open_db(dir.path().join(linli_store::store::DB_FILE))
         .unwrap_or_else(|e| panic!("{e}"));
     // Damage as a disk or a bug would: past the references SQLite checks.
     conn.execute_batch("PRAGMA foreign_keys = OFF")
@@ -557,7 +560,8 @@ fn damaged_chunk_lists_and_missing_dictionaries_are_errors_naming_the_document()
     let fails = |sql: &str, field: &str, says: &str| {
         conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
         // A fresh handle: nothing of the document in memory.
-        let fresh = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let fresh =
+            Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
         let err = match fresh.load_doc("hh-000000") {
             Err(e) => e.to_string(),
             Ok(_) => panic!("{sql}: loaded"),
@@ -589,7 +593,7 @@ fn damaged_chunk_lists_and_missing_dictionaries_are_errors_naming_the_document()
     );
     conn.execute_batch("UPDATE docs SET dict = NULL, rdict = 999 WHERE id = 'hh-000000'")
         .unwrap_or_else(|e| panic!("{e}"));
-    let fresh = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let fresh = Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         fresh.get("hh-000000").unwrap_or_else(|e| panic!("{e}")),
         record
@@ -606,7 +610,7 @@ fn commits_are_announced_and_the_log_stays_bounded() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut writer = new_store(dir.path());
-    let listener = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let listener = Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     let heard = Arc::new(AtomicUsize::new(0));
     let subscription = listener.on_commit({
         let heard = heard.clone();

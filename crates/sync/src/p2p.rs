@@ -183,6 +183,7 @@ struct Handler {
     /// The store's directory: each session opens a handle of its own, so that sessions with
     /// several devices run at once (SQLite in WAL mode serializes their writes).
     dir: std::path::PathBuf,
+    key: linli_store::DbKey,
     events: mpsc::UnboundedSender<SessionResult>,
 }
 
@@ -194,7 +195,7 @@ impl Handler {
             .map_err(|_| unreachable("the peer opened no stream"))?
             .map_err(unreachable)?;
         let result = {
-            let mut store = Store::open(&self.dir)?;
+            let mut store = Store::open(&self.dir, &self.key)?;
             match Replica::new(&mut store, Side::Responder, peer, 0) {
                 Ok(mut replica) => run(&mut replica, &mut send, &mut recv)
                     .await
@@ -263,7 +264,11 @@ impl Server {
             .parent()
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default();
-        let handler = Handler { dir, events };
+        let handler = Handler {
+            dir,
+            key: store.db_key().clone(),
+            events,
+        };
         let router = Router::builder(ep).accept(ALPN, handler).spawn();
         Ok((
             Server {

@@ -134,7 +134,7 @@ pub fn post_raw(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
 
 /// A push signed by the device of the store in `dir`, as a hostile member would send it.
 pub fn hostile_push(dir: &Path, url: &str, blobs: Vec<linli_wire::relay::NewBlob>) -> u16 {
-    let store = linli_store::Store::open(dir).unwrap();
+    let store = linli_store::Store::open(dir, &crate::key()).unwrap();
     let me = store.identity().unwrap();
     let request = linli_wire::relay::Request {
         membership: me.membership,

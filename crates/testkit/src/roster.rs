@@ -35,7 +35,7 @@ pub fn households(range: std::ops::Range<usize>) -> Vec<AnyRecord> {
 
 /// A store in `dir` whose device created community `c1` ([`community`]).
 pub fn new_store(dir: &std::path::Path) -> Store {
-    let mut store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
+    let mut store = Store::open(dir, &crate::key()).unwrap_or_else(|e| panic!("{e}"));
     store
         .init_community(community())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -68,7 +68,7 @@ pub fn households_in(community: &str, range: std::ops::Range<usize>) -> Vec<AnyR
 /// A store whose community (grids G01–G03) has an id made from its device's key, as a relay
 /// requires (see `linli_wire::community_id`): its device is the community's root.
 pub fn rooted_store(dir: &std::path::Path) -> Store {
-    let mut store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
+    let mut store = Store::open(dir, &crate::key()).unwrap_or_else(|e| panic!("{e}"));
     let root = store
         .device_key()
         .unwrap_or_else(|e| panic!("{e}"))

@@ -3,7 +3,7 @@
 // Helpers here panic on purpose: a failed step fails the test.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -395,7 +395,7 @@ fn a_killed_import_leaves_a_readable_store() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         ok(d, &["init", "--community", "幸福社区"]);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_linli"))
+        let mut child = crate::common::linli_command()
             .arg("--data")
             .arg(d)
             .args(["import", file.to_str().unwrap()])
@@ -591,7 +591,7 @@ fn reveals_are_checked_and_audited_whatever_the_door() {
         "{e}"
     );
     let audit = |dir: &Path| -> i64 {
-        let db = rusqlite::Connection::open(dir.join("linli.sqlite")).unwrap();
+        let db = linli_testkit::open_db(dir.join("linli.sqlite")).unwrap();
         db.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
             .unwrap()
     };

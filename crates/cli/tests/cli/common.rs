@@ -9,8 +9,26 @@ use linli_testkit::relay;
 #[allow(unused_imports)]
 pub use relay::{Relay, first_line, hostile_push, relay_bin};
 
+/// The `linli` binary, opening stores with the tests' key (`LINLI_STORE_KEY`: no passphrase to
+/// derive a key from at every command; the passphrase path has tests of its own).
+pub fn linli_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_linli"));
+    c.env("LINLI_STORE_KEY", key_hex())
+        .env_remove("LINLI_PASSPHRASE");
+    c
+}
+
+/// The tests' store key, as `LINLI_STORE_KEY` takes it.
+pub fn key_hex() -> String {
+    linli_testkit::key()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn linli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_linli"))
+    crate::common::linli_command()
         .arg("--data")
         .arg(dir)
         .args(args)
@@ -58,7 +76,7 @@ impl Serve {
 
     /// The same with more arguments to `p2p serve`.
     pub fn start_with(dir: &Path, extra: &[&str]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_linli"))
+        let mut child = crate::common::linli_command()
             .arg("--data")
             .arg(dir)
             .args(["p2p", "serve", "--bind", "127.0.0.1:0"])

@@ -143,7 +143,7 @@ fn the_relay_killed_mid_upload_loses_nothing_after_a_restart() {
     // Kill the relay at several moments of `a`'s upload (building, sending, storing).
     for delay_ms in [40, 150, 300, 600] {
         let mut relay = Relay::start(&relay_dir, port);
-        let mut sync = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+        let mut sync = crate::common::linli_command()
             .args(["--data", a.to_str().unwrap(), "sync", "--relay", &url])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -340,7 +340,7 @@ fn a_watching_device_receives_changes_as_they_arrive_and_sends_its_own() {
     ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
     let id = households(&a)[0]["id"].as_str().unwrap().to_string();
 
-    let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+    let mut watcher = crate::common::linli_command()
         .arg("--json")
         .arg("--data")
         .arg(&b)
@@ -481,7 +481,7 @@ fn a_serving_device_keeps_serving_when_its_output_is_closed() {
     let [a, b] = dirs(tmp.path(), ["a", "b"]);
     ok(&a, &["demo", "--households", "10", "--seed", "4"]);
     ok(&b, &["join", &invite(&a, &["--role", "staff"])]);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+    let mut child = crate::common::linli_command()
         .arg("--data")
         .arg(&a)
         .args(["p2p", "serve", "--bind", "127.0.0.1:0"])
@@ -608,7 +608,7 @@ fn a_serving_device_syncs_with_two_devices_at_once() {
     ok(&c, &["join", &invite(&a, &["--role", "staff"])]);
     let serve = Serve::start(&a);
     let run = |dir: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+        crate::common::linli_command()
             .arg("--data")
             .arg(dir)
             .args([
@@ -679,7 +679,7 @@ fn a_live_upload_cut_before_the_relay_answers_is_sent_again() {
     };
     let before = blobs_of(&relay);
 
-    let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_linli"))
+    let mut watcher = crate::common::linli_command()
         .arg("--json")
         .arg("--data")
         .arg(&a)
@@ -778,7 +778,7 @@ fn a_blob_nobody_can_read_is_set_aside_and_staff_have_it_dropped() {
     let notice =
         linli_domain::AnyRecord::from_json(linli_domain::Collection::Notice, notice).unwrap();
     let sealed_household = {
-        let store = linli_store::Store::open(&o).unwrap();
+        let store = linli_store::Store::open(&o, &linli_testkit::key()).unwrap();
         let key = store.scope_key("*").unwrap().unwrap();
         let mut bundle = linli_wire::Bundle::default();
         for mut r in records.into_iter().chain([notice]) {
@@ -828,7 +828,7 @@ fn a_blob_nobody_can_read_is_set_aside_and_staff_have_it_dropped() {
     let aside = listed["set_aside"].as_array().unwrap();
     assert_eq!(aside.len(), 2, "{listed}");
     let owners_key = {
-        let store = linli_store::Store::open(&o).unwrap();
+        let store = linli_store::Store::open(&o, &linli_testkit::key()).unwrap();
         data_hex(&store.identity().unwrap().key.public())
     };
     assert!(

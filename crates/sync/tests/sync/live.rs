@@ -289,7 +289,7 @@ impl Device {
 /// A staff store that joined `root`'s community.
 fn staff(dir: &std::path::Path, root: &Store) -> Store {
     let invite = root.invite(Role::Staff, &[], None).unwrap();
-    let mut store = Store::open(dir).unwrap();
+    let mut store = Store::open(dir, &linli_testkit::key()).unwrap();
     store.join(&invite).unwrap();
     store
 }

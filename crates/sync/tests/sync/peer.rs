@@ -136,7 +136,7 @@ fn member(dir: &std::path::Path, inviter: &Store, role: Role, grids: &[&str]) ->
     let invite = inviter
         .invite(role, &grids, None)
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
+    let mut store = Store::open(dir, &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
     store.join(&invite).unwrap_or_else(|e| panic!("{e}"));
     store
 }
@@ -891,7 +891,7 @@ fn the_checkpoint_thread_prunes_the_feed_when_due_without_waiting_for_writers() 
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let rows = a.log_rows().unwrap_or_else(|e| panic!("{e}"));
-    let other = rusqlite::Connection::open(dir.path().join(linli_store::store::DB_FILE))
+    let other = linli_testkit::open_db(dir.path().join(linli_store::store::DB_FILE))
         .unwrap_or_else(|e| panic!("{e}"));
     // Due: the last prune was PRUNE_EVERY writes before the head.
     other
@@ -945,7 +945,7 @@ fn recording_what_was_sent_gives_way_to_another_writer_instead_of_waiting() {
     let a = root_with(dir.path(), 2);
     let head = a.feed_head().unwrap_or_else(|e| panic!("{e}"));
     // Another process holds the write lock.
-    let mut other = rusqlite::Connection::open(dir.path().join(linli_store::store::DB_FILE))
+    let mut other = linli_testkit::open_db(dir.path().join(linli_store::store::DB_FILE))
         .unwrap_or_else(|e| panic!("{e}"));
     let tx = other
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
