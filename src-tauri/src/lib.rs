@@ -49,6 +49,8 @@ pub struct Linli {
     dir: PathBuf,
     backoff: Backoff,
     api: std::sync::RwLock<Option<Arc<Api>>>,
+    /// Failed sign-ins since the last one that worked.
+    failures: std::sync::atomic::AtomicU32,
     sync: Mutex<Option<SyncHandle>>,
     peers: Mutex<Option<PeerServer>>,
     window: Window,
@@ -224,8 +226,16 @@ async fn search(s: State<'_, Linli>, text: String) -> Res<Vec<linli_api::Hit>> {
 
 #[tauri::command]
 #[specta::specta]
-async fn reveal(s: State<'_, Linli>, person: String, field: RevealField) -> Res<String> {
-    blocking(&s.api()?, move |api| api.reveal(&person, field.code())).await
+async fn reveal(
+    s: State<'_, Linli>,
+    person: String,
+    field: RevealField,
+    reason: String,
+) -> Res<String> {
+    blocking(&s.api()?, move |api| {
+        api.reveal(&person, field.code(), &reason)
+    })
+    .await
 }
 
 #[tauri::command]
@@ -686,6 +696,8 @@ struct LockInfo {
     people: Vec<String>,
     /// The fewest characters of a passphrase.
     min_passphrase: usize,
+    /// Minutes without use after which the app locks.
+    idle_minutes: u32,
 }
 
 /// Whether the store is open, or what unlocking it needs.
@@ -701,11 +713,43 @@ async fn lock_state(s: State<'_, Linli>) -> Res<LockInfo> {
         }
     };
     let people = linli_store_people(&s.dir);
+    let idle_minutes = match s.api() {
+        Ok(api) => blocking(&api, |api| api.lock_minutes()).await?,
+        Err(_) => linli_api::LOCK_MINUTES,
+    };
     Ok(LockInfo {
         state,
         people,
         min_passphrase: linli_api::MIN_PASSPHRASE,
+        idle_minutes,
     })
+}
+
+/// Lets another person use this device with their own passphrase (committee staff).
+#[tauri::command]
+#[specta::specta]
+async fn enrol_person(s: State<'_, Linli>, person: String, passphrase: String) -> Res<Vec<String>> {
+    blocking(&s.api()?, move |api| api.enrol_person(&person, &passphrase)).await?;
+    Ok(linli_store_people(&s.dir))
+}
+
+/// Sets the minutes without use after which the app locks (committee staff).
+#[tauri::command]
+#[specta::specta]
+async fn set_lock_minutes(s: State<'_, Linli>, minutes: u32) -> Res<()> {
+    blocking(&s.api()?, move |api| api.set_lock_minutes(minutes)).await
+}
+
+/// Locks the app (a person leaves, or it was idle): the sync loop and serving stop, the store
+/// closes and its key is dropped; a passphrase opens it again.
+#[tauri::command]
+#[specta::specta]
+async fn lock(s: State<'_, Linli>) -> Res<()> {
+    s.peers.lock().unwrap_or_else(|p| p.into_inner()).take();
+    s.sync.lock().unwrap_or_else(|p| p.into_inner()).take();
+    s.api.write().unwrap_or_else(|p| p.into_inner()).take();
+    tracing::info!("locked");
+    Ok(())
 }
 
 fn linli_store_people(dir: &std::path::Path) -> Vec<String> {
@@ -720,8 +764,15 @@ async fn unlock(s: State<'_, Linli>, person: String, passphrase: String) -> Res<
     if let Ok(api) = s.api() {
         return blocking(&api, |api| api.status()).await;
     }
+    // After failed attempts, each next one waits longer (3 free, then 2, 4, 8 … 60 s): a
+    // person who mistyped barely notices, guessing at the screen becomes slow.
+    let failures = s.failures.load(std::sync::atomic::Ordering::Relaxed);
+    if failures >= 3 {
+        let wait = 2u64.saturating_pow(failures - 2).min(60);
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    }
     let dir = s.dir.clone();
-    let api = tauri::async_runtime::spawn_blocking(move || -> Res<Api> {
+    let opened = tauri::async_runtime::spawn_blocking(move || -> Res<(Api, String)> {
         let person = person.trim();
         if person.is_empty() {
             return Err(ApiError::Invalid {
@@ -729,11 +780,26 @@ async fn unlock(s: State<'_, Linli>, person: String, passphrase: String) -> Res<
                 message: "is required".into(),
             });
         }
-        let key = linli_api::unlock(&dir, person, &passphrase)?;
-        open(&dir, key)
+        let (key, person) = linli_api::unlock(&dir, person, &passphrase)?;
+        let api = open(&dir, key)?;
+        Ok((api, person))
     })
     .await
-    .unwrap_or_else(|e| Err(ApiError::Internal(format!("a call did not finish: {e}"))))?;
+    .unwrap_or_else(|e| Err(ApiError::Internal(format!("a call did not finish: {e}"))));
+    let (api, person) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            if e.code() == linli_api::ErrorCode::WrongPassphrase {
+                s.failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(failures = failures + 1, "a failed sign-in");
+            }
+            return Err(e);
+        }
+    };
+    s.failures.store(0, std::sync::atomic::Ordering::Relaxed);
+    // What this person changes is recorded as theirs.
+    api.set_user(&person);
     let api = Arc::new(api);
     s.opened(api.clone());
     blocking(&api, |api| api.status()).await
@@ -767,6 +833,9 @@ pub fn commands<R: Runtime>() -> tauri_specta::Builder<R> {
         .commands(tauri_specta::collect_commands![
             lock_state,
             unlock,
+            lock,
+            set_lock_minutes,
+            enrol_person,
             status,
             create_community,
             start_demo,
@@ -868,6 +937,7 @@ pub fn app<R: Runtime>(
             dir,
             backoff,
             api: std::sync::RwLock::new(api.clone()),
+            failures: std::sync::atomic::AtomicU32::new(0),
             sync: Mutex::new(None),
             peers: Mutex::new(None),
             window: Window::default(),
@@ -882,7 +952,7 @@ pub fn app<R: Runtime>(
                 None => match std::env::var("LINLI_PASSPHRASE") {
                     Ok(passphrase) if !passphrase.is_empty() => {
                         let person = std::env::var("LINLI_USER").unwrap_or_else(|_| "admin".into());
-                        let key = linli_api::unlock(&linli.dir, &person, &passphrase)?;
+                        let (key, _) = linli_api::unlock(&linli.dir, &person, &passphrase)?;
                         Some(Arc::new(open(&linli.dir, key)?))
                     }
                     _ => None,
@@ -1083,7 +1153,19 @@ mod tests {
             .as_str()
             .unwrap()
             .to_string();
-        let full = call(&w, "reveal", json!({"person": person, "field": "phone"})).unwrap();
+        let err = call(
+            &w,
+            "reveal",
+            json!({"person": person, "field": "phone", "reason": " "}),
+        )
+        .unwrap_err();
+        assert!(err["message"].as_str().unwrap().contains("reason"), "{err}");
+        let full = call(
+            &w,
+            "reveal",
+            json!({"person": person, "field": "phone", "reason": "入户核实"}),
+        )
+        .unwrap();
         assert_eq!(full, "13812345678");
 
         let hits = call(&w, "search", json!({"text": "zxy"})).unwrap();
@@ -1093,6 +1175,7 @@ mod tests {
         assert_eq!(page["household"], id.as_str());
         assert_eq!(page["member"]["phone"], "138****5678");
         assert_eq!(page["reveals"][0]["detail"], "phone", "{page}");
+        assert_eq!(page["reveals"][0]["reason"], "入户核实", "{page}");
         assert!(!page.to_string().contains("13812345678"), "{page}");
         let err = call(
             &w,

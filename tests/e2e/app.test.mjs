@@ -115,6 +115,9 @@ test('a community from its first start: household, visit, request loop, and a ch
     assert.equal(await s.text('[data-test=phone]'), '138****5678')
     assert.equal(await s.text('[data-test=id-number]'), '1101**********002X')
     await s.click('[data-test=reveal-phone]')
+    // Why: picked from the common reasons, written to the audit log with the reveal.
+    await s.click('[data-test=reveal-reason-0]')
+    await s.click('[data-test=reveal-confirm]')
     await s.waitFor('[data-test=phone]', { text: '13812345678' })
 
     // Edit a member's details; add a member (the ID number's check digit is validated).
@@ -207,7 +210,7 @@ test('a community from its first start: household, visit, request loop, and a ch
     await s.waitFor('[data-test=phone]', { text: '136****3333' })
     const out = JSON.parse(linli(bin('linli'), b, '--json', 'p2p', 'sync', ticketA, '--bind', '127.0.0.1:0'))
     assert.ok(out.created + out.changed >= 1, JSON.stringify(out))
-    assert.match(linli(bin('linli'), b, '--reveal', 'show', hit.id), /13600003333/)
+    assert.match(linli(bin('linli'), b, '--reveal', '--reason', '核对', 'show', hit.id), /13600003333/)
   } catch (e) {
     failed(e, procs)
   } finally {
@@ -251,7 +254,11 @@ test('the demo community on a desktop and on a tablet, portrait and landscape', 
     const name = await s.text('[data-test=person-name]')
     const before = await s.text('[data-test=person-household]')
     await s.click('[data-test=reveal-id]')
+    await s.click('[data-test=reveal-reason-other]')
+    await s.type('[data-test=reveal-reason-text]', '居民本人来电核对')
+    await s.click('[data-test=reveal-confirm]')
     await s.waitFor('[data-test=reveal-entry]', { text: '演示用户 查看了证件号码' })
+    await s.waitFor('[data-test=reveal-entry]', { text: '居民本人来电核对' })
     await s.click('[data-test=move-person]')
     await s.type('[data-test=move-target]', '李')
     await s.pick('.el-select-dropdown__item')

@@ -13,6 +13,15 @@ export const commands = {
 	 *  then starts syncing. Deriving the key takes a moment (Argon2id): off the window's thread.
 	 */
 	unlock: (person: string, passphrase: string) => __TAURI_INVOKE<AppStatus>("unlock", { person, passphrase }),
+	/**
+	 *  Locks the app (a person leaves, or it was idle): the sync loop and serving stop, the store
+	 *  closes and its key is dropped; a passphrase opens it again.
+	 */
+	lock: () => __TAURI_INVOKE<null>("lock"),
+	/**  Sets the minutes without use after which the app locks (committee staff). */
+	setLockMinutes: (minutes: number) => __TAURI_INVOKE<null>("set_lock_minutes", { minutes }),
+	/**  Lets another person use this device with their own passphrase (committee staff). */
+	enrolPerson: (person: string, passphrase: string) => __TAURI_INVOKE<string[]>("enrol_person", { person, passphrase }),
 	status: () => __TAURI_INVOKE<AppStatus>("status"),
 	createCommunity: (name: string, street: string, user: string) => __TAURI_INVOKE<AppStatus>("create_community", { name, street, user }),
 	startDemo: (user: string) => __TAURI_INVOKE<AppStatus>("start_demo", { user }),
@@ -23,7 +32,7 @@ export const commands = {
 	households: (query: HouseholdQuery) => __TAURI_INVOKE<HouseholdRow[]>("households", { query }),
 	household: (id: string) => __TAURI_INVOKE<HouseholdView>("household", { id }),
 	search: (text: string) => __TAURI_INVOKE<Hit[]>("search", { text }),
-	reveal: (person: string, field: RevealField) => __TAURI_INVOKE<string>("reveal", { person, field }),
+	reveal: (person: string, field: RevealField, reason: string) => __TAURI_INVOKE<string>("reveal", { person, field, reason }),
 	edit: (id: string, field: string, value: string) => __TAURI_INVOKE<boolean>("edit", { id, field, value }),
 	addHousehold: (input: NewHousehold) => __TAURI_INVOKE<string>("add_household", { input }),
 	addMember: (household: string, input: NewMember) => __TAURI_INVOKE<string>("add_member", { household, input }),
@@ -142,6 +151,8 @@ export type AuditRow = {
 	target: string,
 	/**  Which field or file. */
 	detail: string,
+	/**  Why (the purpose given for a reveal). */
+	reason: string,
 };
 
 /**  A post or notice in a list. */
@@ -468,6 +479,8 @@ export type LockInfo = {
 	people: string[],
 	/**  The fewest characters of a passphrase. */
 	min_passphrase: number,
+	/**  Minutes without use after which the app locks. */
+	idle_minutes: number,
 };
 
 /**  Where a request stands. */

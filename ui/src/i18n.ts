@@ -117,6 +117,8 @@ export const zh = {
   },
   settings: {
     title: '设置', device: '本设备', role: '角色', dataDir: '数据目录', invite: '邀请新设备',
+    lockAfter: '闲置多久后自动锁定', minutes: '分钟',
+    people: '本机使用人', peopleHint: '共用一台电脑时，每人用自己的口令登录；所做的修改记在本人名下。',
     inviteRole: '角色', inviteGrids: '网格', makeInvite: '生成邀请码', inviteHint: '邀请码包含密钥，只出示一次。',
     peers: '附近设备直连', serve: '允许附近设备与本机同步', ticket: '本机连接码（请对方扫码或输入）',
     peerTicket: '对方的连接码', syncPeer: '与该设备同步', peerDone: '已与 {peer} 同步：发送 {sent} 项，收到 {received} 项',
@@ -136,11 +138,17 @@ export const zh = {
     store: '存储错误', storage_full: '存储空间已满，本次修改没有保存（腾出空间后重试）', sync: '同步错误', invite: '邀请码无效', io: '文件错误', has_community: '已加入社区', internal: '程序错误',
     wrong_passphrase: '口令不对', locked: '数据已锁定，请先登录',
   },
+  reveal: {
+    title: '查看完整信息', hint: '请说明查看的原因：原因与查看记录一起写入审计日志。',
+    visit: '入户核实', request: '办理诉求', contact: '联系本人或家属', check: '核对登记信息', other: '其他原因', otherHint: '填写原因',
+    show: '查看',
+  },
   unlock: {
     title: '登录', hint: '本机的数据已加密：输入你的口令解锁。',
     newTitle: '为本机数据设置口令', newHint: '本机保存的居民信息将被加密，只有知道口令的人才能打开。口令至少 {n} 个字符，请牢记：忘记口令将无法打开数据。',
     person: '使用人', passphrase: '口令', again: '再输入一次口令', submit: '登录', create: '设置口令并开始',
     personRequired: '请填写使用人', tooShort: '口令至少需要 {n} 个字符', differ: '两次输入的口令不一致', wrong: '口令不对，请重试',
+    lock: '锁定', lockHint: '离开时锁定：数据关闭，回来时输入口令', wait: '尝试次数过多，请 {n} 秒后再试',
   },
 }
 
@@ -262,6 +270,8 @@ export const en: Messages = {
   },
   settings: {
     title: 'Settings', device: 'This device', role: 'Role', dataDir: 'Data directory', invite: 'Invite a device',
+    lockAfter: 'Lock after this long without use', minutes: 'minutes',
+    people: 'People who use this device', peopleHint: 'On a shared computer each person signs in with their own passphrase; what they change is recorded as theirs.',
     inviteRole: 'Role', inviteGrids: 'Grids', makeInvite: 'Make an invitation',
     inviteHint: 'The code carries keys: show it once.',
     peers: 'Nearby devices', serve: 'Let nearby devices sync with this one', ticket: "This device's code (scan or type it on the other device)",
@@ -284,11 +294,17 @@ export const en: Messages = {
     invite: 'Invalid invitation code', io: 'File error', has_community: 'Already in a community', internal: 'Internal error',
     wrong_passphrase: 'Wrong passphrase', locked: "This device's data is locked: sign in first",
   },
+  reveal: {
+    title: 'Show in full', hint: 'Say why: the reason is written to the audit log with the reveal.',
+    visit: 'Verifying at a visit', request: 'Handling a request', contact: 'Contacting the person or family', check: 'Checking the registration', other: 'Another reason', otherHint: 'Write the reason',
+    show: 'Show',
+  },
   unlock: {
     title: 'Sign in', hint: "This device's data is encrypted: enter your passphrase to unlock it.",
     newTitle: "Choose a passphrase for this device's data", newHint: "The residents' data kept on this device will be encrypted; only someone who knows the passphrase can open it. At least {n} characters; remember it: without it the data cannot be opened.",
     person: 'User', passphrase: 'Passphrase', again: 'Passphrase once more', submit: 'Sign in', create: 'Set the passphrase and start',
     personRequired: 'Enter who uses this device', tooShort: 'A passphrase needs at least {n} characters', differ: 'The two passphrases differ', wrong: 'Wrong passphrase; try again',
+    lock: 'Lock', lockHint: 'Lock when you leave: the data closes until a passphrase is entered', wait: 'Too many attempts: try again in {n} s',
   },
 }
 

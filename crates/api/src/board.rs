@@ -181,12 +181,7 @@ impl Api {
         receipts_required: bool,
     ) -> Result<String, ApiError> {
         let mut store = self.store();
-        let role = self.role(&store)?;
-        if !role.may_publish {
-            return Err(ApiError::Forbidden(
-                "notices are published by committee staff and owners' committee members".into(),
-            ));
-        }
+        self.require(&store, crate::permissions::Action::Publish)?;
         let community = self.community(&store)?;
         let id = new_id("notice")?;
         let notice = Notice {
@@ -214,6 +209,7 @@ impl Api {
     pub fn confirm_read(&self, id: &str, household: &str) -> Result<NoticeView, ApiError> {
         {
             let mut store = self.store();
+            self.roster_role(&store, "confirm that a household read a notice")?;
             let mut notice = load_notice(&store, id)?;
             if store.household(household)?.is_none() {
                 return Err(ApiError::NotFound {

@@ -15,6 +15,7 @@ mod drafts;
 mod error;
 mod overview;
 mod peers;
+pub mod permissions;
 mod records;
 mod relay;
 mod requests;
@@ -48,7 +49,7 @@ pub use roster::{
     PlaceRow, RevealField, VisitRow,
 };
 pub use tasks::{NewTask, TaskRow, TaskView, Template};
-pub use unlock::{LockState, MIN_PASSPHRASE, lock_state, people, unlock};
+pub use unlock::{LOCK_MINUTES, LockState, MIN_PASSPHRASE, lock_state, people, unlock};
 pub use views::{
     AuditRow, BuildingNode, ChecklistRow, CompoundNode, EventView, Hit, HouseholdInfo,
     HouseholdRow, KnownPeer, LoopView, Matched, NoticeInfo, PersonInfo, PostView, ReplyView,
@@ -225,10 +226,10 @@ impl RoleInfo {
         RoleInfo {
             code: role.into(),
             grids,
-            may_reveal: matches!(role, Role::Staff | Role::Grid),
-            may_manage: role == Role::Staff,
-            may_edit_roster: matches!(role, Role::Staff | Role::Grid),
-            may_publish: matches!(role, Role::Staff | Role::Owners),
+            may_reveal: permissions::allows(role, permissions::Action::Reveal),
+            may_manage: permissions::allows(role, permissions::Action::Manage),
+            may_edit_roster: permissions::allows(role, permissions::Action::EditRoster),
+            may_publish: permissions::allows(role, permissions::Action::Publish),
         }
     }
 }
@@ -334,6 +335,33 @@ impl Api {
     }
 
     /// The device's role; a device that created its community is staff.
+    /// Why sensitive values are about to be shown by this command (the command line's
+    /// `--reason`; the app gives one with each reveal): required with `--reveal`.
+    pub fn set_reveal_reason(&self, reason: Option<&str>) -> Result<(), ApiError> {
+        Ok(self.store().set_reveal_reason(reason)?)
+    }
+
+    /// The device's role if it may do `action`; otherwise an error naming the role and what
+    /// it may not do.
+    pub(crate) fn require(
+        &self,
+        store: &Store,
+        action: permissions::Action,
+    ) -> Result<RoleInfo, ApiError> {
+        if store.community_id()?.is_none() {
+            return Err(ApiError::NoCommunity);
+        }
+        let grant = store.identity()?.grant;
+        if !permissions::allows(grant.role, action) {
+            return Err(ApiError::Forbidden(format!(
+                "this device's role, {}, may not {}",
+                permissions::role_name(grant.role),
+                action.describe()
+            )));
+        }
+        Ok(RoleInfo::of(grant.role, grant.grids))
+    }
+
     pub(crate) fn role(&self, store: &Store) -> Result<RoleInfo, ApiError> {
         if store.community_id()?.is_none() {
             return Err(ApiError::NoCommunity);

@@ -61,7 +61,7 @@ impl Api {
         let today = now.day();
         let month_start = Day::ymd(today.0.year(), today.0.month(), 1).unwrap_or(today);
         let store = self.store();
-        self.community(&store)?;
+        self.require(&store, crate::permissions::Action::Manage)?;
         let counts = store.counts_for_overview(day_start_ms(month_start), now.0)?;
         let open_requests = counts
             .requests

@@ -8,6 +8,7 @@ use linli_domain::{AnyRecord, LoopStatus, RequestState, Scope, ServiceRequest};
 use linli_store::Store;
 use serde::{Deserialize, Serialize};
 
+use crate::permissions::Action;
 use crate::views::{LoopView, RequestInfo};
 use crate::{Api, ApiError, new_id, required, save};
 
@@ -333,6 +334,7 @@ impl Api {
         comment: &str,
     ) -> Result<RequestView, ApiError> {
         let mut store = self.store();
+        self.require(&store, Action::Step(to))?;
         let mut r = load(&store, id)?;
         let user = store.author().user.clone();
         r.advance(to, &user, self.now(), comment.trim(), &new_id("s")?)?;
@@ -353,6 +355,7 @@ impl Api {
         comment: &str,
     ) -> Result<RequestView, ApiError> {
         let mut store = self.store();
+        self.require(&store, Action::HandleRequest)?;
         let mut r = load(&store, id)?;
         let user = store.author().user.clone();
         r.settle(keep, &user, self.now(), comment.trim(), &new_id("s")?)?;
@@ -372,6 +375,7 @@ impl Api {
         satisfaction: Satisfaction,
     ) -> Result<RequestView, ApiError> {
         let mut store = self.store();
+        self.require(&store, Action::HandleRequest)?;
         let mut r = load(&store, id)?;
         r.satisfaction = Some(satisfaction);
         save(
@@ -386,6 +390,7 @@ impl Api {
     /// Sends a reminder (催办) on an open request.
     pub fn remind_request(&self, id: &str, comment: &str) -> Result<RequestView, ApiError> {
         let mut store = self.store();
+        self.require(&store, Action::Manage)?;
         let mut r = load(&store, id)?;
         if !r.state().is_none_or(RequestState::is_open) {
             return Err(ApiError::invalid("state", "the request is no longer open"));

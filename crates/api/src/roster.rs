@@ -14,6 +14,7 @@ use linli_store::screens::HouseholdFilter;
 use linli_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::permissions::Action;
 use crate::views::{AuditRow, CompoundNode, Hit, HouseholdInfo, HouseholdRow, PersonInfo};
 use crate::{Api, ApiError, RoleInfo, new_id, required};
 
@@ -302,8 +303,9 @@ pub(crate) fn day_start_ms(day: Day) -> i64 {
 impl Api {
     /// Compounds → buildings → units, with household counts (the roster's tree).
     pub fn compounds(&self) -> Result<Vec<CompoundNode>, ApiError> {
-        Ok(self
-            .store()
+        let store = self.store();
+        self.require(&store, Action::ReadRoster)?;
+        Ok(store
             .compounds()?
             .into_iter()
             .map(CompoundNode::from)
@@ -312,6 +314,7 @@ impl Api {
 
     /// Households in address order, filtered, with their "not yet synced" marks.
     pub fn households(&self, q: &HouseholdQuery) -> Result<Vec<HouseholdRow>, ApiError> {
+        self.require(&self.store(), Action::ReadRoster)?;
         let not_visited_since = match q.not_visited_since.as_deref() {
             Some(s) => Some(day_start_ms(parse_day("not_visited_since", s)?)),
             None => None,
@@ -336,6 +339,7 @@ impl Api {
     /// A household page. Sensitive values are masked.
     pub fn household(&self, id: &str) -> Result<HouseholdView, ApiError> {
         let store = self.store();
+        self.require(&store, Action::ReadRoster)?;
         let (household, sensitive) = store.household(id)?.ok_or_else(|| ApiError::NotFound {
             kind: "household",
             id: id.to_string(),
@@ -372,6 +376,7 @@ impl Api {
     /// A person page.
     pub fn person(&self, id: &str) -> Result<PersonView, ApiError> {
         let store = self.store();
+        self.require(&store, Action::ReadRoster)?;
         let not_found = || ApiError::NotFound {
             kind: "person",
             id: id.to_string(),
@@ -487,6 +492,7 @@ impl Api {
 
     /// People by name, pinyin initials, last four digits of ID or phone, or address.
     pub fn search(&self, text: &str, limit: usize) -> Result<Vec<Hit>, ApiError> {
+        self.require(&self.store(), Action::ReadRoster)?;
         if text.trim().is_empty() {
             return Ok(Vec::new());
         }
@@ -499,8 +505,8 @@ impl Api {
     }
 
     /// A person's ID number or phone in full, if the role allows; the reveal is logged first.
-    pub fn reveal(&self, person: &str, field: &str) -> Result<String, ApiError> {
-        let store = self.store();
+    pub fn reveal(&self, person: &str, field: &str, reason: &str) -> Result<String, ApiError> {
+        let mut store = self.store();
         if !self.role(&store)?.may_reveal {
             return Err(ApiError::Forbidden(
                 "this device's role may not see ID numbers or phones in full".into(),
@@ -520,7 +526,10 @@ impl Api {
                 ));
             }
         };
-        store.check_reveal(person, field)?;
+        store.set_reveal_reason(Some(reason))?;
+        let checked = store.check_reveal(person, field);
+        store.set_reveal_reason(None)?;
+        checked?;
         tracing::info!(person, field, "revealed a sensitive value");
         Ok(value)
     }
@@ -535,13 +544,13 @@ impl Api {
     /// The device's role, if it may change the roster (and record visits and inspections);
     /// otherwise an error saying it may not `what`.
     pub(crate) fn roster_role(&self, store: &Store, what: &str) -> Result<RoleInfo, ApiError> {
-        let role = self.role(store)?;
-        if !role.may_edit_roster {
-            return Err(ApiError::Forbidden(format!(
-                "this device's role may not {what}"
-            )));
-        }
-        Ok(role)
+        self.require(store, Action::EditRoster)
+            .map_err(|e| match e {
+                ApiError::Forbidden(_) => {
+                    ApiError::Forbidden(format!("this device's role may not {what}"))
+                }
+                e => e,
+            })
     }
 
     fn check_roster_write(&self, store: &Store, id: &str) -> Result<(), ApiError> {

@@ -260,6 +260,7 @@ impl Api {
     /// community has another first), linked from the item; returns the request id.
     pub fn item_to_request(&self, task: &str, item: &str) -> Result<String, ApiError> {
         let mut store = self.store();
+        self.roster_role(&store, "carry out inspections")?;
         let community = self.community(&store)?;
         let mut t = load(&store, task)?;
         let entry = item_mut(&mut t, item)?;

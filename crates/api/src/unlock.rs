@@ -10,6 +10,53 @@ use linli_store::keys;
 
 use crate::ApiError;
 
+/// Minutes without use after which the app locks, unless staff set otherwise.
+pub const LOCK_MINUTES: u32 = 5;
+
+impl crate::Api {
+    /// Minutes without use after which the app locks.
+    pub fn lock_minutes(&self) -> Result<u32, ApiError> {
+        Ok(self.store().lock_minutes()?.unwrap_or(LOCK_MINUTES))
+    }
+
+    /// Lets another person use this device (a shared office PC) with their own passphrase,
+    /// or sets a new passphrase for one (committee staff, signed in).
+    pub fn enrol_person(&self, person: &str, passphrase: &str) -> Result<(), ApiError> {
+        let person = crate::required("person", person)?;
+        {
+            let store = self.store();
+            if !self.role(&store)?.may_manage {
+                return Err(ApiError::Forbidden(
+                    "only committee staff may add the people who use this device".into(),
+                ));
+            }
+        }
+        if !keys::exists(&self.dir) {
+            return Err(ApiError::invalid(
+                "person",
+                "this store has no key file (it was opened with a raw key)",
+            ));
+        }
+        keys::enrol(&self.dir, &self.key, person, passphrase)?;
+        tracing::info!("a person was enrolled on this device");
+        Ok(())
+    }
+
+    /// Sets the minutes without use after which the app locks (committee staff; 1 to 60).
+    pub fn set_lock_minutes(&self, minutes: u32) -> Result<(), ApiError> {
+        let store = self.store();
+        if !self.role(&store)?.may_manage {
+            return Err(ApiError::Forbidden(
+                "only committee staff may set when the app locks".into(),
+            ));
+        }
+        if !(1..=60).contains(&minutes) {
+            return Err(ApiError::invalid("minutes", "must be from 1 to 60"));
+        }
+        Ok(store.set_lock_minutes(minutes)?)
+    }
+}
+
 /// What opening the store in a directory needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, specta::Type)]
 #[serde(rename_all = "snake_case")]
@@ -41,11 +88,15 @@ pub fn people(dir: &Path) -> Result<Vec<String>, ApiError> {
 /// The fewest characters of a passphrase.
 pub const MIN_PASSPHRASE: usize = keys::MIN_PASSPHRASE;
 
-/// The key of the store in `dir`: unwrapped with `passphrase` (any person's), or — a new or
-/// plain store — a new one, wrapped for `person` with it.
-pub fn unlock(dir: &Path, person: &str, passphrase: &str) -> Result<DbKey, ApiError> {
+/// The key of the store in `dir` and the person it was unlocked for: unwrapped with
+/// `person`'s passphrase (or, `person` not known here, whoever's it is), or — a new or plain
+/// store — a new key, wrapped for `person` with `passphrase`.
+pub fn unlock(dir: &Path, person: &str, passphrase: &str) -> Result<(DbKey, String), ApiError> {
     match lock_state(dir) {
-        LockState::Locked => Ok(keys::unlock(dir, None, passphrase)?.0),
-        LockState::New => Ok(keys::create(dir, person, passphrase)?),
+        LockState::Locked => {
+            let known = keys::people(dir)?.iter().any(|p| p == person);
+            Ok(keys::unlock(dir, known.then_some(person), passphrase)?)
+        }
+        LockState::New => Ok((keys::create(dir, person, passphrase)?, person.to_string())),
     }
 }

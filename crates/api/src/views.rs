@@ -282,6 +282,8 @@ pub struct AuditRow {
     pub target: String,
     /// Which field or file.
     pub detail: String,
+    /// Why (the purpose given for a reveal).
+    pub reason: String,
 }
 
 impl From<linli_store::AuditEntry> for AuditRow {
@@ -293,6 +295,7 @@ impl From<linli_store::AuditEntry> for AuditRow {
             action: e.action,
             target: e.target,
             detail: e.detail,
+            reason: e.reason,
         }
     }
 }

@@ -113,7 +113,10 @@ fn a_new_device_creates_a_community_and_keeps_its_roster() {
     assert_eq!(m.id_number, "1101**********002X");
     assert_eq!(m.phone, "138****5678");
     let person = m.person.id.clone();
-    assert_eq!(api.reveal(&person, "phone").unwrap(), "13812345678");
+    assert_eq!(
+        api.reveal(&person, "phone", "入户核实").unwrap(),
+        "13812345678"
+    );
     let log = api.audit_log(10).unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(
@@ -181,7 +184,10 @@ fn a_person_moves_to_another_household_and_keeps_their_page() {
         .add_member(&from, &grandson("110105201506010016"))
         .unwrap();
     api.edit(&kid, "phone", "13900001111").unwrap();
-    assert_eq!(api.reveal(&kid, "phone").unwrap(), "13900001111");
+    assert_eq!(
+        api.reveal(&kid, "phone", "入户核实").unwrap(),
+        "13900001111"
+    );
 
     let page = api.person(&kid).unwrap();
     assert_eq!(page.household, from);
@@ -203,7 +209,10 @@ fn a_person_moves_to_another_household_and_keeps_their_page() {
         "moved out of the old one"
     );
     // ID and phone went along; the old household keeps him as history.
-    assert_eq!(api.reveal(&kid, "id_number").unwrap(), "110105201506010016");
+    assert_eq!(
+        api.reveal(&kid, "id_number", "入户核实").unwrap(),
+        "110105201506010016"
+    );
     let old = api.household(&from).unwrap();
     assert!(
         old.members
@@ -592,7 +601,7 @@ fn devices_sync_through_a_relay_and_settle_a_conflict() {
     assert_eq!(c.households(&HouseholdQuery::default()).unwrap().len(), 1);
     let person = c.household(&hh).unwrap().members[0].person.id.clone();
     assert_eq!(
-        c.reveal(&person, "id_number").unwrap(),
+        c.reveal(&person, "id_number", "入户核实").unwrap(),
         "11010519491231002X"
     );
 
@@ -1308,4 +1317,280 @@ fn a_request_becomes_overdue_when_the_clock_passes_its_deadline() {
     clock.set(linli_domain::Timestamp(deadline + 60_000));
     assert!(api.request(&id).unwrap().overdue);
     assert_eq!(overdue(&api), 1);
+}
+
+/// Every operation that not every role may do, on a committee staff, a grid worker (G01) and
+/// an owners' committee device of one community synced through a relay: allowed (it may still
+/// fail for another reason, e.g. a step the request's state does not allow) or refused with
+/// `forbidden` and a message naming what may not be done.
+#[test]
+fn every_role_is_allowed_or_refused_every_operation_with_a_clear_error() {
+    use linli_api::{ApiError, ErrorCode, NewTask};
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let relay = Relay::start(dirs[3].path(), 0);
+    let s = staff(dirs[0].path());
+    s.set_relay(&relay.url).unwrap();
+    let hh = s.add_household(&new_household("501")).unwrap();
+    let person = s.household(&hh).unwrap().members[0].person.id.clone();
+    let rq = s
+        .report_request(&NewRequest {
+            title: "楼道灯坏了".into(),
+            description: String::new(),
+            category: "utilities".into(),
+            household: Some(hh.clone()),
+            reporter_name: String::new(),
+            grid: None,
+        })
+        .unwrap();
+    let notice = s.publish_notice("停水通知", "周五停水", true).unwrap();
+    let task = s
+        .create_task(&NewTask {
+            template: "楼道杂物清理巡查".into(),
+            compound: "幸福里小区".into(),
+            building: "3".into(),
+            due: None,
+            assignee: String::new(),
+        })
+        .unwrap();
+    assert_eq!(s.sync_once().phase, SyncPhase::Synced);
+    let g = Api::open(dirs[1].path(), linli_testkit::key()).unwrap();
+    g.join(&s.invite("grid", &["G01".into()]).unwrap(), "李四")
+        .unwrap();
+    assert_eq!(g.sync_once().phase, SyncPhase::Synced);
+    let o = Api::open(dirs[2].path(), linli_testkit::key()).unwrap();
+    o.join(&s.invite("owners", &[]).unwrap(), "赵六").unwrap();
+    assert_eq!(o.sync_once().phase, SyncPhase::Synced);
+
+    type Op<'a> = Box<dyn Fn(&Api) -> Result<(), ApiError> + 'a>;
+    let ok = |r: Result<(), ApiError>| r;
+    let ops: Vec<(&str, [bool; 3], Op)> = vec![
+        (
+            "overview",
+            [true, false, false],
+            Box::new(|a| a.overview().map(|_| ())),
+        ),
+        (
+            "compounds",
+            [true, true, false],
+            Box::new(|a| a.compounds().map(|_| ())),
+        ),
+        (
+            "households",
+            [true, true, false],
+            Box::new(|a| a.households(&HouseholdQuery::default()).map(|_| ())),
+        ),
+        (
+            "household",
+            [true, true, false],
+            Box::new(|a| a.household(&hh).map(|_| ())),
+        ),
+        (
+            "person",
+            [true, true, false],
+            Box::new(|a| a.person(&person).map(|_| ())),
+        ),
+        (
+            "search",
+            [true, true, false],
+            Box::new(|a| a.search("张", 10).map(|_| ())),
+        ),
+        (
+            "reveal",
+            [true, true, false],
+            Box::new(|a| a.reveal(&person, "phone", "入户核实").map(|_| ())),
+        ),
+        (
+            "edit",
+            [true, true, false],
+            Box::new(|a| a.edit(&hh, "notes", "门口有台阶").map(|_| ())),
+        ),
+        (
+            "add_household",
+            [true, true, false],
+            Box::new(|a| a.add_household(&new_household("502")).map(|_| ())),
+        ),
+        (
+            "record_visit",
+            [true, true, false],
+            Box::new(|a| {
+                a.record_visit(&NewVisit {
+                    household: hh.clone(),
+                    method: VisitMethod::InPerson,
+                    outcome: VisitOutcome::Done,
+                    retry_on: None,
+                    changes: Vec::new(),
+                    follow_up: String::new(),
+                    notes: String::new(),
+                })
+                .map(|_| ())
+            }),
+        ),
+        (
+            "requests",
+            [true, true, true],
+            Box::new(|a| a.requests(&RequestQuery::default()).map(|_| ())),
+        ),
+        (
+            "report_request",
+            [true, true, true],
+            Box::new(|a| {
+                a.report_request(&NewRequest {
+                    title: "路灯不亮".into(),
+                    description: String::new(),
+                    category: "utilities".into(),
+                    household: None,
+                    reporter_name: String::new(),
+                    grid: None,
+                })
+                .map(|_| ())
+            }),
+        ),
+        (
+            "accept",
+            [true, false, false],
+            Box::new(|a| {
+                a.advance_request(&rq, RequestState::Accepted, "")
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "dispatch",
+            [true, false, false],
+            Box::new(|a| {
+                a.advance_request(&rq, RequestState::Dispatched, "")
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "start handling",
+            [true, true, false],
+            Box::new(|a| {
+                a.advance_request(&rq, RequestState::InProgress, "")
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "close",
+            [true, false, false],
+            Box::new(|a| a.advance_request(&rq, RequestState::Closed, "").map(|_| ())),
+        ),
+        (
+            "reopen",
+            [true, false, false],
+            Box::new(|a| {
+                a.advance_request(&rq, RequestState::Reopened, "不满意")
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "settle",
+            [true, true, false],
+            Box::new(|a| a.settle_request(&rq, "s-x", "").map(|_| ())),
+        ),
+        (
+            "rate",
+            [true, true, false],
+            Box::new(|a| a.rate_request(&rq, Satisfaction::Satisfied).map(|_| ())),
+        ),
+        (
+            "remind",
+            [true, false, false],
+            Box::new(|a| a.remind_request(&rq, "").map(|_| ())),
+        ),
+        (
+            "create_task",
+            [true, false, false],
+            Box::new(|a| {
+                a.create_task(&NewTask {
+                    template: "楼道杂物清理巡查".into(),
+                    compound: "幸福里小区".into(),
+                    building: "3".into(),
+                    due: None,
+                    assignee: String::new(),
+                })
+                .map(|_| ())
+            }),
+        ),
+        (
+            "check_item",
+            [true, true, false],
+            Box::new(|a| a.check_item(&task, "i1", false, "堆放纸箱").map(|_| ())),
+        ),
+        (
+            "item_to_request",
+            [true, true, false],
+            Box::new(|a| a.item_to_request(&task, "i1").map(|_| ())),
+        ),
+        (
+            "create_post",
+            [true, true, true],
+            Box::new(|a| {
+                a.create_post(linli_domain::PostKind::Offer, "可以帮忙取快递", "")
+                    .map(|_| ())
+            }),
+        ),
+        (
+            "publish_notice",
+            [true, false, true],
+            Box::new(|a| a.publish_notice("通知", "内容", false).map(|_| ())),
+        ),
+        (
+            "confirm_read",
+            [true, true, false],
+            Box::new(|a| a.confirm_read(&notice, &hh).map(|_| ())),
+        ),
+        (
+            "invite",
+            [true, false, false],
+            Box::new(|a| a.invite("grid", &["G01".into()]).map(|_| ())),
+        ),
+        (
+            "export_doc",
+            [true, false, false],
+            Box::new(|a| a.export_doc(&hh).map(|_| ())),
+        ),
+        (
+            "set_lock_minutes",
+            [true, false, false],
+            Box::new(|a| a.set_lock_minutes(10)),
+        ),
+        (
+            "drop_set_aside",
+            [true, false, false],
+            Box::new(|a| a.drop_set_aside().map(|_| ())),
+        ),
+    ];
+    let _ = ok;
+    let devices = [("staff", &s), ("grid", &g), ("owners", &o)];
+    let mut wrong = Vec::new();
+    for (name, allowed, op) in &ops {
+        for (i, (role, api)) in devices.iter().enumerate() {
+            match op(api) {
+                // Refused: by the role, or (a record outside what the device holds, e.g. a
+                // household on an owners' committee device) not found there.
+                Err(e)
+                    if e.code() == ErrorCode::Forbidden
+                        || (!allowed[i] && e.code() == ErrorCode::NotFound) =>
+                {
+                    if allowed[i] {
+                        wrong.push(format!("{name} refused to {role}: {e}"));
+                    } else if e.code() == ErrorCode::Forbidden
+                        && !e.to_string().contains("may not")
+                        && !e.to_string().contains("only")
+                    {
+                        wrong.push(format!("{name} refused to {role} without saying what: {e}"));
+                    }
+                }
+                other => {
+                    if !allowed[i] {
+                        wrong.push(format!(
+                            "{name} allowed to {role}: {:?}",
+                            other.map_err(|e| e.to_string())
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

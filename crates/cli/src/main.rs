@@ -39,9 +39,13 @@ struct Cli {
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
     json: bool,
-    /// Show ID numbers and phones in full (otherwise masked).
+    /// Show ID numbers and phones in full (otherwise masked); needs --reason.
     #[arg(long, global = true)]
     reveal: bool,
+    /// Why ID numbers and phones are shown in full (written to the audit log with --reveal),
+    /// e.g. 入户核实.
+    #[arg(long, global = true)]
+    reason: Option<String>,
     /// The person making changes (recorded in each document's history).
     #[arg(long, global = true, env = "LINLI_USER")]
     user: Option<String>,
@@ -261,13 +265,16 @@ fn key(cli: &Cli, dir: &std::path::Path) -> Result<linli_api::DbKey> {
     let state = linli_api::lock_state(dir);
     let passphrase = passphrase(state)?;
     let person = cli.user.clone().unwrap_or_else(|| "admin".to_string());
-    linli_api::unlock(dir, &person, &passphrase).map_err(|e| match e.code() {
-        linli_api::ErrorCode::WrongPassphrase => anyhow::anyhow!(
-            "口令不对 The passphrase does not unlock the store in {}: {e}",
-            dir.display()
-        ),
-        _ => anyhow::Error::new(e).context(format!("cannot unlock the store in {}", dir.display())),
-    })
+    linli_api::unlock(dir, &person, &passphrase)
+        .map(|(key, _)| key)
+        .map_err(|e| match e.code() {
+            linli_api::ErrorCode::WrongPassphrase => anyhow::anyhow!(
+                "口令不对 The passphrase does not unlock the store in {}: {e}",
+                dir.display()
+            ),
+            _ => anyhow::Error::new(e)
+                .context(format!("cannot unlock the store in {}", dir.display())),
+        })
 }
 
 fn raw_key(hex: &str) -> Result<linli_api::DbKey> {
@@ -331,6 +338,9 @@ fn api(cli: &Cli) -> Result<Api> {
     if let Some(user) = &cli.user {
         api.set_user(user);
     }
+    if cli.reveal {
+        api.set_reveal_reason(cli.reason.as_deref().or(Some("")))?;
+    }
     Ok(api)
 }
 
@@ -344,6 +354,9 @@ fn api_existing(cli: &Cli) -> Result<Api> {
     let api = Api::open_existing(&dir, key)?;
     if let Some(user) = &cli.user {
         api.set_user(user);
+    }
+    if cli.reveal {
+        api.set_reveal_reason(cli.reason.as_deref().or(Some("")))?;
     }
     Ok(api)
 }

@@ -216,12 +216,17 @@ pub fn print_history(entries: &[HistoryEntry]) {
 pub fn print_audit(entries: &[linli_store::AuditEntry]) {
     for e in entries {
         say!(
-            "{}  {}  {}  {}  {}",
+            "{}  {}  {}  {}  {}{}",
             e.at.to_china().format("%Y-%m-%d %H:%M:%S"),
             escape(if e.user.is_empty() { "?" } else { &e.user }),
             escape(&e.action),
             escape(&e.target),
-            escape(&e.detail)
+            escape(&e.detail),
+            if e.reason.is_empty() {
+                String::new()
+            } else {
+                format!("  原因 reason: {}", escape(&e.reason))
+            }
         );
     }
     say!("共 {} 条 · {} entries", entries.len(), entries.len());

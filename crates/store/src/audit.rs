@@ -22,6 +22,8 @@ pub struct AuditEntry {
     pub target: String,
     /// Which field, e.g. `id_number`.
     pub detail: String,
+    /// Why (for a reveal: the purpose the person gave).
+    pub reason: String,
 }
 
 impl Store {
@@ -33,6 +35,8 @@ impl Store {
 
     /// The one door to a sensitive value in full: refuses a role that may not see it, and
     /// writes the audit entry (who, when, whose record, which fields) before anything is shown.
+    ///
+    /// A reveal needs a reason ([`Store::set_reveal_reason`]), written with it.
     pub fn check_reveal(&self, target: &str, detail: &str) -> Result<(), StoreError> {
         if !self.may_reveal()? {
             return Err(StoreError::Identity(
@@ -41,21 +45,64 @@ impl Store {
                     .into(),
             ));
         }
-        self.audit("reveal", target, detail)
+        let Some(reason) = self.reveal_reason.as_deref() else {
+            return Err(StoreError::Identity(
+                "showing ID numbers or phones in full needs a reason (--reason); \
+                 查看完整的证件号码和电话需要说明原因"
+                    .into(),
+            ));
+        };
+        self.audit_with("reveal", target, detail, reason)
+    }
+
+    /// Sets (or clears) why sensitive values are about to be shown: one line of at most 200
+    /// characters, no control characters.
+    pub fn set_reveal_reason(&mut self, reason: Option<&str>) -> Result<(), StoreError> {
+        self.reveal_reason = match reason.map(str::trim) {
+            None => None,
+            Some("") => {
+                return Err(StoreError::Field {
+                    id: "reveal".into(),
+                    field: "reason".into(),
+                    message: "is required".into(),
+                });
+            }
+            Some(r) if r.chars().count() > 200 || r.chars().any(char::is_control) => {
+                return Err(StoreError::Field {
+                    id: "reveal".into(),
+                    field: "reason".into(),
+                    message: "must be one line of at most 200 characters".into(),
+                });
+            }
+            Some(r) => Some(r.to_string()),
+        };
+        Ok(())
     }
 
     /// Appends to the audit log, as the current user.
     pub fn audit(&self, action: &str, target: &str, detail: &str) -> Result<(), StoreError> {
+        self.audit_with(action, target, detail, "")
+    }
+
+    fn audit_with(
+        &self,
+        action: &str,
+        target: &str,
+        detail: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         self.conn()
             .prepare_cached(
-                "INSERT INTO audit (at, user, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO audit (at, user, action, target, detail, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 Timestamp::now().0,
                 self.author().user,
                 action,
                 target,
-                detail
+                detail,
+                reason
             ])?;
         Ok(())
     }
@@ -76,7 +123,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT seq, at, user, action, target, detail FROM audit
+            "SELECT seq, at, user, action, target, detail, reason FROM audit
              WHERE ?1 IS NULL OR target = ?1 ORDER BY seq DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![target, limit as i64], |r| {
@@ -87,6 +134,7 @@ impl Store {
                 action: r.get(3)?,
                 target: r.get(4)?,
                 detail: r.get(5)?,
+                reason: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

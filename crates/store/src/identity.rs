@@ -392,6 +392,16 @@ impl Store {
         set_meta(self.conn(), "serving", if on { "on" } else { "off" })
     }
 
+    /// Minutes without use after which the app locks (none set: the default).
+    pub fn lock_minutes(&self) -> Result<Option<u32>, StoreError> {
+        Ok(get_meta(self.conn(), "lock_minutes")?.and_then(|v| v.parse().ok()))
+    }
+
+    /// Sets the minutes without use after which the app locks.
+    pub fn set_lock_minutes(&self, minutes: u32) -> Result<(), StoreError> {
+        set_meta(self.conn(), "lock_minutes", &minutes.to_string())
+    }
+
     /// When this device last compacted its relay (`relay_client::compact`), in ms.
     pub fn compacted_ms(&self) -> Result<Option<i64>, StoreError> {
         Ok(get_meta(self.conn(), "compacted_ms")?.and_then(|v| v.parse().ok()))

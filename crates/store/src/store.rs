@@ -206,6 +206,8 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 14: whether nothing of a blob set aside could be read, or only some of its documents.
     "ALTER TABLE set_aside ADD COLUMN whole INTEGER NOT NULL DEFAULT 1;",
+    // 15: why a sensitive value was shown (个人信息保护法: a purpose for each use).
+    "ALTER TABLE audit ADD COLUMN reason TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
@@ -273,6 +275,8 @@ pub struct Store {
     /// The key the file is encrypted with (for the connections a store opens besides its
     /// own: its checkpoint thread's).
     pub(crate) cipher: DbKey,
+    /// Why sensitive values are about to be shown (required by [`Store::check_reveal`]).
+    pub(crate) reveal_reason: Option<String>,
     dicts: Dicts,
     recent: Recent,
 }
@@ -359,6 +363,7 @@ impl Store {
             path,
             key,
             cipher: key_for_handles,
+            reveal_reason: None,
             checkpoint_pages,
         };
         // A migration that added derived columns asks for a rebuild from the documents.

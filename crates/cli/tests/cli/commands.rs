@@ -32,7 +32,7 @@ fn snapshot(dir: &Path) -> Vec<Value> {
     stats.as_object_mut().unwrap().remove("store_bytes");
     let mut all = vec![stats];
     for c in ["households", "people", "tasks", "notices"] {
-        all.push(json(dir, &["--reveal", "list", c]));
+        all.push(json(dir, &["--reveal", "--reason", "测试核对", "list", c]));
     }
     all
 }
@@ -77,7 +77,7 @@ fn init_import_list_show_search() {
     let person = &first["members"][0];
     let pid = person["id"].as_str().unwrap();
     let masked = json(d, &["show", pid]);
-    let revealed = json(d, &["--reveal", "show", pid]);
+    let revealed = json(d, &["--reveal", "--reason", "测试核对", "show", pid]);
     let full = revealed["id_number"].as_str().unwrap();
     assert_eq!(full.len(), 18);
     assert_eq!(
@@ -90,7 +90,7 @@ fn init_import_list_show_search() {
         !human.contains(full),
         "human output never shows a full ID number without --reveal"
     );
-    assert!(ok(d, &["--reveal", "show", pid]).contains(full));
+    assert!(ok(d, &["--reveal", "--reason", "测试核对", "show", pid]).contains(full));
 
     // Search by name, initials, last four of phone.
     let name = revealed["name"].as_str().unwrap();
@@ -171,7 +171,10 @@ fn a_bad_line_fails_the_whole_import_and_leaves_the_store_as_it_was() {
 fn edits_are_validated_and_recorded_in_history() {
     let dir = imported();
     let d = dir.path();
-    let hh = json(d, &["--reveal", "list", "households"]);
+    let hh = json(
+        d,
+        &["--reveal", "--reason", "测试核对", "list", "households"],
+    );
     let p = &hh[0]["members"][0];
     let pid = p["id"].as_str().unwrap();
     let feed = json(d, &["stats"])["feed_head"].as_i64().unwrap();
@@ -190,7 +193,7 @@ fn edits_are_validated_and_recorded_in_history() {
 
     ok(d, &["--user", "李娜", "edit", pid, "phone", "13900001111"]);
     ok(d, &["--user", "李娜", "edit", pid, "tags", "独居老人,低保"]);
-    let shown = json(d, &["--reveal", "show", pid]);
+    let shown = json(d, &["--reveal", "--reason", "测试核对", "show", pid]);
     assert_eq!(shown["phone"], "13900001111");
     assert_eq!(shown["tags"], serde_json::json!(["独居老人", "低保"]));
     assert!(json(d, &["stats"])["feed_head"].as_i64().unwrap() > feed);
@@ -204,7 +207,7 @@ fn edits_are_validated_and_recorded_in_history() {
         history.contains("139****1111") && !history.contains("13900001111"),
         "masked: {history}"
     );
-    assert!(ok(d, &["--reveal", "history", pid]).contains("13900001111"));
+    assert!(ok(d, &["--reveal", "--reason", "测试核对", "history", pid]).contains("13900001111"));
     let entries = json(d, &["history", pid]);
     assert!(
         entries
@@ -247,7 +250,7 @@ fn the_query_tables_equal_a_rebuild_after_imports_and_edits() {
         err(d, &["demo", "--households", "80", "--seed", "3"]).contains("already has households")
     );
     ok(d, &["import", fixture().to_str().unwrap()]);
-    let people = json(d, &["--reveal", "list", "people"]);
+    let people = json(d, &["--reveal", "--reason", "测试核对", "list", "people"]);
     for p in people.as_array().unwrap().iter().step_by(7).take(10) {
         let id = p["id"].as_str().unwrap();
         ok(d, &["edit", id, "name", "欧阳娜娜"]);
@@ -351,7 +354,10 @@ fn demo_is_deterministic_for_a_seed_and_an_instant() {
         );
     }
     let people = |dir: &tempfile::TempDir| {
-        let mut v = json(dir.path(), &["--reveal", "list", "people"]);
+        let mut v = json(
+            dir.path(),
+            &["--reveal", "--reason", "测试核对", "list", "people"],
+        );
         for p in v.as_array_mut().unwrap() {
             p["scope"]["community"] = Value::Null;
         }
@@ -585,7 +591,17 @@ fn reveals_are_checked_and_audited_whatever_the_door() {
     ok(&a, &["import", fixture().to_str().unwrap()]);
     let code = ok(&a, &["invite", "--role", "owners"]);
     ok(&o, &["join", code.lines().last().unwrap()]);
-    let e = err(&o, &["--json", "--reveal", "list", "notices"]);
+    let e = err(
+        &o,
+        &[
+            "--json",
+            "--reveal",
+            "--reason",
+            "测试核对",
+            "list",
+            "notices",
+        ],
+    );
     assert!(
         e.contains("may not see ID numbers or phones in full"),
         "{e}"
@@ -596,7 +612,14 @@ fn reveals_are_checked_and_audited_whatever_the_door() {
             .unwrap()
     };
     assert_eq!(audit(&a), 0);
-    let shown = json(&a, &["--reveal", "show", "p-0000001"]);
+    // A reveal says why: without a reason it is refused, and nothing is written.
+    let e = err(&a, &["--reveal", "show", "p-0000001"]);
+    assert!(e.contains("reason"), "{e}");
+    assert_eq!(audit(&a), 0);
+    let shown = json(
+        &a,
+        &["--reveal", "--reason", "测试核对", "show", "p-0000001"],
+    );
     assert!(shown["phone"].as_str().unwrap().len() == 11);
     assert_eq!(audit(&a), 1);
     ok(&a, &["show", "p-0000001"]);
@@ -608,6 +631,7 @@ fn reveals_are_checked_and_audited_whatever_the_door() {
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["action"], "reveal");
     assert_eq!(entries[0]["target"], "p-0000001");
+    assert_eq!(entries[0]["reason"], "测试核对");
     let text = ok(&a, &["audit"]);
     assert!(
         text.contains("p-0000001") && text.contains("1 entries"),

@@ -9,7 +9,11 @@ use crate::common::{Relay, Serve, err, hostile_push, json, ok};
 use linli_testkit::namespaces;
 
 fn households(dir: &Path) -> Vec<Value> {
-    serde_json::from_value(json(dir, &["--reveal", "list", "households"])).unwrap()
+    serde_json::from_value(json(
+        dir,
+        &["--reveal", "--reason", "测试核对", "list", "households"],
+    ))
+    .unwrap()
 }
 
 fn invite(dir: &Path, args: &[&str]) -> String {
@@ -26,7 +30,7 @@ fn dirs<const N: usize>(tmp: &Path, names: [&str; N]) -> [std::path::PathBuf; N]
 
 /// Everything a store shows of one record (for comparing replicas).
 fn show(dir: &Path, id: &str) -> Value {
-    json(dir, &["--reveal", "show", id])
+    json(dir, &["--reveal", "--reason", "测试核对", "show", id])
 }
 
 #[test]
@@ -87,7 +91,7 @@ fn staff_and_grid_worker_sync_through_the_relay() {
     // The relay's database holds no resident's name, phone or ID number in plaintext.
     let relay_db = std::fs::read(relay.dir.join("relay.sqlite")).unwrap();
     let wal = std::fs::read(relay.dir.join("relay.sqlite-wal")).unwrap_or_default();
-    let person = &json(&a, &["--reveal", "list", "people"])[0];
+    let person = &json(&a, &["--reveal", "--reason", "测试核对", "list", "people"])[0];
     for field in ["name", "id_number", "phone"] {
         let needle = person[field].as_str().unwrap();
         assert!(!needle.is_empty());
@@ -242,7 +246,10 @@ fn p2p_refuses_a_device_outside_its_scope_and_a_stranger() {
         "{msg}"
     );
     drop(serve);
-    let hh = json(&a, &["--reveal", "list", "households"]);
+    let hh = json(
+        &a,
+        &["--reveal", "--reason", "测试核对", "list", "households"],
+    );
     assert!(!hh.to_string().contains("hh-900002"));
 }
 
