@@ -29,6 +29,7 @@ pub const TARGETS: &[Target] = &[
     ("relay_reply", relay_reply),
     ("sealed_bundle", sealed_bundle),
     ("stored_snapshot", stored_snapshot),
+    ("key_file", key_file),
 ];
 
 /// The day the validators take as today (fixed: a target is a function of its input).
@@ -172,4 +173,26 @@ pub fn stored_snapshot(data: &[u8]) {
     };
     let collection = COLLECTIONS[usize::from(*first) % COLLECTIONS.len()];
     let _ = linli_store::store::record_from_bytes("doc", collection, rest);
+}
+
+/// A store's key file (`store.key`) as read from disk: damaged or hostile, it is an error that
+/// names what is wrong (never a panic, never a value of it).
+pub fn key_file(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Err(e) = linli_store::keys::parse(&text) {
+        let message = e.to_string();
+        for field in ["salt", "nonce", "wrapped"] {
+            // A hex value of the file is not repeated.
+            if let Some(i) = text.find(&format!("\"{field}\":\"")) {
+                let value: String = text[i + field.len() + 4..]
+                    .chars()
+                    .take_while(char::is_ascii_hexdigit)
+                    .collect();
+                assert!(
+                    value.len() < 8 || !message.contains(&value),
+                    "the error repeats the {field}: {message}"
+                );
+            }
+        }
+    }
 }

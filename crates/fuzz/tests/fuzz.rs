@@ -206,6 +206,7 @@ targets!(
     relay_reply,
     sealed_bundle,
     stored_snapshot,
+    key_file,
 );
 
 /// Writes the valid starting inputs of the corpus (`cargo test -p linli-fuzz --test fuzz --

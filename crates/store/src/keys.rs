@@ -162,8 +162,14 @@ pub fn parse(text: &str) -> Result<(), StoreError> {
 }
 
 fn parse_file(text: &str) -> Result<KeyFile, StoreError> {
-    let file: KeyFile = serde_json::from_str(text)
-        .map_err(|e| damaged(format!("{KEY_FILE} cannot be read: {e}")))?;
+    // serde's message may quote what it read (a field name, a value): only where is said.
+    let file: KeyFile = serde_json::from_str(text).map_err(|e| {
+        damaged(format!(
+            "{KEY_FILE} cannot be read: not a key file of this form (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
     if file.version != 1 {
         return Err(damaged(format!(
             "{KEY_FILE} is of version {}: a newer Linli made it",
@@ -172,6 +178,9 @@ fn parse_file(text: &str) -> Result<KeyFile, StoreError> {
     }
     if file.slots.is_empty() {
         return Err(damaged(format!("{KEY_FILE} has nobody who may unlock it")));
+    }
+    for slot in &file.slots {
+        check_slot(slot)?;
     }
     Ok(file)
 }
@@ -237,29 +246,39 @@ fn wrap(key: &DbKey, person: &str, passphrase: &str) -> Result<Slot, StoreError>
     })
 }
 
-/// The key in `slot`, or none if `passphrase` is not its.
-fn unwrap(slot: &Slot, passphrase: &str) -> Result<Option<DbKey>, StoreError> {
+/// A slot's fields, decoded: salt, nonce, wrapped key.
+type SlotBytes = (Vec<u8>, [u8; 24], Vec<u8>);
+
+/// Decodes and bounds a slot's fields. Errors name the field, never a value.
+fn check_slot(slot: &Slot) -> Result<SlotBytes, StoreError> {
     let bytes = |name: &str, hex_text: &str, len: usize| {
-        unhex(hex_text).filter(|b| b.len() == len).ok_or_else(|| {
-            damaged(format!(
-                "{KEY_FILE}: the {name} of {}'s slot is damaged",
-                slot.person
-            ))
-        })
+        unhex(hex_text)
+            .filter(|b| b.len() == len)
+            .ok_or_else(|| damaged(format!("{KEY_FILE}: the {name} of a slot is damaged")))
     };
     let salt = bytes("salt", &slot.salt, 16)?;
     let nonce: [u8; 24] = bytes("nonce", &slot.nonce, 24)?
         .try_into()
         .map_err(|_| damaged("the nonce is not 24 bytes"))?;
     let wrapped = bytes("key", &slot.wrapped, 48)?;
-    // Bounds on what a file may ask for: at most 1 GiB and 10 passes (a damaged or hostile
-    // file must not exhaust the device).
-    if slot.m_kib > 1024 * 1024 || slot.t > 10 || slot.p == 0 || slot.p > 16 {
+    // Bounds on what a file may ask for: 8 MiB to 256 MiB, 1 to 10 passes, 1 to 16 lanes (a
+    // damaged or hostile file must not exhaust the device, nor make the wrapping weak).
+    if !(8 * 1024..=256 * 1024).contains(&slot.m_kib)
+        || !(1..=10).contains(&slot.t)
+        || !(1..=16).contains(&slot.p)
+        || slot.person.trim().is_empty()
+        || slot.person.chars().count() > 64
+    {
         return Err(damaged(format!(
-            "{KEY_FILE}: {}'s slot asks for Argon2 parameters out of bounds",
-            slot.person
+            "{KEY_FILE}: a slot's person or Argon2 parameters are out of bounds"
         )));
     }
+    Ok((salt, nonce, wrapped))
+}
+
+/// The key in `slot`, or none if `passphrase` is not its.
+fn unwrap(slot: &Slot, passphrase: &str) -> Result<Option<DbKey>, StoreError> {
+    let (salt, nonce, wrapped) = check_slot(slot)?;
     let kek = derive(passphrase, &salt, (slot.m_kib, slot.t, slot.p))?;
     let cipher = XChaCha20Poly1305::new(&(*kek).into());
     let aad = format!("{CONTEXT}\n{}", slot.person);
@@ -336,6 +355,7 @@ mod tests {
             r#"{"version":2,"slots":[]}"#,
             r#"{"version":1,"slots":[]}"#,
             r#"{"version":1,"slots":[{"person":"x"}]}"#,
+            r#"{"version":1,"slots":[{"person":"x","m_kib":8,"t":1,"p":1,"salt":"zz","nonce":"","wrapped":""}]}"#,
         ] {
             assert!(parse(text).is_err(), "{text}");
         }
