@@ -51,6 +51,8 @@ pub struct Linli {
     api: std::sync::RwLock<Option<Arc<Api>>>,
     /// Failed sign-ins since the last one that worked.
     failures: std::sync::atomic::AtomicU32,
+    /// Held while a passphrase is tried.
+    unlocking: tokio::sync::Mutex<()>,
     sync: Mutex<Option<SyncHandle>>,
     peers: Mutex<Option<PeerServer>>,
     window: Window,
@@ -685,6 +687,8 @@ pub enum Lock {
     New,
     /// A person signs in with their passphrase.
     Locked,
+    /// The store is encrypted and its key file is missing or damaged: `problem` says what.
+    Broken,
 }
 
 /// What the first screen needs before the store is open.
@@ -698,21 +702,44 @@ struct LockInfo {
     min_passphrase: usize,
     /// Minutes without use after which the app locks.
     idle_minutes: u32,
+    /// Why the store cannot be unlocked (its key file missing or damaged), if so.
+    problem: Option<String>,
 }
 
 /// Whether the store is open, or what unlocking it needs.
 #[tauri::command]
 #[specta::specta]
 async fn lock_state(s: State<'_, Linli>) -> Res<LockInfo> {
+    let mut problem = None;
     let state = if s.api().is_ok() {
         Lock::Open
     } else {
         match linli_api::lock_state(&s.dir) {
             linli_api::LockState::New => Lock::New,
             linli_api::LockState::Locked => Lock::Locked,
+            linli_api::LockState::KeyMissing => {
+                problem = Some(format!(
+                    "这台设备的数据已加密，但钥匙文件 store.key 不见了：请从备份恢复 {}。\
+                     The store is encrypted and its key file store.key is missing: restore it to {}.",
+                    s.dir.display(),
+                    s.dir.display()
+                ));
+                Lock::Broken
+            }
         }
     };
-    let people = linli_store_people(&s.dir);
+    let people = match linli_api::people(&s.dir) {
+        Ok(people) => people,
+        Err(e) => {
+            problem = Some(e.to_string());
+            Vec::new()
+        }
+    };
+    let state = if problem.is_some() && state != Lock::Open {
+        Lock::Broken
+    } else {
+        state
+    };
     let idle_minutes = match s.api() {
         Ok(api) => blocking(&api, |api| api.lock_minutes()).await?,
         Err(_) => linli_api::LOCK_MINUTES,
@@ -722,6 +749,7 @@ async fn lock_state(s: State<'_, Linli>) -> Res<LockInfo> {
         people,
         min_passphrase: linli_api::MIN_PASSPHRASE,
         idle_minutes,
+        problem,
     })
 }
 
@@ -729,6 +757,7 @@ async fn lock_state(s: State<'_, Linli>) -> Res<LockInfo> {
 #[tauri::command]
 #[specta::specta]
 async fn enrol_person(s: State<'_, Linli>, person: String, passphrase: String) -> Res<Vec<String>> {
+    let passphrase = zeroize::Zeroizing::new(passphrase);
     blocking(&s.api()?, move |api| api.enrol_person(&person, &passphrase)).await?;
     Ok(linli_store_people(&s.dir))
 }
@@ -761,6 +790,10 @@ fn linli_store_people(dir: &std::path::Path) -> Vec<String> {
 #[tauri::command]
 #[specta::specta]
 async fn unlock(s: State<'_, Linli>, person: String, passphrase: String) -> Res<AppStatus> {
+    let passphrase = zeroize::Zeroizing::new(passphrase);
+    // One attempt at a time: a second (a double press) waits, then finds the store open;
+    // attempts in parallel cannot share one count of failures.
+    let _one = s.unlocking.lock().await;
     if let Ok(api) = s.api() {
         return blocking(&api, |api| api.status()).await;
     }
@@ -800,6 +833,7 @@ async fn unlock(s: State<'_, Linli>, person: String, passphrase: String) -> Res<
     s.failures.store(0, std::sync::atomic::Ordering::Relaxed);
     // What this person changes is recorded as theirs.
     api.set_user(&person);
+    api.log_sign_in(&person, failures)?;
     let api = Arc::new(api);
     s.opened(api.clone());
     blocking(&api, |api| api.status()).await
@@ -938,6 +972,7 @@ pub fn app<R: Runtime>(
             backoff,
             api: std::sync::RwLock::new(api.clone()),
             failures: std::sync::atomic::AtomicU32::new(0),
+            unlocking: tokio::sync::Mutex::new(()),
             sync: Mutex::new(None),
             peers: Mutex::new(None),
             window: Window::default(),
@@ -951,9 +986,25 @@ pub fn app<R: Runtime>(
                 Some(api) => Some(api),
                 None => match std::env::var("LINLI_PASSPHRASE") {
                     Ok(passphrase) if !passphrase.is_empty() => {
+                        let passphrase = zeroize::Zeroizing::new(passphrase);
                         let person = std::env::var("LINLI_USER").unwrap_or_else(|_| "admin".into());
-                        let (key, _) = linli_api::unlock(&linli.dir, &person, &passphrase)?;
-                        Some(Arc::new(open(&linli.dir, key)?))
+                        // A passphrase that does not open the store leaves the app locked, on
+                        // its sign-in screen.
+                        match linli_api::unlock(&linli.dir, &person, &passphrase)
+                            .and_then(|(key, person)| Ok((open(&linli.dir, key)?, person)))
+                        {
+                            Ok((api, person)) => {
+                                api.set_user(&person);
+                                if let Err(e) = api.log_sign_in(&person, 0) {
+                                    tracing::warn!(error = %e, "cannot log the sign-in");
+                                }
+                                Some(Arc::new(api))
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LINLI_PASSPHRASE does not unlock the store");
+                                None
+                            }
+                        }
                     }
                     _ => None,
                 },

@@ -286,7 +286,9 @@ export type ErrorCode =
 /**  The passphrase does not unlock the store. */
 "wrong_passphrase" | 
 /**  The store is locked: a person signs in first. */
-"locked";
+"locked" | 
+/**  The store's key file is damaged, missing, or not the store's. */
+"key_file";
 
 /**  Events on a request that do not move it through the loop. */
 export type EventKind = "remind" | "extend" | "note";
@@ -469,7 +471,9 @@ export type Lock =
 /**  A new device (or a store of an older Linli): a person chooses a passphrase. */
 "new" | 
 /**  A person signs in with their passphrase. */
-"locked";
+"locked" | 
+/**  The store is encrypted and its key file is missing or damaged: `problem` says what. */
+"broken";
 
 /**  What the first screen needs before the store is open. */
 export type LockInfo = {
@@ -481,6 +485,8 @@ export type LockInfo = {
 	min_passphrase: number,
 	/**  Minutes without use after which the app locks. */
 	idle_minutes: number,
+	/**  Why the store cannot be unlocked (its key file missing or damaged), if so. */
+	problem: string | null,
 };
 
 /**  Where a request stands. */

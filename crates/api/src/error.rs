@@ -102,6 +102,8 @@ pub enum ErrorCode {
     WrongPassphrase,
     /// The store is locked: a person signs in first.
     Locked,
+    /// The store's key file is damaged, missing, or not the store's.
+    KeyFile,
 }
 
 impl ErrorCode {
@@ -125,6 +127,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::WrongPassphrase => "wrong_passphrase",
             ErrorCode::Locked => "locked",
+            ErrorCode::KeyFile => "key_file",
         }
     }
 }
@@ -159,9 +162,8 @@ impl ApiError {
             | ApiError::NoStore(_) => ErrorCode::NoCommunity,
             ApiError::Store(StoreError::HasCommunity(_)) => ErrorCode::HasCommunity,
             ApiError::Store(StoreError::Passphrase(_)) => ErrorCode::Invalid,
-            ApiError::Store(StoreError::WrongPassphrase(_) | StoreError::WrongKey(_)) => {
-                ErrorCode::WrongPassphrase
-            }
+            ApiError::Store(StoreError::KeyFile(_) | StoreError::WrongKey(_)) => ErrorCode::KeyFile,
+            ApiError::Store(StoreError::WrongPassphrase(_)) => ErrorCode::WrongPassphrase,
             ApiError::Locked => ErrorCode::Locked,
             ApiError::Store(StoreError::Identity(_)) | ApiError::Forbidden(_) => {
                 ErrorCode::Forbidden

@@ -527,7 +527,47 @@ impl Api {
 
     /// The latest entries of this device's audit log (reveals), newest first.
     pub fn audit_log(&self, limit: usize) -> Result<Vec<linli_store::AuditEntry>, ApiError> {
-        Ok(self.store().audit_log(limit.min(1000))?)
+        self.audit_since(None, limit)
+    }
+
+    /// The audit log since a day (`YYYY-MM-DD`, China time), newest first, at most `limit`
+    /// entries (committee staff: the log names residents' records).
+    pub fn audit_since(
+        &self,
+        since: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<linli_store::AuditEntry>, ApiError> {
+        let store = self.store();
+        self.require(&store, permissions::Action::Manage)?;
+        let since = match since {
+            Some(day) => {
+                linli_domain::Timestamp(roster::day_start_ms(roster::parse_day("since", day)?))
+            }
+            None => linli_domain::Timestamp(i64::MIN),
+        };
+        Ok(store.audit_since(since, limit.min(100_000))?)
+    }
+
+    /// Checks the audit log's hash chain (committee staff).
+    pub fn audit_verify(&self) -> Result<linli_store::AuditCheck, ApiError> {
+        let store = self.store();
+        self.require(&store, permissions::Action::Manage)?;
+        Ok(store.audit_verify()?)
+    }
+
+    /// Writes to the audit log (who: the person signed in; never a value).
+    pub(crate) fn log(&self, action: &str, target: &str, detail: &str) -> Result<(), ApiError> {
+        Ok(self.store().audit(action, target, detail)?)
+    }
+
+    /// A person signed in on this device (after `failures` wrong passphrases, if any).
+    pub fn log_sign_in(&self, person: &str, failures: u32) -> Result<(), ApiError> {
+        let detail = if failures > 0 {
+            format!("after {failures} failed attempts")
+        } else {
+            String::new()
+        };
+        self.log("sign_in", person, &detail)
     }
 
     pub(crate) fn sync_lock(&self) -> MutexGuard<'_, SyncStatus> {

@@ -148,7 +148,9 @@ impl Api {
                 "only committee staff devices may export a raw document".into(),
             ));
         }
-        Ok(store.export_doc(id)?)
+        let bytes = store.export_doc(id)?;
+        store.audit("export", id, "raw document")?;
+        Ok(bytes)
     }
 
     /// Recomputes the derived query tables and stored records from the documents; returns

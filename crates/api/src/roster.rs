@@ -268,6 +268,9 @@ fn head_may_leave(h: &Household, person: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Views of a household or person are logged once in this long per person and record.
+const VIEW_WINDOW_MS: i64 = 5 * 60 * 1000;
+
 /// A member as screens show them: ID number and phone masked.
 fn masked(h: &Household, p: &Person, f: Option<&SensitiveFields>) -> MemberView {
     MemberView {
@@ -340,6 +343,8 @@ impl Api {
     pub fn household(&self, id: &str) -> Result<HouseholdView, ApiError> {
         let store = self.store();
         self.require(&store, Action::ReadRoster)?;
+        // Its members' attention tags and health are shown: logged (once in 5 minutes).
+        store.audit_once("view", id, "tags,health", VIEW_WINDOW_MS)?;
         let (household, sensitive) = store.household(id)?.ok_or_else(|| ApiError::NotFound {
             kind: "household",
             id: id.to_string(),
@@ -377,6 +382,7 @@ impl Api {
     pub fn person(&self, id: &str) -> Result<PersonView, ApiError> {
         let store = self.store();
         self.require(&store, Action::ReadRoster)?;
+        store.audit_once("view", id, "tags,health", VIEW_WINDOW_MS)?;
         let not_found = || ApiError::NotFound {
             kind: "person",
             id: id.to_string(),
@@ -492,9 +498,16 @@ impl Api {
 
     /// People by name, pinyin initials, last four digits of ID or phone, or address.
     pub fn search(&self, text: &str, limit: usize) -> Result<Vec<Hit>, ApiError> {
-        self.require(&self.store(), Action::ReadRoster)?;
         if text.trim().is_empty() {
+            self.require(&self.store(), Action::ReadRoster)?;
             return Ok(Vec::new());
+        }
+        {
+            let store = self.store();
+            self.require(&store, Action::ReadRoster)?;
+            // Searches are logged without their text (it may be a name or a number), once a
+            // minute however many letters are typed.
+            store.audit_once("search", "", "", 60_000)?;
         }
         Ok(self
             .store()
@@ -538,7 +551,12 @@ impl Api {
     pub fn edit(&self, id: &str, field: &str, value: &str) -> Result<bool, ApiError> {
         let mut store = self.store();
         self.check_roster_write(&store, id)?;
-        Ok(store.edit(id, field, value)?.changed > 0)
+        let changed = store.edit(id, field, value)?.changed > 0;
+        if changed {
+            // Which record and field; never the value.
+            store.audit("edit", id, field)?;
+        }
+        Ok(changed)
     }
 
     /// The device's role, if it may change the roster (and record visits and inspections);

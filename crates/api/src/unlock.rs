@@ -37,7 +37,14 @@ impl crate::Api {
                 "this store has no key file (it was opened with a raw key)",
             ));
         }
+        if keys::people(&self.dir)?.iter().any(|p| p == person) {
+            return Err(ApiError::invalid(
+                "person",
+                "already uses this device (each person changes their own passphrase)",
+            ));
+        }
         keys::enrol(&self.dir, &self.key, person, passphrase)?;
+        self.log("enrol", person, "")?;
         tracing::info!("a person was enrolled on this device");
         Ok(())
     }
@@ -66,12 +73,17 @@ pub enum LockState {
     New,
     /// An encrypted store: a person who may use it enters their passphrase.
     Locked,
+    /// An encrypted store whose key file is missing: it cannot be opened until `store.key`
+    /// is restored (a new passphrase would make a key that does not open it).
+    KeyMissing,
 }
 
 /// Whether the store in `dir` is new (a passphrase to choose) or locked (one to enter).
 pub fn lock_state(dir: &Path) -> LockState {
     if keys::exists(dir) {
         LockState::Locked
+    } else if keys::key_missing(dir).unwrap_or(true) {
+        LockState::KeyMissing
     } else {
         LockState::New
     }
@@ -97,6 +109,8 @@ pub fn unlock(dir: &Path, person: &str, passphrase: &str) -> Result<(DbKey, Stri
             let known = keys::people(dir)?.iter().any(|p| p == person);
             Ok(keys::unlock(dir, known.then_some(person), passphrase)?)
         }
-        LockState::New => Ok((keys::create(dir, person, passphrase)?, person.to_string())),
+        LockState::New | LockState::KeyMissing => {
+            Ok((keys::create(dir, person, passphrase)?, person.to_string()))
+        }
     }
 }

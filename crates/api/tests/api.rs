@@ -118,11 +118,27 @@ fn a_new_device_creates_a_community_and_keeps_its_roster() {
         "13812345678"
     );
     let log = api.audit_log(10).unwrap();
-    assert_eq!(log.len(), 1);
+    // Newest first: the reveal, with its reason; before it the household's page was viewed
+    // (its members' tags and health) and searched (without the text searched for).
     assert_eq!(
-        (log[0].action.as_str(), log[0].target.as_str()),
-        ("reveal", person.as_str())
+        (
+            log[0].action.as_str(),
+            log[0].target.as_str(),
+            log[0].reason.as_str()
+        ),
+        ("reveal", person.as_str(), "入户核实")
     );
+    assert!(log.iter().any(|e| e.action == "view" && e.target == id));
+    assert!(
+        log.iter()
+            .any(|e| e.action == "search" && e.target.is_empty() && e.detail.is_empty())
+    );
+    assert_eq!(
+        log.len(),
+        3,
+        "one search logged for five, one view: {log:?}"
+    );
+    assert_eq!(api.audit_verify().unwrap().broken_at, None);
     assert_eq!(
         (log[0].detail.as_str(), log[0].user.as_str()),
         ("phone", "王芳")

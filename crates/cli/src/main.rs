@@ -53,6 +53,13 @@ struct Cli {
     command: Command,
 }
 
+/// Checks of the audit log.
+#[derive(Subcommand, Debug)]
+enum AuditCheck {
+    /// Checks the hash chain: every entry follows from the one before and its content.
+    Verify,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a store with a community. 创建社区。
@@ -137,9 +144,18 @@ enum Command {
     /// Who saw which resident's ID number or phone in full on this device, newest first
     /// (never the value). 查看记录（审计）。
     Audit {
+        /// `verify`: check the log's hash chain (exit 1 and the first entry that fails).
+        #[command(subcommand)]
+        check: Option<AuditCheck>,
         /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Only entries from this day on (`YYYY-MM-DD`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Also write the entries to this CSV file (UTF-8, opens in Excel and WPS).
+        #[arg(long)]
+        csv: Option<PathBuf>,
     },
     /// Write a document's raw Automerge bytes to a file. 导出文档。
     ExportDoc {
@@ -300,6 +316,13 @@ fn raw_key(hex: &str) -> Result<linli_api::DbKey> {
 }
 
 fn passphrase(state: linli_api::LockState) -> Result<zeroize::Zeroizing<String>> {
+    if state == linli_api::LockState::KeyMissing {
+        anyhow::bail!(
+            "数据已加密，但钥匙文件 store.key 不见了 The store is encrypted and its key file \
+             store.key is missing: restore it from where it was copied (a new passphrase cannot \
+             open the store)"
+        );
+    }
     if let Ok(p) = std::env::var("LINLI_PASSPHRASE")
         && !p.is_empty()
     {
@@ -312,7 +335,9 @@ fn passphrase(state: linli_api::LockState) -> Result<zeroize::Zeroizing<String>>
         );
     }
     match state {
-        linli_api::LockState::Locked => Ok(rpassword::prompt_password("口令 Passphrase: ")?.into()),
+        linli_api::LockState::Locked | linli_api::LockState::KeyMissing => {
+            Ok(rpassword::prompt_password("口令 Passphrase: ")?.into())
+        }
         linli_api::LockState::New => {
             let first: zeroize::Zeroizing<String> = rpassword::prompt_password(
                 "为本机数据设置口令（至少10个字符） Choose a passphrase for this device's data (at least 10 characters): ",
@@ -478,8 +503,35 @@ fn run(cli: Cli) -> Result<()> {
             let entries = api_existing(&cli)?.history(id, out.reveal)?;
             out.emit(&entries, || print_history(&entries));
         }
-        Command::Audit { limit } => {
-            let entries = api_existing(&cli)?.audit_log(*limit)?;
+        Command::Audit {
+            check: Some(AuditCheck::Verify),
+            ..
+        } => {
+            let check = api_existing(&cli)?.audit_verify()?;
+            out.emit(&check, || match check.broken_at {
+                None => say!(
+                    "审计日志完整 The audit log's chain holds: {} entries, head {}",
+                    check.entries,
+                    check.head
+                ),
+                Some(seq) => say!(
+                    "审计日志被改动 The audit log was altered: entry #{seq} does not follow from the one before"
+                ),
+            });
+            if let Some(seq) = check.broken_at {
+                anyhow::bail!("the audit log's chain breaks at entry #{seq}");
+            }
+        }
+        Command::Audit {
+            check: None,
+            limit,
+            since,
+            csv,
+        } => {
+            let entries = api_existing(&cli)?.audit_since(since.as_deref(), *limit)?;
+            if let Some(file) = csv {
+                write_atomic(file, output::audit_csv(&entries).as_bytes())?;
+            }
             out.emit(&entries, || output::print_audit(&entries));
         }
         Command::ExportDoc { id, file } => {

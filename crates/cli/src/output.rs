@@ -212,6 +212,43 @@ pub fn print_history(entries: &[HistoryEntry]) {
     say!("共 {} 次修改 · {} changes", entries.len(), entries.len());
 }
 
+/// The audit log as CSV for an auditor (UTF-8 with a byte-order mark, so that Excel and WPS
+/// read the Chinese): one row per entry, newest first. A cell that a spreadsheet would run as a
+/// formula (`=`, `+`, `-`, `@`) is prefixed with `'`.
+pub fn audit_csv(entries: &[linli_store::AuditEntry]) -> String {
+    fn cell(s: &str) -> String {
+        let s = if s.starts_with(['=', '+', '-', '@']) {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        };
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    }
+    let mut out = String::from(
+        "\u{feff}序号 seq,时间 time,使用人 user,设备 device,操作 action,对象 record,字段 field,原因 reason,hash\r\n",
+    );
+    for e in entries {
+        let row = [
+            e.seq.to_string(),
+            e.at.to_china().format("%Y-%m-%d %H:%M:%S").to_string(),
+            e.user.clone(),
+            e.device.clone(),
+            e.action.clone(),
+            e.target.clone(),
+            e.detail.clone(),
+            e.reason.clone(),
+            e.hash.clone(),
+        ];
+        out.push_str(&row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// The audit log, newest first: when, who, what, whose record, which field (never a value).
 pub fn print_audit(entries: &[linli_store::AuditEntry]) {
     for e in entries {

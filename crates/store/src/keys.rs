@@ -93,22 +93,50 @@ pub fn check_passphrase(passphrase: &str) -> Result<(), StoreError> {
 
 /// Makes the key of a new store in `dir` (or of a plain one about to be encrypted) and its
 /// first slot, for `person`. Fails if `dir` has a key file already.
+///
+/// Never replaces a key file (two first starts at once: one wins, the other is told), and
+/// refuses when an encrypted store is there without its key file (a new key would not open
+/// it: the key file is to be restored).
 pub fn create(dir: &Path, person: &str, passphrase: &str) -> Result<DbKey, StoreError> {
     check_passphrase(passphrase)?;
     if exists(dir) {
         return Err(damaged("a key file exists already"));
     }
+    if key_missing(dir)? {
+        return Err(StoreError::KeyFile(format!(
+            "{} is encrypted and its key file {KEY_FILE} is missing: restore {KEY_FILE} from \
+             where it was copied (a new passphrase cannot open it)",
+            dir.join(crate::store::DB_FILE).display()
+        )));
+    }
     linli_sqlite::private_dir(dir, KEY_FILE).map_err(io(dir))?;
     let key = DbKey::random().map_err(io(dir))?;
     let slot = wrap(&key, person, passphrase)?;
-    write(
-        dir,
-        &KeyFile {
-            version: 1,
-            slots: vec![slot],
-        },
-    )?;
-    Ok(key)
+    let file = KeyFile {
+        version: 1,
+        slots: vec![slot],
+    };
+    let tmp = write_tmp(dir, &file)?;
+    // A hard link fails if the name exists: the first key written stays the store's.
+    let linked = std::fs::hard_link(&tmp, dir.join(KEY_FILE));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(damaged(
+            "a key file was made meanwhile: sign in with its passphrase",
+        )),
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
+/// Whether `dir` holds an encrypted store without its key file.
+pub fn key_missing(dir: &Path) -> Result<bool, StoreError> {
+    let db = dir.join(crate::store::DB_FILE);
+    let len = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    Ok(!exists(dir) && len > 0 && !linli_sqlite::is_plain(&db).map_err(io(dir))?)
 }
 
 /// Adds `person` (or replaces their passphrase) with the unlocked `key`.
@@ -186,20 +214,30 @@ fn parse_file(text: &str) -> Result<KeyFile, StoreError> {
 }
 
 fn write(dir: &Path, file: &KeyFile) -> Result<(), StoreError> {
-    let text = serde_json::to_string_pretty(file).map_err(|e| damaged(e.to_string()))?;
     // Written next to it and renamed over it: a killed process leaves the old file or the new
     // one, never half of one.
-    let tmp = dir.join(format!("{KEY_FILE}.new"));
-    {
-        use std::io::Write;
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = linli_sqlite::private_file(&tmp).map_err(io(dir))?;
-        f.write_all(text.as_bytes()).map_err(io(dir))?;
-        f.sync_all().map_err(io(dir))?;
-    }
+    let tmp = write_tmp(dir, file)?;
     std::fs::rename(&tmp, dir.join(KEY_FILE)).map_err(io(dir))?;
     let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     Ok(())
+}
+
+/// Writes `file` to a temporary file of its own next to the key file (its name unique to
+/// this process and call), durably.
+fn write_tmp(dir: &Path, file: &KeyFile) -> Result<std::path::PathBuf, StoreError> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(file).map_err(|e| damaged(e.to_string()))?;
+    let mut tag = [0u8; 8];
+    getrandom::fill(&mut tag).map_err(|e| damaged(e.to_string()))?;
+    let tmp = dir.join(format!(
+        "{KEY_FILE}.{}-{}.new",
+        std::process::id(),
+        hex(&tag)
+    ));
+    let mut f = linli_sqlite::private_file(&tmp).map_err(io(dir))?;
+    f.write_all(text.as_bytes()).map_err(io(dir))?;
+    f.sync_all().map_err(io(dir))?;
+    Ok(tmp)
 }
 
 fn derive(
@@ -345,6 +383,29 @@ mod tests {
         let err = create(other.path(), "王芳", "123456").unwrap_err();
         assert!(err.to_string().contains("at least 10"), "{err}");
         assert!(!exists(other.path()));
+    }
+
+    #[test]
+    fn an_encrypted_store_without_its_key_file_is_never_given_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = create(dir.path(), "王芳", "correct horse battery").unwrap();
+        drop(crate::Store::open(dir.path(), &key).unwrap());
+        // A second first start (a double click, two processes) does not replace the key.
+        let err = create(dir.path(), "王芳", "another passphrase!").unwrap_err();
+        assert!(err.to_string().contains("exists"), "{err}");
+        assert_eq!(
+            unlock(dir.path(), None, "correct horse battery")
+                .unwrap()
+                .0
+                .as_bytes(),
+            key.as_bytes()
+        );
+        // The key file lost: the store says so instead of taking a new key.
+        std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        assert!(key_missing(dir.path()).unwrap());
+        let err = create(dir.path(), "王芳", "another passphrase!").unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        assert!(!exists(dir.path()));
     }
 
     #[test]

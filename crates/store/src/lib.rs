@@ -38,7 +38,7 @@ pub mod screens;
 pub mod store;
 
 pub use aside::SetAside;
-pub use audit::AuditEntry;
+pub use audit::{AuditCheck, AuditEntry};
 pub use changes::Subscription;
 pub use codec::TRAIN_AFTER;
 pub use error::StoreError;

@@ -208,6 +208,11 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE set_aside ADD COLUMN whole INTEGER NOT NULL DEFAULT 1;",
     // 15: why a sensitive value was shown (个人信息保护法: a purpose for each use).
     "ALTER TABLE audit ADD COLUMN reason TEXT NOT NULL DEFAULT '';",
+    // 16: the audit log as a hash chain (each entry's hash covers the one before it), and the
+    // device that wrote each entry; entries made before are chained when the store opens.
+    "ALTER TABLE audit ADD COLUMN device TEXT NOT NULL DEFAULT '';
+     ALTER TABLE audit ADD COLUMN hash BLOB;
+     INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_chain', '1');",
 ];
 
 /// Who writes: the device's Automerge actor and the person using it.
@@ -372,6 +377,10 @@ impl Store {
             store
                 .conn
                 .execute("DELETE FROM meta WHERE key = 'reindex'", [])?;
+        }
+        // Migration 16 asks for the audit entries made before it to be chained.
+        if get_meta(&store.conn, "audit_chain")?.is_some() {
+            crate::audit::chain_unchained(&mut store.conn)?;
         }
         // Migration 12 asks for the records stored before it to be compressed.
         if get_meta(&store.conn, "pack_records")?.is_some() {

@@ -644,3 +644,44 @@ fn commits_are_announced_and_the_log_stays_bounded() {
         .unwrap_or(0);
     assert!(wal < 8 << 20, "the log grew to {wal} bytes");
 }
+
+/// Each audit entry's hash covers the one before it: an entry edited or deleted in the file
+/// breaks the chain at the entry that follows from it, and `audit_verify` names it.
+#[test]
+fn the_audit_log_is_a_chain_that_shows_an_edit_or_a_deletion() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::open(dir.path(), &linli_testkit::key()).unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..5 {
+        store
+            .audit("reveal", &format!("p-{i}"), "phone")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let check = store.audit_verify().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((check.entries, check.broken_at), (5, None));
+    assert_eq!(check.head.len(), 64);
+    let raw = linli_testkit::open_db(dir.path().join(linli_store::store::DB_FILE))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let exec = |sql: &str| {
+        raw.execute(sql, []).unwrap_or_else(|e| panic!("{e}"));
+    };
+    exec("UPDATE audit SET target = 'p-9' WHERE seq = 3");
+    let broken = store.audit_verify().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(broken.broken_at, Some(3));
+    exec("UPDATE audit SET target = 'p-2' WHERE seq = 3");
+    assert_eq!(
+        store
+            .audit_verify()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .broken_at,
+        None,
+        "put back as it was, it holds again"
+    );
+    exec("DELETE FROM audit WHERE seq = 2");
+    assert_eq!(
+        store
+            .audit_verify()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .broken_at,
+        Some(3)
+    );
+}

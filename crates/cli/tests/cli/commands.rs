@@ -638,8 +638,30 @@ fn reveals_are_checked_and_audited_whatever_the_door() {
         "{text}"
     );
     assert!(!text.contains(&phone) && !entries[0].to_string().contains(&phone));
-    // The owners' device saw nothing in full: its log is empty.
-    assert_eq!(json(&o, &["audit"]).as_array().map(Vec::len), Some(0));
+    // The chain holds; an auditor gets a CSV; a day after today lists nothing.
+    assert!(ok(&a, &["audit", "verify"]).contains("1 entries"));
+    let csv = tmp.path().join("audit.csv");
+    ok(&a, &["audit", "--csv", csv.to_str().unwrap()]);
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        csv.starts_with('\u{feff}') && csv.contains("p-0000001") && csv.contains("测试核对"),
+        "{csv}"
+    );
+    assert!(!csv.contains(&phone));
+    assert_eq!(
+        json(&a, &["audit", "--since", "2099-01-01"]),
+        serde_json::json!([])
+    );
+    // An entry changed in the file is found.
+    {
+        let db = linli_testkit::open_db(a.join("linli.sqlite")).unwrap();
+        db.execute("UPDATE audit SET user = '别人'", []).unwrap();
+    }
+    let e = err(&a, &["audit", "verify"]);
+    assert!(e.contains("#1"), "{e}");
+    // The audit log names residents' records: an owners' committee device may not read it.
+    let e = err(&o, &["audit"]);
+    assert!(e.contains("may not"), "{e}");
     // The command line checks roles as the app does (one door, `linli-api`): an owners'
     // device may not export a raw document (every field of it, unmasked).
     let file = tmp.path().join("doc.automerge");
