@@ -1411,8 +1411,10 @@ mod tests {
             )
             .unwrap();
         }
-        // The store is encrypted: nothing of it in the file.
-        let bytes = std::fs::read(dir.path().join("linli.sqlite")).unwrap();
+        // The store is encrypted: nothing of it in the file or its write-ahead log.
+        let mut bytes = std::fs::read(dir.path().join("linli.sqlite")).unwrap();
+        bytes.extend(std::fs::read(dir.path().join("linli.sqlite-wal")).unwrap_or_default());
+        assert!(!bytes.starts_with(b"SQLite format 3\0"));
         assert!(
             !bytes
                 .windows("幸福社区".len())

@@ -94,6 +94,9 @@ impl Api {
     /// document's history).
     pub fn import_file(&self, file: &Path, message: &str) -> Result<WriteReport, ApiError> {
         let mut store = self.store();
+        if store.community_id()?.is_some() {
+            self.roster_role(&store, "import records")?;
+        }
         setup::import_file(&mut store, file, message, self.today())
     }
 

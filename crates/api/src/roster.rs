@@ -571,14 +571,30 @@ impl Api {
             })
     }
 
+    /// Whether this device's role may change the record `id` field by field: the roster and
+    /// the work on it (households, people, organisations, visits, tasks, requests) as the roster;
+    /// notices as publishing; the community as managing; help posts are everyone's.
     fn check_roster_write(&self, store: &Store, id: &str) -> Result<(), ApiError> {
-        let roster = store.household_of(id)?.is_some()
-            || matches!(
-                store.collection_of(id)?,
-                Some(linli_domain::Collection::Household | linli_domain::Collection::Sensitive)
-            );
-        if roster {
-            self.roster_role(store, "change the roster")?;
+        use linli_domain::Collection as C;
+        let collection = if store.household_of(id)?.is_some() {
+            Some(C::Household)
+        } else {
+            store.collection_of(id)?
+        };
+        match collection {
+            Some(C::Household | C::Person | C::Sensitive | C::Organisation | C::Visit) => {
+                self.roster_role(store, "change the roster")?;
+            }
+            Some(C::Task | C::Request) => {
+                self.roster_role(store, "change inspection tasks or requests")?;
+            }
+            Some(C::Notice) => {
+                self.require(store, Action::Publish)?;
+            }
+            Some(C::Community | C::Ballot) => {
+                self.require(store, Action::Manage)?;
+            }
+            Some(C::Post) | None => {}
         }
         Ok(())
     }

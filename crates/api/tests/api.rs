@@ -1546,6 +1546,11 @@ fn every_role_is_allowed_or_refused_every_operation_with_a_clear_error() {
             }),
         ),
         (
+            "edit a notice",
+            [true, false, true],
+            Box::new(|a| a.edit(&notice, "title", "停水通知（更正）").map(|_| ())),
+        ),
+        (
             "publish_notice",
             [true, false, true],
             Box::new(|a| a.publish_notice("通知", "内容", false).map(|_| ())),

@@ -100,7 +100,8 @@ pub fn encrypt_in_place(path: &Path, key: &DbKey) -> rusqlite::Result<()> {
             "ATTACH DATABASE ?1 AS encrypted KEY {}",
             key.literal().as_str()
         ));
-        conn.execute(&attach, [copy.to_string_lossy()])?;
+        conn.execute(&attach, [copy.to_string_lossy()])
+            .map_err(|e| keyless(&e))?;
         conn.query_row("SELECT sqlcipher_export('encrypted')", [], |_| Ok(()))?;
         // The export copies schema and rows, not the header's numbers: the schema's version
         // goes along by hand.
@@ -124,6 +125,17 @@ pub fn encrypt_in_place(path: &Path, key: &DbKey) -> rusqlite::Result<()> {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(())
+}
+
+/// An error of a statement that holds a key, without the statement: its code and a fixed text.
+fn keyless(e: &rusqlite::Error) -> rusqlite::Error {
+    let code = e
+        .sqlite_error()
+        .map_or(rusqlite::ffi::SQLITE_ERROR, |s| s.extended_code);
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(code),
+        Some("setting the database's key failed".into()),
+    )
 }
 
 fn io_error(e: std::io::Error) -> rusqlite::Error {
@@ -150,7 +162,8 @@ pub fn open(path: &Path, busy: Duration, key: Option<&DbKey>) -> rusqlite::Resul
     let conn = Connection::open(path)?;
     if let Some(key) = key {
         let pragma = Zeroizing::new(format!("PRAGMA key = {};", key.literal().as_str()));
-        conn.execute_batch(&pragma)?;
+        // An error here must not carry the statement (it holds the key).
+        conn.execute_batch(&pragma).map_err(|e| keyless(&e))?;
         // SQLCipher reads the key at the first access: make that now.
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
         // Every page read from the file is decrypted and authenticated: a page cache of 16 MB
