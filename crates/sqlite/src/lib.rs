@@ -84,17 +84,38 @@ pub fn is_plain(path: &Path) -> std::io::Result<bool> {
 
 /// Encrypts the plain database at `path` with `key`, in place: its log is checkpointed into
 /// it, an encrypted copy is written next to it (`…-encrypting`) and renamed over it. A process
-/// killed on the way leaves the plain file whole (the copy is written anew next time). No other
-/// connection may be open meanwhile.
+/// killed on the way leaves the plain file whole (the copy is written anew next time).
+///
+/// Processes of this program take turns (an exclusive lock on `…-encrypting.lock`; the one
+/// that finds the file encrypted already does nothing); a connection still holding the plain
+/// file's log makes it refuse (busy) rather than copy a partial file. A process of an older
+/// Linli with the plain file open while it is replaced would go on writing to the replaced
+/// file: upgrade with the app and the command line closed.
 pub fn encrypt_in_place(path: &Path, key: &DbKey) -> rusqlite::Result<()> {
     let mut name = path.as_os_str().to_owned();
     name.push("-encrypting");
-    let copy = PathBuf::from(name);
+    let copy = PathBuf::from(&name);
+    name.push(".lock");
+    let lock = private_file(Path::new(&name)).map_err(io_error)?;
+    lock.lock().map_err(io_error)?;
+    if !is_plain(path).map_err(io_error)? {
+        // Another process encrypted it while this one waited.
+        return Ok(());
+    }
     let _ = std::fs::remove_file(&copy);
     {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if busy != 0 {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("another connection holds the database: close it and try again".into()),
+            ));
+        }
         private_db_file(&copy).map_err(io_error)?;
         let attach = Zeroizing::new(format!(
             "ATTACH DATABASE ?1 AS encrypted KEY {}",
@@ -580,7 +601,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("encrypting"))
+            .filter(|n| n.contains("encrypting") && !n.ends_with(".lock"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
