@@ -137,7 +137,9 @@ impl Api {
         let user = store.author().user.clone();
         match (post.status, to) {
             (PostStatus::Open, PostStatus::Claimed) => post.claimed_by = Some(user),
-            (PostStatus::Claimed, PostStatus::Done) => {}
+            // Done: said by who asked or who helped.
+            (PostStatus::Claimed, PostStatus::Done)
+                if post.author == user || post.claimed_by.as_deref() == Some(user.as_str()) => {}
             (PostStatus::Open | PostStatus::Claimed, PostStatus::Withdrawn)
                 if post.author == user => {}
             (from, to) => {

@@ -924,6 +924,11 @@ fn help_posts_and_notices_with_read_confirmations() {
     api.reply_post(&post, "我可以").unwrap();
     let p = api.move_post(&post, PostStatus::Claimed).unwrap();
     assert_eq!(p.claimed_by.as_deref(), Some("王芳"));
+    // Done is said by who asked or who helped, not by a third person.
+    api.set_user("李四");
+    let err = api.move_post(&post, PostStatus::Done).unwrap_err();
+    assert!(err.to_string().contains("claimed to done"), "{err}");
+    api.set_user("王芳");
     let p = api.move_post(&post, PostStatus::Done).unwrap();
     assert_eq!((p.status, p.replies.len()), (PostStatus::Done, 1));
     assert_eq!(

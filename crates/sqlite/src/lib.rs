@@ -182,6 +182,9 @@ pub const BACKSTOP_PAGES: i64 = 8192;
 pub fn open(path: &Path, busy: Duration, key: Option<&DbKey>) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     if let Some(key) = key {
+        // SQLCipher writes its own errors to stderr (a wrong key: "error decrypting page 1");
+        // the caller reports them, in words.
+        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
         let pragma = Zeroizing::new(format!("PRAGMA key = {};", key.literal().as_str()));
         // An error here must not carry the statement (it holds the key).
         conn.execute_batch(&pragma).map_err(|e| keyless(&e))?;
