@@ -1383,7 +1383,6 @@ fn every_role_is_allowed_or_refused_every_operation_with_a_clear_error() {
     assert_eq!(o.sync_once().phase, SyncPhase::Synced);
 
     type Op<'a> = Box<dyn Fn(&Api) -> Result<(), ApiError> + 'a>;
-    let ok = |r: Result<(), ApiError>| r;
     let ops: Vec<(&str, [bool; 3], Op)> = vec![
         (
             "overview",
@@ -1586,7 +1585,6 @@ fn every_role_is_allowed_or_refused_every_operation_with_a_clear_error() {
             Box::new(|a| a.drop_set_aside().map(|_| ())),
         ),
     ];
-    let _ = ok;
     let devices = [("staff", &s), ("grid", &g), ("owners", &o)];
     let mut wrong = Vec::new();
     for (name, allowed, op) in &ops {

@@ -199,7 +199,7 @@ fn traffic(url: &str) -> Result<(u64, u64)> {
 /// Device B syncs once, as its own process.
 /// The key of a benchmark's stores as `LINLI_STORE_KEY` takes it (for its child processes).
 pub(crate) fn key_hex(key: &linli_store::DbKey) -> String {
-    key.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    key.to_hex().to_string()
 }
 
 fn b_sync(dir: &Path, url: &str, key: &linli_store::DbKey) -> Result<(Value, f64)> {

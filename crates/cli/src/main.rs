@@ -294,25 +294,9 @@ fn key(cli: &Cli, dir: &std::path::Path) -> Result<linli_api::DbKey> {
 }
 
 fn raw_key(hex: &str) -> Result<linli_api::DbKey> {
-    let hex = zeroize::Zeroizing::new(hex.trim().to_string());
-    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    let digits: Option<Vec<u8>> = hex
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|p| u8::from_str_radix(p, 16).ok())
-        })
-        .collect();
-    match digits {
-        Some(d) if d.len() == 32 && hex.len() == 64 => {
-            bytes.copy_from_slice(&d);
-            Ok(linli_api::DbKey::from_bytes(*bytes))
-        }
-        // The value itself is not repeated: it is a secret.
-        _ => anyhow::bail!("LINLI_STORE_KEY is not 64 hex digits (a 256-bit key)"),
-    }
+    // The value itself is not repeated: it is a secret.
+    linli_api::DbKey::from_hex(hex)
+        .ok_or_else(|| anyhow::anyhow!("LINLI_STORE_KEY is not 64 hex digits (a 256-bit key)"))
 }
 
 fn passphrase(state: linli_api::LockState) -> Result<zeroize::Zeroizing<String>> {

@@ -42,16 +42,39 @@ impl DbKey {
         &self.0
     }
 
-    /// `PRAGMA key` (or `KEY` of an `ATTACH`) as SQLCipher reads a raw key: `"x'…'"`.
-    fn literal(&self) -> Zeroizing<String> {
-        let mut s = Zeroizing::new(String::with_capacity(69));
-        s.push_str("\"x'");
+    /// The key as 64 lowercase hex digits (`LINLI_STORE_KEY`: for scripts, benchmarks and
+    /// tests that pass a store's raw key to a process).
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        let mut s = Zeroizing::new(String::with_capacity(64));
         for b in self.0.iter() {
             s.push(char::from(HEX[usize::from(b >> 4)]));
             s.push(char::from(HEX[usize::from(b & 15)]));
         }
-        s.push_str("'\"");
         s
+    }
+
+    /// Reads [`DbKey::to_hex`] (surrounding spaces allowed); none unless exactly 64 hex
+    /// digits. Never panics, whatever the text.
+    pub fn from_hex(text: &str) -> Option<DbKey> {
+        let text = text.trim().as_bytes();
+        if text.len() != 64 {
+            return None;
+        }
+        let digit = |c: u8| {
+            char::from(c)
+                .to_digit(16)
+                .and_then(|d| u8::try_from(d).ok())
+        };
+        let mut key = Zeroizing::new([0u8; 32]);
+        for (i, pair) in text.chunks_exact(2).enumerate() {
+            key[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(DbKey(key))
+    }
+
+    /// `PRAGMA key` (or `KEY` of an `ATTACH`) as SQLCipher reads a raw key: `"x'…'"`.
+    fn literal(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("\"x'{}'\"", self.to_hex().as_str()))
     }
 }
 
@@ -607,5 +630,19 @@ mod tests {
             .filter(|n| n.contains("encrypting") && !n.ends_with(".lock"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    proptest::proptest! {
+        /// Any text: a key or none, never a panic; a key's hex reads back as the same key.
+        #[test]
+        fn any_text_reads_as_a_key_or_none(text in ".{0,80}", bytes in proptest::array::uniform32(0u8..)) {
+            if let Some(k) = DbKey::from_hex(&text) {
+                let hex = k.to_hex();
+                proptest::prop_assert_eq!(hex.as_str(), text.trim().to_ascii_lowercase());
+            }
+            let key = DbKey::from_bytes(bytes);
+            let back = DbKey::from_hex(&key.to_hex());
+            proptest::prop_assert_eq!(back.map(|k| *k.as_bytes()), Some(bytes));
+        }
     }
 }

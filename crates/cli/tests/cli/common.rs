@@ -20,11 +20,7 @@ pub fn linli_command() -> Command {
 
 /// The tests' store key, as `LINLI_STORE_KEY` takes it.
 pub fn key_hex() -> String {
-    linli_testkit::key()
-        .as_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    linli_testkit::key().to_hex().to_string()
 }
 
 pub fn linli(dir: &Path, args: &[&str]) -> Output {
